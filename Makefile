@@ -1,0 +1,26 @@
+# Two commands matter: `make demo` (set up, then compare both strategies) and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+DATA ?=
+EPOCHS ?= 3
+
+.PHONY: install test demo clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $@
+
+test: install
+	$(BIN)/pytest -q
+
+# DATA empty: download the PyTorch tutorial's ants/bees photos (needs internet).
+# Offline: make demo DATA=../shared/datasets/animals4 (or any photo folder).
+demo: install
+	$(BIN)/transferlab compare $(DATA) --backbone efficientnet_lite0 --epochs $(EPOCHS)
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

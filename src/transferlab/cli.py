@@ -1,0 +1,143 @@
+"""The `transferlab` command: argument parsing and printing only; the work is done by the Python API."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from .backbones import REGISTRY, WeightsUnavailable
+from .config import RECIPES, STRATEGIES, DataConfig, TrainConfig
+from .data import DatasetError
+from .images import UnreadableImage
+
+log = logging.getLogger("transferlab")
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("data", nargs="?", help="photo folder: DATA/train/<class>/* + DATA/val/<class>/*, or "
+                        "DATA/<class>/* (split automatically). Omitted: download the ants/bees demo set")
+    parser.add_argument("--backbone", default="resnet50", choices=sorted(REGISTRY), help="pretrained network")
+    parser.add_argument("--weights", help="weights file (.pth/.safetensors) or variant name (e.g. IMAGENET1K_V2)")
+    parser.add_argument("--recipe", default="reference", choices=sorted(RECIPES),
+                        help="training schedule preset (reference = the PyTorch tutorial's)")
+    parser.add_argument("--epochs", type=int, help="override the recipe's number of epochs")
+    parser.add_argument("--batch-size", type=int, help="override the recipe's batch size")
+    parser.add_argument("--lr", type=float, help="override the recipe's learning rate")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--views", type=int, default=1,
+                        help="extract: augmented views per training image whose features are cached (default 1)")
+    parser.add_argument("--val-fraction", type=float, default=0.2, help="validation share when splitting one folder")
+    parser.add_argument("--max-per-class", type=int, help="use at most N images per class and split (quick trials)")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ...")
+    parser.add_argument("--workers", type=int, help="image-decoding processes (default: one per CPU core, max 8)")
+    parser.add_argument("--out", default="runs", help="folder for run directories (default runs/)")
+    parser.add_argument("--name", help="run folder name (default: strategy/compare + backbone + time)")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars (for logs and CI)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="transferlab", description=__import__("transferlab").__doc__.split("\n\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    train = commands.add_parser("train", help="train one strategy")
+    _common(train)
+    train.add_argument("--strategy", default="finetune", choices=STRATEGIES)
+    compare = commands.add_parser("compare", help="train several strategies on the same data and compare them")
+    _common(compare)
+    compare.add_argument("--strategies", default=",".join(STRATEGIES), help="comma-separated (default: all)")
+    predict = commands.add_parser("predict", help="classify images with a trained run")
+    predict.add_argument("run", help="a run directory (one strategy's folder)")
+    predict.add_argument("images", nargs="+", help="image files")
+    predict.add_argument("--topk", type=int, default=3)
+    predict.add_argument("--json", action="store_true", help="one JSON object per image")
+    commands.add_parser("backbones", help="list the available backbones")
+    return parser
+
+
+def config_from_args(args: argparse.Namespace, strategy: str = "finetune") -> TrainConfig:
+    recipe = RECIPES[args.recipe]
+    overrides = {k: v for k, v in (("epochs", args.epochs), ("batch_size", args.batch_size), ("lr", args.lr))
+                 if v is not None}
+    from dataclasses import replace
+
+    data = args.data
+    if data is None:
+        from .demo import demo_dataset
+
+        data = str(demo_dataset())
+    return TrainConfig(
+        data=DataConfig(root=data, val_fraction=args.val_fraction, max_per_class=args.max_per_class),
+        strategy=strategy, backbone=args.backbone, weights=args.weights, recipe=replace(recipe, **overrides),
+        seed=args.seed, views=args.views, device=args.device, workers=args.workers, out=args.out, name=args.name,
+        quiet=args.quiet)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING if getattr(args, "quiet", False) else logging.INFO,
+                        format="transferlab: %(message)s", stream=sys.stderr)
+    try:
+        return COMMANDS[args.command](args)
+    except (DatasetError, WeightsUnavailable, UnreadableImage, FileNotFoundError, ValueError, RuntimeError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from .training import TrainingInterrupted, train
+
+    try:
+        result = train(config_from_args(args, args.strategy))
+    except TrainingInterrupted as stop:
+        print(f"interrupted; {stop.result.run_dir} keeps the best checkpoint (epoch {stop.result.best_epoch})")
+        return 130
+    s = result.summary
+    print(f"{result.strategy}: best val accuracy {s['best_val_acc']:.1%} at epoch {s['best_epoch']}, "
+          f"{s['total_seconds']:.0f}s in all; run saved in {result.run_dir}")
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from .report import load_runs, text_table
+    from .training import compare
+
+    strategies = tuple(s.strip() for s in args.strategies.split(",") if s.strip())
+    unknown = [s for s in strategies if s not in STRATEGIES]
+    if unknown or not strategies:
+        raise ValueError(f"unknown strategies {unknown}; choose from {', '.join(STRATEGIES)}")
+    result = compare(config_from_args(args), strategies)
+    print(text_table(load_runs(result.out_dir)))
+    print(f"\nreport: {result.report}")
+    return 130 if result.interrupted else 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from .predict import Classifier
+
+    classifier = Classifier.load(args.run)
+    failed = 0
+    for image in args.images:
+        try:
+            prediction = classifier.predict(Path(image), args.topk)
+        except UnreadableImage as error:
+            failed += 1
+            print(json.dumps({"file": image, "error": str(error)}) if args.json else f"{image}: error: {error}")
+            continue
+        if args.json:
+            print(json.dumps({"file": image, "label": prediction.label, "probability": prediction.probability,
+                              "topk": prediction.topk}))
+        else:
+            ranked = ", ".join(f"{label} {p:.1%}" for label, p in prediction.topk)
+            print(f"{image}: {prediction.label} ({ranked})")
+    return 1 if failed else 0
+
+
+def cmd_backbones(args: argparse.Namespace) -> int:
+    for name, spec in sorted(REGISTRY.items()):
+        print(f"{name:20s} input {spec.input_size}px, {spec.feature_dim}-d features, weights: {', '.join(spec.variants)}")
+    return 0
+
+
+COMMANDS = {"train": cmd_train, "compare": cmd_compare, "predict": cmd_predict, "backbones": cmd_backbones}

@@ -1,0 +1,78 @@
+"""Configuration as plain dataclasses: what to train on, with what, and how. Saved as JSON with every run."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+STRATEGIES = ("finetune", "extract")
+
+
+@dataclass
+class Recipe:
+    """Optimisation schedule. The default is the reference project's (PyTorch transfer-learning tutorial) recipe."""
+
+    name: str = "reference"
+    epochs: int = 25
+    batch_size: int = 32
+    lr: float = 0.001
+    momentum: float = 0.9
+    weight_decay: float = 0.0
+    step_size: int = 7  # StepLR: multiply the learning rate by `gamma` every `step_size` epochs
+    gamma: float = 0.1
+
+
+RECIPES: dict[str, Recipe] = {"reference": Recipe()}
+
+
+@dataclass
+class DataConfig:
+    root: str
+    val_fraction: float = 0.2  # used only when the folder has no train/ and val/ sub-folders
+    max_per_class: int | None = None  # keep at most this many images per class and split (quick trials)
+    background: tuple[int, int, int] = (255, 255, 255)  # transparent pixels are composited onto this colour
+
+
+@dataclass
+class TrainConfig:
+    data: DataConfig
+    strategy: str = "finetune"
+    backbone: str = "resnet50"
+    weights: str | None = None  # weights file, or a variant name such as IMAGENET1K_V2; None = default
+    recipe: Recipe = field(default_factory=Recipe)
+    seed: int = 0
+    views: int = 1  # extract: augmented views per training image whose features are cached (see README)
+    device: str = "auto"  # "auto", "cpu", "cuda", "cuda:1", ...
+    workers: int | None = None  # image-decoding processes; None = one per CPU core (at most 8)
+    out: str = "runs"
+    name: str | None = None  # run folder name; None = "<strategy>-<backbone>-<timestamp>"
+    quiet: bool = False
+
+    def __post_init__(self) -> None:
+        if self.strategy not in STRATEGIES:
+            raise ValueError(f"unknown strategy '{self.strategy}'; choose one of {', '.join(STRATEGIES)}")
+        if self.views < 1:
+            raise ValueError("--views must be at least 1")
+
+
+def to_dict(config: Any) -> dict:
+    """A JSON-ready dict of a (nested) config dataclass."""
+    return dataclasses.asdict(config)
+
+
+def save_json(data: dict, path: Path) -> None:
+    """Write JSON atomically (temporary file, then rename), so an interruption never leaves half a file."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2, default=str) + "\n")
+    tmp.replace(path)
+
+
+def train_config_from_dict(data: dict) -> TrainConfig:
+    """Rebuild a TrainConfig from the JSON saved in a run directory."""
+    data = dict(data)
+    data["data"] = DataConfig(**{**data["data"], "background": tuple(data["data"]["background"])})
+    data["recipe"] = Recipe(**data["recipe"])
+    return TrainConfig(**data)

@@ -1,0 +1,157 @@
+"""The epoch loop: train, validate, time where the seconds go, and report each epoch to a callback.
+
+`fit` knows nothing about files or strategies. It gets a module, the parameters to optimise, a function that
+yields training batches for an epoch and one that yields validation batches. Each epoch's time is split into
+waiting for data (producing the next batch: cropping, flipping, stacking, copying) and computing (forward,
+backward, optimizer step), plus validation.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+from typing import Callable, Iterable, Iterator
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from .cache import DecodedSplit
+from .config import Recipe
+from .presets import TrainPreset, normalize
+
+Batches = Iterable[tuple[torch.Tensor, torch.Tensor]]
+
+
+class SizedBatches:
+    """A one-pass batch iterator that knows how many batches it will yield (for progress bars)."""
+
+    def __init__(self, iterator: Iterator[tuple[torch.Tensor, torch.Tensor]], count: int):
+        self.iterator, self.count = iterator, count
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        return self.iterator
+
+    def __len__(self) -> int:
+        return self.count
+
+
+@dataclass
+class EpochRecord:
+    epoch: int
+    lr: float
+    train_loss: float
+    train_acc: float
+    val_loss: float
+    val_acc: float
+    seconds: float  # the whole epoch: training and validation
+    data_seconds: float  # training time spent waiting for the next batch
+    compute_seconds: float  # training time spent in forward, backward and the optimizer step
+    val_seconds: float
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def image_batches(split: DecodedSplit, spec, batch_size: int, device: torch.device, augment: bool,
+                  generator: torch.Generator | None = None) -> SizedBatches:
+    """Batches of normalized images from decoded tensors: shuffled and augmented for training, in order for eval."""
+    return SizedBatches(_image_batches(split, spec, batch_size, device, augment, generator),
+                        -(-len(split) // batch_size))
+
+
+def _image_batches(split, spec, batch_size, device, augment, generator):
+    preset = TrainPreset(spec.input_size) if augment else None
+    order = torch.randperm(len(split), generator=generator) if augment else torch.arange(len(split))
+    for start in range(0, len(order), batch_size):
+        index = order[start:start + batch_size]
+        pictures = [split.images[i] for i in index.tolist()]
+        batch = torch.stack([preset(p) for p in pictures] if preset else pictures)
+        batch = batch.to(device, non_blocking=True)
+        yield normalize(batch, spec), split.labels[index].to(device, non_blocking=True)
+
+
+def tensor_batches(features: torch.Tensor, labels: torch.Tensor, batch_size: int, device: torch.device,
+                   shuffle: bool, generator: torch.Generator | None = None) -> SizedBatches:
+    """Batches of cached feature vectors."""
+    return SizedBatches(_tensor_batches(features, labels, batch_size, device, shuffle, generator),
+                        -(-len(labels) // batch_size))
+
+
+def _tensor_batches(features, labels, batch_size, device, shuffle, generator):
+    order = torch.randperm(len(labels), generator=generator) if shuffle else torch.arange(len(labels))
+    for start in range(0, len(order), batch_size):
+        index = order[start:start + batch_size]
+        yield features[index].to(device, non_blocking=True), labels[index].to(device, non_blocking=True)
+
+
+def make_optimizer(parameters: list[nn.Parameter], recipe: Recipe):
+    optimizer = torch.optim.SGD(parameters, lr=recipe.lr, momentum=recipe.momentum, weight_decay=recipe.weight_decay)
+    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=recipe.step_size, gamma=recipe.gamma)
+    return optimizer, scheduler
+
+
+def fit(
+    module: nn.Module,
+    parameters: list[nn.Parameter],
+    train_batches: Callable[[int], Batches],
+    val_batches: Callable[[], Batches],
+    recipe: Recipe,
+    device: torch.device,
+    on_epoch: Callable[[EpochRecord], None],
+    quiet: bool = False,
+    desc: str = "train",
+) -> list[EpochRecord]:
+    """Train `module` for `recipe.epochs` epochs; call `on_epoch` after each one with its record."""
+    optimizer, scheduler = make_optimizer(parameters, recipe)
+    criterion = nn.CrossEntropyLoss()
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    records: list[EpochRecord] = []
+    epochs = tqdm(range(1, recipe.epochs + 1), desc=desc, unit="epoch", disable=quiet)
+    for epoch in epochs:
+        module.train()
+        lr = optimizer.param_groups[0]["lr"]
+        loss_sum, correct, seen = 0.0, 0, 0
+        data_seconds = compute_seconds = 0.0
+        epoch_start = tick = time.perf_counter()
+        for inputs, targets in tqdm(train_batches(epoch), desc=f"epoch {epoch}", unit="batch",
+                                    leave=False, disable=quiet):
+            got_batch = time.perf_counter()
+            data_seconds += got_batch - tick
+            optimizer.zero_grad(set_to_none=True)
+            logits = module(inputs)
+            loss = criterion(logits, targets)
+            loss.backward()
+            optimizer.step()
+            loss_sum += loss.item() * len(targets)
+            correct += (logits.argmax(1) == targets).sum().item()
+            seen += len(targets)
+            sync()
+            tick = time.perf_counter()
+            compute_seconds += tick - got_batch
+        scheduler.step()
+        val_start = time.perf_counter()
+        val_loss, val_acc = evaluate(module, val_batches(), criterion)
+        now = time.perf_counter()
+        record = EpochRecord(epoch, lr, loss_sum / max(seen, 1), correct / max(seen, 1), val_loss, val_acc,
+                             now - epoch_start, data_seconds, compute_seconds, now - val_start)
+        records.append(record)
+        epochs.set_postfix(val_acc=f"{val_acc:.3f}", loss=f"{record.train_loss:.3f}")
+        on_epoch(record)
+    return records
+
+
+@torch.inference_mode()
+def evaluate(module: nn.Module, batches: Batches, criterion: nn.Module | None = None) -> tuple[float, float]:
+    """Mean loss and accuracy of `module` (in eval mode) over `batches`."""
+    criterion = criterion or nn.CrossEntropyLoss()
+    was_training = module.training
+    module.eval()
+    loss_sum, correct, seen = 0.0, 0, 0
+    for inputs, targets in batches:
+        logits = module(inputs)
+        loss_sum += criterion(logits, targets).item() * len(targets)
+        correct += (logits.argmax(1) == targets).sum().item()
+        seen += len(targets)
+    module.train(was_training)
+    return loss_sum / max(seen, 1), correct / max(seen, 1)

@@ -1,0 +1,91 @@
+"""Decode any image file into an RGB picture, the same way for training and for prediction.
+
+Web-collected photo folders hold every mode Pillow knows: RGBA and LA with alpha, palette images with a
+transparent colour, CMYK, 16-bit grayscale, phone photos rotated by an EXIF tag. `load_rgb` turns each into an
+8-bit RGB image: transparency is composited onto a background colour (plain `.convert("RGB")` would paint
+transparent pixels black), 16-bit samples are scaled rather than clipped, and EXIF orientation is applied.
+A file that cannot be decoded raises `UnreadableImage` with a one-line reason.
+"""
+
+from __future__ import annotations
+
+import warnings
+from contextlib import nullcontext
+from pathlib import Path
+from typing import BinaryIO
+
+import numpy as np
+from PIL import Image, ImageOps
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
+DEFAULT_BACKGROUND = (255, 255, 255)
+
+_ALPHA_MODES = {"RGBA", "LA", "PA", "RGBa", "La"}
+_HIGH_BIT_MODES = {"I", "I;16", "I;16B", "I;16L", "I;16N", "F"}
+
+
+class UnreadableImage(Exception):
+    """Raised when a file is not a decodable image; the message says why in one line."""
+
+
+def is_image_file(path: Path) -> bool:
+    """True when the file name has an image extension this tool reads."""
+    return path.suffix.lower() in IMAGE_EXTENSIONS
+
+
+def load_rgb(
+    source: str | Path | BinaryIO | Image.Image,
+    background: tuple[int, int, int] = DEFAULT_BACKGROUND,
+    min_side: int | None = None,
+) -> Image.Image:
+    """Open an image file (or take a PIL image) and return it as an upright 8-bit RGB image.
+
+    `min_side` lets JPEG decoding skip work: the decoder may return a smaller image (never with a short
+    side below `min_side`), which is much faster for multi-megapixel photos that are resized anyway.
+    """
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            opened = nullcontext(source) if isinstance(source, Image.Image) else Image.open(source)
+            with opened as image:
+                if min_side and image.format == "JPEG":
+                    image.draft("RGB", (min_side, min_side))
+                image.load()
+                upright = ImageOps.exif_transpose(image)  # always a new image, so closing `image` is safe
+                return to_rgb(upright, background)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
+        raise UnreadableImage(f"decompression bomb: {error}") from None
+    except UnreadableImage:
+        raise
+    except FileNotFoundError:
+        raise UnreadableImage("file not found") from None
+    except Image.UnidentifiedImageError:
+        raise UnreadableImage("not an image Pillow can identify") from None
+    except (OSError, ValueError, SyntaxError, EOFError) as error:
+        raise UnreadableImage(f"cannot decode: {error}") from None
+
+
+def to_rgb(image: Image.Image, background: tuple[int, int, int] = DEFAULT_BACKGROUND) -> Image.Image:
+    """Convert a decoded PIL image of any mode to 8-bit RGB, compositing transparency onto `background`."""
+    if image.mode in _HIGH_BIT_MODES:
+        image = _high_bit_to_l(image)
+    if image.mode == "P" and "transparency" in image.info:
+        image = image.convert("RGBA")
+    if image.mode in _ALPHA_MODES:
+        rgba = image.convert("RGBA")
+        canvas = Image.new("RGBA", rgba.size, (*background, 255))
+        return Image.alpha_composite(canvas, rgba).convert("RGB")
+    if image.mode != "RGB":
+        image = image.convert("RGB")
+    return image
+
+
+def _high_bit_to_l(image: Image.Image) -> Image.Image:
+    """Scale 16-bit, 32-bit integer or float samples to 8 bits instead of clipping them at 255."""
+    array = np.asarray(image, dtype=np.float64)
+    if image.mode == "F":
+        top = 1.0 if array.max(initial=0.0) <= 1.0 else 255.0
+    else:
+        top = 65535.0 if array.max(initial=0.0) > 255 else 255.0
+    scaled = np.clip(array / top * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    return Image.fromarray(scaled, mode="L")

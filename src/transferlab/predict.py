@@ -1,0 +1,79 @@
+"""Use a trained run: `Classifier.load(run_dir).predict(image_or_path)`.
+
+The picture goes through exactly the preprocessing used for validation during training (`images.load_rgb`,
+then `presets.decoded_view` and `presets.eval_view`), so any image mode works and results match training.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from PIL import Image
+
+from .backbones import BackboneSpec
+from .images import load_rgb
+from .model import TransferModel, build_model
+from .presets import decoded_view, eval_view, normalize
+from .runs import load_checkpoint
+
+
+@dataclass
+class Prediction:
+    label: str
+    probability: float
+    topk: list[tuple[str, float]]
+
+
+class Classifier:
+    """A trained model together with its classes and preprocessing."""
+
+    def __init__(self, model: TransferModel, spec: BackboneSpec, classes: list[str], metadata: dict,
+                 device: str | torch.device = "cpu"):
+        self.device = torch.device(device)
+        self.model = model.to(self.device).eval()
+        self.spec = spec
+        self.classes = classes
+        self.metadata = metadata
+        self.background = tuple(metadata.get("background", (255, 255, 255)))
+
+    @classmethod
+    def load(cls, run_dir: str | Path, device: str | torch.device = "cpu") -> "Classifier":
+        """Load the best weights of a run directory (no pickle involved)."""
+        state, meta = load_checkpoint(run_dir)
+        model, spec, _ = build_model(meta["backbone"], len(meta["classes"]), meta["strategy"], pretrained=False)
+        model.load_state_dict(state)
+        return cls(model, spec, meta["classes"], meta, device)
+
+    def preprocess(self, image: str | Path | Image.Image) -> torch.Tensor:
+        """One picture (path or PIL image) -> the uint8 (3, S, S) evaluation crop."""
+        picture = load_rgb(image, self.background, min_side=self.spec.resize_size)
+        return eval_view(decoded_view(picture, self.spec.resize_size), self.spec.input_size)
+
+    @torch.inference_mode()
+    def logits(self, crops: torch.Tensor) -> torch.Tensor:
+        """Logits for a uint8 batch of evaluation crops (N, 3, S, S)."""
+        return self.model(normalize(crops.to(self.device), self.spec)).float().cpu()
+
+    def predict(self, image: str | Path | Image.Image, topk: int = 3) -> Prediction:
+        """Class, probability and the top-k classes for one picture."""
+        return self.predict_many([image], topk)[0]
+
+    def predict_many(self, images: list, topk: int = 3) -> list[Prediction]:
+        probabilities = self.logits(torch.stack([self.preprocess(i) for i in images])).softmax(1)
+        k = min(topk, len(self.classes))
+        results = []
+        for row in probabilities:
+            values, indices = row.topk(k)
+            ranked = [(self.classes[i], float(v)) for v, i in zip(values.tolist(), indices.tolist())]
+            results.append(Prediction(ranked[0][0], ranked[0][1], ranked))
+        return results
+
+
+def load_run(run_dir: str | Path, device: str | torch.device = "cpu") -> Classifier:
+    """Shorthand for `Classifier.load`."""
+    return Classifier.load(run_dir, device)
+
+
+__all__ = ["Classifier", "Prediction", "load_run"]

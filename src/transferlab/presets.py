@@ -1,0 +1,46 @@
+"""Image presets: how a decoded picture becomes a network input, for training and for evaluation.
+
+Pictures are decoded once to a uint8 tensor whose short side is the backbone's resize size (`decoded_view`).
+Training applies RandomResizedCrop + horizontal flip to that tensor every epoch (`TrainPreset`); evaluation takes
+the centre crop (`eval_view`). `normalize` turns a uint8 batch into the float input the backbone expects.
+Prediction uses exactly these functions, so a photo is seen the same way in training and in use.
+"""
+
+from __future__ import annotations
+
+import torch
+from PIL import Image
+from torchvision.transforms import v2
+from torchvision.transforms.v2 import functional as F
+
+from .backbones import BackboneSpec
+
+
+def decoded_view(image: Image.Image, resize_size: int) -> torch.Tensor:
+    """Resize an RGB picture so its short side is `resize_size`; return it as a uint8 (3, H, W) tensor."""
+    return F.pil_to_tensor(F.resize(image, resize_size))
+
+
+def eval_view(decoded: torch.Tensor, input_size: int) -> torch.Tensor:
+    """The evaluation input: the centre crop of a decoded view (Resize + CenterCrop, as in the reference)."""
+    return F.center_crop(decoded, [input_size, input_size])
+
+
+class TrainPreset:
+    """RandomResizedCrop + RandomHorizontalFlip on a decoded uint8 tensor (the reference training augmentation)."""
+
+    def __init__(self, input_size: int):
+        self.transform = v2.Compose([
+            v2.RandomResizedCrop(input_size, antialias=True),
+            v2.RandomHorizontalFlip(),
+        ])
+
+    def __call__(self, decoded: torch.Tensor) -> torch.Tensor:
+        return self.transform(decoded)
+
+
+def normalize(batch: torch.Tensor, spec: BackboneSpec) -> torch.Tensor:
+    """uint8 (N, 3, H, W) -> float input normalized with the backbone's mean and std."""
+    mean = torch.tensor(spec.mean, device=batch.device).view(1, 3, 1, 1)
+    std = torch.tensor(spec.std, device=batch.device).view(1, 3, 1, 1)
+    return (batch.float().div_(255.0) - mean) / std

@@ -1,0 +1,41 @@
+"""Shared helpers: synthetic photo folders (never the shared real photos, except in the e2e test)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+REPO = Path(__file__).resolve().parents[1]
+ANIMALS4 = (REPO / ".." / "shared" / "datasets" / "animals4").resolve()
+
+COLOURS = {"red": (200, 40, 40), "green": (40, 180, 60), "blue": (40, 60, 200)}
+
+
+def synthetic_picture(colour: tuple[int, int, int], seed: int, size: tuple[int, int] = (96, 72)) -> Image.Image:
+    """A noisy picture dominated by one colour, so that classes are learnable."""
+    rng = np.random.default_rng(seed)
+    base = np.array(colour, dtype=np.float32)
+    pixels = base + rng.normal(0, 25, size=(size[1], size[0], 3))
+    return Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8), "RGB")
+
+
+def make_folder(root: Path, per_class: dict[str, int], split: bool = True, ext: str = ".jpg") -> Path:
+    """DATA/train|val/<class>/*.jpg (split=True) or DATA/<class>/*.jpg with synthetic pictures."""
+    seed = 0
+    for name, count in per_class.items():
+        splits = {"train": count, "val": max(2, count // 2)} if split else {"": count}
+        for sub, n in splits.items():
+            folder = root / sub / name if sub else root / name
+            folder.mkdir(parents=True, exist_ok=True)
+            for i in range(n):
+                seed += 1
+                synthetic_picture(COLOURS.get(name, (120, 120, 120)), seed).save(folder / f"{name}_{i}{ext}")
+    return root
+
+
+@pytest.fixture
+def tiny_dataset(tmp_path: Path) -> Path:
+    return make_folder(tmp_path / "data", {"red": 8, "green": 8, "blue": 8})

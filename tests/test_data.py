@@ -1,0 +1,85 @@
+"""Folder discovery, the seeded stratified split, and one-line errors for folders that cannot work."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import pytest
+
+from conftest import make_folder
+from transferlab.data import DatasetError, load_dataset
+
+
+def test_train_val_layout_is_discovered(tiny_dataset):
+    dataset = load_dataset(tiny_dataset)
+    assert dataset.classes == ["blue", "green", "red"]
+    assert len(dataset.train) == 24 and len(dataset.val) == 12
+    assert dataset.counts()["val"] == {"blue": 4, "green": 4, "red": 4}
+    assert all(dataset.classes[s.label] == s.path.parent.name for s in dataset.train + dataset.val)
+
+
+def test_single_folder_is_split_stratified_and_seeded(tmp_path):
+    root = make_folder(tmp_path / "d", {"a": 20, "b": 10}, split=False)
+    first = load_dataset(root, val_fraction=0.2, seed=1)
+    again = load_dataset(root, val_fraction=0.2, seed=1)
+    other = load_dataset(root, val_fraction=0.2, seed=2)
+    assert Counter(s.label for s in first.val) == {0: 4, 1: 2}
+    assert [s.path for s in first.val] == [s.path for s in again.val]
+    assert [s.path for s in first.val] != [s.path for s in other.val]
+    assert not {s.path for s in first.train} & {s.path for s in first.val}
+
+
+def test_validation_folder_may_be_named_valid(tmp_path):
+    root = make_folder(tmp_path / "d", {"a": 4, "b": 4})
+    (root / "val").rename(root / "valid")
+    assert len(load_dataset(root).val) == 4
+
+
+def test_max_per_class_keeps_a_subset_of_each_class(tiny_dataset):
+    dataset = load_dataset(tiny_dataset, max_per_class=3)
+    assert Counter(s.label for s in dataset.train) == {0: 3, 1: 3, 2: 3}
+
+
+def test_non_image_files_are_ignored_and_listed(tiny_dataset):
+    (tiny_dataset / "train" / "red" / "notes.txt").write_text("hello")
+    dataset = load_dataset(tiny_dataset)
+    assert [p.name for p in dataset.ignored_files] == ["notes.txt"]
+
+
+@pytest.mark.parametrize("break_it, message", [
+    (lambda root: __import__("shutil").rmtree(root / "val" / "red"), "red .* have no folder in"),
+    (lambda root: [p.unlink() for p in (root / "train" / "red").iterdir()], "no images: red"),
+    (lambda root: [__import__("shutil").rmtree(root / s / c) for s in ("train", "val") for c in ("red", "green")],
+     "only one class"),
+    (lambda root: __import__("shutil").rmtree(root / "val"), "found train/ but not its partner"),
+])
+def test_broken_folders_raise_one_line_errors(tiny_dataset, break_it, message):
+    break_it(tiny_dataset)
+    with pytest.raises(DatasetError, match=message) as error:
+        load_dataset(tiny_dataset)
+    assert "\n" not in str(error.value)
+
+
+def test_folder_without_images_raises(tmp_path):
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "readme.txt").write_text("x")
+    with pytest.raises(DatasetError, match="no images in any class folder"):
+        load_dataset(tmp_path)
+
+
+def test_missing_folder_and_loose_images_raise(tmp_path):
+    with pytest.raises(DatasetError, match="no such folder"):
+        load_dataset(tmp_path / "missing")
+    make_folder(tmp_path / "x", {"a": 2}, split=False)
+    (tmp_path / "x" / "a" / "a_0.jpg").rename(tmp_path / "x" / "loose.jpg")
+    (tmp_path / "x" / "a" / "a_1.jpg").unlink()
+    (tmp_path / "x" / "a").rmdir()
+    with pytest.raises(DatasetError, match="no class sub-folders"):
+        load_dataset(tmp_path / "x")
+
+
+def test_class_too_small_to_split_raises(tmp_path):
+    root = make_folder(tmp_path / "d", {"a": 10, "b": 1}, split=False)
+    with pytest.raises(DatasetError, match="class 'b' has 1 image"):
+        load_dataset(root)
