@@ -12,7 +12,6 @@ backbone again in every epoch; that is why its feature extraction was barely fas
 from __future__ import annotations
 
 import logging
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,7 +23,9 @@ from tqdm.auto import tqdm
 
 from .backbones import BackboneSpec
 from .data import Sample
+from .doctor import Fingerprint, fingerprint
 from .images import UnreadableImage, load_rgb
+from .parallel import parallel_map
 from .presets import TrainPreset, decoded_view, eval_view, normalize
 
 log = logging.getLogger("transferlab")
@@ -32,11 +33,12 @@ log = logging.getLogger("transferlab")
 
 @dataclass
 class DecodedSplit:
-    """One split's pictures decoded once: uint8 (3, H, W) tensors with their labels and paths."""
+    """One split's pictures decoded once: uint8 (3, H, W) tensors with their labels, paths and fingerprints."""
 
     images: list[torch.Tensor]
     labels: torch.Tensor
     paths: list[Path]
+    fingerprints: list[Fingerprint] = field(default_factory=list)
     skipped: list[tuple[Path, str]] = field(default_factory=list)
     seconds: float = 0.0
 
@@ -44,32 +46,21 @@ class DecodedSplit:
         return len(self.images)
 
 
-def default_workers() -> int:
-    """Decoding processes: one per CPU core this process may use, at most 8."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return max(1, min(cores, 8))
+class _Decode:
+    """Decode one file: (uint8 array or the reason it failed, perceptual fingerprint)."""
 
+    def __init__(self, resize_size: int, crop: int | None, background: tuple[int, int, int]):
+        self.resize_size, self.crop, self.background = resize_size, crop, background
 
-class _DecodeJob(torch.utils.data.Dataset):
-    def __init__(self, samples: list[Sample], resize_size: int, crop: int | None, background: tuple[int, int, int]):
-        self.samples, self.resize_size, self.crop, self.background = samples, resize_size, crop, background
-
-    def __len__(self) -> int:
-        return len(self.samples)
-
-    def __getitem__(self, index: int) -> tuple[int, np.ndarray | str]:
+    def __call__(self, path: Path) -> tuple[np.ndarray | str, Fingerprint | None]:
         try:
-            picture = load_rgb(self.samples[index].path, self.background, min_side=self.resize_size)
+            picture = load_rgb(path, self.background, min_side=self.resize_size)
         except UnreadableImage as error:
-            return index, str(error)
+            return str(error), None
         tensor = decoded_view(picture, self.resize_size)
         if self.crop:
             tensor = eval_view(tensor, self.crop)
-        return index, tensor.numpy()  # numpy crosses the process boundary by pickling, without shared-memory handles
-
-
-def _as_is(item):
-    return item
+        return tensor.numpy(), fingerprint(picture)
 
 
 def decode_split(
@@ -83,26 +74,20 @@ def decode_split(
 ) -> DecodedSplit:
     """Decode every sample once (in parallel); with `crop`, store the evaluation centre crop instead."""
     start = time.perf_counter()
-    workers = default_workers() if workers is None else workers
-    if len(samples) < 32:
-        workers = 0  # starting processes costs more than decoding a handful of files
-    loader = torch.utils.data.DataLoader(
-        _DecodeJob(samples, resize_size, crop, background), batch_size=None, shuffle=False,
-        num_workers=workers, collate_fn=_as_is)
-    decoded: dict[int, torch.Tensor] = {}
-    skipped: list[tuple[Path, str]] = []
-    for index, result in tqdm(loader, total=len(samples), desc=desc, unit="img", disable=quiet, leave=False):
+    results = parallel_map(_Decode(resize_size, crop, background), [s.path for s in samples], workers, desc, quiet)
+    kept, skipped = [], []
+    for sample, (result, _) in zip(samples, results):
         if isinstance(result, str):
-            path = samples[index].path
-            log.warning("skipped %s: %s", path, result)
-            skipped.append((path, result))
+            log.warning("skipped %s: %s", sample.path, result)
+            skipped.append((sample.path, result))
         else:
-            decoded[index] = torch.from_numpy(result)
-    kept = sorted(decoded)
+            kept.append(sample)
+    decoded = [(torch.from_numpy(r), fp) for r, fp in results if not isinstance(r, str)]
     return DecodedSplit(
-        images=[decoded[i] for i in kept],
-        labels=torch.tensor([samples[i].label for i in kept], dtype=torch.long),
-        paths=[samples[i].path for i in kept],
+        images=[image for image, _ in decoded],
+        labels=torch.tensor([s.label for s in kept], dtype=torch.long),
+        paths=[s.path for s in kept],
+        fingerprints=[fp for _, fp in decoded],
         skipped=skipped,
         seconds=time.perf_counter() - start,
     )

@@ -52,6 +52,14 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("images", nargs="+", help="image files")
     predict.add_argument("--topk", type=int, default=3)
     predict.add_argument("--json", action="store_true", help="one JSON object per image")
+    doctor = commands.add_parser("doctor", help="find what is wrong with a photo folder before training")
+    doctor.add_argument("data", nargs="?", help="photo folder (same layouts as train)")
+    doctor.add_argument("--json", action="store_true", help="the full report as JSON")
+    doctor.add_argument("--quarantine", metavar="DIR", help="move problem files into DIR (with a manifest)")
+    doctor.add_argument("--restore", metavar="DIR", help="put the files quarantined in DIR back")
+    doctor.add_argument("--no-cache", action="store_true", help="inspect every file again")
+    doctor.add_argument("--workers", type=int, help="inspecting processes (default: one per CPU core, max 8)")
+    doctor.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     commands.add_parser("backbones", help="list the available backbones")
     return parser
 
@@ -134,10 +142,30 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from .doctor import diagnose, format_report, quarantine, restore
+
+    if args.restore:
+        restored, left = restore(args.restore)
+        print(f"restored {len(restored)} file(s)" + (f"; {len(left)} left (place taken or file gone): "
+                                                   + ", ".join(left) if left else ""))
+        return 1 if left else 0
+    if not args.data:
+        raise ValueError("give a photo folder (or --restore DIR)")
+    report = diagnose(args.data, args.workers, args.quiet, use_cache=not args.no_cache)
+    print(report.to_json() if args.json else format_report(report))
+    if args.quarantine:
+        moved = quarantine(report, args.quarantine)
+        print(f"moved {len(moved)} file(s) to {args.quarantine} (manifest.json says why; --restore puts them back)",
+              file=sys.stderr if args.json else sys.stdout)
+    return 1 if any(f.severity == "error" for f in report.findings) else 0
+
+
 def cmd_backbones(args: argparse.Namespace) -> int:
     for name, spec in sorted(REGISTRY.items()):
         print(f"{name:20s} input {spec.input_size}px, {spec.feature_dim}-d features, weights: {', '.join(spec.variants)}")
     return 0
 
 
-COMMANDS = {"train": cmd_train, "compare": cmd_compare, "predict": cmd_predict, "backbones": cmd_backbones}
+COMMANDS = {"train": cmd_train, "compare": cmd_compare, "predict": cmd_predict, "doctor": cmd_doctor,
+            "backbones": cmd_backbones}

@@ -21,6 +21,7 @@ from .backbones import BackboneSpec, get_spec
 from .cache import DecodedSplit, decode_split, extract_features
 from .config import TrainConfig, save_json, to_dict
 from .data import Dataset, load_dataset
+from .doctor import near_duplicate_pairs
 from .engine import EpochRecord, fit, image_batches, tensor_batches
 from .model import build_model, count_parameters
 from .runs import append_metrics, new_run_dir, save_checkpoint, versions
@@ -76,6 +77,9 @@ def prepare_data(config: TrainConfig) -> PreparedData:
                          "decode train", config.quiet)
     val = decode_split(dataset.val, spec.resize_size, spec.input_size, data.background, config.workers,
                        "decode val", config.quiet)
+    prepared = PreparedData(dataset, spec, train, val)
+    for first, second, kind in duplicate_problems(prepared):
+        log.warning("%s: %s = %s (run `transferlab doctor` for a full check)", kind, first, second)
     for split, name in ((train, "train"), (val, "val")):
         if len(split) == 0:
             raise ValueError(f"no readable images left in the {name} split")
@@ -83,7 +87,23 @@ def prepare_data(config: TrainConfig) -> PreparedData:
         if missing:
             names = ", ".join(dataset.classes[i] for i in sorted(missing))
             raise ValueError(f"every image of class(es) {names} in the {name} split was unreadable")
-    return PreparedData(dataset, spec, train, val)
+    return prepared
+
+
+def duplicate_problems(prepared: PreparedData) -> list[tuple[Path, Path, str]]:
+    """The same picture in train and val ("leakage") or under two classes ("conflicting labels").
+
+    Cheap: the perceptual fingerprints were computed while decoding.
+    """
+    train, val = prepared.train, prepared.val
+    paths, labels = train.paths + val.paths, train.labels.tolist() + val.labels.tolist()
+    problems = []
+    for i, j in near_duplicate_pairs(train.fingerprints + val.fingerprints):
+        if labels[i] != labels[j]:
+            problems.append((paths[i], paths[j], "conflicting labels"))
+        elif i < len(train) <= j:
+            problems.append((paths[i], paths[j], "leakage between train and val"))
+    return problems
 
 
 def train(config: TrainConfig, prepared: PreparedData | None = None) -> RunResult:
@@ -101,7 +121,9 @@ def train(config: TrainConfig, prepared: PreparedData | None = None) -> RunResul
     save_json({**to_dict(config), "resolved": {
         "device": str(device), "classes": dataset.classes, "layout": dataset.layout, "counts": dataset.counts(),
         "weights": dataclasses.asdict(weights_info), "versions": versions(),
-        "skipped_files": [[str(p), reason] for p, reason in prepared.skipped]}}, run_dir / "config.json")
+        "skipped_files": [[str(p), reason] for p, reason in prepared.skipped],
+        "duplicate_problems": [[str(a), str(b), kind] for a, b, kind in duplicate_problems(prepared)]}},
+        run_dir / "config.json")
 
     recipe, generator = config.recipe, torch.Generator().manual_seed(config.seed)
     feature_seconds = 0.0
