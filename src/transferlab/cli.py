@@ -26,7 +26,9 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--epochs", type=int, help="override the recipe's number of epochs")
     parser.add_argument("--batch-size", type=int, help="override the recipe's batch size")
     parser.add_argument("--lr", type=float, help="override the recipe's learning rate")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="training seed (initialisation, shuffling, augmentation)")
+    parser.add_argument("--split-seed", type=int, default=0, help="seed of the train/val split of a single folder")
+    parser.add_argument("--deterministic", action="store_true", help="bit-reproducible runs (CPU; slower on GPU)")
     parser.add_argument("--views", type=int, default=1,
                         help="extract: augmented views per training image whose features are cached (default 1)")
     parser.add_argument("--val-fraction", type=float, default=0.2, help="validation share when splitting one folder")
@@ -47,11 +49,22 @@ def build_parser() -> argparse.ArgumentParser:
     compare = commands.add_parser("compare", help="train several strategies on the same data and compare them")
     _common(compare)
     compare.add_argument("--strategies", default=",".join(STRATEGIES), help="comma-separated (default: all)")
+    compare.add_argument("--seeds", type=int, default=1,
+                         help="train each strategy N times (seeds --seed, --seed+1, ...) and test the difference")
+    evaluate = commands.add_parser("evaluate", help="accuracy with its confidence interval, per-class scores, "
+                                   "confusion matrix, calibration, top losses, prediction grid")
+    evaluate.add_argument("run", help="a run directory (one strategy's folder)")
+    evaluate.add_argument("data", nargs="?", help="photo folder to evaluate on (default: the run's own validation set)")
+    evaluate.add_argument("--tta", action="store_true", help="average with horizontally flipped images")
+    evaluate.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     predict = commands.add_parser("predict", help="classify images with a trained run")
     predict.add_argument("run", help="a run directory (one strategy's folder)")
-    predict.add_argument("images", nargs="+", help="image files")
+    predict.add_argument("images", nargs="+", help="image files, folders (searched recursively) or glob patterns")
     predict.add_argument("--topk", type=int, default=3)
-    predict.add_argument("--json", action="store_true", help="one JSON object per image")
+    predict.add_argument("--format", choices=("table", "json", "csv"), default="table",
+                         help="table (default), json (one object per line) or csv")
+    predict.add_argument("--tta", action="store_true", help="average with the horizontally flipped image")
+    predict.add_argument("--batch-size", type=int, default=32)
     doctor = commands.add_parser("doctor", help="find what is wrong with a photo folder before training")
     doctor.add_argument("data", nargs="?", help="photo folder (same layouts as train)")
     doctor.add_argument("--json", action="store_true", help="the full report as JSON")
@@ -76,9 +89,10 @@ def config_from_args(args: argparse.Namespace, strategy: str = "finetune") -> Tr
 
         data = str(demo_dataset())
     return TrainConfig(
-        data=DataConfig(root=data, val_fraction=args.val_fraction, max_per_class=args.max_per_class),
+        data=DataConfig(root=data, val_fraction=args.val_fraction, split_seed=args.split_seed,
+                        max_per_class=args.max_per_class),
         strategy=strategy, backbone=args.backbone, weights=args.weights, recipe=replace(recipe, **overrides),
-        seed=args.seed, views=args.views, device=args.device, workers=args.workers, out=args.out, name=args.name,
+        seed=args.seed, deterministic=args.deterministic, views=args.views, device=args.device, workers=args.workers, out=args.out, name=args.name,
         quiet=args.quiet)
 
 
@@ -108,38 +122,85 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from .report import load_runs, text_table
+    from .report import load_runs, summary_line, text_table
     from .training import compare
 
     strategies = tuple(s.strip() for s in args.strategies.split(",") if s.strip())
     unknown = [s for s in strategies if s not in STRATEGIES]
     if unknown or not strategies:
         raise ValueError(f"unknown strategies {unknown}; choose from {', '.join(STRATEGIES)}")
-    result = compare(config_from_args(args), strategies)
-    print(text_table(load_runs(result.out_dir)))
-    print(f"\nreport: {result.report}")
+    result = compare(config_from_args(args), strategies, args.seeds)
+    runs = load_runs(result.out_dir)
+    print(text_table(runs))
+    print("\n" + summary_line(runs))
+    print(f"report: {result.report} (and {result.report.with_suffix('.html').name})")
     return 130 if result.interrupted else 0
 
 
+def expand_images(patterns: list[str]) -> list[Path]:
+    """Files as given, image files under folders (recursively), and glob patterns (also when quoted)."""
+    import glob
+
+    from .images import is_image_file
+
+    found: list[Path] = []
+    for pattern in patterns:
+        path = Path(pattern)
+        if path.is_dir():
+            found += sorted(p for p in path.rglob("*") if p.is_file() and is_image_file(p))
+        elif any(ch in pattern for ch in "*?[") and not path.exists():
+            found += sorted(Path(p) for p in glob.glob(pattern, recursive=True) if Path(p).is_file())
+        else:
+            found.append(path)  # a missing file gets its own error line
+    return found
+
+
 def cmd_predict(args: argparse.Namespace) -> int:
+    import csv
+
     from .predict import Classifier
 
     classifier = Classifier.load(args.run)
+    files = expand_images(args.images)
+    if not files:
+        raise ValueError(f"no images matched {' '.join(args.images)}")
+    k = min(args.topk, len(classifier.classes))
+    writer = csv.writer(sys.stdout) if args.format == "csv" else None
+    if writer:
+        writer.writerow(["file", "label", "probability", "topk", "error"])
     failed = 0
-    for image in args.images:
-        try:
-            prediction = classifier.predict(Path(image), args.topk)
-        except UnreadableImage as error:
+    for path, result in classifier.predict_files(files, args.batch_size, args.tta):
+        if isinstance(result, str):
             failed += 1
-            print(json.dumps({"file": image, "error": str(error)}) if args.json else f"{image}: error: {error}")
-            continue
-        if args.json:
-            print(json.dumps({"file": image, "label": prediction.label, "probability": prediction.probability,
-                              "topk": prediction.topk}))
+            row = {"file": str(path), "error": result}
         else:
-            ranked = ", ".join(f"{label} {p:.1%}" for label, p in prediction.topk)
-            print(f"{image}: {prediction.label} ({ranked})")
+            values, indices = result.topk(k)
+            ranked = [(classifier.classes[i], round(float(v), 6)) for v, i in zip(values.tolist(), indices.tolist())]
+            row = {"file": str(path), "label": ranked[0][0], "probability": ranked[0][1], "topk": ranked}
+        if args.format == "json":
+            print(json.dumps(row))
+        elif writer:
+            topk = " ".join(f"{label}:{p:.4f}" for label, p in row.get("topk", []))
+            writer.writerow([row["file"], row.get("label", ""), row.get("probability", ""), topk, row.get("error", "")])
+        elif "error" in row:
+            print(f"{path}: error: {row['error']}")
+        else:
+            print(f"{path}: {row['label']} ({', '.join(f'{label} {p:.1%}' for label, p in row['topk'])})")
+        sys.stdout.flush()
+    if failed:
+        print(f"{failed} of {len(files)} file(s) could not be read", file=sys.stderr)
     return 1 if failed else 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from .evaluate import confusion_table, evaluate_run, per_class_table
+
+    evaluation = evaluate_run(args.run, args.data, tta=args.tta, quiet=args.quiet)
+    print(evaluation.summary_line())
+    print(per_class_table(evaluation))
+    print(confusion_table(evaluation))
+    print(f"plots and evaluation.md in {Path(args.run) / 'evaluation'}")
+    return 0
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
@@ -167,5 +228,6 @@ def cmd_backbones(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"train": cmd_train, "compare": cmd_compare, "predict": cmd_predict, "doctor": cmd_doctor,
+COMMANDS = {"train": cmd_train, "compare": cmd_compare, "evaluate": cmd_evaluate, "predict": cmd_predict,
+            "doctor": cmd_doctor,
             "backbones": cmd_backbones}

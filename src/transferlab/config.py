@@ -32,6 +32,7 @@ RECIPES: dict[str, Recipe] = {"reference": Recipe()}
 class DataConfig:
     root: str
     val_fraction: float = 0.2  # used only when the folder has no train/ and val/ sub-folders
+    split_seed: int = 0  # seeds that split; kept apart from the training seed so every run sees the same split
     max_per_class: int | None = None  # keep at most this many images per class and split (quick trials)
     background: tuple[int, int, int] = (255, 255, 255)  # transparent pixels are composited onto this colour
 
@@ -43,7 +44,8 @@ class TrainConfig:
     backbone: str = "resnet50"
     weights: str | None = None  # weights file, or a variant name such as IMAGENET1K_V2; None = default
     recipe: Recipe = field(default_factory=Recipe)
-    seed: int = 0
+    seed: int = 0  # training seed: head initialisation, shuffling, augmentation
+    deterministic: bool = False  # bit-reproducible on CPU (torch deterministic algorithms)
     views: int = 1  # extract: augmented views per training image whose features are cached (see README)
     device: str = "auto"  # "auto", "cpu", "cuda", "cuda:1", ...
     workers: int | None = None  # image-decoding processes; None = one per CPU core (at most 8)

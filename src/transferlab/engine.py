@@ -85,6 +85,13 @@ def _tensor_batches(features, labels, batch_size, device, shuffle, generator):
         yield features[index].to(device, non_blocking=True), labels[index].to(device, non_blocking=True)
 
 
+def resolve_device(name: str) -> torch.device:
+    """"auto" -> the GPU when there is one, else the CPU."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
 def make_optimizer(parameters: list[nn.Parameter], recipe: Recipe):
     optimizer = torch.optim.SGD(parameters, lr=recipe.lr, momentum=recipe.momentum, weight_decay=recipe.weight_decay)
     scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=recipe.step_size, gamma=recipe.gamma)

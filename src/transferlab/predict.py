@@ -8,12 +8,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator, Sequence
 
+import numpy as np
 import torch
 from PIL import Image
 
 from .backbones import BackboneSpec
-from .images import load_rgb
+from .images import UnreadableImage, load_rgb
+from .parallel import parallel_map
 from .model import TransferModel, build_model
 from .presets import decoded_view, eval_view, normalize
 from .runs import load_checkpoint
@@ -56,6 +59,30 @@ class Classifier:
         """Logits for a uint8 batch of evaluation crops (N, 3, S, S)."""
         return self.model(normalize(crops.to(self.device), self.spec)).float().cpu()
 
+    def probabilities(self, crops: torch.Tensor, tta: bool = False) -> torch.Tensor:
+        """Class probabilities for a uint8 batch of crops; `tta` averages with the horizontally flipped crops."""
+        probs = self.logits(crops).softmax(1)
+        if tta:
+            probs = (probs + self.logits(crops.flip(-1)).softmax(1)) / 2
+        return probs
+
+    def predict_files(self, paths: Sequence[str | Path], batch_size: int = 32, tta: bool = False,
+                      workers: int | None = None, quiet: bool = True) -> Iterator[tuple[Path, torch.Tensor | str]]:
+        """Stream (path, probabilities) per file, batch by batch; an unreadable file yields (path, reason)."""
+        crop = _Crop(self.spec.resize_size, self.spec.input_size, self.background)
+        chunk = max(batch_size, 64)
+        for start in range(0, len(paths), chunk):
+            group = [Path(p) for p in paths[start:start + chunk]]
+            results = parallel_map(crop, group, workers, "predict", quiet)
+            good = [i for i, r in enumerate(results) if not isinstance(r, str)]
+            probs: dict[int, torch.Tensor] = {}
+            for b in range(0, len(good), batch_size):
+                index = good[b:b + batch_size]
+                batch = torch.stack([torch.from_numpy(results[i]) for i in index])
+                probs.update(zip(index, self.probabilities(batch, tta)))
+            for i, path in enumerate(group):
+                yield path, probs[i] if i in probs else results[i]
+
     def predict(self, image: str | Path | Image.Image, topk: int = 3) -> Prediction:
         """Class, probability and the top-k classes for one picture."""
         return self.predict_many([image], topk)[0]
@@ -69,6 +96,20 @@ class Classifier:
             ranked = [(self.classes[i], float(v)) for v, i in zip(values.tolist(), indices.tolist())]
             results.append(Prediction(ranked[0][0], ranked[0][1], ranked))
         return results
+
+
+class _Crop:
+    """Picklable preprocessing for worker processes: path -> uint8 evaluation crop (numpy) or the failure reason."""
+
+    def __init__(self, resize_size: int, input_size: int, background: tuple[int, int, int]):
+        self.resize_size, self.input_size, self.background = resize_size, input_size, background
+
+    def __call__(self, path: Path) -> np.ndarray | str:
+        try:
+            picture = load_rgb(path, self.background, min_side=self.resize_size)
+        except UnreadableImage as error:
+            return str(error)
+        return eval_view(decoded_view(picture, self.resize_size), self.input_size).numpy()
 
 
 def load_run(run_dir: str | Path, device: str | torch.device = "cpu") -> Classifier:

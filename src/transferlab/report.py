@@ -9,22 +9,34 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 from matplotlib.figure import Figure  # figures without pyplot: no GUI backend, no global state
 
+from .evaluate import read_correct, wilson_interval
 from .runs import read_json, read_metrics
+from .stats import Difference, bootstrap_interval, paired_bootstrap
 
-COLUMNS = ("strategy", "best val acc", "best epoch", "total time", "time/epoch", "trainable params",
-           "waiting for data", "verdict")
+COLUMNS = ("strategy", "runs", "best val acc", "95% CI", "final-epoch acc", "best epoch", "total time",
+           "time/epoch", "trainable params", "waiting for data", "verdict")
 
 
 def load_runs(compare_dir: str | Path) -> list[dict]:
-    """The runs inside a compare folder: each {"name", "dir", "summary", "metrics", "config"}."""
+    """The runs inside a compare folder: each {"name", "dir", "summary", "metrics", "config", "correct"}."""
     runs = []
     for run_dir in sorted(p for p in Path(compare_dir).iterdir() if (p / "summary.json").exists()):
+        predictions = run_dir / "evaluation" / "predictions.csv"
         runs.append({"name": run_dir.name, "dir": run_dir, "summary": read_json(run_dir / "summary.json"),
-                     "metrics": read_metrics(run_dir), "config": read_json(run_dir / "config.json")})
+                     "metrics": read_metrics(run_dir), "config": read_json(run_dir / "config.json"),
+                     "correct": read_correct(predictions)[1] if predictions.exists() else None})
     order = {"finetune": 0, "extract": 1}
-    return sorted(runs, key=lambda r: (order.get(r["summary"]["strategy"], 9), r["name"]))
+    return sorted(runs, key=lambda r: (order.get(r["summary"]["strategy"], 9), r["config"]["seed"], r["name"]))
+
+
+def by_strategy(runs: list[dict]) -> dict[str, list[dict]]:
+    groups: dict[str, list[dict]] = {}
+    for run in runs:
+        groups.setdefault(run["summary"]["strategy"], []).append(run)
+    return groups
 
 
 def format_seconds(seconds: float | None) -> str:
@@ -36,27 +48,78 @@ def format_seconds(seconds: float | None) -> str:
     return f"{minutes}m{rest:02d}s"
 
 
-def verdict(summary: dict) -> str:
-    """One line on what limited the run's speed."""
-    share = summary.get("data_share")
-    if share is None:
+def verdict(summaries: list[dict]) -> str:
+    """One line on what limited the runs' speed (data preparation vs the network)."""
+    done = [s for s in summaries if s.get("data_share") is not None and s.get("total_seconds")]
+    if not done:
         return "-"
+    share = float(np.mean([s["data_share"] for s in done]))
     if share >= 0.5:
         return f"data-bound: {share:.0%} of the time preparing images"
-    compute = (summary.get("feature_seconds", 0) + summary.get("compute_seconds", 0) + summary.get("val_seconds", 0))
-    return f"compute-bound: {compute / summary['total_seconds']:.0%} of the time in the network"
+    network = np.mean([(s["feature_seconds"] + s["compute_seconds"] + s["val_seconds"]) / s["total_seconds"]
+                       for s in done])
+    return f"compute-bound: {network:.0%} of the time in the network"
+
+
+def _mean_std(values: list[float]) -> str:
+    """Accuracy as "96.3%", or "96.1% ± 0.4%" (mean ± sample standard deviation) over several runs."""
+    if not values:
+        return "-"
+    fmt = lambda v: f"{v:.1%}"  # noqa: E731
+    if len(values) == 1:
+        return fmt(values[0])
+    return f"{fmt(float(np.mean(values)))} ± {fmt(float(np.std(values, ddof=1)))}"
+
+
+def accuracy_interval(group: list[dict]) -> tuple[float, float] | None:
+    """95% CI of a strategy's accuracy: Wilson for one run, bootstrap over images and seeds for several."""
+    matrix = [r["correct"] for r in group if r["correct"] is not None]
+    if not matrix or len({len(m) for m in matrix}) != 1:
+        return None
+    if len(matrix) == 1:
+        return wilson_interval(int(matrix[0].sum()), len(matrix[0]))
+    return bootstrap_interval(np.stack(matrix))
 
 
 def table_rows(runs: list[dict]) -> list[list[str]]:
     rows = []
-    for run in runs:
-        s = run["summary"]
-        acc = f"{s['best_val_acc']:.1%}" if s.get("best_val_acc") is not None else "-"
-        status = "" if s["status"] == "completed" else f" ({s['status']})"
-        rows.append([s["strategy"] + status, acc, str(s.get("best_epoch") or "-"), format_seconds(s.get("total_seconds")),
-                     format_seconds(s.get("seconds_per_epoch")), f"{s['trainable_params']:,}",
-                     f"{s['data_share']:.0%}" if s.get("data_share") is not None else "-", verdict(s)])
+    for strategy, group in by_strategy(runs).items():
+        summaries = [r["summary"] for r in group]
+        status = {s["status"] for s in summaries} - {"completed"}
+        best = [s["best_val_acc"] for s in summaries if s.get("best_val_acc") is not None]
+        final = [r["metrics"][-1]["val_acc"] for r in group if r["metrics"]]
+        interval = accuracy_interval(group)
+        rows.append([
+            strategy + (f" ({', '.join(sorted(status))})" if status else ""), str(len(group)), _mean_std(best),
+            f"{interval[0]:.1%}-{interval[1]:.1%}" if interval else "-", _mean_std(final),
+            ", ".join(str(s.get("best_epoch") or "-") for s in summaries),
+            format_seconds(_mean([s.get("total_seconds") for s in summaries])),
+            format_seconds(_mean([s.get("seconds_per_epoch") for s in summaries])),
+            f"{summaries[0]['trainable_params']:,}",
+            f"{_mean([s.get('data_share') for s in summaries]):.0%}" if _mean([s.get('data_share') for s in summaries]) is not None else "-",
+            verdict(summaries)])
     return rows
+
+
+def _mean(values: list) -> float | None:
+    values = [v for v in values if v is not None]
+    return float(np.mean(values)) if values else None
+
+
+def differences(runs: list[dict]) -> list[Difference]:
+    """Paired comparison of every pair of strategies over the seeds both completed."""
+    groups = by_strategy(runs)
+    names = list(groups)
+    results = []
+    for i, a in enumerate(names):
+        for b in names[i + 1:]:
+            seeds_a = {r["config"]["seed"]: r["correct"] for r in groups[a] if r["correct"] is not None}
+            seeds_b = {r["config"]["seed"]: r["correct"] for r in groups[b] if r["correct"] is not None}
+            common = sorted(set(seeds_a) & set(seeds_b))
+            if common:
+                results.append(paired_bootstrap(np.stack([seeds_a[k] for k in common]),
+                                                np.stack([seeds_b[k] for k in common]), a, b))
+    return results
 
 
 def text_table(runs: list[dict]) -> str:
@@ -86,14 +149,20 @@ def time_breakdown(summary: dict) -> dict[str, float]:
     }
 
 
+def first_runs(runs: list[dict]) -> list[dict]:
+    """One run per strategy (its first seed): what the timing story and the evaluations are told with."""
+    return [group[0] for group in by_strategy(runs).values()]
+
+
 def explain_times(runs: list[dict]) -> str:
     """Plain-words account of why the strategies' times differ."""
     lines = []
-    for run in runs:
+    firsts = first_runs(runs)
+    for run in firsts:
         s = run["summary"]
         parts = ", ".join(f"{name} {format_seconds(sec)}" for name, sec in time_breakdown(s).items() if sec > 0.05)
         lines.append(f"- **{s['strategy']}** ({format_seconds(s.get('total_seconds'))}): {parts}.")
-    done = {r["summary"]["strategy"]: r["summary"] for r in runs}
+    done = {r["summary"]["strategy"]: r["summary"] for r in firsts}
     if "finetune" in done and "extract" in done and done["extract"].get("total_seconds"):
         ft, ex = done["finetune"], done["extract"]
         ratio = ft["total_seconds"] / ex["total_seconds"]
@@ -110,23 +179,29 @@ def explain_times(runs: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def _colours(runs: list[dict]) -> dict[str, str]:
+    return {strategy: f"C{i}" for i, strategy in enumerate(by_strategy(runs))}
+
+
 def plot_curves(runs: list[dict]) -> Figure:
-    """Loss and accuracy per epoch for each strategy, on shared axes."""
+    """Loss and accuracy per epoch for each strategy (every seed), on shared axes."""
     fig = Figure(figsize=(11, 4))
     ax_loss, ax_acc = fig.subplots(1, 2)
-    for i, run in enumerate(runs):
-        m = run["metrics"]
-        if not m:
-            continue
-        color = f"C{i}"
-        epochs = [r["epoch"] for r in m]
-        label = run["summary"]["strategy"]
-        ax_loss.plot(epochs, [r["train_loss"] for r in m], color=color, linestyle="--", label=f"{label} train")
-        ax_loss.plot(epochs, [r["val_loss"] for r in m], color=color, label=f"{label} val")
-        ax_acc.plot(epochs, [r["train_acc"] for r in m], color=color, linestyle="--", label=f"{label} train")
-        ax_acc.plot(epochs, [r["val_acc"] for r in m], color=color, label=f"{label} val")
+    colours = _colours(runs)
+    for strategy, group in by_strategy(runs).items():
+        for k, run in enumerate(group):
+            m = run["metrics"]
+            if not m:
+                continue
+            epochs = [r["epoch"] for r in m]
+            style = {"color": colours[strategy], "alpha": 1.0 if k == 0 else 0.35, "linewidth": 1.6 if k == 0 else 1}
+            label = (lambda what: f"{strategy} {what}") if k == 0 else (lambda what: None)
+            ax_loss.plot(epochs, [r["train_loss"] for r in m], linestyle="--", label=label("train"), **style)
+            ax_loss.plot(epochs, [r["val_loss"] for r in m], label=label("val"), **style)
+            ax_acc.plot(epochs, [r["train_acc"] for r in m], linestyle="--", label=label("train"), **style)
+            ax_acc.plot(epochs, [r["val_acc"] for r in m], label=label("val"), **style)
     ax_loss.set(title="Loss per epoch", xlabel="epoch", ylabel="cross-entropy loss")
-    ax_acc.set(title="Accuracy per epoch", xlabel="epoch", ylabel="accuracy")
+    ax_acc.set(title="Accuracy per epoch (faint: other seeds)", xlabel="epoch", ylabel="accuracy")
     for ax in (ax_loss, ax_acc):
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
@@ -135,31 +210,32 @@ def plot_curves(runs: list[dict]) -> Figure:
 
 
 def plot_accuracy_vs_time(runs: list[dict]) -> Figure:
-    """Best validation accuracy against total training time, one point per strategy."""
+    """Best validation accuracy against total training time, one point per run."""
     fig = Figure(figsize=(6, 4))
     ax = fig.subplots()
-    for i, run in enumerate(runs):
-        s = run["summary"]
-        if s.get("best_val_acc") is None:
-            continue
-        ax.scatter([s["total_seconds"]], [s["best_val_acc"]], color=f"C{i}", s=60)
-        ax.annotate(s["strategy"], (s["total_seconds"], s["best_val_acc"]), textcoords="offset points",
-                    xytext=(6, 6))
+    colours = _colours(runs)
+    for strategy, group in by_strategy(runs).items():
+        points = [(r["summary"]["total_seconds"], r["summary"]["best_val_acc"]) for r in group
+                  if r["summary"].get("best_val_acc") is not None]
+        if points:
+            ax.scatter(*zip(*points), color=colours[strategy], s=50, label=strategy)
     ax.set(title="Best validation accuracy vs training time", xlabel="total time (s)", ylabel="best val accuracy")
     ax.set_xlim(left=0)
     ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
 
 
 def plot_time_breakdown(runs: list[dict]) -> Figure:
-    """Stacked bars: where each strategy's seconds went."""
-    fig = Figure(figsize=(7, 1.2 + 0.6 * len(runs)))
+    """Stacked bars: where each strategy's seconds went (first seed)."""
+    firsts = first_runs(runs)
+    fig = Figure(figsize=(7, 1.2 + 0.6 * len(firsts)))
     ax = fig.subplots()
-    names = [r["summary"]["strategy"] for r in runs]
-    left = [0.0] * len(runs)
+    names = [r["summary"]["strategy"] for r in firsts]
+    left = [0.0] * len(firsts)
     for j, phase in enumerate(time_breakdown({})):
-        values = [time_breakdown(r["summary"])[phase] for r in runs]
+        values = [time_breakdown(r["summary"])[phase] for r in firsts]
         ax.barh(names, values, left=left, color=f"C{j}", label=phase)
         left = [a + b for a, b in zip(left, values)]
     ax.set(title="Where the time went", xlabel="seconds")
@@ -170,7 +246,9 @@ def plot_time_breakdown(runs: list[dict]) -> Figure:
 
 
 def write_report(compare_dir: str | Path, title: str = "transferlab comparison") -> Path:
-    """Write plots and report.md into a compare folder; return the report's path."""
+    """Write plots, report.md and a self-contained report.html into a compare folder; return report.md's path."""
+    from .evaluate import evaluation_markdown, read_evaluation
+
     compare_dir = Path(compare_dir)
     runs = load_runs(compare_dir)
     plots = {"curves.png": plot_curves(runs), "accuracy_vs_time.png": plot_accuracy_vs_time(runs),
@@ -180,6 +258,8 @@ def write_report(compare_dir: str | Path, title: str = "transferlab comparison")
     first = runs[0]["config"] if runs else {}
     resolved = first.get("resolved", {})
     skipped = resolved.get("skipped_files", [])
+    duplicates = resolved.get("duplicate_problems", [])
+    seeds = sorted({r["config"]["seed"] for r in runs})
     lines = [f"# {title}", ""]
     if first:
         recipe = first["recipe"]
@@ -187,21 +267,77 @@ def write_report(compare_dir: str | Path, title: str = "transferlab comparison")
             f"- data: `{first['data']['root']}` ({resolved.get('layout')}); classes: {', '.join(resolved.get('classes', []))}",
             f"- images: {_counts_line(resolved.get('counts', {}))}",
             f"- backbone: {first['backbone']} (weights: {resolved.get('weights', {}).get('source')}, "
-            f"{resolved.get('weights', {}).get('name')}); device: {resolved.get('device')}; seed: {first['seed']}",
+            f"{resolved.get('weights', {}).get('name')}); device: {resolved.get('device')}; "
+            f"training seeds: {', '.join(map(str, seeds))}",
             f"- recipe `{recipe['name']}`: {recipe['epochs']} epochs, batch {recipe['batch_size']}, SGD lr {recipe['lr']} "
             f"momentum {recipe['momentum']}, StepLR({recipe['step_size']}, {recipe['gamma']}); extract caches "
             f"{first['views']} augmented view(s) per training image",
             f"- unreadable files skipped: {len(skipped)}" + "".join(f"\n  - `{p}`: {why}" for p, why in skipped),
+            f"- duplicate problems found while decoding: {len(duplicates)}"
+            + "".join(f"\n  - {kind}: `{a}` = `{b}`" for a, b, kind in duplicates),
             "",
         ]
-    lines += ["## Results", "", markdown_table(runs), "",
-              "Total time counts decoding the photos (done once and shared by the strategies, but counted in each, "
-              "as a run on its own would pay it), computing cached features, training and validating every epoch.",
-              "", "## Why the times differ", "", explain_times(runs), "",
+    summary = summary_line(runs)
+    lines += ["## Results", "", f"**{summary}**", "", markdown_table(runs), "",
+              "Best val acc is the best epoch's accuracy, and that epoch was chosen on these same validation images, "
+              "so it is optimistic; the final-epoch accuracy is not selected. The 95% CI is Wilson's for one run, "
+              "and a bootstrap over validation images and seeds for several. Total time counts decoding the photos "
+              "(done once and shared, but counted in each run, as a run on its own would pay it), computing cached "
+              "features, training and validating every epoch.", ""]
+    lines += ["## Is the difference real?", ""] + [f"- {d.sentence()}" for d in differences(runs)] + [""]
+    lines += ["## Why the times differ", "", explain_times(runs), "",
               "![where the time went](time_breakdown.png)", "", "## Learning curves", "", "![curves](curves.png)", "",
               "## Accuracy against time", "", "![accuracy vs time](accuracy_vs_time.png)", ""]
+    for run in first_runs(runs):
+        evaluation = read_evaluation(run["dir"])
+        if evaluation is not None:
+            lines += [evaluation_markdown(evaluation, prefix=f"{run['name']}/evaluation/", heading="##"), ""]
     path = compare_dir / "report.md"
     path.write_text("\n".join(lines))
+    write_html(path, title)
+    return path
+
+
+def summary_line(runs: list[dict]) -> str:
+    """One sentence: each strategy's accuracy, and whether the difference is real."""
+    parts = []
+    for strategy, group in by_strategy(runs).items():
+        best = [r["summary"]["best_val_acc"] for r in group if r["summary"].get("best_val_acc") is not None]
+        if best:
+            parts.append(f"{strategy} {_mean_std(best)} in {format_seconds(_mean([r['summary']['total_seconds'] for r in group]))}")
+    verdicts = differences(runs)
+    tail = ""
+    if verdicts:
+        d = verdicts[0]
+        tail = ("; the difference is real" if d.significant else "; the difference is within the noise") + \
+            f" ({d.diff * 100:+.1f} points, 95% CI {d.low * 100:+.1f} to {d.high * 100:+.1f})"
+    return ", ".join(parts) + tail
+
+
+def write_html(markdown_path: Path, title: str) -> Path:
+    """report.html next to report.md: one self-contained file, images embedded, readable offline."""
+    import base64
+    import re
+
+    import markdown
+
+    body = markdown.markdown(markdown_path.read_text(), extensions=["tables"])
+
+    def embed(match: re.Match) -> str:
+        image = markdown_path.parent / match.group(2)
+        if not image.exists():
+            return match.group(0)
+        data = base64.b64encode(image.read_bytes()).decode()
+        return f'{match.group(1)}data:image/png;base64,{data}"'
+
+    body = re.sub(r'(<img alt="[^"]*" src=")([^"]+)"', embed, body)
+    style = ("body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}"
+             "table{border-collapse:collapse;margin:1em 0}th,td{border:1px solid #ccc;padding:4px 8px;text-align:left}"
+             "th{background:#f3f3f3}img{max-width:100%}code{background:#f6f6f6;padding:0 3px}")
+    html = (f"<!doctype html><html><head><meta charset='utf-8'><title>{title}</title><style>{style}</style></head>"
+            f"<body>{body}</body></html>")
+    path = markdown_path.with_suffix(".html")
+    path.write_text(html)
     return path
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 import random
 import time
 from dataclasses import dataclass, field
@@ -22,7 +23,7 @@ from .cache import DecodedSplit, decode_split, extract_features
 from .config import TrainConfig, save_json, to_dict
 from .data import Dataset, load_dataset
 from .doctor import near_duplicate_pairs
-from .engine import EpochRecord, fit, image_batches, tensor_batches
+from .engine import EpochRecord, fit, image_batches, resolve_device, tensor_batches
 from .model import build_model, count_parameters
 from .runs import append_metrics, new_run_dir, save_checkpoint, versions
 
@@ -54,22 +55,21 @@ class RunResult:
     summary: dict = field(default_factory=dict)
 
 
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
-
-
-def seed_everything(seed: int) -> None:
+def seed_everything(seed: int, deterministic: bool = False) -> None:
+    """Seed every generator; with `deterministic`, also forbid non-deterministic kernels."""
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
+    torch.use_deterministic_algorithms(deterministic, warn_only=False)
+    torch.backends.cudnn.benchmark = not deterministic
+    if deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
 
 
 def prepare_data(config: TrainConfig) -> PreparedData:
     """Find the samples and decode every picture once (train at the resize size, val as centre crops)."""
     data = config.data
-    dataset = load_dataset(data.root, data.val_fraction, config.seed, data.max_per_class)
+    dataset = load_dataset(data.root, data.val_fraction, data.split_seed, data.max_per_class)
     spec = get_spec(config.backbone)
     log.info("data: %s (%s); %d train / %d val images, classes: %s", dataset.root, dataset.layout,
              len(dataset.train), len(dataset.val), ", ".join(dataset.classes))
@@ -108,7 +108,7 @@ def duplicate_problems(prepared: PreparedData) -> list[tuple[Path, Path, str]]:
 
 def train(config: TrainConfig, prepared: PreparedData | None = None) -> RunResult:
     """Train one strategy and write its run directory. Ctrl-C stops it and keeps the best checkpoint so far."""
-    seed_everything(config.seed)
+    seed_everything(config.seed, config.deterministic)
     device = resolve_device(config.device)
     if prepared is None or prepared.spec.name != config.backbone:
         prepared = prepare_data(config)
@@ -221,24 +221,38 @@ class Comparison:
     interrupted: bool = False
 
 
-def compare(config: TrainConfig, strategies: tuple[str, ...] = ("finetune", "extract")) -> Comparison:
-    """Train every strategy on the same split, decoded pictures, seed and recipe; then write the report.
+def compare(config: TrainConfig, strategies: tuple[str, ...] = ("finetune", "extract"), seeds: int = 1,
+            evaluate: bool = True) -> Comparison:
+    """Train every strategy on the same split, decoded pictures and recipe, `seeds` times each (training seeds
+    config.seed, config.seed + 1, ...); evaluate every run; then write the report.
 
-    Each strategy gets its own run directory inside one compare folder. Ctrl-C stops the comparison, keeps
-    every finished run and the interrupted run's best checkpoint, and still writes the report.
+    Each run gets its own folder inside one compare folder. Ctrl-C stops the comparison, keeps every finished
+    run and the interrupted run's best checkpoint, and still writes the report.
     """
+    from .evaluate import evaluate_decoded
     from .report import write_report
 
+    if seeds < 1:
+        raise ValueError("--seeds must be at least 1")
     out_dir = new_run_dir(config.out, config.name, f"compare-{config.backbone}")
+    save_json({"strategies": list(strategies), "seeds": seeds, "config": to_dict(config)}, out_dir / "compare.json")
     prepared = prepare_data(config)
     results, interrupted = [], False
-    for strategy in strategies:
-        run_config = dataclasses.replace(config, strategy=strategy, out=str(out_dir), name=strategy)
-        try:
-            results.append(train(run_config, prepared))
-        except TrainingInterrupted as stop:
-            results.append(stop.result)
-            interrupted = True
+    for k in range(seeds):  # seeds outside, strategies inside: an interruption leaves complete pairs
+        for strategy in strategies:
+            seed = config.seed + k
+            name = strategy if seeds == 1 else f"{strategy}-seed{seed}"
+            run_config = dataclasses.replace(config, strategy=strategy, seed=seed, out=str(out_dir), name=name)
+            try:
+                result = train(run_config, prepared)
+            except TrainingInterrupted as stop:
+                results.append(stop.result)
+                interrupted = True
+                break
+            results.append(result)
+            if evaluate:
+                evaluate_decoded(result.run_dir, prepared.val, config.device)
+        if interrupted:
             break
     report = write_report(out_dir)
     return Comparison(out_dir, results, report, interrupted)
