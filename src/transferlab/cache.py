@@ -45,6 +45,23 @@ class DecodedSplit:
     def __len__(self) -> int:
         return len(self.images)
 
+    def subset(self, indices: list[int]) -> "DecodedSplit":
+        """The pictures at `indices` (timings and skipped files stay with the whole split)."""
+        return DecodedSplit([self.images[i] for i in indices], self.labels[indices], [self.paths[i] for i in indices],
+                            [self.fingerprints[i] for i in indices] if self.fingerprints else [])
+
+    @staticmethod
+    def merge(parts: list["DecodedSplit"], order: list[Path]) -> "DecodedSplit":
+        """Put shards decoded by different processes back together in `order` (the original sample order)."""
+        by_path = {path: (part, i) for part in parts for i, path in enumerate(part.paths)}
+        kept = [path for path in order if path in by_path]
+        pick = [by_path[path] for path in kept]
+        return DecodedSplit(
+            images=[part.images[i] for part, i in pick],
+            labels=torch.stack([part.labels[i] for part, i in pick]) if pick else torch.zeros(0, dtype=torch.long),
+            paths=kept, fingerprints=[part.fingerprints[i] for part, i in pick],
+            skipped=[s for part in parts for s in part.skipped], seconds=max(p.seconds for p in parts))
+
 
 class _Decode:
     """Decode one file: (uint8 array or the reason it failed, perceptual fingerprint)."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -46,6 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     train = commands.add_parser("train", help="train one strategy")
     _common(train)
     train.add_argument("--strategy", default="finetune", choices=STRATEGIES)
+    train.add_argument("--resume", metavar="RUN", help="continue RUN from its last completed epoch (its own settings)")
     compare = commands.add_parser("compare", help="train several strategies on the same data and compare them")
     _common(compare)
     compare.add_argument("--strategies", default=",".join(STRATEGIES), help="comma-separated (default: all)")
@@ -105,17 +107,24 @@ def main(argv: list[str] | None = None) -> int:
     except (DatasetError, WeightsUnavailable, UnreadableImage, FileNotFoundError, ValueError, RuntimeError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    finally:
+        import torch.distributed
+
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from .training import TrainingInterrupted, train
+    from .training import TrainingInterrupted, resume, train
 
     try:
-        result = train(config_from_args(args, args.strategy))
+        result = resume(args.resume) if args.resume else train(config_from_args(args, args.strategy))
     except TrainingInterrupted as stop:
         print(f"interrupted; {stop.result.run_dir} keeps the best checkpoint (epoch {stop.result.best_epoch})")
         return 130
     s = result.summary
+    if int(os.environ.get("RANK", "0")) != 0:
+        return 0  # under torchrun, rank 0 reports
     print(f"{result.strategy}: best val accuracy {s['best_val_acc']:.1%} at epoch {s['best_epoch']}, "
           f"{s['total_seconds']:.0f}s in all; run saved in {result.run_dir}")
     return 0
@@ -130,6 +139,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
     if unknown or not strategies:
         raise ValueError(f"unknown strategies {unknown}; choose from {', '.join(STRATEGIES)}")
     result = compare(config_from_args(args), strategies, args.seeds)
+    if int(os.environ.get("RANK", "0")) != 0:
+        return 0  # under torchrun, rank 0 reports
     runs = load_runs(result.out_dir)
     print(text_table(runs))
     print("\n" + summary_line(runs))

@@ -48,21 +48,23 @@ class EpochRecord:
     data_seconds: float  # training time spent waiting for the next batch
     compute_seconds: float  # training time spent in forward, backward and the optimizer step
     val_seconds: float
+    train_samples: int = 0  # images trained on this epoch, over all processes
+    val_samples: int = 0  # images validated this epoch, over all processes
 
     def as_dict(self) -> dict:
         return asdict(self)
 
 
 def image_batches(split: DecodedSplit, spec, batch_size: int, device: torch.device, augment: bool,
-                  generator: torch.Generator | None = None) -> SizedBatches:
-    """Batches of normalized images from decoded tensors: shuffled and augmented for training, in order for eval."""
-    return SizedBatches(_image_batches(split, spec, batch_size, device, augment, generator),
-                        -(-len(split) // batch_size))
+                  order: list[int] | None = None) -> SizedBatches:
+    """Batches of normalized images from decoded tensors, in `order` (default: all, in turn); augmented for
+    training, centre crops as stored for evaluation."""
+    order = torch.tensor(order if order is not None else range(len(split)), dtype=torch.long)
+    return SizedBatches(_image_batches(split, spec, batch_size, device, augment, order), -(-len(order) // batch_size))
 
 
-def _image_batches(split, spec, batch_size, device, augment, generator):
+def _image_batches(split, spec, batch_size, device, augment, order):
     preset = TrainPreset(spec.input_size) if augment else None
-    order = torch.randperm(len(split), generator=generator) if augment else torch.arange(len(split))
     for start in range(0, len(order), batch_size):
         index = order[start:start + batch_size]
         pictures = [split.images[i] for i in index.tolist()]
@@ -72,14 +74,13 @@ def _image_batches(split, spec, batch_size, device, augment, generator):
 
 
 def tensor_batches(features: torch.Tensor, labels: torch.Tensor, batch_size: int, device: torch.device,
-                   shuffle: bool, generator: torch.Generator | None = None) -> SizedBatches:
-    """Batches of cached feature vectors."""
-    return SizedBatches(_tensor_batches(features, labels, batch_size, device, shuffle, generator),
-                        -(-len(labels) // batch_size))
+                   order: list[int] | None = None) -> SizedBatches:
+    """Batches of cached feature vectors, in `order` (default: all, in turn)."""
+    order = torch.tensor(order if order is not None else range(len(labels)), dtype=torch.long)
+    return SizedBatches(_tensor_batches(features, labels, batch_size, device, order), -(-len(order) // batch_size))
 
 
-def _tensor_batches(features, labels, batch_size, device, shuffle, generator):
-    order = torch.randperm(len(labels), generator=generator) if shuffle else torch.arange(len(labels))
+def _tensor_batches(features, labels, batch_size, device, order):
     for start in range(0, len(order), batch_size):
         index = order[start:start + batch_size]
         yield features[index].to(device, non_blocking=True), labels[index].to(device, non_blocking=True)
@@ -98,59 +99,86 @@ def make_optimizer(parameters: list[nn.Parameter], recipe: Recipe):
     return optimizer, scheduler
 
 
+def _no_reduce(values: list[float]) -> list[float]:
+    return values
+
+
 def fit(
     module: nn.Module,
-    parameters: list[nn.Parameter],
+    optimizer: torch.optim.Optimizer,
+    scheduler,
     train_batches: Callable[[int], Batches],
     val_batches: Callable[[], Batches],
-    recipe: Recipe,
+    epochs: int,
     device: torch.device,
     on_epoch: Callable[[EpochRecord], None],
     quiet: bool = False,
     desc: str = "train",
-) -> list[EpochRecord]:
-    """Train `module` for `recipe.epochs` epochs; call `on_epoch` after each one with its record."""
-    optimizer, scheduler = make_optimizer(parameters, recipe)
+    start_epoch: int = 1,
+    reduce: Callable[[list[float]], list[float]] = _no_reduce,
+    eval_module: nn.Module | None = None,
+) -> None:
+    """Train `module` from `start_epoch` to `epochs`; call `on_epoch` after each epoch with its record.
+
+    `reduce` sums per-process counts across processes (distributed training); `eval_module` is what validates
+    (the unwrapped model under DistributedDataParallel, so ranks with different shares never wait on each other).
+    """
     criterion = nn.CrossEntropyLoss()
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-    records: list[EpochRecord] = []
-    epochs = tqdm(range(1, recipe.epochs + 1), desc=desc, unit="epoch", disable=quiet)
-    for epoch in epochs:
+    bar = tqdm(range(start_epoch, epochs + 1), desc=desc, unit="epoch", disable=quiet, initial=start_epoch - 1,
+               total=epochs)
+    for epoch in bar:
         module.train()
         lr = optimizer.param_groups[0]["lr"]
         loss_sum, correct, seen = 0.0, 0, 0
         data_seconds = compute_seconds = 0.0
         epoch_start = tick = time.perf_counter()
-        for inputs, targets in tqdm(train_batches(epoch), desc=f"epoch {epoch}", unit="batch",
-                                    leave=False, disable=quiet):
-            got_batch = time.perf_counter()
-            data_seconds += got_batch - tick
-            optimizer.zero_grad(set_to_none=True)
-            logits = module(inputs)
-            loss = criterion(logits, targets)
-            loss.backward()
-            optimizer.step()
-            loss_sum += loss.item() * len(targets)
-            correct += (logits.argmax(1) == targets).sum().item()
-            seen += len(targets)
-            sync()
-            tick = time.perf_counter()
-            compute_seconds += tick - got_batch
+        batches = train_batches(epoch)
+        with _join_uneven(module):
+            for inputs, targets in tqdm(batches, desc=f"epoch {epoch}", unit="batch", leave=False, disable=quiet):
+                got_batch = time.perf_counter()
+                data_seconds += got_batch - tick
+                optimizer.zero_grad(set_to_none=True)
+                logits = module(inputs)
+                loss = criterion(logits, targets)
+                loss.backward()
+                optimizer.step()
+                loss_sum += loss.item() * len(targets)
+                correct += (logits.argmax(1) == targets).sum().item()
+                seen += len(targets)
+                sync()
+                tick = time.perf_counter()
+                compute_seconds += tick - got_batch
         scheduler.step()
         val_start = time.perf_counter()
-        val_loss, val_acc = evaluate(module, val_batches(), criterion)
+        val_sums = evaluate_sums(eval_module or module, val_batches(), criterion)
+        loss_sum, correct, seen, val_loss_sum, val_correct, val_seen = reduce(
+            [loss_sum, correct, seen, *val_sums])
         now = time.perf_counter()
-        record = EpochRecord(epoch, lr, loss_sum / max(seen, 1), correct / max(seen, 1), val_loss, val_acc,
-                             now - epoch_start, data_seconds, compute_seconds, now - val_start)
-        records.append(record)
-        epochs.set_postfix(val_acc=f"{val_acc:.3f}", loss=f"{record.train_loss:.3f}")
+        record = EpochRecord(epoch, lr, loss_sum / max(seen, 1), correct / max(seen, 1),
+                             val_loss_sum / max(val_seen, 1), val_correct / max(val_seen, 1),
+                             now - epoch_start, data_seconds, compute_seconds, now - val_start,
+                             int(seen), int(val_seen))
+        bar.set_postfix(val_acc=f"{record.val_acc:.3f}", loss=f"{record.train_loss:.3f}")
         on_epoch(record)
-    return records
+
+
+def _join_uneven(module: nn.Module):
+    """Under DistributedDataParallel, let ranks with one batch fewer finish the epoch without a hang."""
+    from contextlib import nullcontext
+
+    from torch.nn.parallel import DistributedDataParallel
+
+    if isinstance(module, DistributedDataParallel):
+        from torch.distributed.algorithms.join import Join
+
+        return Join([module])
+    return nullcontext()
 
 
 @torch.inference_mode()
-def evaluate(module: nn.Module, batches: Batches, criterion: nn.Module | None = None) -> tuple[float, float]:
-    """Mean loss and accuracy of `module` (in eval mode) over `batches`."""
+def evaluate_sums(module: nn.Module, batches: Batches, criterion: nn.Module | None = None) -> list[float]:
+    """[summed loss, correct predictions, images] of `module` (in eval mode) over `batches`."""
     criterion = criterion or nn.CrossEntropyLoss()
     was_training = module.training
     module.eval()
@@ -161,4 +189,10 @@ def evaluate(module: nn.Module, batches: Batches, criterion: nn.Module | None = 
         correct += (logits.argmax(1) == targets).sum().item()
         seen += len(targets)
     module.train(was_training)
+    return [loss_sum, correct, seen]
+
+
+def evaluate(module: nn.Module, batches: Batches) -> tuple[float, float]:
+    """Mean loss and accuracy of `module` (in eval mode) over `batches`."""
+    loss_sum, correct, seen = evaluate_sums(module, batches)
     return loss_sum / max(seen, 1), correct / max(seen, 1)

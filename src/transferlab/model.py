@@ -55,6 +55,7 @@ def build_model(
     """Pretrained backbone `backbone` with a fresh `num_classes`-way head, set up for `strategy`."""
     features, spec, info = create_backbone(backbone, weights, pretrained)
     model = TransferModel(features, spec.feature_dim, num_classes, spec.head_dropout, frozen=strategy == "extract")
+    model.to(memory_format=torch.channels_last)  # matches presets.normalize's input layout
     return model, spec, info
 
 

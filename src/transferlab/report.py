@@ -230,7 +230,7 @@ def plot_accuracy_vs_time(runs: list[dict]) -> Figure:
 def plot_time_breakdown(runs: list[dict]) -> Figure:
     """Stacked bars: where each strategy's seconds went (first seed)."""
     firsts = first_runs(runs)
-    fig = Figure(figsize=(7, 1.2 + 0.6 * len(firsts)))
+    fig = Figure(figsize=(8, 1.9 + 0.5 * len(firsts)))
     ax = fig.subplots()
     names = [r["summary"]["strategy"] for r in firsts]
     left = [0.0] * len(firsts)
@@ -239,7 +239,7 @@ def plot_time_breakdown(runs: list[dict]) -> Figure:
         ax.barh(names, values, left=left, color=f"C{j}", label=phase)
         left = [a + b for a, b in zip(left, values)]
     ax.set(title="Where the time went", xlabel="seconds")
-    ax.legend(fontsize=7, loc="lower right")
+    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.35), ncol=3, frameon=False)
     ax.invert_yaxis()
     fig.tight_layout()
     return fig

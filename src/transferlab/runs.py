@@ -85,3 +85,64 @@ def load_checkpoint(run_dir: str | Path) -> tuple[dict[str, torch.Tensor], dict]
 
 def read_json(path: str | Path) -> dict:
     return json.loads(Path(path).read_text())
+
+
+# --- resuming ---------------------------------------------------------------------------------------------
+
+LAST_STATE = "last.pt"
+
+
+def rng_state(generator: torch.Generator) -> dict:
+    """Every random generator training draws from: torch (CPU and CUDA), Python, NumPy, the shuffling generator."""
+    import random
+
+    import numpy as np
+
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    return {"torch": torch.get_rng_state(), "generator": generator.get_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+            "python": random.getstate(), "numpy": (kind, torch.from_numpy(keys.astype("int64")), pos, has_gauss, cached)}
+
+
+def set_rng_state(state: dict, generator: torch.Generator) -> None:
+    import random
+
+    import numpy as np
+
+    torch.set_rng_state(state["torch"])
+    generator.set_state(state["generator"])
+    if state["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+    random.setstate(state["python"])
+    kind, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((kind, keys.numpy().astype("uint32"), pos, has_gauss, cached))
+
+
+def save_training_state(run_dir: Path, epoch: int, model: torch.nn.Module, optimizer, scheduler,
+                        rng_per_rank: list[dict], best: dict) -> None:
+    """Everything needed to continue after `epoch`, written atomically (a kill leaves the previous one intact)."""
+    state = {"epoch": epoch, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+             "scheduler": scheduler.state_dict(), "scaler": None, "rng": rng_per_rank, "best": dict(best)}
+    tmp = run_dir / (LAST_STATE + ".tmp")
+    torch.save(state, tmp)
+    tmp.replace(run_dir / LAST_STATE)
+
+
+def load_training_state(run_dir: Path, model: torch.nn.Module, optimizer, scheduler, generator: torch.Generator,
+                        rank: int = 0) -> dict:
+    """Restore model, optimizer, scheduler and random state saved by `save_training_state` (weights_only load)."""
+    state = torch.load(Path(run_dir) / LAST_STATE, map_location="cpu", weights_only=True)
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    rngs = state["rng"]
+    set_rng_state(rngs[rank] if rank < len(rngs) else rngs[0], generator)
+    return state
+
+
+def truncate_metrics(run_dir: Path, epochs: int) -> None:
+    """Keep the first `epochs` lines of metrics.jsonl (a kill may have left a line past the saved state)."""
+    kept = read_metrics(run_dir)[:epochs]
+    tmp = run_dir / "metrics.jsonl.tmp"
+    tmp.write_text("".join(json.dumps(r) + "\n" for r in kept))
+    tmp.replace(run_dir / "metrics.jsonl")

@@ -19,13 +19,17 @@ import numpy as np
 import torch
 
 from .backbones import BackboneSpec, get_spec
-from .cache import DecodedSplit, decode_split, extract_features
-from .config import TrainConfig, save_json, to_dict
+from .cache import DecodedSplit, FeatureCache, decode_split, extract_features
+from .config import TrainConfig, save_json, to_dict, train_config_from_dict
 from .data import Dataset, load_dataset
+from .distributed import Dist
+from .distributed import setup as setup_distributed
 from .doctor import near_duplicate_pairs
-from .engine import EpochRecord, fit, image_batches, resolve_device, tensor_batches
+from .engine import EpochRecord, fit, image_batches, make_optimizer, resolve_device, tensor_batches
 from .model import build_model, count_parameters
-from .runs import append_metrics, new_run_dir, save_checkpoint, versions
+from .parallel import default_workers
+from .runs import (LAST_STATE, append_metrics, load_training_state, new_run_dir, read_json, read_metrics, rng_state,
+                   save_checkpoint, save_training_state, truncate_metrics, versions)
 
 log = logging.getLogger("transferlab")
 
@@ -66,17 +70,25 @@ def seed_everything(seed: int, deterministic: bool = False) -> None:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
 
 
-def prepare_data(config: TrainConfig) -> PreparedData:
-    """Find the samples and decode every picture once (train at the resize size, val as centre crops)."""
+def prepare_data(config: TrainConfig, dist: Dist | None = None) -> PreparedData:
+    """Find the samples and decode every picture once (train at the resize size, val as centre crops).
+
+    Under torchrun each process decodes its share and the shares are exchanged, so all hold every picture.
+    """
+    dist = dist or Dist(0, 1, 0, torch.device("cpu"))
     data = config.data
     dataset = load_dataset(data.root, data.val_fraction, data.split_seed, data.max_per_class)
     spec = get_spec(config.backbone)
     log.info("data: %s (%s); %d train / %d val images, classes: %s", dataset.root, dataset.layout,
              len(dataset.train), len(dataset.val), ", ".join(dataset.classes))
-    train = decode_split(dataset.train, spec.resize_size, None, data.background, config.workers,
-                         "decode train", config.quiet)
-    val = decode_split(dataset.val, spec.resize_size, spec.input_size, data.background, config.workers,
-                       "decode val", config.quiet)
+    workers = config.workers if config.workers is not None else max(1, default_workers() // dist.world)
+    quiet = config.quiet or not dist.main
+    splits = []
+    for samples, crop, name in ((dataset.train, None, "train"), (dataset.val, spec.input_size, "val")):
+        share = [samples[i] for i in dist.shard(len(samples))]
+        part = decode_split(share, spec.resize_size, crop, data.background, workers, f"decode {name}", quiet)
+        splits.append(DecodedSplit.merge(dist.gather(part), [s.path for s in samples]) if dist.enabled else part)
+    train, val = splits
     prepared = PreparedData(dataset, spec, train, val)
     for first, second, kind in duplicate_problems(prepared):
         log.warning("%s: %s = %s (run `transferlab doctor` for a full check)", kind, first, second)
@@ -106,58 +118,99 @@ def duplicate_problems(prepared: PreparedData) -> list[tuple[Path, Path, str]]:
     return problems
 
 
-def train(config: TrainConfig, prepared: PreparedData | None = None) -> RunResult:
-    """Train one strategy and write its run directory. Ctrl-C stops it and keeps the best checkpoint so far."""
+def _sharded_features(model, spec, prepared: PreparedData, config: TrainConfig, dist: Dist) -> FeatureCache:
+    """The frozen backbone over this process's share of the pictures; shares exchanged so all hold every vector."""
+    train_idx, val_idx = dist.shard(len(prepared.train)), dist.shard(len(prepared.val))
+    part = extract_features(model.backbone, spec, prepared.train.subset(train_idx), prepared.val.subset(val_idx),
+                            config.views, config.recipe.batch_size, dist.device, config.quiet or not dist.main)
+    if not dist.enabled:
+        return part
+    parts = dist.gather((train_idx, val_idx, part.train, part.val, part.seconds))
+    train = torch.empty(config.views, len(prepared.train), parts[0][2].shape[-1])
+    val = torch.empty(len(prepared.val), parts[0][3].shape[-1])
+    for t_idx, v_idx, t_feat, v_feat, _ in parts:
+        train[:, t_idx] = t_feat
+        val[v_idx] = v_feat
+    return FeatureCache(train, prepared.train.labels, val, prepared.val.labels, max(p[4] for p in parts))
+
+
+def resume(run_dir: str | Path) -> RunResult:
+    """Continue an interrupted or killed run from its last completed epoch, with its saved configuration."""
+    run_dir = Path(run_dir)
+    if not (run_dir / LAST_STATE).exists():
+        raise FileNotFoundError(f"{run_dir}: no {LAST_STATE} to resume from (no epoch finished yet?)")
+    saved = read_json(run_dir / "config.json")
+    saved.pop("resolved", None)
+    return train(train_config_from_dict(saved), resume_dir=run_dir)
+
+
+def train(config: TrainConfig, prepared: PreparedData | None = None, resume_dir: Path | None = None) -> RunResult:
+    """Train one strategy and write its run directory. Ctrl-C stops it and keeps the best checkpoint so far.
+
+    Launched by torchrun, the processes share the work (DistributedDataParallel); rank 0 alone writes.
+    """
     seed_everything(config.seed, config.deterministic)
-    device = resolve_device(config.device)
+    dist = setup_distributed(resolve_device(config.device))
+    device = dist.device
+    if not dist.main:
+        log.setLevel(logging.ERROR)
+    quiet = config.quiet or not dist.main
     if prepared is None or prepared.spec.name != config.backbone:
-        prepared = prepare_data(config)
+        prepared = prepare_data(config, dist)
     dataset, spec = prepared.dataset, prepared.spec
     model, spec, weights_info = build_model(config.backbone, len(dataset.classes), config.strategy, config.weights)
     model.to(device)
-    if device.type == "cuda":
-        model.to(memory_format=torch.channels_last)
-    run_dir = new_run_dir(config.out, config.name, f"{config.strategy}-{config.backbone}")
-    save_json({**to_dict(config), "resolved": {
-        "device": str(device), "classes": dataset.classes, "layout": dataset.layout, "counts": dataset.counts(),
-        "weights": dataclasses.asdict(weights_info), "versions": versions(),
-        "skipped_files": [[str(p), reason] for p, reason in prepared.skipped],
-        "duplicate_problems": [[str(a), str(b), kind] for a, b, kind in duplicate_problems(prepared)]}},
-        run_dir / "config.json")
+    if resume_dir is not None:
+        run_dir = Path(resume_dir)
+    else:
+        run_dir = dist.broadcast(str(new_run_dir(config.out, config.name, f"{config.strategy}-{config.backbone}"))
+                                 if dist.main else None)
+        run_dir = Path(run_dir)
+        if dist.main:
+            save_json({**to_dict(config), "resolved": {
+                "device": str(device), "processes": dist.world, "classes": dataset.classes, "layout": dataset.layout,
+                "counts": dataset.counts(), "weights": dataclasses.asdict(weights_info), "versions": versions(),
+                "skipped_files": [[str(p), reason] for p, reason in prepared.skipped],
+                "duplicate_problems": [[str(a), str(b), kind] for a, b, kind in duplicate_problems(prepared)]}},
+                run_dir / "config.json")
 
-    recipe, generator = config.recipe, torch.Generator().manual_seed(config.seed)
+    recipe = config.recipe
+    generator = torch.Generator().manual_seed(config.seed)  # the same on every rank: the same permutation
     feature_seconds = 0.0
     if config.strategy == "extract":
-        features = extract_features(model.backbone, spec, prepared.train, prepared.val, config.views,
-                                    recipe.batch_size, device, config.quiet)
+        features = _sharded_features(model, spec, prepared, config, dist)
         feature_seconds = features.seconds
-        module = model.head
-        views = config.views
-
-        def train_batches(epoch: int):
-            return tensor_batches(features.train[(epoch - 1) % views], features.train_labels, recipe.batch_size,
-                                  device, shuffle=True, generator=generator)
-
-        def val_batches():
-            return tensor_batches(features.val, features.val_labels, recipe.batch_size, device, shuffle=False)
+        trained = model.head
     else:
-        module = model
+        trained = model
+    module = _wrap_ddp(trained, dist)
+    optimizer, scheduler = make_optimizer(model.trainable_parameters(), recipe)
+    val_share = dist.shard(len(prepared.val))
 
+    def train_order() -> list[int]:
+        return torch.randperm(len(prepared.train), generator=generator)[dist.rank::dist.world].tolist()
+
+    if config.strategy == "extract":
         def train_batches(epoch: int):
-            return image_batches(prepared.train, spec, recipe.batch_size, device, augment=True, generator=generator)
+            return tensor_batches(features.train[(epoch - 1) % config.views], features.train_labels,
+                                  recipe.batch_size, device, train_order())
 
         def val_batches():
-            return image_batches(prepared.val, spec, recipe.batch_size, device, augment=False)
+            return tensor_batches(features.val, features.val_labels, recipe.batch_size, device, val_share)
+    else:
+        def train_batches(epoch: int):
+            return image_batches(prepared.train, spec, recipe.batch_size, device, augment=True, order=train_order())
 
-    parameters = model.trainable_parameters()
+        def val_batches():
+            return image_batches(prepared.val, spec, recipe.batch_size, device, augment=False, order=val_share)
+
     summary = {
-        "status": "running", "strategy": config.strategy, "backbone": config.backbone,
+        "status": "running", "strategy": config.strategy, "backbone": config.backbone, "processes": dist.world,
         "train_images": len(prepared.train), "val_images": len(prepared.val),
         "skipped_files": len(prepared.skipped), "decode_seconds": prepared.train.seconds + prepared.val.seconds,
-        "feature_seconds": feature_seconds, "trainable_params": count_parameters(parameters),
+        "feature_seconds": feature_seconds, "trainable_params": count_parameters(model.trainable_parameters()),
         "total_params": count_parameters(model.parameters()), "best_epoch": None, "best_val_acc": None,
     }
-    save_json(summary, run_dir / "summary.json")
     metadata = {
         "backbone": spec.name, "classes": dataset.classes, "strategy": config.strategy,
         "input_size": spec.input_size, "resize_size": spec.resize_size, "mean": list(spec.mean),
@@ -166,29 +219,60 @@ def train(config: TrainConfig, prepared: PreparedData | None = None) -> RunResul
     }
     best = {"epoch": None, "acc": -1.0}
     records: list[EpochRecord] = []
+    start_epoch = 1
+    if resume_dir is not None:
+        state = load_training_state(run_dir, model, optimizer, scheduler, generator, dist.rank)
+        start_epoch, best = state["epoch"] + 1, state["best"]
+        records = [EpochRecord(**r) for r in read_metrics(run_dir)[:state["epoch"]]]
+        if dist.main:
+            truncate_metrics(run_dir, state["epoch"])
+            summary.update(read_json(run_dir / "summary.json"), status="running")
+        log.info("resuming %s after epoch %d", run_dir, state["epoch"])
+    if dist.main:
+        save_json(summary, run_dir / "summary.json")
 
     def on_epoch(record: EpochRecord) -> None:
+        # Order matters for a Ctrl-C or kill at any point: metrics line, then best weights, then `best`, then the
+        # resume state; each file is replaced atomically, and `best` never names weights that were not written.
+        improved = record.val_acc > best["acc"]
+        rng = dist.gather(rng_state(generator))
+        if dist.main:
+            append_metrics(run_dir, record.as_dict())
+            if improved:
+                save_checkpoint(run_dir, model, {**metadata, "best_epoch": record.epoch, "val_acc": record.val_acc})
         records.append(record)
-        append_metrics(run_dir, record.as_dict())
-        if record.val_acc > best["acc"]:
+        if improved:
             best.update(epoch=record.epoch, acc=record.val_acc)
-            save_checkpoint(run_dir, model, {**metadata, "best_epoch": record.epoch, "val_acc": record.val_acc})
+        if dist.main:
+            save_training_state(run_dir, record.epoch, model, optimizer, scheduler, rng, best)
+        dist.barrier()
 
     status = "completed"
     start = time.perf_counter()
     try:
-        fit(module, parameters, train_batches, val_batches, recipe, device, on_epoch, config.quiet,
-            desc=config.strategy)
+        fit(module, optimizer, scheduler, train_batches, val_batches, recipe.epochs, device, on_epoch, quiet,
+            desc=config.strategy, start_epoch=start_epoch, reduce=dist.reduce_sums, eval_module=trained)
     except KeyboardInterrupt:
         status = "interrupted"
         log.warning("interrupted: %s keeps the best checkpoint so far (epoch %s)", run_dir, best["epoch"])
-    summary.update(_timing_summary(records, summary, time.perf_counter() - start))
+    fit_seconds = time.perf_counter() - start + (summary.get("fit_seconds") or 0.0)
+    summary.update(_timing_summary(records, summary, fit_seconds))
     summary.update(status=status, best_epoch=best["epoch"], best_val_acc=best["acc"] if best["epoch"] else None)
-    save_json(summary, run_dir / "summary.json")
+    if dist.main:
+        save_json(summary, run_dir / "summary.json")
     result = RunResult(run_dir, config.strategy, status, best["epoch"], summary["best_val_acc"], records, summary)
     if status == "interrupted":
         raise TrainingInterrupted(result)
     return result
+
+
+def _wrap_ddp(module: torch.nn.Module, dist: Dist) -> torch.nn.Module:
+    if not dist.enabled:
+        return module
+    from torch.nn.parallel import DistributedDataParallel
+
+    device_ids = [dist.device.index] if dist.device.type == "cuda" else None
+    return DistributedDataParallel(module, device_ids=device_ids)
 
 
 class TrainingInterrupted(KeyboardInterrupt):
@@ -234,9 +318,13 @@ def compare(config: TrainConfig, strategies: tuple[str, ...] = ("finetune", "ext
 
     if seeds < 1:
         raise ValueError("--seeds must be at least 1")
-    out_dir = new_run_dir(config.out, config.name, f"compare-{config.backbone}")
-    save_json({"strategies": list(strategies), "seeds": seeds, "config": to_dict(config)}, out_dir / "compare.json")
-    prepared = prepare_data(config)
+    dist = setup_distributed(resolve_device(config.device))
+    out_dir = Path(dist.broadcast(str(new_run_dir(config.out, config.name, f"compare-{config.backbone}"))
+                                  if dist.main else None))
+    if dist.main:
+        save_json({"strategies": list(strategies), "seeds": seeds, "config": to_dict(config)},
+                  out_dir / "compare.json")
+    prepared = prepare_data(config, dist)
     results, interrupted = [], False
     for k in range(seeds):  # seeds outside, strategies inside: an interruption leaves complete pairs
         for strategy in strategies:
@@ -250,9 +338,10 @@ def compare(config: TrainConfig, strategies: tuple[str, ...] = ("finetune", "ext
                 interrupted = True
                 break
             results.append(result)
-            if evaluate:
+            if evaluate and dist.main:
                 evaluate_decoded(result.run_dir, prepared.val, config.device)
         if interrupted:
             break
-    report = write_report(out_dir)
+    report = write_report(out_dir) if dist.main else out_dir / "report.md"
+    dist.barrier()
     return Comparison(out_dir, results, report, interrupted)

@@ -1,0 +1,85 @@
+"""torchrun with 2 CPU processes (gloo) trains one run with the same samples per epoch as one process and
+validates on the whole validation set once; a run killed mid-training resumes and ends exactly like an
+uninterrupted one."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from conftest import make_folder
+from transferlab.predict import Classifier
+
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+
+
+def _metrics(run: Path) -> list[dict]:
+    return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+
+
+def _train_args(data: Path, out: Path, name: str, strategy: str, epochs: int) -> list[str]:
+    return ["-m", "transferlab", "train", str(data), "--backbone", "efficientnet_lite0", "--strategy", strategy,
+            "--epochs", str(epochs), "--batch-size", "4", "--out", str(out), "--name", name, "-q", "--workers", "0"]
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory) -> Path:
+    # 7 train images per class: 21 in all, an odd number, so the two processes get unequal shares
+    return make_folder(tmp_path_factory.mktemp("d"), {"red": 7, "green": 7, "blue": 7})
+
+
+@pytest.mark.parametrize("strategy", ["finetune", "extract"])
+def test_two_processes_share_one_run_and_see_every_image_once(data, tmp_path, strategy):
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+               *_train_args(data, tmp_path, "ddp", strategy, 2)[1:]]
+    done = subprocess.run(command, env=ENV, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert [p.name for p in tmp_path.iterdir()] == ["ddp"]
+    run = tmp_path / "ddp"
+    metrics = _metrics(run)
+    assert [m["epoch"] for m in metrics] == [1, 2]
+    assert all(m["train_samples"] == 21 and m["val_samples"] == 9 for m in metrics)
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["processes"] == 2 and summary["status"] == "completed"
+    assert done.stdout.count("best val accuracy") == 1  # rank 0 alone reports
+    assert Classifier.load(run).predict(Image.new("RGB", (64, 64), (200, 40, 40))).label in ("red", "green", "blue")
+
+
+def test_killed_run_resumes_and_matches_an_uninterrupted_run(data, tmp_path):
+    epochs = 4
+    args = _train_args(data, tmp_path, "killed", "finetune", epochs) + ["--deterministic"]
+    process = subprocess.Popen([sys.executable, *args], env=ENV, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    run = tmp_path / "killed"
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and process.poll() is None:
+        if (run / "metrics.jsonl").exists() and len(_metrics(run)) >= 1:
+            break
+        time.sleep(0.05)
+    time.sleep(0.5)  # into the next epoch
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    finished_before_kill = len(_metrics(run))
+    assert 1 <= finished_before_kill < epochs, "the kill came too late to test resuming"
+
+    resumed = subprocess.run([sys.executable, "-m", "transferlab", "train", "--resume", str(run), "-q"], env=ENV,
+                             capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    reference = subprocess.run([sys.executable, *_train_args(data, tmp_path, "whole", "finetune", epochs),
+                                "--deterministic"], env=ENV, capture_output=True, text=True, timeout=300)
+    assert reference.returncode == 0, reference.stderr[-3000:]
+
+    def comparable(metrics):
+        return [{k: v for k, v in m.items() if "seconds" not in k} for m in metrics]
+
+    assert [m["epoch"] for m in _metrics(run)] == list(range(1, epochs + 1))
+    assert comparable(_metrics(run)) == comparable(_metrics(tmp_path / "whole"))
+    assert json.loads((run / "summary.json").read_text())["status"] == "completed"
