@@ -14,7 +14,12 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $@
 
-test: install
+# The browser test drives Debian's Chromium (no browser download); installed here when missing (needs root).
+CHROMIUM := /usr/bin/chromium
+$(CHROMIUM):
+	apt-get update -qq && apt-get install -y -qq chromium
+
+test: install $(CHROMIUM)
 	$(BIN)/pytest -q
 
 # DATA empty: download the PyTorch tutorial's ants/bees photos (needs internet).

@@ -39,3 +39,15 @@ def make_folder(root: Path, per_class: dict[str, int], split: bool = True, ext: 
 @pytest.fixture
 def tiny_dataset(tmp_path: Path) -> Path:
     return make_folder(tmp_path / "data", {"red": 8, "green": 8, "blue": 8})
+
+
+@pytest.fixture(scope="session")
+def trained_run(tmp_path_factory) -> Path:
+    """A small extract run on synthetic red/green/blue pictures (efficientnet_lite0, offline weights)."""
+    from transferlab import DataConfig, Recipe, TrainConfig, train
+
+    root = make_folder(tmp_path_factory.mktemp("data"), {"red": 6, "green": 6, "blue": 6})
+    config = TrainConfig(DataConfig(str(root)), strategy="extract", backbone="efficientnet_lite0",
+                         recipe=Recipe(epochs=2, batch_size=8), out=str(tmp_path_factory.mktemp("runs")),
+                         quiet=True, workers=0)
+    return train(config).run_dir

@@ -26,12 +26,6 @@ def _config(root, out, **kwargs) -> TrainConfig:
                        quiet=True, workers=0, **kwargs)
 
 
-@pytest.fixture(scope="module")
-def trained_run(tmp_path_factory):
-    root = make_folder(tmp_path_factory.mktemp("data"), {"red": 6, "green": 6, "blue": 6})
-    return train(_config(root, tmp_path_factory.mktemp("runs"), strategy="extract", epochs=2)).run_dir
-
-
 def test_wilson_interval_matches_the_formula():
     k, n, z = 263, 273, 1.959963984540054
     p = k / n

@@ -75,6 +75,14 @@ def build_parser() -> argparse.ArgumentParser:
     doctor.add_argument("--no-cache", action="store_true", help="inspect every file again")
     doctor.add_argument("--workers", type=int, help="inspecting processes (default: one per CPU core, max 8)")
     doctor.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    export = commands.add_parser("export", help="export a run to ONNX or TorchScript, with a parity check")
+    export.add_argument("run", help="a run directory (one strategy's folder)")
+    export.add_argument("--format", choices=("onnx", "torchscript"), default="onnx")
+    export.add_argument("--out", help="output file (default: inside the run directory)")
+    serve = commands.add_parser("serve", help="a local web app: drop a photo, see the classes")
+    serve.add_argument("run", help="a run directory (one strategy's folder)")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
     commands.add_parser("backbones", help="list the available backbones")
     return parser
 
@@ -233,6 +241,30 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     return 1 if any(f.severity == "error" for f in report.findings) else 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    import warnings
+
+    from .export import ParityError, export_run
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # torch.jit is deprecated upstream; the export still works
+        try:
+            result = export_run(args.run, args.format, args.out)
+        except ParityError as error:
+            print(f"error: parity check FAILED: {error}", file=sys.stderr)
+            return 1
+    print(f"exported {result.path} (+ {result.metadata_path.name}); parity on {result.images} images: "
+          f"max |logit difference| = {result.max_abs_diff:.2e} (tolerance 1e-4) OK")
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from .serve import serve
+
+    serve(args.run, args.host, args.port)
+    return 0
+
+
 def cmd_backbones(args: argparse.Namespace) -> int:
     for name, spec in sorted(REGISTRY.items()):
         print(f"{name:20s} input {spec.input_size}px, {spec.feature_dim}-d features, weights: {', '.join(spec.variants)}")
@@ -240,5 +272,5 @@ def cmd_backbones(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"train": cmd_train, "compare": cmd_compare, "evaluate": cmd_evaluate, "predict": cmd_predict,
-            "doctor": cmd_doctor,
+            "doctor": cmd_doctor, "export": cmd_export, "serve": cmd_serve,
             "backbones": cmd_backbones}

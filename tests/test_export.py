@@ -1,0 +1,54 @@
+"""Exports carry classes and preprocessing, have a free batch size, and match PyTorch within 1e-4."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import onnx
+import onnxruntime
+import pytest
+import torch
+
+from transferlab.cli import main
+from transferlab.export import ParityError, export_run
+
+pytestmark = pytest.mark.filterwarnings("ignore::FutureWarning")
+
+
+def test_onnx_export_has_metadata_dynamic_batch_and_parity(trained_run, tmp_path):
+    result = export_run(trained_run, "onnx", tmp_path / "m.onnx")
+    assert result.max_abs_diff <= 1e-4 and result.images == 8
+    props = {p.key: p.value for p in onnx.load(str(result.path)).metadata_props}
+    assert json.loads(props["classes"]) == ["blue", "green", "red"]
+    meta = json.loads(props["transferlab"])
+    assert meta["input"]["input_size"] == 224 and len(meta["input"]["mean"]) == 3
+    assert json.loads(result.metadata_path.read_text()) == meta
+    session = onnxruntime.InferenceSession(str(result.path), providers=["CPUExecutionProvider"])
+    for batch in (1, 5):
+        out = session.run(None, {"image": np.zeros((batch, 3, 224, 224), np.float32)})[0]
+        assert out.shape == (batch, 3)
+
+
+def test_torchscript_export_carries_metadata_and_matches(trained_run, tmp_path):
+    result = export_run(trained_run, "torchscript", tmp_path / "m.pt")
+    assert result.max_abs_diff <= 1e-4
+    extra = {"transferlab.json": ""}
+    loaded = torch.jit.load(str(result.path), _extra_files=extra)
+    assert json.loads(extra["transferlab.json"])["classes"] == ["blue", "green", "red"]
+    assert loaded(torch.zeros(3, 3, 224, 224)).shape == (3, 3)
+
+
+def test_parity_failure_is_loud(trained_run, tmp_path, monkeypatch, capsys):
+    import transferlab.export as export_module
+
+    monkeypatch.setattr(export_module, "parity", lambda *args: 0.5)
+    with pytest.raises(ParityError, match="differ from PyTorch's by 5.00e-01"):
+        export_run(trained_run, "onnx", tmp_path / "bad.onnx")
+    assert main(["export", str(trained_run), "--out", str(tmp_path / "bad2.onnx")]) == 1
+    assert "parity check FAILED" in capsys.readouterr().err
+
+
+def test_export_command_prints_the_parity_figure(trained_run, tmp_path, capsys):
+    assert main(["export", str(trained_run), "--format", "onnx", "--out", str(tmp_path / "c.onnx")]) == 0
+    assert "max |logit difference|" in capsys.readouterr().out
