@@ -62,6 +62,7 @@ def export_run(run_dir: str | Path, fmt: str = "onnx", out: str | Path | None = 
     classifier = Classifier.load(run_dir)
     model = classifier.model.eval().to(memory_format=torch.contiguous_format)
     out = Path(out) if out else run_dir / ("model.onnx" if fmt == "onnx" else "model.torchscript.pt")
+    out.parent.mkdir(parents=True, exist_ok=True)
     metadata = export_metadata(classifier)
     size = classifier.spec.input_size
     example = torch.zeros(2, 3, size, size)
