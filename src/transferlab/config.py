@@ -18,14 +18,24 @@ class Recipe:
     name: str = "reference"
     epochs: int = 25
     batch_size: int = 32
+    optimizer: str = "sgd"  # "sgd" (with momentum) or "adamw"
     lr: float = 0.001
     momentum: float = 0.9
     weight_decay: float = 0.0
+    schedule: str = "step"  # "step" (StepLR) or "cosine" (cosine annealing to zero over `epochs`)
     step_size: int = 7  # StepLR: multiply the learning rate by `gamma` every `step_size` epochs
     gamma: float = 0.1
+    label_smoothing: float = 0.0
+    patience: int | None = None  # early stopping: stop after this many epochs without a better val accuracy
 
 
-RECIPES: dict[str, Recipe] = {"reference": Recipe()}
+RECIPES: dict[str, Recipe] = {
+    "reference": Recipe(),
+    # Aims at the reference recipe's accuracy in far less time: a few epochs of AdamW with a cosine schedule,
+    # label smoothing, and early stopping once validation accuracy stops improving.
+    "fast": Recipe(name="fast", epochs=8, optimizer="adamw", lr=0.001, weight_decay=0.05, schedule="cosine",
+                   label_smoothing=0.1, patience=3),
+}
 
 
 @dataclass

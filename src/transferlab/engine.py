@@ -94,8 +94,20 @@ def resolve_device(name: str) -> torch.device:
 
 
 def make_optimizer(parameters: list[nn.Parameter], recipe: Recipe):
-    optimizer = torch.optim.SGD(parameters, lr=recipe.lr, momentum=recipe.momentum, weight_decay=recipe.weight_decay)
-    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=recipe.step_size, gamma=recipe.gamma)
+    """The recipe's optimizer and per-epoch learning-rate schedule."""
+    if recipe.optimizer == "sgd":
+        optimizer = torch.optim.SGD(parameters, lr=recipe.lr, momentum=recipe.momentum,
+                                    weight_decay=recipe.weight_decay)
+    elif recipe.optimizer == "adamw":
+        optimizer = torch.optim.AdamW(parameters, lr=recipe.lr, weight_decay=recipe.weight_decay)
+    else:
+        raise ValueError(f"unknown optimizer '{recipe.optimizer}' (sgd or adamw)")
+    if recipe.schedule == "step":
+        scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=recipe.step_size, gamma=recipe.gamma)
+    elif recipe.schedule == "cosine":
+        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(recipe.epochs, 1))
+    else:
+        raise ValueError(f"unknown schedule '{recipe.schedule}' (step or cosine)")
     return optimizer, scheduler
 
 
@@ -117,13 +129,17 @@ def fit(
     start_epoch: int = 1,
     reduce: Callable[[list[float]], list[float]] = _no_reduce,
     eval_module: nn.Module | None = None,
+    label_smoothing: float = 0.0,
+    patience: int | None = None,
 ) -> None:
     """Train `module` from `start_epoch` to `epochs`; call `on_epoch` after each epoch with its record.
 
     `reduce` sums per-process counts across processes (distributed training); `eval_module` is what validates
     (the unwrapped model under DistributedDataParallel, so ranks with different shares never wait on each other).
+    With `patience`, training stops once validation accuracy has not improved for that many epochs.
     """
-    criterion = nn.CrossEntropyLoss()
+    criterion = nn.CrossEntropyLoss(label_smoothing=label_smoothing)
+    best_acc, since_best = -1.0, 0
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     bar = tqdm(range(start_epoch, epochs + 1), desc=desc, unit="epoch", disable=quiet, initial=start_epoch - 1,
                total=epochs)
@@ -151,7 +167,7 @@ def fit(
                 compute_seconds += tick - got_batch
         scheduler.step()
         val_start = time.perf_counter()
-        val_sums = evaluate_sums(eval_module or module, val_batches(), criterion)
+        val_sums = evaluate_sums(eval_module or module, val_batches())  # plain cross-entropy, comparable across recipes
         loss_sum, correct, seen, val_loss_sum, val_correct, val_seen = reduce(
             [loss_sum, correct, seen, *val_sums])
         now = time.perf_counter()
@@ -161,6 +177,10 @@ def fit(
                              int(seen), int(val_seen))
         bar.set_postfix(val_acc=f"{record.val_acc:.3f}", loss=f"{record.train_loss:.3f}")
         on_epoch(record)
+        best_acc, since_best = (record.val_acc, 0) if record.val_acc > best_acc else (best_acc, since_best + 1)
+        if patience is not None and since_best >= patience:
+            bar.write(f"early stop: no better validation accuracy for {patience} epochs") if not quiet else None
+            break
 
 
 def _join_uneven(module: nn.Module):

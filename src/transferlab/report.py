@@ -269,8 +269,7 @@ def write_report(compare_dir: str | Path, title: str = "transferlab comparison")
             f"- backbone: {first['backbone']} (weights: {resolved.get('weights', {}).get('source')}, "
             f"{resolved.get('weights', {}).get('name')}); device: {resolved.get('device')}; "
             f"training seeds: {', '.join(map(str, seeds))}",
-            f"- recipe `{recipe['name']}`: {recipe['epochs']} epochs, batch {recipe['batch_size']}, SGD lr {recipe['lr']} "
-            f"momentum {recipe['momentum']}, StepLR({recipe['step_size']}, {recipe['gamma']}); extract caches "
+            f"- recipe `{recipe['name']}`: {recipe_line(recipe)}; extract caches "
             f"{first['views']} augmented view(s) per training image",
             f"- unreadable files skipped: {len(skipped)}" + "".join(f"\n  - `{p}`: {why}" for p, why in skipped),
             f"- duplicate problems found while decoding: {len(duplicates)}"
@@ -296,6 +295,23 @@ def write_report(compare_dir: str | Path, title: str = "transferlab comparison")
     path.write_text("\n".join(lines))
     write_html(path, title)
     return path
+
+
+def recipe_line(recipe: dict) -> str:
+    """A recipe in words, e.g. "25 epochs, batch 32, SGD lr 0.001 momentum 0.9, StepLR(7, 0.1)"."""
+    optimizer = recipe.get("optimizer", "sgd")
+    parts = [f"{recipe['epochs']} epochs", f"batch {recipe['batch_size']}"]
+    parts.append(f"SGD lr {recipe['lr']} momentum {recipe['momentum']}" if optimizer == "sgd"
+                 else f"AdamW lr {recipe['lr']}")
+    if recipe.get("weight_decay"):
+        parts.append(f"weight decay {recipe['weight_decay']}")
+    parts.append(f"StepLR({recipe['step_size']}, {recipe['gamma']})" if recipe.get("schedule", "step") == "step"
+                 else "cosine schedule")
+    if recipe.get("label_smoothing"):
+        parts.append(f"label smoothing {recipe['label_smoothing']}")
+    if recipe.get("patience"):
+        parts.append(f"early stopping after {recipe['patience']} epochs without improvement")
+    return ", ".join(parts)
 
 
 def summary_line(runs: list[dict]) -> str:

@@ -251,7 +251,8 @@ def train(config: TrainConfig, prepared: PreparedData | None = None, resume_dir:
     start = time.perf_counter()
     try:
         fit(module, optimizer, scheduler, train_batches, val_batches, recipe.epochs, device, on_epoch, quiet,
-            desc=config.strategy, start_epoch=start_epoch, reduce=dist.reduce_sums, eval_module=trained)
+            desc=config.strategy, start_epoch=start_epoch, reduce=dist.reduce_sums, eval_module=trained,
+            label_smoothing=recipe.label_smoothing, patience=recipe.patience)
     except KeyboardInterrupt:
         status = "interrupted"
         log.warning("interrupted: %s keeps the best checkpoint so far (epoch %s)", run_dir, best["epoch"])
