@@ -42,6 +42,7 @@ class PreparedData:
     spec: BackboneSpec
     train: DecodedSplit
     val: DecodedSplit
+    duplicates: list[tuple[Path, Path, str]] = field(default_factory=list)  # see duplicate_problems
 
     @property
     def skipped(self) -> list[tuple[Path, str]]:
@@ -90,7 +91,8 @@ def prepare_data(config: TrainConfig, dist: Dist | None = None) -> PreparedData:
         splits.append(DecodedSplit.merge(dist.gather(part), [s.path for s in samples]) if dist.enabled else part)
     train, val = splits
     prepared = PreparedData(dataset, spec, train, val)
-    for first, second, kind in duplicate_problems(prepared):
+    prepared.duplicates = duplicate_problems(prepared)
+    for first, second, kind in prepared.duplicates:
         log.warning("%s: %s = %s (run `transferlab doctor` for a full check)", kind, first, second)
     for split, name in ((train, "train"), (val, "val")):
         if len(split) == 0:
@@ -171,7 +173,7 @@ def train(config: TrainConfig, prepared: PreparedData | None = None, resume_dir:
                 "device": str(device), "processes": dist.world, "classes": dataset.classes, "layout": dataset.layout,
                 "counts": dataset.counts(), "weights": dataclasses.asdict(weights_info), "versions": versions(),
                 "skipped_files": [[str(p), reason] for p, reason in prepared.skipped],
-                "duplicate_problems": [[str(a), str(b), kind] for a, b, kind in duplicate_problems(prepared)]}},
+                "duplicate_problems": [[str(a), str(b), kind] for a, b, kind in prepared.duplicates]}},
                 run_dir / "config.json")
 
     recipe = config.recipe
