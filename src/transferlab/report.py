@@ -156,7 +156,7 @@ def first_runs(runs: list[dict]) -> list[dict]:
 
 def explain_times(runs: list[dict]) -> str:
     """Plain-words account of why the strategies' times differ."""
-    lines = []
+    lines = ["Each strategy's first run:", ""] if len(runs) > len(by_strategy(runs)) else []
     firsts = first_runs(runs)
     for run in firsts:
         s = run["summary"]
@@ -325,8 +325,13 @@ def summary_line(runs: list[dict]) -> str:
     tail = ""
     if verdicts:
         d = verdicts[0]
-        tail = ("; the difference is real" if d.significant else "; the difference is within the noise") + \
-            f" ({d.diff * 100:+.1f} points, 95% CI {d.low * 100:+.1f} to {d.high * 100:+.1f})"
+        sign = 1 if d.diff >= 0 else -1
+        better, worse = (d.a, d.b) if sign > 0 else (d.b, d.a)
+        low, high = sorted((sign * d.low * 100, sign * d.high * 100))
+        interval = f"95% CI {low:+.1f} to {high:+.1f} points"
+        tail = (f"; {better} beats {worse} by {abs(d.diff) * 100:.1f} points ({interval}: larger than the noise)"
+                if d.significant else
+                f"; no real difference: {better} is ahead by {abs(d.diff) * 100:.1f} points ({interval}: within the noise)")
     return ", ".join(parts) + tail
 
 
