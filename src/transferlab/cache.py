@@ -63,11 +63,15 @@ class DecodedSplit:
             skipped=[s for part in parts for s in part.skipped], seconds=max(p.seconds for p in parts))
 
 
-class _Decode:
-    """Decode one file: (uint8 array or the reason it failed, perceptual fingerprint)."""
+class Decode:
+    """Decode one file for a worker process: (uint8 array or the reason it failed, perceptual fingerprint or None).
 
-    def __init__(self, resize_size: int, crop: int | None, background: tuple[int, int, int]):
-        self.resize_size, self.crop, self.background = resize_size, crop, background
+    The decoded view has short side `resize_size`; with `crop`, it is the evaluation centre crop instead.
+    """
+
+    def __init__(self, resize_size: int, crop: int | None, background: tuple[int, int, int],
+                 fingerprints: bool = True):
+        self.resize_size, self.crop, self.background, self.fingerprints = resize_size, crop, background, fingerprints
 
     def __call__(self, path: Path) -> tuple[np.ndarray | str, Fingerprint | None]:
         try:
@@ -77,7 +81,7 @@ class _Decode:
         tensor = decoded_view(picture, self.resize_size)
         if self.crop:
             tensor = eval_view(tensor, self.crop)
-        return tensor.numpy(), fingerprint(picture)
+        return tensor.numpy(), fingerprint(picture) if self.fingerprints else None
 
 
 def decode_split(
@@ -91,7 +95,7 @@ def decode_split(
 ) -> DecodedSplit:
     """Decode every sample once (in parallel); with `crop`, store the evaluation centre crop instead."""
     start = time.perf_counter()
-    results = parallel_map(_Decode(resize_size, crop, background), [s.path for s in samples], workers, desc, quiet)
+    results = parallel_map(Decode(resize_size, crop, background), [s.path for s in samples], workers, desc, quiet)
     kept, skipped = [], []
     for sample, (result, _) in zip(samples, results):
         if isinstance(result, str):

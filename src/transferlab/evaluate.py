@@ -234,14 +234,7 @@ def write_predictions(evaluation: Evaluation, path: Path) -> None:
         writer.writerow(["path", "true", "predicted", "correct"] + [f"p_{c}" for c in evaluation.classes])
         for i, file in enumerate(evaluation.paths):
             writer.writerow([file, evaluation.classes[evaluation.labels[i]], evaluation.classes[evaluation.predicted[i]],
-                             int(evaluation.correct[i])] + [f"{p:.6f}" for p in evaluation.probs[i]])
-
-
-def read_correct(path: Path) -> tuple[list[str], np.ndarray]:
-    """(paths, correct flags) from a predictions.csv."""
-    with open(path, newline="") as handle:
-        rows = list(csv.DictReader(handle))
-    return [r["path"] for r in rows], np.array([r["correct"] == "1" for r in rows])
+                             int(evaluation.correct[i])] + [f"{p:.9g}" for p in evaluation.probs[i]])
 
 
 def read_evaluation(run_dir: Path) -> Evaluation | None:

@@ -8,14 +8,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import BinaryIO, Iterator, Sequence
 
-import numpy as np
 import torch
 from PIL import Image
 
 from .backbones import BackboneSpec
-from .images import UnreadableImage, load_rgb
+from .cache import Decode
+from .images import load_rgb
 from .parallel import parallel_map
 from .model import TransferModel, build_model
 from .presets import decoded_view, eval_view, normalize
@@ -49,8 +49,8 @@ class Classifier:
         model.load_state_dict(state)
         return cls(model, spec, meta["classes"], meta, device)
 
-    def preprocess(self, image: str | Path | Image.Image) -> torch.Tensor:
-        """One picture (path or PIL image) -> the uint8 (3, S, S) evaluation crop."""
+    def preprocess(self, image: str | Path | BinaryIO | Image.Image) -> torch.Tensor:
+        """One picture (path, open file or PIL image) -> the uint8 (3, S, S) evaluation crop."""
         picture = load_rgb(image, self.background, min_side=self.spec.resize_size)
         return eval_view(decoded_view(picture, self.spec.resize_size), self.spec.input_size)
 
@@ -69,11 +69,11 @@ class Classifier:
     def predict_files(self, paths: Sequence[str | Path], batch_size: int = 32, tta: bool = False,
                       workers: int | None = None, quiet: bool = True) -> Iterator[tuple[Path, torch.Tensor | str]]:
         """Stream (path, probabilities) per file, batch by batch; an unreadable file yields (path, reason)."""
-        crop = _Crop(self.spec.resize_size, self.spec.input_size, self.background)
+        crop = Decode(self.spec.resize_size, self.spec.input_size, self.background, fingerprints=False)
         chunk = max(batch_size, 64)
         for start in range(0, len(paths), chunk):
             group = [Path(p) for p in paths[start:start + chunk]]
-            results = parallel_map(crop, group, workers, "predict", quiet)
+            results = [result for result, _ in parallel_map(crop, group, workers, "predict", quiet)]
             good = [i for i, r in enumerate(results) if not isinstance(r, str)]
             probs: dict[int, torch.Tensor] = {}
             for b in range(0, len(good), batch_size):
@@ -96,20 +96,6 @@ class Classifier:
             ranked = [(self.classes[i], float(v)) for v, i in zip(values.tolist(), indices.tolist())]
             results.append(Prediction(ranked[0][0], ranked[0][1], ranked))
         return results
-
-
-class _Crop:
-    """Picklable preprocessing for worker processes: path -> uint8 evaluation crop (numpy) or the failure reason."""
-
-    def __init__(self, resize_size: int, input_size: int, background: tuple[int, int, int]):
-        self.resize_size, self.input_size, self.background = resize_size, input_size, background
-
-    def __call__(self, path: Path) -> np.ndarray | str:
-        try:
-            picture = load_rgb(path, self.background, min_side=self.resize_size)
-        except UnreadableImage as error:
-            return str(error)
-        return eval_view(decoded_view(picture, self.resize_size), self.input_size).numpy()
 
 
 def load_run(run_dir: str | Path, device: str | torch.device = "cpu") -> Classifier:

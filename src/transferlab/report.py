@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure  # figures without pyplot: no GUI backend, no global state
 
-from .evaluate import read_correct, wilson_interval
+from .evaluate import evaluation_markdown, read_evaluation, wilson_interval
 from .runs import read_json, read_metrics
 from .stats import Difference, bootstrap_interval, paired_bootstrap
 
@@ -24,10 +24,10 @@ def load_runs(compare_dir: str | Path) -> list[dict]:
     """The runs inside a compare folder: each {"name", "dir", "summary", "metrics", "config", "correct"}."""
     runs = []
     for run_dir in sorted(p for p in Path(compare_dir).iterdir() if (p / "summary.json").exists()):
-        predictions = run_dir / "evaluation" / "predictions.csv"
+        evaluation = read_evaluation(run_dir)
         runs.append({"name": run_dir.name, "dir": run_dir, "summary": read_json(run_dir / "summary.json"),
                      "metrics": read_metrics(run_dir), "config": read_json(run_dir / "config.json"),
-                     "correct": read_correct(predictions)[1] if predictions.exists() else None})
+                     "correct": evaluation.correct if evaluation is not None else None})
     order = {"finetune": 0, "extract": 1}
     return sorted(runs, key=lambda r: (order.get(r["summary"]["strategy"], 9), r["config"]["seed"], r["name"]))
 
@@ -247,8 +247,6 @@ def plot_time_breakdown(runs: list[dict]) -> Figure:
 
 def write_report(compare_dir: str | Path, title: str = "transferlab comparison") -> Path:
     """Write plots, report.md and a self-contained report.html into a compare folder; return report.md's path."""
-    from .evaluate import evaluation_markdown, read_evaluation
-
     compare_dir = Path(compare_dir)
     runs = load_runs(compare_dir)
     plots = {"curves.png": plot_curves(runs), "accuracy_vs_time.png": plot_accuracy_vs_time(runs),

@@ -17,9 +17,8 @@ from fastapi import FastAPI, File, HTTPException, UploadFile
 from fastapi.responses import HTMLResponse
 from PIL import Image
 
-from .images import UnreadableImage, load_rgb
+from .images import UnreadableImage
 from .predict import Classifier
-from .presets import decoded_view, eval_view
 
 MAX_BYTES = 20 * 1024 * 1024
 MAX_PIXELS = 50_000_000
@@ -73,10 +72,9 @@ def _decode(data: bytes, max_pixels: int, classifier: Classifier):
     if width * height > max_pixels:
         raise HTTPException(413, f"image has too many pixels: {width}x{height} (at most {max_pixels:,})")
     try:
-        picture = load_rgb(io.BytesIO(data), classifier.background, min_side=classifier.spec.resize_size)
+        return classifier.preprocess(io.BytesIO(data))
     except UnreadableImage as error:
         raise HTTPException(415, f"cannot read the image: {error}") from None
-    return eval_view(decoded_view(picture, classifier.spec.resize_size), classifier.spec.input_size)
 
 
 def serve(run_dir: str | Path, host: str = "127.0.0.1", port: int = 8000) -> None:
