@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from dataclasses import replace
 import logging
 import os
 import sys
@@ -91,8 +92,6 @@ def config_from_args(args: argparse.Namespace, strategy: str = "finetune") -> Tr
     recipe = RECIPES[args.recipe]
     overrides = {k: v for k, v in (("epochs", args.epochs), ("batch_size", args.batch_size), ("lr", args.lr))
                  if v is not None}
-    from dataclasses import replace
-
     data = args.data
     if data is None:
         from .demo import demo_dataset
