@@ -128,11 +128,12 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=25)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--only", default="a,b,c", help="which parts to run (a, b, c)")
+    parser.add_argument("--strategies", default="extract,finetune", help="which strategies (extract, finetune)")
     args = parser.parse_args()
     data, parts = Path(args.data), set(args.only.split(","))
     out = Path(tempfile.mkdtemp(prefix="transferlab-bench-"))
     results: list[tuple[str, dict]] = []
-    for strategy in ("extract", "finetune"):
+    for strategy in args.strategies.split(","):
         if "a" in parts:
             results.append((strategy, plain_tutorial(data, args.backbone, strategy, args.epochs, args.seed)))
         if "b" in parts:
