@@ -3,6 +3,7 @@ as before saving, and survives Ctrl-C."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -98,3 +99,16 @@ def test_finetune_run_changes_the_pretrained_backbone(tiny_dataset, tmp_path):
     pretrained, _, _ = build_model("efficientnet_lite0", 3, "finetune")
     changed = [n for n, t in pretrained.backbone.state_dict().items() if not torch.equal(t, saved[n])]
     assert len(changed) > len(saved) // 2
+
+
+def test_a_run_alone_and_inside_compare_give_the_same_results(tmp_path):
+    from transferlab import compare
+
+    root = make_folder(tmp_path / "d", {"red": 12, "green": 12, "blue": 12})  # 36 train: decoding starts workers
+    config = TrainConfig(DataConfig(str(root)), strategy="extract", backbone="efficientnet_lite0",
+                         recipe=Recipe(epochs=2, batch_size=8), quiet=True, workers=2)
+    alone = train(dataclasses.replace(config, out=str(tmp_path / "alone")))
+    inside = compare(dataclasses.replace(config, out=str(tmp_path / "cmp")), ("extract",), evaluate=False)
+    strip = lambda run: [{k: v for k, v in m.items() if "seconds" not in k}  # noqa: E731
+                         for m in map(json.loads, (run / "metrics.jsonl").read_text().splitlines())]
+    assert strip(alone.run_dir) == strip(inside.results[0].run_dir)

@@ -151,7 +151,6 @@ def train(config: TrainConfig, prepared: PreparedData | None = None, resume_dir:
 
     Launched by torchrun, the processes share the work (DistributedDataParallel); rank 0 alone writes.
     """
-    seed_everything(config.seed, config.deterministic)
     dist = setup_distributed(resolve_device(config.device))
     device = dist.device
     if not dist.main:
@@ -159,6 +158,9 @@ def train(config: TrainConfig, prepared: PreparedData | None = None, resume_dir:
     quiet = config.quiet or not dist.main
     if prepared is None or prepared.spec.name != config.backbone:
         prepared = prepare_data(config, dist)
+    # Seed after preparing the data (starting decode workers draws from the global generator), so a run on its
+    # own and the same run inside `compare` start from the same random state.
+    seed_everything(config.seed, config.deterministic)
     dataset, spec = prepared.dataset, prepared.spec
     model, spec, weights_info = build_model(config.backbone, len(dataset.classes), config.strategy, config.weights)
     model.to(device)
