@@ -182,7 +182,6 @@ def cmd_predict(args: argparse.Namespace) -> int:
     files = expand_images(args.images)
     if not files:
         raise ValueError(f"no images matched {' '.join(args.images)}")
-    k = min(args.topk, len(classifier.classes))
     writer = csv.writer(sys.stdout) if args.format == "csv" else None
     if writer:
         writer.writerow(["file", "label", "probability", "topk", "error"])
@@ -192,9 +191,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
             failed += 1
             row = {"file": str(path), "error": result}
         else:
-            values, indices = result.topk(k)
-            ranked = [(classifier.classes[i], round(float(v), 6)) for v, i in zip(values.tolist(), indices.tolist())]
-            row = {"file": str(path), "label": ranked[0][0], "probability": ranked[0][1], "topk": ranked}
+            prediction = classifier.rank(result, args.topk)
+            ranked = [(label, round(p, 6)) for label, p in prediction.topk]
+            row = {"file": str(path), "label": prediction.label, "probability": ranked[0][1], "topk": ranked}
         if args.format == "json":
             print(json.dumps(row))
         elif writer:

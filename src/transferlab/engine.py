@@ -211,8 +211,3 @@ def evaluate_sums(module: nn.Module, batches: Batches, criterion: nn.Module | No
     module.train(was_training)
     return [loss_sum, correct, seen]
 
-
-def evaluate(module: nn.Module, batches: Batches) -> tuple[float, float]:
-    """Mean loss and accuracy of `module` (in eval mode) over `batches`."""
-    loss_sum, correct, seen = evaluate_sums(module, batches)
-    return loss_sum / max(seen, 1), correct / max(seen, 1)

@@ -89,13 +89,13 @@ class Classifier:
 
     def predict_many(self, images: list, topk: int = 3) -> list[Prediction]:
         probabilities = self.logits(torch.stack([self.preprocess(i) for i in images])).softmax(1)
-        k = min(topk, len(self.classes))
-        results = []
-        for row in probabilities:
-            values, indices = row.topk(k)
-            ranked = [(self.classes[i], float(v)) for v, i in zip(values.tolist(), indices.tolist())]
-            results.append(Prediction(ranked[0][0], ranked[0][1], ranked))
-        return results
+        return [self.rank(row, topk) for row in probabilities]
+
+    def rank(self, probabilities: torch.Tensor, topk: int = 3) -> Prediction:
+        """One image's class probabilities -> its label and the top-k (label, probability) pairs."""
+        values, indices = probabilities.topk(min(topk, len(self.classes)))
+        ranked = [(self.classes[i], float(v)) for v, i in zip(values.tolist(), indices.tolist())]
+        return Prediction(ranked[0][0], ranked[0][1], ranked)
 
 
 def load_run(run_dir: str | Path, device: str | torch.device = "cpu") -> Classifier:

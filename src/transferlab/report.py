@@ -89,6 +89,7 @@ def table_rows(runs: list[dict]) -> list[list[str]]:
         best = [s["best_val_acc"] for s in summaries if s.get("best_val_acc") is not None]
         final = [r["metrics"][-1]["val_acc"] for r in group if r["metrics"]]
         interval = accuracy_interval(group)
+        share = _mean([s.get("data_share") for s in summaries])
         rows.append([
             strategy + (f" ({', '.join(sorted(status))})" if status else ""), str(len(group)), _mean_std(best),
             f"{interval[0]:.1%}-{interval[1]:.1%}" if interval else "-", _mean_std(final),
@@ -96,7 +97,7 @@ def table_rows(runs: list[dict]) -> list[list[str]]:
             format_seconds(_mean([s.get("total_seconds") for s in summaries])),
             format_seconds(_mean([s.get("seconds_per_epoch") for s in summaries])),
             f"{summaries[0]['trainable_params']:,}",
-            f"{_mean([s.get('data_share') for s in summaries]):.0%}" if _mean([s.get('data_share') for s in summaries]) is not None else "-",
+            f"{share:.0%}" if share is not None else "-",
             verdict(summaries)])
     return rows
 
@@ -274,14 +275,15 @@ def write_report(compare_dir: str | Path, title: str = "transferlab comparison")
             + "".join(f"\n  - {kind}: `{a}` = `{b}`" for a, b, kind in duplicates),
             "",
         ]
-    summary = summary_line(runs)
+    verdicts = differences(runs)
+    summary = summary_line(runs, verdicts)
     lines += ["## Results", "", f"**{summary}**", "", markdown_table(runs), "",
               "Best val acc is the best epoch's accuracy, and that epoch was chosen on these same validation images, "
               "so it is optimistic; the final-epoch accuracy is not selected. The 95% CI is Wilson's for one run, "
               "and a bootstrap over validation images and seeds for several. Total time counts decoding the photos "
               "(done once and shared, but counted in each run, as a run on its own would pay it), computing cached "
               "features, training and validating every epoch.", ""]
-    lines += ["## Is the difference real?", ""] + [f"- {d.sentence()}" for d in differences(runs)] + [""]
+    lines += ["## Is the difference real?", ""] + [f"- {d.sentence()}" for d in verdicts] + [""]
     lines += ["## Why the times differ", "", explain_times(runs), "",
               "![where the time went](time_breakdown.png)", "", "## Learning curves", "", "![curves](curves.png)", "",
               "## Accuracy against time", "", "![accuracy vs time](accuracy_vs_time.png)", ""]
@@ -312,14 +314,14 @@ def recipe_line(recipe: dict) -> str:
     return ", ".join(parts)
 
 
-def summary_line(runs: list[dict]) -> str:
+def summary_line(runs: list[dict], verdicts: list[Difference] | None = None) -> str:
     """One sentence: each strategy's accuracy, and whether the difference is real."""
     parts = []
     for strategy, group in by_strategy(runs).items():
         best = [r["summary"]["best_val_acc"] for r in group if r["summary"].get("best_val_acc") is not None]
         if best:
             parts.append(f"{strategy} {_mean_std(best)} in {format_seconds(_mean([r['summary']['total_seconds'] for r in group]))}")
-    verdicts = differences(runs)
+    verdicts = differences(runs) if verdicts is None else verdicts
     tail = ""
     if verdicts:
         d = verdicts[0]

@@ -50,11 +50,9 @@ def create_app(run_dir: str | Path, max_bytes: int = MAX_BYTES, max_pixels: int 
         crop = _decode(data, max_pixels, classifier)
         with lock:
             probs = classifier.probabilities(crop.unsqueeze(0))[0]
-        values, indices = probs.topk(min(topk, len(classifier.classes)))
-        ranked = [{"label": classifier.classes[i], "probability": float(v)}
-                  for v, i in zip(values.tolist(), indices.tolist())]
-        return {"file": file.filename, "label": ranked[0]["label"], "probability": ranked[0]["probability"],
-                "topk": ranked}
+        prediction = classifier.rank(probs, topk)
+        return {"file": file.filename, "label": prediction.label, "probability": prediction.probability,
+                "topk": [{"label": label, "probability": p} for label, p in prediction.topk]}
 
     return app
 
