@@ -36,6 +36,15 @@ def make_folder(root: Path, per_class: dict[str, int], split: bool = True, ext: 
     return root
 
 
+@pytest.fixture(autouse=True, scope="session")
+def private_cache(tmp_path_factory):
+    """Caches (features, doctor results, decoded-picture files) go to a temporary folder, never ~/.cache."""
+    patch = pytest.MonkeyPatch()
+    patch.setenv("TRANSFERLAB_CACHE", str(tmp_path_factory.mktemp("cache")))
+    yield
+    patch.undo()
+
+
 @pytest.fixture
 def tiny_dataset(tmp_path: Path) -> Path:
     return make_folder(tmp_path / "data", {"red": 8, "green": 8, "blue": 8})

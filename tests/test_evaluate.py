@@ -12,7 +12,6 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import make_folder
 from transferlab import DataConfig, Recipe, TrainConfig, compare, train
 from transferlab.cli import main
 from transferlab.evaluate import Evaluation, evaluate_run, wilson_interval

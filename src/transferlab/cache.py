@@ -4,28 +4,40 @@ The reference project decoded, resized and (for feature extraction) pushed every
 backbone again in every epoch; that is why its feature extraction was barely faster than fine-tuning. Here:
 - `decode_split` decodes each file once, in parallel worker processes, to a uint8 tensor (short side = the
   backbone's resize size; validation images are stored already centre-cropped). Unreadable files are skipped
-  with a warning naming them, and listed in the result.
+  with a warning naming them, and listed in the result. The tensors live in memory, or in a memory-mapped file
+  when they would not fit comfortably (`choose_store` decides from the dataset's size and the free memory).
 - `extract_features` runs the frozen backbone once over K augmented views of the training images and once over
-  the validation images; the head then trains on those pooled features.
+  the validation images; the head then trains on those pooled features. `cached_features` keeps them on disk,
+  keyed by everything they depend on (backbone weights, pictures, views, transform, precision), so a second run
+  or `compare --seeds` does not compute them again.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
+import os
+import tempfile
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
+import torchvision
+from PIL import Image
+from safetensors.torch import load_file, save_file
 from torch import nn
 from tqdm.auto import tqdm
 
 from .backbones import BackboneSpec
 from .data import Sample
+from .demo import cache_dir
 from .doctor import Fingerprint, fingerprint
 from .images import UnreadableImage, load_rgb
-from .parallel import parallel_map
+from .parallel import parallel_imap
 from .presets import TrainPreset, decoded_view, eval_view, normalize
 
 log = logging.getLogger("transferlab")
@@ -44,6 +56,14 @@ class DecodedSplit:
 
     def __len__(self) -> int:
         return len(self.images)
+
+    def digest(self) -> str:
+        """A hash of every picture's pixels, in order (what cached features of this split depend on)."""
+        total = hashlib.sha256()
+        for image in self.images:
+            total.update(str(tuple(image.shape)).encode())
+            total.update(hashlib.blake2b(image.numpy().tobytes(), digest_size=16).digest())
+        return total.hexdigest()
 
     def subset(self, indices: list[int]) -> "DecodedSplit":
         """The pictures at `indices` (timings and skipped files stay with the whole split)."""
@@ -84,6 +104,39 @@ class Decode:
         return tensor.numpy(), fingerprint(picture) if self.fingerprints else None
 
 
+def available_memory() -> int:
+    """Bytes of memory the system can give without swapping (MemAvailable), or total physical memory."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+def estimate_decoded_bytes(samples: list[Sample], resize_size: int, crop: int | None, probe: int = 64) -> int:
+    """Bytes the decoded split will take: exact for centre crops; for resized pictures, from the mean aspect
+    ratio of up to `probe` files' headers (reading a header does not decode the picture)."""
+    if crop:
+        return len(samples) * 3 * crop * crop
+    ratios = []
+    for sample in samples[:: max(1, len(samples) // probe)][:probe]:
+        try:
+            with Image.open(sample.path) as image:
+                width, height = image.size
+            ratios.append(max(width, height) / max(1, min(width, height)))
+        except Exception:  # unreadable files are reported by the decoder
+            continue
+    ratio = float(np.mean(ratios)) if ratios else 4 / 3
+    return int(len(samples) * 3 * resize_size * resize_size * ratio)
+
+
+def choose_store(estimated_bytes: int, share: float = 0.5) -> str:
+    """"memory" when the decoded pictures take at most `share` of the available memory, else "disk"."""
+    return "memory" if estimated_bytes <= share * available_memory() else "disk"
+
+
 def decode_split(
     samples: list[Sample],
     resize_size: int,
@@ -92,26 +145,62 @@ def decode_split(
     workers: int | None = None,
     desc: str = "decode",
     quiet: bool = False,
+    store: str = "memory",
 ) -> DecodedSplit:
-    """Decode every sample once (in parallel); with `crop`, store the evaluation centre crop instead."""
+    """Decode every sample once (in parallel); with `crop`, store the evaluation centre crop instead.
+
+    `store="disk"` writes the pictures to a memory-mapped file as they arrive instead of holding them in memory
+    (the file is unlinked at once: the mapping lives as long as the process, and nothing is left behind).
+    """
     start = time.perf_counter()
-    results = parallel_map(Decode(resize_size, crop, background), [s.path for s in samples], workers, desc, quiet)
-    kept, skipped = [], []
-    for sample, (result, _) in zip(samples, results):
+    results = parallel_imap(Decode(resize_size, crop, background), [s.path for s in samples], workers, desc, quiet)
+    sink = _DiskSink() if store == "disk" else None
+    kept, skipped, images, fingerprints = [], [], [], []
+    for sample, (result, fp) in zip(samples, results):
         if isinstance(result, str):
             log.warning("skipped %s: %s", sample.path, result)
             skipped.append((sample.path, result))
-        else:
-            kept.append(sample)
-    decoded = [(torch.from_numpy(r), fp) for r, fp in results if not isinstance(r, str)]
+            continue
+        kept.append(sample)
+        images.append(sink.write(result) if sink else torch.from_numpy(result))
+        fingerprints.append(fp)
+    if sink:
+        images = sink.close()
     return DecodedSplit(
-        images=[image for image, _ in decoded],
+        images=images,
         labels=torch.tensor([s.label for s in kept], dtype=torch.long),
         paths=[s.path for s in kept],
-        fingerprints=[fp for _, fp in decoded],
+        fingerprints=fingerprints,
         skipped=skipped,
         seconds=time.perf_counter() - start,
     )
+
+
+class _DiskSink:
+    """Appends uint8 arrays to a temporary file, then maps it back as tensors (copy-on-write, so never written)."""
+
+    def __init__(self):
+        folder = cache_dir() / "decoded"
+        folder.mkdir(parents=True, exist_ok=True)
+        self.file = tempfile.NamedTemporaryFile(dir=folder, suffix=".u8", delete=False)
+        self.entries: list[tuple[int, tuple[int, ...]]] = []
+
+    def write(self, array: np.ndarray) -> tuple[int, tuple[int, ...]]:
+        self.entries.append((self.file.tell(), array.shape))
+        self.file.write(np.ascontiguousarray(array).tobytes())
+        return self.entries[-1]
+
+    def close(self) -> list[torch.Tensor]:
+        self.file.close()
+        path = Path(self.file.name)
+        try:
+            if not self.entries:
+                return []
+            mapped = np.memmap(path, dtype=np.uint8, mode="c")
+            return [torch.from_numpy(mapped[offset:offset + int(np.prod(shape))].reshape(shape))
+                    for offset, shape in self.entries]
+        finally:
+            path.unlink()
 
 
 @dataclass
@@ -123,6 +212,11 @@ class FeatureCache:
     val: torch.Tensor
     val_labels: torch.Tensor
     seconds: float
+    from_cache: bool = False  # read from the disk cache rather than computed
+
+
+def _view_seed(view: int, index: int) -> int:
+    return 1_000_003 * view + index
 
 
 @torch.inference_mode()
@@ -135,25 +229,87 @@ def extract_features(
     batch_size: int,
     device: torch.device,
     quiet: bool = False,
+    precision: torch.dtype | None = None,
+    train_index: list[int] | None = None,
 ) -> FeatureCache:
-    """Run the frozen backbone (in eval mode) once over `views` augmented views of train and once over val."""
+    """Run the frozen backbone (in eval mode) once over `views` augmented views of train and once over val.
+
+    View k of training picture i is cropped with its own seed (k, i), whatever the process, batch or training
+    seed: the features are a property of the data, so they can be cached and shared between seeds.
+    `train_index` gives the pictures' positions in the whole split when `train` is one process's share.
+    """
     start = time.perf_counter()
     was_training = backbone.training
     backbone.eval()
     preset = TrainPreset(spec.input_size)
+    train_index = list(range(len(train))) if train_index is None else train_index
     bar = tqdm(total=views * len(train) + len(val), desc="features", unit="img", disable=quiet, leave=False)
+    amp = torch.autocast(device.type, dtype=precision) if precision is not None else nullcontext()
 
-    def run(pictures: list[torch.Tensor], augment: bool) -> torch.Tensor:
+    def crop(picture: torch.Tensor, seed: int) -> torch.Tensor:
+        torch.manual_seed(seed)
+        return preset(picture)
+
+    def run(pictures: list[torch.Tensor], view: int | None) -> torch.Tensor:
         out = []
         for i in range(0, len(pictures), batch_size):
             chunk = pictures[i:i + batch_size]
-            batch = torch.stack([preset(p) for p in chunk] if augment else chunk).to(device, non_blocking=True)
-            out.append(backbone(normalize(batch, spec)).float().cpu())
+            if view is not None:
+                chunk = [crop(p, _view_seed(view, train_index[i + j])) for j, p in enumerate(chunk)]
+            batch = torch.stack(chunk).to(device, non_blocking=True)
+            with amp:
+                out.append(backbone(normalize(batch, spec)).float().cpu())
             bar.update(len(chunk))
-        return torch.cat(out)
+        return torch.cat(out) if out else torch.zeros(0, spec.feature_dim)
 
-    train_features = torch.stack([run(train.images, augment=True) for _ in range(views)])
-    val_features = run(val.images, augment=False)
+    with torch.random.fork_rng(devices=[]):  # the seeded crops leave the training random state untouched
+        train_features = torch.stack([run(train.images, view) for view in range(views)])
+    val_features = run(val.images, None)
     bar.close()
     backbone.train(was_training)
     return FeatureCache(train_features, train.labels, val_features, val.labels, time.perf_counter() - start)
+
+
+def feature_key(backbone: nn.Module, spec: BackboneSpec, train: DecodedSplit, val: DecodedSplit, views: int,
+                precision: torch.dtype | None) -> str:
+    """What cached features depend on: the backbone's weights (and BatchNorm statistics), the pictures, the
+    number of views, the transform and normalization, the precision, and the torch/torchvision versions."""
+    key = hashlib.sha256()
+    for name, tensor in sorted(backbone.state_dict().items()):
+        key.update(name.encode())
+        key.update(hashlib.blake2b(tensor.detach().cpu().contiguous().numpy().tobytes(), digest_size=16).digest())
+    key.update(json.dumps({
+        "spec": [spec.name, spec.input_size, spec.resize_size, list(spec.mean), list(spec.std)],
+        "views": views, "precision": str(precision), "train": train.digest(), "val": val.digest(),
+        "transform": repr(TrainPreset(spec.input_size).transform), "view_seed": _view_seed(1, 0),
+        "versions": [torch.__version__, torchvision.__version__],
+    }, sort_keys=True).encode())
+    return key.hexdigest()[:32]
+
+
+def feature_cache_path(key: str) -> Path:
+    return cache_dir() / "features" / f"{key}.safetensors"
+
+
+def load_features(key: str, train: DecodedSplit, val: DecodedSplit) -> FeatureCache | None:
+    """Features cached on disk under `key`, or None (missing or unreadable: they are computed again)."""
+    path = feature_cache_path(key)
+    if not path.exists():
+        return None
+    start = time.perf_counter()
+    try:
+        tensors = load_file(path)
+    except Exception as error:  # a damaged cache file is not the user's problem: recompute
+        log.warning("ignoring damaged feature cache %s: %s", path, error)
+        return None
+    return FeatureCache(tensors["train"], train.labels, tensors["val"], val.labels, time.perf_counter() - start, True)
+
+
+def save_features(key: str, features: FeatureCache) -> Path:
+    """Write features atomically (temporary file, then rename), so concurrent writers never leave half a file."""
+    path = feature_cache_path(key)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    save_file({"train": features.train.contiguous(), "val": features.val.contiguous()}, tmp)
+    tmp.replace(path)
+    return path

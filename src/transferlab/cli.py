@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 from .backbones import REGISTRY, WeightsUnavailable
-from .config import RECIPES, STRATEGIES, DataConfig, TrainConfig
+from .config import PRECISIONS, RECIPES, STRATEGIES, DataConfig, TrainConfig
 from .data import DatasetError
 from .images import UnreadableImage
 
@@ -36,7 +36,16 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--val-fraction", type=float, default=0.2, help="validation share when splitting one folder")
     parser.add_argument("--max-per-class", type=int, help="use at most N images per class and split (quick trials)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ...")
+    parser.add_argument("--precision", default="auto", choices=PRECISIONS,
+                        help="mixed precision (auto: bf16 on GPUs that have it, else fp16; float32 on the CPU)")
+    parser.add_argument("--compile", action="store_true", help="torch.compile the network (GPU, long runs)")
     parser.add_argument("--workers", type=int, help="image-decoding processes (default: one per CPU core, max 8)")
+    parser.add_argument("--loader-workers", type=int,
+                        help="batch-making processes while fine-tuning (default: GPU one per spare core, CPU none)")
+    parser.add_argument("--decode-cache", default="auto", choices=("auto", "memory", "disk"),
+                        help="keep decoded pictures in memory or memory-mapped on disk (auto: from their size)")
+    parser.add_argument("--no-feature-cache", action="store_true",
+                        help="compute frozen features again instead of reading them from ~/.cache/transferlab")
     parser.add_argument("--out", default="runs", help="folder for run directories (default runs/)")
     parser.add_argument("--name", help="run folder name (default: strategy/compare + backbone + time)")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars (for logs and CI)")
@@ -51,7 +60,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--resume", metavar="RUN", help="continue RUN from its last completed epoch (its own settings)")
     compare = commands.add_parser("compare", help="train several strategies on the same data and compare them")
     _common(compare)
-    compare.add_argument("--strategies", default=",".join(STRATEGIES), help="comma-separated (default: all)")
+    compare.add_argument("--strategies", default="finetune,extract",
+                         help=f"comma-separated, from {', '.join(STRATEGIES)} (default: finetune,extract)")
     compare.add_argument("--seeds", type=int, default=1,
                          help="train each strategy N times (seeds --seed, --seed+1, ...) and test the difference")
     evaluate = commands.add_parser("evaluate", help="accuracy with its confidence interval, per-class scores, "
@@ -101,7 +111,9 @@ def config_from_args(args: argparse.Namespace, strategy: str = "finetune") -> Tr
         data=DataConfig(root=data, val_fraction=args.val_fraction, split_seed=args.split_seed,
                         max_per_class=args.max_per_class),
         strategy=strategy, backbone=args.backbone, weights=args.weights, recipe=replace(recipe, **overrides),
-        seed=args.seed, deterministic=args.deterministic, views=args.views, device=args.device, workers=args.workers, out=args.out, name=args.name,
+        seed=args.seed, deterministic=args.deterministic, views=args.views, device=args.device,
+        precision=args.precision, compile=args.compile, workers=args.workers, loader_workers=args.loader_workers,
+        feature_cache=not args.no_feature_cache, decode_cache=args.decode_cache, out=args.out, name=args.name,
         quiet=args.quiet)
 
 

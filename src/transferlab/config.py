@@ -8,7 +8,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-STRATEGIES = ("finetune", "extract")
+STRATEGIES = ("finetune", "extract", "two-stage")
+PRECISIONS = ("auto", "off", "bf16", "fp16")
 
 
 @dataclass
@@ -27,6 +28,10 @@ class Recipe:
     gamma: float = 0.1
     label_smoothing: float = 0.0
     patience: int | None = None  # early stopping: stop after this many epochs without a better val accuracy
+    # two-stage only: `head_epochs` epochs of the head on cached features first, then `epochs` epochs of the
+    # whole network with the backbone's learning rate scaled by `backbone_lr_scale` (the head keeps `lr`)
+    head_epochs: int = 5
+    backbone_lr_scale: float = 0.1
 
 
 RECIPES: dict[str, Recipe] = {
@@ -34,7 +39,7 @@ RECIPES: dict[str, Recipe] = {
     # Aims at the reference recipe's accuracy in far less time: a few epochs of AdamW with a cosine schedule,
     # label smoothing, and early stopping once validation accuracy stops improving.
     "fast": Recipe(name="fast", epochs=8, optimizer="adamw", lr=0.001, weight_decay=0.05, schedule="cosine",
-                   label_smoothing=0.1, patience=3),
+                   label_smoothing=0.1, patience=3, head_epochs=5, backbone_lr_scale=0.1),
 }
 
 
@@ -58,7 +63,12 @@ class TrainConfig:
     deterministic: bool = False  # bit-reproducible on CPU (torch deterministic algorithms)
     views: int = 1  # extract: augmented views per training image whose features are cached (see README)
     device: str = "auto"  # "auto", "cpu", "cuda", "cuda:1", ...
+    precision: str = "auto"  # mixed precision: "auto" (bf16 on GPUs that have it, else fp16; off on CPU), "off", ...
+    compile: bool = False  # torch.compile the trained network (worth it on a GPU for long runs)
     workers: int | None = None  # image-decoding processes; None = one per CPU core (at most 8)
+    loader_workers: int | None = None  # batch-making processes while training; None = chosen from the machine
+    feature_cache: bool = True  # keep frozen features on disk, keyed by backbone + weights + pictures + views
+    decode_cache: str = "auto"  # decoded pictures: "memory", "disk" (memory-mapped) or "auto" (from sizes)
     out: str = "runs"
     name: str | None = None  # run folder name; None = "<strategy>-<backbone>-<timestamp>"
     quiet: bool = False
@@ -68,6 +78,10 @@ class TrainConfig:
             raise ValueError(f"unknown strategy '{self.strategy}'; choose one of {', '.join(STRATEGIES)}")
         if self.views < 1:
             raise ValueError("--views must be at least 1")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"unknown precision '{self.precision}'; choose one of {', '.join(PRECISIONS)}")
+        if self.decode_cache not in ("auto", "memory", "disk"):
+            raise ValueError(f"unknown decode cache '{self.decode_cache}'; choose auto, memory or disk")
 
 
 def to_dict(config: Any) -> dict:

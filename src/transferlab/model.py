@@ -3,6 +3,8 @@
 - `finetune`: every weight trains.
 - `extract`: the backbone is frozen and kept in eval mode (BatchNorm running statistics do not drift); only the
   new head trains, and only its parameters reach the optimizer.
+- `two-stage`: first as `extract` (the head learns on cached features), then `unfreeze_backbone` and everything
+  trains, the backbone with a smaller learning rate than the head (`parameter_groups`).
 """
 
 from __future__ import annotations
@@ -32,6 +34,16 @@ class TransferModel(nn.Module):
         self.backbone.requires_grad_(False)
         self.backbone.eval()
 
+    def unfreeze_backbone(self) -> None:
+        self.frozen = False
+        self.backbone.requires_grad_(True)
+        self.backbone.train(self.training)
+
+    def parameter_groups(self, lr: float, backbone_lr_scale: float) -> list[dict]:
+        """Optimizer groups: the backbone at `lr * backbone_lr_scale`, the head at `lr`."""
+        return [{"params": list(self.backbone.parameters()), "lr": lr * backbone_lr_scale},
+                {"params": list(self.head.parameters()), "lr": lr}]
+
     def train(self, mode: bool = True) -> "TransferModel":
         super().train(mode)
         if self.frozen:
@@ -54,7 +66,7 @@ def build_model(
 ) -> tuple[TransferModel, BackboneSpec, WeightsInfo]:
     """Pretrained backbone `backbone` with a fresh `num_classes`-way head, set up for `strategy`."""
     features, spec, info = create_backbone(backbone, weights, pretrained)
-    model = TransferModel(features, spec.feature_dim, num_classes, spec.head_dropout, frozen=strategy == "extract")
+    model = TransferModel(features, spec.feature_dim, num_classes, spec.head_dropout, frozen=strategy in ("extract", "two-stage"))
     model.to(memory_format=torch.channels_last)  # matches presets.normalize's input layout
     return model, spec, info
 

@@ -8,7 +8,7 @@ no shared-memory handles pile up).
 from __future__ import annotations
 
 import os
-from typing import Callable, Sequence, TypeVar
+from typing import Callable, Iterator, Sequence, TypeVar
 
 import torch
 from tqdm.auto import tqdm
@@ -38,12 +38,19 @@ def _as_is(item):
     return item
 
 
-def parallel_map(function: Callable[[T], R], items: Sequence[T], workers: int | None = None, desc: str = "",
-                 quiet: bool = False) -> list[R]:
-    """[function(item) for item in items], computed by `workers` processes (default: one per core)."""
+def parallel_imap(function: Callable[[T], R], items: Sequence[T], workers: int | None = None, desc: str = "",
+                  quiet: bool = False) -> Iterator[R]:
+    """function(item) for each item, in order, computed by `workers` processes (default: one per core) and
+    yielded as they arrive, so the caller need not hold them all."""
     workers = default_workers() if workers is None else workers
     if len(items) < 32:
         workers = 0  # starting processes costs more than a handful of files
     loader = torch.utils.data.DataLoader(_Job(function, items), batch_size=None, shuffle=False,
                                          num_workers=workers, collate_fn=_as_is)
-    return list(tqdm(loader, total=len(items), desc=desc, unit="img", disable=quiet or not items, leave=False))
+    yield from tqdm(loader, total=len(items), desc=desc, unit="img", disable=quiet or not items, leave=False)
+
+
+def parallel_map(function: Callable[[T], R], items: Sequence[T], workers: int | None = None, desc: str = "",
+                 quiet: bool = False) -> list[R]:
+    """[function(item) for item in items], computed by `workers` processes (default: one per core)."""
+    return list(parallel_imap(function, items, workers, desc, quiet))

@@ -28,7 +28,7 @@ def load_runs(compare_dir: str | Path) -> list[dict]:
         runs.append({"name": run_dir.name, "dir": run_dir, "summary": read_json(run_dir / "summary.json"),
                      "metrics": read_metrics(run_dir), "config": read_json(run_dir / "config.json"),
                      "correct": evaluation.correct if evaluation is not None else None})
-    order = {"finetune": 0, "extract": 1}
+    order = {"finetune": 0, "extract": 1, "two-stage": 2}
     return sorted(runs, key=lambda r: (order.get(r["summary"]["strategy"], 9), r["config"]["seed"], r["name"]))
 
 
@@ -172,11 +172,22 @@ def explain_times(runs: list[dict]) -> str:
             f"Fine-tuning took {ratio:.1f}x as long as feature extraction. Fine-tuning runs the whole network "
             f"forward and backward on every image in every epoch ({format_seconds(ft.get('compute_seconds'))} of "
             f"training compute). Feature extraction here runs the frozen backbone forward once per cached view "
-            f"({format_seconds(ex.get('feature_seconds'))}) and then trains only the linear head on stored feature "
-            f"vectors ({format_seconds(ex.get('compute_seconds'))} in all). Both decoded each photo once "
+            f"({format_seconds(ex.get('feature_seconds'))}"
+            f"{', read from the feature cache of an earlier run' if ex.get('features_from_cache') else ''}) and then "
+            f"trains only the linear head on stored feature vectors ({format_seconds(ex.get('compute_seconds'))} in "
+            "all). Both decoded each photo once "
             f"({format_seconds(ft.get('decode_seconds'))}, shared): in the reference project every epoch decoded and "
             "resized every photo again and re-ran the frozen backbone, which is why its feature extraction was "
             "barely faster than fine-tuning.")
+    two_stage = [r for r in firsts if r["summary"]["strategy"] == "two-stage"]
+    if two_stage:
+        ts, recipe = two_stage[0]["summary"], two_stage[0]["config"]["recipe"]
+        lines.append("")
+        lines.append(
+            f"Two-stage first trained the head on cached features for {recipe['head_epochs']} epochs "
+            f"({format_seconds(ts.get('feature_seconds'))} for the features), then fine-tuned the whole network "
+            f"for up to {recipe['epochs']} epochs with the backbone at {recipe['backbone_lr_scale']:g}x the head's "
+            f"learning rate ({format_seconds(ts.get('compute_seconds'))} of training compute in all).")
     return "\n".join(lines)
 
 

@@ -119,25 +119,21 @@ def set_rng_state(state: dict, generator: torch.Generator) -> None:
 
 
 def save_training_state(run_dir: Path, epoch: int, model: torch.nn.Module, optimizer, scheduler,
-                        rng_per_rank: list[dict], best: dict) -> None:
-    """Everything needed to continue after `epoch`, written atomically (a kill leaves the previous one intact)."""
-    state = {"epoch": epoch, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-             "scheduler": scheduler.state_dict(), "scaler": None, "rng": rng_per_rank, "best": dict(best)}
+                        rng_per_rank: list[dict], best: dict, scaler=None, stage: str = "") -> None:
+    """Everything needed to continue after `epoch`, written atomically (a kill leaves the previous one intact).
+
+    `stage` names the training stage whose optimizer is saved (two-stage runs change optimizer midway)."""
+    state = {"epoch": epoch, "stage": stage, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+             "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict() if scaler is not None else None,
+             "rng": rng_per_rank, "best": dict(best)}
     tmp = run_dir / (LAST_STATE + ".tmp")
     torch.save(state, tmp)
     tmp.replace(run_dir / LAST_STATE)
 
 
-def load_training_state(run_dir: Path, model: torch.nn.Module, optimizer, scheduler, generator: torch.Generator,
-                        rank: int = 0) -> dict:
-    """Restore model, optimizer, scheduler and random state saved by `save_training_state` (weights_only load)."""
-    state = torch.load(Path(run_dir) / LAST_STATE, map_location="cpu", weights_only=True)
-    model.load_state_dict(state["model"])
-    optimizer.load_state_dict(state["optimizer"])
-    scheduler.load_state_dict(state["scheduler"])
-    rngs = state["rng"]
-    set_rng_state(rngs[rank] if rank < len(rngs) else rngs[0], generator)
-    return state
+def load_training_state(run_dir: Path) -> dict:
+    """The state saved by `save_training_state` (loaded with weights_only: no code runs from the file)."""
+    return torch.load(Path(run_dir) / LAST_STATE, map_location="cpu", weights_only=True)
 
 
 def truncate_metrics(run_dir: Path, epochs: int) -> None:

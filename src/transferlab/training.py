@@ -1,8 +1,9 @@
 """Train one strategy, or compare several on the same data: the Python API behind the CLI.
 
 The data path reads top to bottom: folder -> samples (`data.load_dataset`) -> pictures decoded once
-(`cache.decode_split`) -> for `extract`, pooled features computed once (`cache.extract_features`) -> model
-(`model.build_model`) -> epochs (`engine.fit`) -> run directory (`runs`) -> report (`report`).
+(`cache.decode_split`) -> for `extract` (and the first stage of `two-stage`), pooled features computed once or read
+from the disk cache (`cache.extract_features`) -> model (`model.build_model`) -> epochs (`engine.fit`), one call per
+stage -> run directory (`runs`) -> report (`report`).
 """
 
 from __future__ import annotations
@@ -19,17 +20,19 @@ import numpy as np
 import torch
 
 from .backbones import BackboneSpec, get_spec
-from .cache import DecodedSplit, FeatureCache, decode_split, extract_features
-from .config import TrainConfig, save_json, to_dict, train_config_from_dict
+from .cache import (DecodedSplit, FeatureCache, choose_store, decode_split, estimate_decoded_bytes, extract_features,
+                    feature_key, load_features, save_features)
+from .config import Recipe, TrainConfig, save_json, to_dict, train_config_from_dict
 from .data import Dataset, load_dataset
 from .distributed import Dist
 from .distributed import setup as setup_distributed
 from .doctor import near_duplicate_pairs
-from .engine import EpochRecord, fit, image_batches, make_optimizer, resolve_device, tensor_batches
+from .engine import (EpochRecord, ImageLoader, autocast_dtype, fit, make_optimizer, make_scaler, resolve_device,
+                     tensor_batches)
 from .model import build_model, count_parameters
 from .parallel import default_workers
 from .runs import (LAST_STATE, append_metrics, load_training_state, new_run_dir, read_json, read_metrics, rng_state,
-                   save_checkpoint, save_training_state, truncate_metrics, versions)
+                   save_checkpoint, save_training_state, set_rng_state, truncate_metrics, versions)
 
 log = logging.getLogger("transferlab")
 
@@ -84,10 +87,17 @@ def prepare_data(config: TrainConfig, dist: Dist | None = None) -> PreparedData:
              len(dataset.train), len(dataset.val), ", ".join(dataset.classes))
     workers = config.workers if config.workers is not None else max(1, default_workers() // dist.world)
     quiet = config.quiet or not dist.main
+    store = config.decode_cache
+    if store == "auto":
+        estimate = (estimate_decoded_bytes(dataset.train, spec.resize_size, None)
+                    + estimate_decoded_bytes(dataset.val, spec.resize_size, spec.input_size))
+        store = choose_store(estimate)
+        log.info("decoded pictures: about %.0f MB, kept %s", estimate / 1e6,
+                 "in memory" if store == "memory" else "in a memory-mapped file (more than half the free memory)")
     splits = []
     for samples, crop, name in ((dataset.train, None, "train"), (dataset.val, spec.input_size, "val")):
         share = [samples[i] for i in dist.shard(len(samples))]
-        part = decode_split(share, spec.resize_size, crop, data.background, workers, f"decode {name}", quiet)
+        part = decode_split(share, spec.resize_size, crop, data.background, workers, f"decode {name}", quiet, store)
         splits.append(DecodedSplit.merge(dist.gather(part), [s.path for s in samples]) if dist.enabled else part)
     train, val = splits
     prepared = PreparedData(dataset, spec, train, val)
@@ -120,11 +130,30 @@ def duplicate_problems(prepared: PreparedData) -> list[tuple[Path, Path, str]]:
     return problems
 
 
-def _sharded_features(model, spec, prepared: PreparedData, config: TrainConfig, dist: Dist) -> FeatureCache:
+def _features(model, prepared: PreparedData, config: TrainConfig, dist: Dist,
+              precision: torch.dtype | None) -> FeatureCache:
+    """The frozen backbone's features of every picture: from the disk cache when every process has them, else
+    computed (each process its share, shares exchanged) and cached."""
+    key = feature_key(model.backbone, prepared.spec, prepared.train, prepared.val, config.views, precision)
+    if config.feature_cache:
+        cached = load_features(key, prepared.train, prepared.val)
+        if all(dist.gather(cached is not None)):
+            log.info("features: read from the cache (%s...)", key[:12])
+            return cached
+    features = _sharded_features(model, prepared, config, dist, precision)
+    if config.feature_cache:  # every process writes (atomically): on several machines, each has its own cache
+        save_features(key, features)
+    return features
+
+
+def _sharded_features(model, prepared: PreparedData, config: TrainConfig, dist: Dist,
+                      precision: torch.dtype | None) -> FeatureCache:
     """The frozen backbone over this process's share of the pictures; shares exchanged so all hold every vector."""
+    spec = prepared.spec
     train_idx, val_idx = dist.shard(len(prepared.train)), dist.shard(len(prepared.val))
     part = extract_features(model.backbone, spec, prepared.train.subset(train_idx), prepared.val.subset(val_idx),
-                            config.views, config.recipe.batch_size, dist.device, config.quiet or not dist.main)
+                            config.views, config.recipe.batch_size, dist.device, config.quiet or not dist.main,
+                            precision, train_index=train_idx)
     if not dist.enabled:
         return part
     parts = dist.gather((train_idx, val_idx, part.train, part.val, part.seconds))
@@ -134,6 +163,32 @@ def _sharded_features(model, spec, prepared: PreparedData, config: TrainConfig, 
         train[:, t_idx] = t_feat
         val[v_idx] = v_feat
     return FeatureCache(train, prepared.train.labels, val, prepared.val.labels, max(p[4] for p in parts))
+
+
+@dataclass(frozen=True)
+class Stage:
+    """A stretch of epochs (numbered over the whole run) that trains one part of the model on one kind of input:
+    "head" trains the head on cached features, "finetune" trains the whole network on pictures."""
+
+    name: str
+    first: int
+    last: int
+
+    @property
+    def epochs(self) -> int:
+        return self.last - self.first + 1
+
+
+def plan_stages(strategy: str, recipe: Recipe) -> list[Stage]:
+    """finetune: all epochs on pictures; extract: all on features; two-stage: `head_epochs` on features, then
+    `epochs` on pictures."""
+    if strategy == "finetune":
+        return [Stage("finetune", 1, recipe.epochs)]
+    if strategy == "extract":
+        return [Stage("head", 1, recipe.epochs)]
+    stages = [Stage("head", 1, recipe.head_epochs),
+              Stage("finetune", recipe.head_epochs + 1, recipe.head_epochs + recipe.epochs)]
+    return [stage for stage in stages if stage.epochs > 0]
 
 
 def resume(run_dir: str | Path) -> RunResult:
@@ -179,41 +234,20 @@ def train(config: TrainConfig, prepared: PreparedData | None = None, resume_dir:
                 run_dir / "config.json")
 
     recipe = config.recipe
+    stages = plan_stages(config.strategy, recipe)
+    precision = autocast_dtype(config.precision, device)
+    scaler = make_scaler(device, precision)
     generator = torch.Generator().manual_seed(config.seed)  # the same on every rank: the same permutation
-    feature_seconds = 0.0
-    if config.strategy == "extract":
-        features = _sharded_features(model, spec, prepared, config, dist)
-        feature_seconds = features.seconds
-        trained = model.head
-    else:
-        trained = model
-    module = _wrap_ddp(trained, dist)
-    optimizer, scheduler = make_optimizer(model.trainable_parameters(), recipe)
     val_share = dist.shard(len(prepared.val))
-
-    def train_order() -> list[int]:
-        return torch.randperm(len(prepared.train), generator=generator)[dist.rank::dist.world].tolist()
-
-    if config.strategy == "extract":
-        def train_batches(epoch: int):
-            return tensor_batches(features.train[(epoch - 1) % config.views], features.train_labels,
-                                  recipe.batch_size, device, train_order())
-
-        def val_batches():
-            return tensor_batches(features.val, features.val_labels, recipe.batch_size, device, val_share)
-    else:
-        def train_batches(epoch: int):
-            return image_batches(prepared.train, spec, recipe.batch_size, device, augment=True, order=train_order())
-
-        def val_batches():
-            return image_batches(prepared.val, spec, recipe.batch_size, device, augment=False, order=val_share)
-
     summary = {
         "status": "running", "strategy": config.strategy, "backbone": config.backbone, "processes": dist.world,
         "train_images": len(prepared.train), "val_images": len(prepared.val),
         "skipped_files": len(prepared.skipped), "decode_seconds": prepared.train.seconds + prepared.val.seconds,
-        "feature_seconds": feature_seconds, "trainable_params": count_parameters(model.trainable_parameters()),
+        "feature_seconds": 0.0,
+        "trainable_params": count_parameters(model.parameters() if stages[-1].name == "finetune"
+                                             else model.trainable_parameters()),
         "total_params": count_parameters(model.parameters()), "best_epoch": None, "best_val_acc": None,
+        "precision": str(precision).replace("torch.", "") if precision else "float32",
     }
     metadata = {
         "backbone": spec.name, "classes": dataset.classes, "strategy": config.strategy,
@@ -223,17 +257,92 @@ def train(config: TrainConfig, prepared: PreparedData | None = None, resume_dir:
     }
     best = {"epoch": None, "acc": -1.0}
     records: list[EpochRecord] = []
-    start_epoch = 1
+    state, done = None, 0
     if resume_dir is not None:
-        state = load_training_state(run_dir, model, optimizer, scheduler, generator, dist.rank)
-        start_epoch, best = state["epoch"] + 1, state["best"]
-        records = [EpochRecord(**r) for r in read_metrics(run_dir)[:state["epoch"]]]
+        state = load_training_state(run_dir)
+        done, best = state["epoch"], state["best"]
+        model.load_state_dict(state["model"])
+        rngs = state["rng"]
+        set_rng_state(rngs[dist.rank] if dist.rank < len(rngs) else rngs[0], generator)
+        records = [EpochRecord(**r) for r in read_metrics(run_dir)[:done]]
         if dist.main:
-            truncate_metrics(run_dir, state["epoch"])
+            truncate_metrics(run_dir, done)
             summary.update(read_json(run_dir / "summary.json"), status="running")
-        log.info("resuming %s after epoch %d", run_dir, state["epoch"])
+        log.info("resuming %s after epoch %d", run_dir, done)
     if dist.main:
         save_json(summary, run_dir / "summary.json")
+
+    def train_order() -> list[int]:
+        return torch.randperm(len(prepared.train), generator=generator)[dist.rank::dist.world].tolist()
+
+    status = "completed"
+    start, feature_seconds = time.perf_counter(), 0.0
+    try:
+        for stage in stages:
+            if stage.last <= done:
+                continue
+            if stage.name == "head":
+                features = _features(model, prepared, config, dist, precision)
+                feature_seconds += features.seconds
+                summary["feature_seconds"] += features.seconds
+                summary["features_from_cache"] = features.from_cache
+                trained, parameters = model.head, model.trainable_parameters()
+
+                def train_batches(epoch: int, features=features):
+                    return tensor_batches(features.train[(epoch - 1) % config.views], features.train_labels,
+                                          recipe.batch_size, device, train_order())
+
+                def val_batches(features=features):
+                    return tensor_batches(features.val, features.val_labels, recipe.batch_size, device, val_share)
+            else:
+                if model.frozen:  # two-stage: the head has learned on features; now everything trains
+                    model.unfreeze_backbone()
+                trained = model
+                parameters = (model.parameter_groups(recipe.lr, recipe.backbone_lr_scale)
+                              if config.strategy == "two-stage" else model.trainable_parameters())
+                train_loader = ImageLoader(prepared.train, spec, recipe.batch_size, device, augment=True,
+                                           workers=config.loader_workers, seed=config.seed)
+                val_loader = ImageLoader(prepared.val, spec, recipe.batch_size, device, augment=False,
+                                         workers=config.loader_workers)
+
+                def train_batches(epoch: int, loader=train_loader):
+                    return loader.batches(train_order())
+
+                def val_batches(loader=val_loader):
+                    return loader.batches(val_share)
+            optimizer, scheduler = make_optimizer(parameters, recipe, stage.epochs)
+            if state is not None and stage.first <= done and state.get("stage", stage.name) == stage.name:
+                optimizer.load_state_dict(state["optimizer"])  # resuming inside this stage
+                scheduler.load_state_dict(state["scheduler"])
+                if state.get("scaler"):
+                    scaler.load_state_dict(state["scaler"])
+            module = _wrap_ddp(trained, dist)
+            if config.compile and stage.name == "finetune":
+                module = torch.compile(module)
+            on_epoch = _epoch_writer(run_dir, model, optimizer, scheduler, scaler, generator, best, records,
+                                     metadata, dist, stage.name)
+            fit(module, optimizer, scheduler, train_batches, val_batches, stage.last, device, on_epoch, quiet,
+                desc=f"{config.strategy} ({stage.name})" if len(stages) > 1 else config.strategy,
+                start_epoch=max(stage.first, done + 1), reduce=dist.reduce_sums,
+                eval_module=trained if dist.enabled else module, label_smoothing=recipe.label_smoothing,
+                patience=recipe.patience, precision=precision, scaler=scaler, stage=stage.name)
+    except KeyboardInterrupt:
+        status = "interrupted"
+        log.warning("interrupted: %s keeps the best checkpoint so far (epoch %s)", run_dir, best["epoch"])
+    fit_seconds = time.perf_counter() - start - feature_seconds + (summary.get("fit_seconds") or 0.0)
+    summary.update(_timing_summary(records, summary, fit_seconds))
+    summary.update(status=status, best_epoch=best["epoch"], best_val_acc=best["acc"] if best["epoch"] else None)
+    if dist.main:
+        save_json(summary, run_dir / "summary.json")
+    result = RunResult(run_dir, config.strategy, status, best["epoch"], summary["best_val_acc"], records, summary)
+    if status == "interrupted":
+        raise TrainingInterrupted(result)
+    return result
+
+
+def _epoch_writer(run_dir: Path, model, optimizer, scheduler, scaler, generator, best: dict,
+                  records: list[EpochRecord], metadata: dict, dist: Dist, stage: str):
+    """The callback run after every epoch: metrics line, best weights, resume state."""
 
     def on_epoch(record: EpochRecord) -> None:
         # Order matters for a Ctrl-C or kill at any point: metrics line, then best weights, then `best`, then the
@@ -248,27 +357,10 @@ def train(config: TrainConfig, prepared: PreparedData | None = None, resume_dir:
         if improved:
             best.update(epoch=record.epoch, acc=record.val_acc)
         if dist.main:
-            save_training_state(run_dir, record.epoch, model, optimizer, scheduler, rng, best)
+            save_training_state(run_dir, record.epoch, model, optimizer, scheduler, rng, best, scaler, stage)
         dist.barrier()
 
-    status = "completed"
-    start = time.perf_counter()
-    try:
-        fit(module, optimizer, scheduler, train_batches, val_batches, recipe.epochs, device, on_epoch, quiet,
-            desc=config.strategy, start_epoch=start_epoch, reduce=dist.reduce_sums, eval_module=trained,
-            label_smoothing=recipe.label_smoothing, patience=recipe.patience)
-    except KeyboardInterrupt:
-        status = "interrupted"
-        log.warning("interrupted: %s keeps the best checkpoint so far (epoch %s)", run_dir, best["epoch"])
-    fit_seconds = time.perf_counter() - start + (summary.get("fit_seconds") or 0.0)
-    summary.update(_timing_summary(records, summary, fit_seconds))
-    summary.update(status=status, best_epoch=best["epoch"], best_val_acc=best["acc"] if best["epoch"] else None)
-    if dist.main:
-        save_json(summary, run_dir / "summary.json")
-    result = RunResult(run_dir, config.strategy, status, best["epoch"], summary["best_val_acc"], records, summary)
-    if status == "interrupted":
-        raise TrainingInterrupted(result)
-    return result
+    return on_epoch
 
 
 def _wrap_ddp(module: torch.nn.Module, dist: Dist) -> torch.nn.Module:
