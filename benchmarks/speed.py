@@ -121,12 +121,16 @@ def floor(data: Path, backbone: str, out: Path, max_per_class: int | None = None
     crops = [T.functional.center_crop(img, [spec.input_size] * 2) for img in prepared.train.images] + prepared.val.images
     for i in range(0, len(crops), 32):
         model.backbone(normalize(torch.stack(crops[i:i + 32]), spec))
+    print(f"done: (c) floor: {time.perf_counter() - start:.0f} s", flush=True)
     return {"name": "(c) floor: one decode + one forward pass", "wall": time.perf_counter() - start,
             "best": None, "best_epoch": None, "history": [], "per_epoch": None}
 
 
 def _result(name: str, history: list[tuple[int, float, float]], wall: float) -> dict:
     best_epoch, best, _ = max(history, key=lambda h: (h[1], -h[0])) if history else (None, None, None)
+    if name:  # as each run ends, so an interrupted benchmark still leaves its finished runs on the screen
+        print(f"done: {name}: {wall:.0f} s, best {best:.1%} at epoch {best_epoch}" if best is not None
+              else f"done: {name}: {wall:.0f} s", flush=True)
     # seconds per epoch: the epoch loop alone (from the end of the first epoch to the end of the last, plus one
     # epoch at that pace), so one-time work (decoding, features) is not spread over the epochs
     per_epoch = None

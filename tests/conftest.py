@@ -36,13 +36,11 @@ def make_folder(root: Path, per_class: dict[str, int], split: bool = True, ext: 
     return root
 
 
-@pytest.fixture(autouse=True, scope="session")
-def private_cache(tmp_path_factory):
-    """Caches (features, doctor results, decoded-picture files) go to a temporary folder, never ~/.cache."""
-    patch = pytest.MonkeyPatch()
-    patch.setenv("TRANSFERLAB_CACHE", str(tmp_path_factory.mktemp("cache")))
-    yield
-    patch.undo()
+@pytest.fixture(autouse=True)
+def private_cache(tmp_path_factory, monkeypatch):
+    """Each test's caches (features, doctor results, decoded-picture files) start empty in a temporary folder,
+    never ~/.cache."""
+    monkeypatch.setenv("TRANSFERLAB_CACHE", str(tmp_path_factory.mktemp("cache")))
 
 
 @pytest.fixture

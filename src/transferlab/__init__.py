@@ -1,5 +1,5 @@
 """transferlab: build an image classifier from a folder of photos by transfer learning, and find out which
-transfer strategy (fine-tuning or feature extraction) to use, with evidence.
+transfer strategy (fine-tuning, feature extraction or two-stage) to use, with evidence.
 
 Python API (everything the `transferlab` command does):
 
