@@ -13,6 +13,7 @@ from typing import BinaryIO, Iterator, Sequence
 import torch
 from PIL import Image
 
+from .machine import keep_freed_memory
 from .backbones import BackboneSpec
 from .cache import Decode
 from .images import load_rgb
@@ -44,6 +45,7 @@ class Classifier:
     @classmethod
     def load(cls, run_dir: str | Path, device: str | torch.device = "cpu") -> "Classifier":
         """Load the best weights of a run directory (no pickle involved)."""
+        keep_freed_memory()
         state, meta = load_checkpoint(run_dir)
         model, spec, _ = build_model(meta["backbone"], len(meta["classes"]), meta["strategy"], pretrained=False)
         model.load_state_dict(state)

@@ -29,6 +29,7 @@ from .distributed import setup as setup_distributed
 from .doctor import near_duplicate_pairs
 from .engine import (EpochRecord, ImageLoader, autocast_dtype, fit, make_optimizer, make_scaler, resolve_device,
                      tensor_batches)
+from .machine import keep_freed_memory
 from .model import build_model, count_parameters
 from .parallel import default_workers
 from .runs import (LAST_STATE, append_metrics, load_training_state, new_run_dir, read_json, read_metrics, rng_state,
@@ -80,6 +81,7 @@ def prepare_data(config: TrainConfig, dist: Dist | None = None) -> PreparedData:
     Under torchrun each process decodes its share and the shares are exchanged, so all hold every picture.
     """
     dist = dist or Dist(0, 1, 0, torch.device("cpu"))
+    keep_freed_memory()
     data = config.data
     dataset = load_dataset(data.root, data.val_fraction, data.split_seed, data.max_per_class)
     spec = get_spec(config.backbone)
