@@ -71,3 +71,16 @@ def test_run_records_its_precision(tiny_dataset, tmp_path):
     config = TrainConfig(DataConfig(str(tiny_dataset)), strategy="extract", backbone="efficientnet_lite0",
                          recipe=Recipe(epochs=1, batch_size=8), out=str(tmp_path), quiet=True, workers=0)
     assert train(config).summary["precision"] == "float32"
+
+
+def test_training_loop_accepts_a_compiled_module():
+    torch.manual_seed(0)
+    model = torch.nn.Linear(8, 2)
+    compiled = torch.compile(model, backend="eager")  # the wrapper --compile uses, without the compiler's cost
+    x, y = torch.randn(32, 8), (torch.arange(32) % 2)
+    recipe = Recipe(epochs=2, lr=0.05)
+    optimizer, scheduler = make_optimizer(list(model.parameters()), recipe)
+    records = []
+    fit(compiled, optimizer, scheduler, lambda epoch: tensor_batches(x, y, 16, CPU),
+        lambda: tensor_batches(x, y, 16, CPU), recipe.epochs, CPU, records.append, quiet=True, eval_module=compiled)
+    assert [r.epoch for r in records] == [1, 2]

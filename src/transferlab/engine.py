@@ -252,7 +252,7 @@ def fit(
         scheduler.step()
         val_start = time.perf_counter()
         with autocast(device, precision):
-            val_sums = evaluate_sums(eval_module or module, val_batches())  # plain cross-entropy, comparable across recipes
+            val_sums = evaluate_sums(eval_module if eval_module is not None else module, val_batches())  # plain cross-entropy, comparable across recipes
         loss_sum, correct, seen, val_loss_sum, val_correct, val_seen = reduce(
             [loss_sum, correct, seen, *val_sums])
         now = time.perf_counter()
