@@ -185,7 +185,8 @@ def explain_times(runs: list[dict]) -> str:
         lines.append("")
         lines.append(
             f"Two-stage first trained the head on cached features for {recipe['head_epochs']} epochs "
-            f"({format_seconds(ts.get('feature_seconds'))} for the features), then fine-tuned the whole network "
+            f"({format_seconds(ts.get('feature_seconds'))} for the features"
+            f"{', read from the cache' if ts.get('features_from_cache') else ''}), then fine-tuned the whole network "
             f"for up to {recipe['epochs']} epochs with the backbone at {recipe['backbone_lr_scale']:g}x the head's "
             f"learning rate ({format_seconds(ts.get('compute_seconds'))} of training compute in all).")
     return "\n".join(lines)
