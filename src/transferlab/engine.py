@@ -12,7 +12,6 @@ gradient scaler), with batches made by loader processes into pinned memory and c
 
 from __future__ import annotations
 
-import os
 import time
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass
@@ -24,6 +23,7 @@ from tqdm.auto import tqdm
 
 from .cache import DecodedSplit
 from .config import Recipe
+from .parallel import cpu_cores
 from .presets import TrainPreset, normalize
 
 Batches = Iterable[tuple[torch.Tensor, torch.Tensor]]
@@ -70,8 +70,7 @@ def loader_settings(device: torch.device, workers: int | None = None) -> dict:
     every core, cropping decoded tensors is ~2% of an epoch there, and extra processes would compete for cores.
     """
     if workers is None:
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-        workers = min(8, max(1, cores - 1)) if device.type == "cuda" else 0
+        workers = min(8, max(1, cpu_cores() - 1)) if device.type == "cuda" else 0
     return {"num_workers": workers, "pin_memory": device.type == "cuda", "persistent_workers": workers > 0}
 
 
@@ -111,7 +110,6 @@ class ImageLoader:
         self.loader = torch.utils.data.DataLoader(
             _Pictures(split, spec.input_size, augment), batch_size=batch_size, sampler=self.order,
             generator=torch.Generator().manual_seed(seed), **settings)
-        self.workers = settings["num_workers"]
 
     def batches(self, order: list[int]) -> SizedBatches:
         self.order.order = list(order)
@@ -220,7 +218,7 @@ def fit(
     `precision` is the autocast type (None = float32); `scaler` scales fp16 gradients.
     """
     criterion = nn.CrossEntropyLoss(label_smoothing=label_smoothing)
-    scaler = scaler or torch.amp.GradScaler(device.type, enabled=False)
+    scaler = scaler if scaler is not None else torch.amp.GradScaler(device.type, enabled=False)
     best_acc, since_best = -1.0, 0
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     bar = tqdm(range(start_epoch, epochs + 1), desc=desc, unit="epoch", disable=quiet, initial=start_epoch - 1,
@@ -251,8 +249,8 @@ def fit(
                 compute_seconds += tick - got_batch
         scheduler.step()
         val_start = time.perf_counter()
-        with autocast(device, precision):
-            val_sums = evaluate_sums(eval_module if eval_module is not None else module, val_batches())  # plain cross-entropy, comparable across recipes
+        with autocast(device, precision):  # plain cross-entropy, comparable across recipes
+            val_sums = evaluate_sums(eval_module if eval_module is not None else module, val_batches())
         loss_sum, correct, seen, val_loss_sum, val_correct, val_seen = reduce(
             [loss_sum, correct, seen, *val_sums])
         now = time.perf_counter()

@@ -17,10 +17,14 @@ T = TypeVar("T")
 R = TypeVar("R")
 
 
+def cpu_cores() -> int:
+    """CPU cores this process may use."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
 def default_workers() -> int:
     """One worker per CPU core this process may use, at most 8."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return max(1, min(cores, 8))
+    return max(1, min(cpu_cores(), 8))
 
 
 class _Job(torch.utils.data.Dataset):

@@ -136,15 +136,15 @@ def _features(model, prepared: PreparedData, config: TrainConfig, dist: Dist,
               precision: torch.dtype | None) -> FeatureCache:
     """The frozen backbone's features of every picture: from the disk cache when every process has them, else
     computed (each process its share, shares exchanged) and cached."""
+    if not config.feature_cache:
+        return _sharded_features(model, prepared, config, dist, precision)
     key = feature_key(model.backbone, prepared.spec, prepared.train, prepared.val, config.views, precision)
-    if config.feature_cache:
-        cached = load_features(key, prepared.train, prepared.val)
-        if all(dist.gather(cached is not None)):
-            log.info("features: read from the cache (%s...)", key[:12])
-            return cached
+    cached = load_features(key, prepared.train, prepared.val)
+    if all(dist.gather(cached is not None)):
+        log.info("features: read from the cache (%s...)", key[:12])
+        return cached
     features = _sharded_features(model, prepared, config, dist, precision)
-    if config.feature_cache:  # every process writes (atomically): on several machines, each has its own cache
-        save_features(key, features)
+    save_features(key, features)  # every process writes (atomically): on several machines, each has its own cache
     return features
 
 
