@@ -7,9 +7,9 @@ backbone again in every epoch; that is why its feature extraction was barely fas
   with a warning naming them, and listed in the result. The tensors live in memory, or in a memory-mapped file
   when they would not fit comfortably (`choose_store` decides from the dataset's size and the free memory).
 - `extract_features` runs the frozen backbone once over K augmented views of the training images and once over
-  the validation images; the head then trains on those pooled features. `cached_features` keeps them on disk,
-  keyed by everything they depend on (backbone weights, pictures, views, transform, precision), so a second run
-  or `compare --seeds` does not compute them again.
+  the validation images; the head then trains on those pooled features. `save_features`/`load_features` keep
+  them on disk under `feature_key`, a hash of everything they depend on (backbone weights, pictures, views,
+  transform, precision), so a second run or `compare --seeds` does not compute them again.
 """
 
 from __future__ import annotations
@@ -162,7 +162,10 @@ def decode_split(
             skipped.append((sample.path, result))
             continue
         kept.append(sample)
-        images.append(sink.write(result) if sink else torch.from_numpy(result))
+        if sink:
+            sink.write(result)
+        else:
+            images.append(torch.from_numpy(result))
         fingerprints.append(fp)
     if sink:
         images = sink.close()
@@ -185,10 +188,9 @@ class _DiskSink:
         self.file = tempfile.NamedTemporaryFile(dir=folder, suffix=".u8", delete=False)
         self.entries: list[tuple[int, tuple[int, ...]]] = []
 
-    def write(self, array: np.ndarray) -> tuple[int, tuple[int, ...]]:
+    def write(self, array: np.ndarray) -> None:
         self.entries.append((self.file.tell(), array.shape))
         self.file.write(np.ascontiguousarray(array).tobytes())
-        return self.entries[-1]
 
     def close(self) -> list[torch.Tensor]:
         self.file.close()
