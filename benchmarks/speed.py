@@ -65,11 +65,11 @@ def plain_tutorial(data: Path, backbone: str, strategy: str, epochs: int, seed: 
     optimizer = torch.optim.SGD(params, lr=recipe.lr, momentum=recipe.momentum)
     scheduler = torch.optim.lr_scheduler.StepLR(optimizer, recipe.step_size, recipe.gamma)
     criterion = torch.nn.CrossEntropyLoss()
-    start, history = time.perf_counter(), []
+    start, history, hits = time.perf_counter(), [], []
     for epoch in range(1, epochs + 1):
         for split in ("train", "val"):
             model.train(split == "train")  # TransferModel keeps a frozen backbone in eval mode
-            correct = total = 0
+            right = []
             for inputs, labels in loaders[split]:
                 with torch.set_grad_enabled(split == "train"):
                     outputs = model(inputs)
@@ -78,13 +78,19 @@ def plain_tutorial(data: Path, backbone: str, strategy: str, epochs: int, seed: 
                         optimizer.zero_grad()
                         loss.backward()
                         optimizer.step()
-                correct += (outputs.argmax(1) == labels).sum().item()
-                total += len(labels)
+                right.append(outputs.argmax(1) == labels)
+            right = torch.cat(right)
             if split == "train":
                 scheduler.step()
             else:
-                history.append((epoch, correct / total, time.perf_counter() - start))
-    return _result(f"(a) plain tutorial, {strategy}", history, time.perf_counter() - start)
+                history.append((epoch, right.float().mean().item(), time.perf_counter() - start))
+                hits.append(right.numpy())
+    result = _result(f"(a) plain tutorial, {strategy}", history, time.perf_counter() - start)
+    # which validation images the best epoch got right (the val loader keeps ImageFolder's order)
+    val = sets["val"]
+    paths = ([val.dataset.samples[i][0] for i in val.indices] if isinstance(val, torch.utils.data.Subset)
+             else [path for path, _ in val.samples])
+    return {**result, "val_correct": dict(zip(paths, hits[result["best_epoch"] - 1].tolist()))}
 
 
 def transferlab_run(data: Path, backbone: str, strategy: str, recipe: str, epochs: int | None, seed: int,

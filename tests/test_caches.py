@@ -14,7 +14,9 @@ from PIL import Image
 from transferlab import DataConfig, Recipe, TrainConfig, train
 from transferlab import cache
 from transferlab.backbones import create_backbone
-from transferlab.data import load_dataset
+from transferlab.data import Sample, load_dataset
+from transferlab.presets import train_side
+from transferlab.training import prepare_data
 
 
 def _extract(root, out, **kwargs) -> TrainConfig:
@@ -73,6 +75,33 @@ def test_features_of_a_share_equal_the_same_rows_of_the_whole(tiny_dataset):
     assert not torch.allclose(whole.train[0], whole.train[1])  # two views are two different crops
 
 
+def test_training_pictures_are_shrunk_to_train_side_never_enlarged_and_val_pictures_are_centre_crops(tmp_path):
+    root = tmp_path / "pictures"
+    root.mkdir()
+    Image.new("RGB", (600, 450), (200, 30, 30)).save(root / "large.png")
+    Image.new("RGB", (96, 72), (30, 200, 30)).save(root / "small.png")
+    samples = [Sample(root / "large.png", 0), Sample(root / "small.png", 0)]
+    train_split = cache.decode_split(samples, 224, workers=0, quiet=True)
+    assert [tuple(p.shape) for p in train_split.images] == [(3, 224, 298), (3, 72, 96)]
+    val_split = cache.decode_split(samples, 100, 90, workers=0, quiet=True)
+    assert [tuple(p.shape) for p in val_split.images] == [(3, 90, 90), (3, 90, 90)]  # the small one enlarged first
+
+
+def test_training_decodes_train_pictures_at_twice_the_input_size(tmp_path):
+    root = tmp_path / "data"
+    for split in ("train", "val"):
+        for name, colour in (("red", (200, 30, 30)), ("blue", (30, 30, 200))):
+            (root / split / name).mkdir(parents=True)
+            Image.new("RGB", (800, 600), colour).save(root / split / name / "a.png")
+    prepared = prepare_data(TrainConfig(DataConfig(str(root)), backbone="efficientnet_lite0", workers=0, quiet=True))
+    assert train_side(prepared.spec) == 2 * prepared.spec.input_size == 448
+    assert {tuple(p.shape) for p in prepared.train.images} == {(3, 448, 597)}
+    assert {tuple(p.shape) for p in prepared.val.images} == {(3, 224, 224)}
+    smaller = prepare_data(TrainConfig(DataConfig(str(root), train_side=300), backbone="efficientnet_lite0",
+                                       workers=0, quiet=True))
+    assert {tuple(p.shape) for p in smaller.train.images} == {(3, 300, 400)}
+
+
 def test_disk_decoded_pictures_equal_memory_ones_and_leave_no_file(tiny_dataset):
     samples = load_dataset(tiny_dataset).train
     in_memory = cache.decode_split(samples, 64, workers=0, quiet=True)
@@ -87,8 +116,9 @@ def test_disk_decoded_pictures_equal_memory_ones_and_leave_no_file(tiny_dataset)
 
 def test_decode_store_is_chosen_from_dataset_size_and_free_memory(tiny_dataset, monkeypatch):
     samples = load_dataset(tiny_dataset).train  # 24 pictures of 96x72
-    estimate = cache.estimate_decoded_bytes(samples, 100, None)
-    assert estimate == pytest.approx(24 * 3 * 100 * 100 * 4 / 3, rel=1e-6)  # short side 100, 4:3 from the headers
+    estimate = cache.estimate_decoded_bytes(samples, 36, None)
+    assert estimate == pytest.approx(24 * 3 * 48 * 36, rel=1e-6)  # shrunk to short side 36, 4:3 from the headers
+    assert cache.estimate_decoded_bytes(samples, 100, None) == 24 * 3 * 96 * 72  # never enlarged
     assert cache.estimate_decoded_bytes(samples, 100, 50) == 24 * 3 * 50 * 50
     monkeypatch.setattr(cache, "available_memory", lambda: 4 * estimate)
     assert cache.choose_store(estimate) == "memory"

@@ -38,7 +38,7 @@ from .demo import cache_dir
 from .doctor import Fingerprint, fingerprint
 from .images import UnreadableImage, load_rgb
 from .parallel import parallel_imap
-from .presets import TrainPreset, decoded_view, eval_view, normalize
+from .presets import TrainPreset, decoded_view, eval_view, normalize, train_view
 
 log = logging.getLogger("transferlab")
 
@@ -86,21 +86,22 @@ class DecodedSplit:
 class Decode:
     """Decode one file for a worker process: (uint8 array or the reason it failed, perceptual fingerprint or None).
 
-    The decoded view has short side `resize_size`; with `crop`, it is the evaluation centre crop instead.
+    Without `crop`, the training picture: short side at most `size` (`presets.train_view`). With `crop`, the
+    evaluation input: resized to short side `size`, then centre-cropped to `crop`.
     """
 
-    def __init__(self, resize_size: int, crop: int | None, background: tuple[int, int, int],
-                 fingerprints: bool = True):
-        self.resize_size, self.crop, self.background, self.fingerprints = resize_size, crop, background, fingerprints
+    def __init__(self, size: int, crop: int | None, background: tuple[int, int, int], fingerprints: bool = True):
+        self.size, self.crop, self.background, self.fingerprints = size, crop, background, fingerprints
 
     def __call__(self, path: Path) -> tuple[np.ndarray | str, Fingerprint | None]:
         try:
-            picture = load_rgb(path, self.background, min_side=self.resize_size)
+            picture = load_rgb(path, self.background, min_side=self.size)
         except UnreadableImage as error:
             return str(error), None
-        tensor = decoded_view(picture, self.resize_size)
         if self.crop:
-            tensor = eval_view(tensor, self.crop)
+            tensor = eval_view(decoded_view(picture, self.size), self.crop)
+        else:
+            tensor = train_view(picture, self.size)
         return tensor.numpy(), fingerprint(picture) if self.fingerprints else None
 
 
@@ -115,21 +116,21 @@ def available_memory() -> int:
     return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
 
 
-def estimate_decoded_bytes(samples: list[Sample], resize_size: int, crop: int | None, probe: int = 64) -> int:
-    """Bytes the decoded split will take: exact for centre crops; for resized pictures, from the mean aspect
-    ratio of up to `probe` files' headers (reading a header does not decode the picture)."""
+def estimate_decoded_bytes(samples: list[Sample], size: int, crop: int | None, probe: int = 64) -> int:
+    """Bytes the decoded split will take: exact for centre crops; for training pictures (short side at most
+    `size`), from the sizes in up to `probe` files' headers (reading a header does not decode the picture)."""
     if crop:
         return len(samples) * 3 * crop * crop
-    ratios = []
+    sizes = []
     for sample in samples[:: max(1, len(samples) // probe)][:probe]:
         try:
             with Image.open(sample.path) as image:
-                width, height = image.size
-            ratios.append(max(width, height) / max(1, min(width, height)))
+                short, long = sorted(image.size)
+            kept = min(short, size)
+            sizes.append(3 * kept * long * kept / max(1, short))
         except Exception:  # unreadable files are reported by the decoder
             continue
-    ratio = float(np.mean(ratios)) if ratios else 4 / 3
-    return int(len(samples) * 3 * resize_size * resize_size * ratio)
+    return int(len(samples) * (np.mean(sizes) if sizes else 3 * size * size * 4 / 3))
 
 
 def choose_store(estimated_bytes: int, share: float = 0.5) -> str:
@@ -139,7 +140,7 @@ def choose_store(estimated_bytes: int, share: float = 0.5) -> str:
 
 def decode_split(
     samples: list[Sample],
-    resize_size: int,
+    size: int,
     crop: int | None = None,
     background: tuple[int, int, int] = (255, 255, 255),
     workers: int | None = None,
@@ -147,13 +148,14 @@ def decode_split(
     quiet: bool = False,
     store: str = "memory",
 ) -> DecodedSplit:
-    """Decode every sample once (in parallel); with `crop`, store the evaluation centre crop instead.
+    """Decode every sample once (in parallel): training pictures with short side at most `size`, or with `crop`,
+    evaluation centre crops of the picture resized to `size` (see `Decode`).
 
     `store="disk"` writes the pictures to a memory-mapped file as they arrive instead of holding them in memory
     (the file is unlinked at once: the mapping lives as long as the process, and nothing is left behind).
     """
     start = time.perf_counter()
-    results = parallel_imap(Decode(resize_size, crop, background), [s.path for s in samples], workers, desc, quiet)
+    results = parallel_imap(Decode(size, crop, background), [s.path for s in samples], workers, desc, quiet)
     sink = _DiskSink() if store == "disk" else None
     kept, skipped, images, fingerprints = [], [], [], []
     for sample, (result, fp) in zip(samples, results):

@@ -50,6 +50,12 @@ class DataConfig:
     split_seed: int = 0  # seeds that split; kept apart from the training seed so every run sees the same split
     max_per_class: int | None = None  # keep at most this many images per class and split (quick trials)
     background: tuple[int, int, int] = (255, 255, 255)  # transparent pixels are composited onto this colour
+    train_side: int | None = None  # training pictures keep at most this short side; None = 2x the input size
+
+
+    def __post_init__(self) -> None:
+        if self.train_side is not None and self.train_side < 1:
+            raise ValueError("train_side must be a positive number of pixels")
 
 
 @dataclass

@@ -32,6 +32,7 @@ from .engine import (EpochRecord, ImageLoader, autocast_dtype, fit, make_optimiz
 from .machine import keep_freed_memory
 from .model import build_model, count_parameters
 from .parallel import default_workers
+from .presets import train_side
 from .runs import (LAST_STATE, append_metrics, load_training_state, new_run_dir, read_json, read_metrics, rng_state,
                    save_checkpoint, save_training_state, set_rng_state, truncate_metrics, versions)
 
@@ -76,7 +77,7 @@ def seed_everything(seed: int, deterministic: bool = False) -> None:
 
 
 def prepare_data(config: TrainConfig, dist: Dist | None = None) -> PreparedData:
-    """Find the samples and decode every picture once (train at the resize size, val as centre crops).
+    """Find the samples and decode every picture once (train up to `presets.train_side`, val as centre crops).
 
     Under torchrun each process decodes its share and the shares are exchanged, so all hold every picture.
     """
@@ -89,17 +90,19 @@ def prepare_data(config: TrainConfig, dist: Dist | None = None) -> PreparedData:
              len(dataset.train), len(dataset.val), ", ".join(dataset.classes))
     workers = config.workers if config.workers is not None else max(1, default_workers() // dist.world)
     quiet = config.quiet or not dist.main
+    side = data.train_side or train_side(spec)
     store = config.decode_cache
     if store == "auto":
-        estimate = (estimate_decoded_bytes(dataset.train, spec.resize_size, None)
+        estimate = (estimate_decoded_bytes(dataset.train, side, None)
                     + estimate_decoded_bytes(dataset.val, spec.resize_size, spec.input_size))
         store = choose_store(estimate)
         log.info("decoded pictures: about %.0f MB, kept %s", estimate / 1e6,
                  "in memory" if store == "memory" else "in a memory-mapped file (more than half the free memory)")
     splits = []
-    for samples, crop, name in ((dataset.train, None, "train"), (dataset.val, spec.input_size, "val")):
+    for samples, size, crop, name in ((dataset.train, side, None, "train"),
+                                      (dataset.val, spec.resize_size, spec.input_size, "val")):
         share = [samples[i] for i in dist.shard(len(samples))]
-        part = decode_split(share, spec.resize_size, crop, data.background, workers, f"decode {name}", quiet, store)
+        part = decode_split(share, size, crop, data.background, workers, f"decode {name}", quiet, store)
         splits.append(DecodedSplit.merge(dist.gather(part), [s.path for s in samples]) if dist.enabled else part)
     train, val = splits
     prepared = PreparedData(dataset, spec, train, val)
