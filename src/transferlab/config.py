@@ -52,7 +52,6 @@ class DataConfig:
     background: tuple[int, int, int] = (255, 255, 255)  # transparent pixels are composited onto this colour
     train_side: int | None = None  # training pictures keep at most this short side; None = 2x the input size
 
-
     def __post_init__(self) -> None:
         if self.train_side is not None and self.train_side < 1:
             raise ValueError("train_side must be a positive number of pixels")
