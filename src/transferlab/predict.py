@@ -13,12 +13,12 @@ from typing import BinaryIO, Iterator, Sequence
 import torch
 from PIL import Image
 
-from .machine import keep_freed_memory
 from .backbones import BackboneSpec
 from .cache import Decode
 from .images import load_rgb
-from .parallel import parallel_map
+from .machine import keep_freed_memory
 from .model import TransferModel, build_model
+from .parallel import parallel_map
 from .presets import decoded_view, eval_view, normalize
 from .runs import load_checkpoint
 
