@@ -32,7 +32,7 @@ from transferlab.evaluate import evaluate_decoded
 from transferlab.presets import train_side
 from transferlab.runs import read_metrics
 from transferlab.stats import paired_bootstrap
-from transferlab.training import prepare_data
+from transferlab.prepare import prepare_data
 
 
 def _key(path: str | Path) -> str:
@@ -52,7 +52,7 @@ def transferlab_runs(data: Path, backbone: str, side: int, seeds: list[int], epo
         evaluation = evaluate_decoded(result.run_dir, prepared.val, write=False)
         seconds = [m["seconds"] for m in read_metrics(result.run_dir)]
         run = {"name": f"(b) transferlab, train pictures <= {side} px", "seed": seed,
-               "best": result.summary["best_val_acc"], "best_epoch": result.summary["best_epoch"],
+               "best": result.summary.best_val_acc, "best_epoch": result.summary.best_epoch,
                "per_epoch": float(np.mean(seconds)),
                "val_correct": {_key(p): bool(c) for p, c in zip(evaluation.paths, evaluation.correct)}}
         if abs(evaluation.accuracy - run["best"]) > 1e-9:

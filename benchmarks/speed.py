@@ -34,7 +34,7 @@ from transferlab.config import RECIPES
 from transferlab.model import build_model
 from transferlab.presets import normalize
 from transferlab.runs import read_metrics
-from transferlab.training import prepare_data
+from transferlab.prepare import prepare_data
 
 DEFAULT_DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "datasets" / "animals4"
 
@@ -104,7 +104,7 @@ def transferlab_run(data: Path, backbone: str, strategy: str, recipe: str, epoch
     start = time.perf_counter()
     result = train(config)
     wall = time.perf_counter() - start
-    prep = result.summary["decode_seconds"] + result.summary["feature_seconds"]
+    prep = result.summary.decode_seconds + result.summary.feature_seconds
     elapsed, history, stages = prep, [], []
     for m in read_metrics(result.run_dir):
         elapsed += m["seconds"]

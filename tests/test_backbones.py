@@ -8,7 +8,9 @@ import pytest
 import torch
 import torchvision
 
-from transferlab.backbones import WeightsUnavailable, create_backbone, get_spec
+from transferlab.backbones import get_spec
+from transferlab.errors import WeightsUnavailable
+from transferlab.model import create_backbone
 
 
 def _reference_resnet18_state():

@@ -12,11 +12,11 @@ import torch
 from PIL import Image
 
 from transferlab import DataConfig, Recipe, TrainConfig, train
-from transferlab import cache
-from transferlab.backbones import create_backbone
+from transferlab import decoding, features, storage
+from transferlab.model import create_backbone
 from transferlab.data import Sample, load_dataset
 from transferlab.presets import train_side
-from transferlab.training import prepare_data
+from transferlab.prepare import prepare_data
 
 
 def _extract(root, out, **kwargs) -> TrainConfig:
@@ -29,47 +29,47 @@ def _strip(result) -> list[dict]:
 
 
 def _feature_files() -> set[str]:
-    folder = cache.cache_dir() / "features"
+    folder = storage.cache_dir() / "features"
     return set(os.listdir(folder)) if folder.exists() else set()
 
 
 def test_second_run_reads_features_from_disk_and_trains_identically(tiny_dataset, tmp_path):
     first = train(_extract(tiny_dataset, tmp_path, seed=3))
     second = train(_extract(tiny_dataset, tmp_path, seed=3))
-    assert first.summary["features_from_cache"] is False and second.summary["features_from_cache"] is True
+    assert first.summary.features_from_cache is False and second.summary.features_from_cache is True
     assert _strip(first) == _strip(second)
     other_seed = train(_extract(tiny_dataset, tmp_path, seed=4))  # compare --seeds: the same features serve
-    assert other_seed.summary["features_from_cache"] is True
+    assert other_seed.summary.features_from_cache is True
 
 
 def test_feature_cache_misses_when_views_pictures_or_switch_change(tiny_dataset, tmp_path):
     train(_extract(tiny_dataset, tmp_path))
     before = _feature_files()
-    assert train(_extract(tiny_dataset, tmp_path, views=2)).summary["features_from_cache"] is False
+    assert train(_extract(tiny_dataset, tmp_path, views=2)).summary.features_from_cache is False
     Image.new("RGB", (90, 70), (10, 200, 10)).save(tiny_dataset / "train" / "green" / "green_0.jpg")  # new content
-    assert train(_extract(tiny_dataset, tmp_path)).summary["features_from_cache"] is False
+    assert train(_extract(tiny_dataset, tmp_path)).summary.features_from_cache is False
     assert len(_feature_files() - before) == 2
-    assert train(_extract(tiny_dataset, tmp_path, feature_cache=False)).summary["features_from_cache"] is False
+    assert train(_extract(tiny_dataset, tmp_path, feature_cache=False)).summary.features_from_cache is False
 
 
 def test_damaged_feature_cache_file_is_recomputed_with_a_warning(tiny_dataset, tmp_path, caplog):
     train(_extract(tiny_dataset, tmp_path))
     for name in _feature_files():
-        (cache.cache_dir() / "features" / name).write_bytes(b"garbage")
+        (storage.cache_dir() / "features" / name).write_bytes(b"garbage")
     with caplog.at_level(logging.WARNING, logger="transferlab"):
         result = train(_extract(tiny_dataset, tmp_path))
-    assert result.summary["features_from_cache"] is False
+    assert result.summary.features_from_cache is False
     assert "damaged feature cache" in caplog.text
 
 
 def test_features_of_a_share_equal_the_same_rows_of_the_whole(tiny_dataset):
     dataset = load_dataset(tiny_dataset)
     backbone, spec, _ = create_backbone("efficientnet_lite0")
-    train_split = cache.decode_split(dataset.train, spec.resize_size, workers=0, quiet=True)
-    val_split = cache.decode_split(dataset.val, spec.resize_size, spec.input_size, workers=0, quiet=True)
-    whole = cache.extract_features(backbone, spec, train_split, val_split, 2, 8, torch.device("cpu"), quiet=True)
+    train_split = decoding.decode_split(dataset.train, spec.resize_size, workers=0, quiet=True)
+    val_split = decoding.decode_split(dataset.val, spec.resize_size, spec.input_size, workers=0, quiet=True)
+    whole = features.extract_features(backbone, spec, train_split, val_split, 2, 8, torch.device("cpu"), quiet=True)
     share = [1, 4, 6, 7]
-    part = cache.extract_features(backbone, spec, train_split.subset(share), val_split.subset([0]), 2, 3,
+    part = features.extract_features(backbone, spec, train_split.subset(share), val_split.subset([0]), 2, 3,
                                   torch.device("cpu"), quiet=True, train_index=share)
     torch.testing.assert_close(part.train, whole.train[:, share], rtol=1e-4, atol=1e-4)
     assert not torch.allclose(whole.train[0], whole.train[1])  # two views are two different crops
@@ -81,9 +81,9 @@ def test_training_pictures_are_shrunk_to_train_side_never_enlarged_and_val_pictu
     Image.new("RGB", (600, 450), (200, 30, 30)).save(root / "large.png")
     Image.new("RGB", (96, 72), (30, 200, 30)).save(root / "small.png")
     samples = [Sample(root / "large.png", 0), Sample(root / "small.png", 0)]
-    train_split = cache.decode_split(samples, 224, workers=0, quiet=True)
+    train_split = decoding.decode_split(samples, 224, workers=0, quiet=True)
     assert [tuple(p.shape) for p in train_split.images] == [(3, 224, 298), (3, 72, 96)]
-    val_split = cache.decode_split(samples, 100, 90, workers=0, quiet=True)
+    val_split = decoding.decode_split(samples, 100, 90, workers=0, quiet=True)
     assert [tuple(p.shape) for p in val_split.images] == [(3, 90, 90), (3, 90, 90)]  # the small one enlarged first
 
 
@@ -104,26 +104,26 @@ def test_training_decodes_train_pictures_at_twice_the_input_size(tmp_path):
 
 def test_disk_decoded_pictures_equal_memory_ones_and_leave_no_file(tiny_dataset):
     samples = load_dataset(tiny_dataset).train
-    in_memory = cache.decode_split(samples, 64, workers=0, quiet=True)
-    on_disk = cache.decode_split(samples, 64, workers=0, quiet=True, store="disk")
+    in_memory = decoding.decode_split(samples, 64, workers=0, quiet=True)
+    on_disk = decoding.decode_split(samples, 64, workers=0, quiet=True, store="disk")
     assert len(on_disk) == len(in_memory) == len(samples)
     for a, b in zip(in_memory.images, on_disk.images):
         assert torch.equal(a, b)
-    assert os.listdir(cache.cache_dir() / "decoded") == []  # unlinked at once; the mapping lives on
+    assert os.listdir(storage.cache_dir() / "decoded") == []  # unlinked at once; the mapping lives on
     on_disk.images[0][:] = 0  # copy-on-write: a tensor may be changed in place without touching any file
     assert on_disk.images[0].sum() == 0 and not torch.equal(on_disk.images[1], on_disk.images[0])
 
 
 def test_decode_store_is_chosen_from_dataset_size_and_free_memory(tiny_dataset, monkeypatch):
     samples = load_dataset(tiny_dataset).train  # 24 pictures of 96x72
-    estimate = cache.estimate_decoded_bytes(samples, 36, None)
+    estimate = decoding.estimate_decoded_bytes(samples, 36, None)
     assert estimate == pytest.approx(24 * 3 * 48 * 36, rel=1e-6)  # shrunk to short side 36, 4:3 from the headers
-    assert cache.estimate_decoded_bytes(samples, 100, None) == 24 * 3 * 96 * 72  # never enlarged
-    assert cache.estimate_decoded_bytes(samples, 100, 50) == 24 * 3 * 50 * 50
-    monkeypatch.setattr(cache, "available_memory", lambda: 4 * estimate)
-    assert cache.choose_store(estimate) == "memory"
-    monkeypatch.setattr(cache, "available_memory", lambda: estimate)
-    assert cache.choose_store(estimate) == "disk"
+    assert decoding.estimate_decoded_bytes(samples, 100, None) == 24 * 3 * 96 * 72  # never enlarged
+    assert decoding.estimate_decoded_bytes(samples, 100, 50) == 24 * 3 * 50 * 50
+    monkeypatch.setattr(decoding, "available_memory", lambda: 4 * estimate)
+    assert decoding.choose_store(estimate) == "memory"
+    monkeypatch.setattr(decoding, "available_memory", lambda: estimate)
+    assert decoding.choose_store(estimate) == "disk"
 
 
 def test_training_with_disk_decoded_pictures_matches_memory(tiny_dataset, tmp_path):

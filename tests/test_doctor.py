@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from transferlab.doctor import diagnose, quarantine, restore
+from transferlab.doctor import diagnose
+from transferlab.quarantine_folder import quarantine, restore
 
 
 def photo_like(seed: int, size=(320, 240)) -> Image.Image:
@@ -157,7 +158,7 @@ def test_quarantine_moves_problem_files_and_restore_puts_them_back(zoo, tmp_path
 def test_training_warns_about_leakage_before_it_starts(tmp_path, caplog):
     from conftest import make_folder
     from transferlab import DataConfig, TrainConfig
-    from transferlab.training import duplicate_problems, prepare_data
+    from transferlab.prepare import duplicate_problems, prepare_data
 
     root = make_folder(tmp_path / "d", {"red": 4, "blue": 4})
     (root / "val" / "red" / "copy.jpg").write_bytes((root / "train" / "red" / "red_0.jpg").read_bytes())

@@ -7,11 +7,11 @@ import pytest
 import torch
 
 from transferlab import DataConfig, Recipe, TrainConfig, train
-from transferlab.cache import decode_split
+from transferlab.decoding import decode_split
 from transferlab.backbones import get_spec
 from transferlab.data import load_dataset
-from transferlab.engine import ImageLoader, autocast_dtype, fit, loader_settings, make_optimizer, make_scaler, \
-    tensor_batches
+from transferlab.engine import TrainStep, autocast_dtype, fit, make_optimizer, make_scaler
+from transferlab.loaders import ImageLoader, TensorInputs, loader_settings
 
 CPU = torch.device("cpu")
 
@@ -60,8 +60,8 @@ def test_training_loop_runs_under_autocast_and_gradient_scaling(dtype):
     optimizer, scheduler = make_optimizer(list(model.parameters()), recipe)
     scaler = make_scaler(CPU, dtype)
     records = []
-    fit(model, optimizer, scheduler, lambda epoch: tensor_batches(x, y, 16, CPU), lambda: tensor_batches(x, y, 16, CPU),
-        recipe.epochs, CPU, records.append, quiet=True, precision=dtype, scaler=scaler)
+    fit(model, TrainStep(optimizer, scheduler, torch.nn.CrossEntropyLoss(), dtype, scaler),
+        TensorInputs(x[None], y, x, y, 16, CPU), range(1, recipe.epochs + 1), CPU, records.append, quiet=True)
     assert records[-1].val_acc > 0.8 and records[-1].train_loss < records[0].train_loss
     if dtype is torch.float16:
         assert scaler.get_scale() > 0 and scaler.state_dict()  # the scaler took part and has state to resume
@@ -70,7 +70,7 @@ def test_training_loop_runs_under_autocast_and_gradient_scaling(dtype):
 def test_run_records_its_precision(tiny_dataset, tmp_path):
     config = TrainConfig(DataConfig(str(tiny_dataset)), strategy="extract", backbone="efficientnet_lite0",
                          recipe=Recipe(epochs=1, batch_size=8), out=str(tmp_path), quiet=True, workers=0)
-    assert train(config).summary["precision"] == "float32"
+    assert train(config).summary.precision == "float32"
 
 
 def test_training_loop_accepts_a_compiled_module():
@@ -81,6 +81,6 @@ def test_training_loop_accepts_a_compiled_module():
     recipe = Recipe(epochs=2, lr=0.05)
     optimizer, scheduler = make_optimizer(list(model.parameters()), recipe)
     records = []
-    fit(compiled, optimizer, scheduler, lambda epoch: tensor_batches(x, y, 16, CPU),
-        lambda: tensor_batches(x, y, 16, CPU), recipe.epochs, CPU, records.append, quiet=True, eval_module=compiled)
+    fit(compiled, TrainStep(optimizer, scheduler, torch.nn.CrossEntropyLoss()), TensorInputs(x[None], y, x, y, 16, CPU),
+        range(1, recipe.epochs + 1), CPU, records.append, quiet=True, eval_module=compiled)
     assert [r.epoch for r in records] == [1, 2]

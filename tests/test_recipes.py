@@ -5,7 +5,8 @@ from __future__ import annotations
 import torch
 
 from transferlab.config import RECIPES, Recipe
-from transferlab.engine import fit, make_optimizer, tensor_batches
+from transferlab.engine import EarlyStopping, TrainStep, fit, make_optimizer
+from transferlab.loaders import TensorInputs
 
 
 def test_reference_recipe_is_the_tutorials():
@@ -29,7 +30,13 @@ def test_early_stopping_stops_after_patience_epochs_without_improvement():
     recipe = Recipe(epochs=20, patience=2)
     optimizer, scheduler = make_optimizer(list(head.parameters()), recipe)
     seen = []
-    fit(head, optimizer, scheduler, lambda epoch: tensor_batches(features, labels, 8, torch.device("cpu")),
-        lambda: tensor_batches(features[:0], labels[:0], 8, torch.device("cpu")),  # val accuracy stays 0
-        recipe.epochs, torch.device("cpu"), seen.append, quiet=True, patience=recipe.patience)
+    stopping = EarlyStopping(recipe.patience)
+
+    def on_epoch(record):
+        seen.append(record)
+        return stopping.update(record.val_acc)
+
+    inputs = TensorInputs(features[None], labels, features[:0], labels[:0], 8, torch.device("cpu"))  # val acc stays 0
+    fit(head, TrainStep(optimizer, scheduler, torch.nn.CrossEntropyLoss()), inputs, range(1, recipe.epochs + 1),
+        torch.device("cpu"), on_epoch, quiet=True)
     assert [r.epoch for r in seen] == [1, 2, 3]  # epoch 1 is the best; 2 and 3 bring nothing; stop

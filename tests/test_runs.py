@@ -66,16 +66,16 @@ def test_extract_run_keeps_pretrained_backbone_bit_identical(tiny_dataset, tmp_p
 def test_unreadable_file_is_skipped_and_counted(tiny_dataset, tmp_path):
     (tiny_dataset / "train" / "red" / "broken.jpg").write_bytes(b"not a jpeg at all")
     result = train(_config(tiny_dataset, tmp_path / "runs", strategy="extract", epochs=1))
-    assert result.summary["skipped_files"] == 1
+    assert result.summary.skipped_files == 1
     config = json.loads((result.run_dir / "config.json").read_text())
     assert config["resolved"]["skipped_files"][0][0].endswith("broken.jpg")
 
 
 def test_ctrl_c_leaves_a_usable_run_with_the_best_checkpoint(tiny_dataset, tmp_path, monkeypatch):
-    import transferlab.training as train_module
+    import transferlab.runs as runs_module
 
     calls = []
-    real_append = train_module.append_metrics
+    real_append = runs_module.append_metrics
 
     def interrupt_on_second_epoch(run_dir, record):
         calls.append(record)
@@ -83,7 +83,7 @@ def test_ctrl_c_leaves_a_usable_run_with_the_best_checkpoint(tiny_dataset, tmp_p
             raise KeyboardInterrupt
         real_append(run_dir, record)
 
-    monkeypatch.setattr(train_module, "append_metrics", interrupt_on_second_epoch)
+    monkeypatch.setattr(runs_module, "append_metrics", interrupt_on_second_epoch)
     with pytest.raises(TrainingInterrupted) as stop:
         train(_config(tiny_dataset, tmp_path / "runs", strategy="extract", epochs=5))
     run = stop.value.result.run_dir

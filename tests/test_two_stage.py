@@ -39,7 +39,7 @@ def test_two_stage_trains_head_on_features_then_everything_with_a_smaller_backbo
     result = train(_config(tiny_dataset, tmp_path, epochs=1))
     assert [(m["epoch"], m["stage"]) for m in _metrics(result.run_dir)] == [(1, "head"), (2, "head"),
                                                                            (3, "finetune")]
-    assert result.summary["trainable_params"] == result.summary["total_params"]
+    assert result.summary.trainable_params == result.summary.total_params
     state = torch.load(result.run_dir / LAST_STATE, weights_only=True)
     assert state["stage"] == "finetune"
     backbone_group, head_group = state["optimizer"]["param_groups"]
@@ -61,20 +61,20 @@ def test_two_stage_head_stage_leaves_the_backbone_bit_identical(tiny_dataset, tm
 @pytest.mark.parametrize("stop_after", [1, 2, 3])  # inside the head stage, at the boundary, inside fine-tuning
 def test_two_stage_interrupted_in_any_stage_resumes_to_the_uninterrupted_result(tiny_dataset, tmp_path,
                                                                                monkeypatch, stop_after):
-    import transferlab.training as training
+    import transferlab.runs as runs
 
     whole = train(_config(tiny_dataset, tmp_path / "whole", deterministic=True))
-    real_save = training.save_training_state
+    real_save = runs.save_training_state
 
     def save_then_stop(run_dir, epoch, *args, **kwargs):
         real_save(run_dir, epoch, *args, **kwargs)
         if epoch == stop_after:
             raise KeyboardInterrupt
 
-    monkeypatch.setattr(training, "save_training_state", save_then_stop)
+    monkeypatch.setattr(runs, "save_training_state", save_then_stop)
     with pytest.raises(TrainingInterrupted) as stop:
         train(_config(tiny_dataset, tmp_path / "cut", deterministic=True))
-    monkeypatch.setattr(training, "save_training_state", real_save)
+    monkeypatch.setattr(runs, "save_training_state", real_save)
     resumed = resume(stop.value.result.run_dir)
     torch.use_deterministic_algorithms(False)
 
@@ -83,4 +83,4 @@ def test_two_stage_interrupted_in_any_stage_resumes_to_the_uninterrupted_result(
 
     assert [m["epoch"] for m in _metrics(resumed.run_dir)] == [1, 2, 3, 4]
     assert comparable(resumed.run_dir) == comparable(whole.run_dir)
-    assert resumed.summary["status"] == "completed"
+    assert resumed.summary.status == "completed"

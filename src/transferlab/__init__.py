@@ -10,31 +10,52 @@ Python API (everything the `transferlab` command does):
 
 Each command has its function: train, compare, resume, diagnose (doctor), evaluate_run, Classifier.predict_files
 (predict), export_run, create_app (serve); plot_* return matplotlib Figures that notebooks show inline.
+
+The data path, one module each: folder -> samples (`data`) -> pictures decoded once (`images`, `presets`,
+`decoding`, `prepare`) -> frozen-backbone features, cached (`features`) -> model (`backbones`, `weights`, `model`)
+-> batches (`loaders`) and epochs (`engine`), stage by stage (`training`, `comparison`) -> run folder (`runs`) ->
+evaluation and report (`evaluate`, `results`, `plots`, `report`). Beside it: `doctor`, `fingerprints` and
+`quarantine_folder` (checking a photo folder), `predict`, `export`, `serve`, `cli`.
+
+Importing the package loads nothing heavy: each name below is imported from its module on first use.
 """
 
-from .backbones import REGISTRY as BACKBONES
-from .backbones import create_backbone, register
-from .config import RECIPES, DataConfig, Recipe, TrainConfig
-from .data import DatasetError, load_dataset
-from .doctor import diagnose, quarantine, restore
-from .evaluate import evaluate_run
-from .export import export_run
-from .images import load_rgb
-from .predict import Classifier, Prediction, load_run
-from .report import load_runs, plot_accuracy_vs_time, plot_curves, plot_time_breakdown, text_table, write_report
-from .training import Comparison, RunResult, compare, prepare_data, resume, train
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "BACKBONES": ("backbones", "REGISTRY"), "register": ("backbones", "register"),
+    "create_backbone": ("model", "create_backbone"),
+    "RECIPES": ("config", "RECIPES"), "DataConfig": ("config", "DataConfig"), "Recipe": ("config", "Recipe"),
+    "TrainConfig": ("config", "TrainConfig"),
+    "DatasetError": ("errors", "DatasetError"), "TransferlabError": ("errors", "TransferlabError"),
+    "load_dataset": ("data", "load_dataset"), "load_rgb": ("images", "load_rgb"),
+    "diagnose": ("doctor", "diagnose"), "quarantine": ("quarantine_folder", "quarantine"),
+    "restore": ("quarantine_folder", "restore"),
+    "prepare_data": ("prepare", "prepare_data"),
+    "RunResult": ("training", "RunResult"), "train": ("training", "train"), "resume": ("training", "resume"),
+    "Comparison": ("comparison", "Comparison"), "compare": ("comparison", "compare"),
+    "evaluate_run": ("evaluate", "evaluate_run"), "export_run": ("export", "export_run"),
+    "Classifier": ("predict", "Classifier"), "Prediction": ("predict", "Prediction"), "load_run": ("predict", "load_run"),
+    "load_runs": ("results", "load_runs"), "text_table": ("results", "text_table"),
+    "plot_curves": ("plots", "plot_curves"), "plot_accuracy_vs_time": ("plots", "plot_accuracy_vs_time"),
+    "plot_time_breakdown": ("plots", "plot_time_breakdown"), "write_report": ("report", "write_report"),
+    "create_app": ("serve", "create_app"),
+}
+
+__all__ = sorted(_EXPORTS)
 
 
-def create_app(run_dir, **limits):
-    """The web app of `transferlab serve` (FastAPI), for a run directory."""
-    from .serve import create_app as _create_app
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'transferlab' has no attribute '{name}'")
+    module, attribute = _EXPORTS[name]
+    value = getattr(importlib.import_module(f".{module}", __name__), attribute)
+    globals()[name] = value
+    return value
 
-    return _create_app(run_dir, **limits)
 
-__all__ = [
-    "BACKBONES", "RECIPES", "Classifier", "Comparison", "DataConfig", "DatasetError", "Prediction", "Recipe",
-    "RunResult", "TrainConfig", "compare", "create_app", "create_backbone", "diagnose", "evaluate_run",
-    "export_run", "load_dataset", "load_rgb", "load_run", "load_runs", "plot_accuracy_vs_time", "plot_curves",
-    "plot_time_breakdown", "prepare_data", "quarantine", "register", "restore", "resume", "text_table", "train",
-    "write_report",
-]
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))

@@ -1,4 +1,8 @@
-"""The `transferlab` command: argument parsing and printing only; the work is done by the Python API."""
+"""The `transferlab` command: argument parsing and printing only; the work is done by the Python API.
+
+It starts at once: this module imports nothing heavy, and each command imports the libraries it needs when it
+runs (`--help`, `backbones` and argument errors load no torch).
+"""
 
 from __future__ import annotations
 
@@ -10,10 +14,9 @@ import os
 import sys
 from pathlib import Path
 
-from .backbones import REGISTRY, WeightsUnavailable
+from .backbones import REGISTRY
 from .config import PRECISIONS, RECIPES, STRATEGIES, DataConfig, TrainConfig
-from .data import DatasetError
-from .images import UnreadableImage
+from .errors import TransferlabError
 
 log = logging.getLogger("transferlab")
 
@@ -123,14 +126,13 @@ def main(argv: list[str] | None = None) -> int:
                         format="transferlab: %(message)s", stream=sys.stderr)
     try:
         return COMMANDS[args.command](args)
-    except (DatasetError, WeightsUnavailable, UnreadableImage, FileNotFoundError, ValueError, RuntimeError) as error:
+    except (TransferlabError, FileNotFoundError, ValueError, RuntimeError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     finally:
-        import torch.distributed
-
-        if torch.distributed.is_available() and torch.distributed.is_initialized():
-            torch.distributed.destroy_process_group()
+        distributed = sys.modules.get("torch.distributed")  # only if a command loaded torch
+        if distributed is not None and distributed.is_available() and distributed.is_initialized():
+            distributed.destroy_process_group()
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -144,14 +146,14 @@ def cmd_train(args: argparse.Namespace) -> int:
     s = result.summary
     if int(os.environ.get("RANK", "0")) != 0:
         return 0  # under torchrun, rank 0 reports
-    print(f"{result.strategy}: best val accuracy {s['best_val_acc']:.1%} at epoch {s['best_epoch']}, "
-          f"{s['total_seconds']:.0f}s in all; run saved in {result.run_dir}")
+    print(f"{result.strategy}: best val accuracy {s.best_val_acc:.1%} at epoch {s.best_epoch}, "
+          f"{s.total_seconds:.0f}s in all; run saved in {result.run_dir}")
     return 0
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from .report import load_runs, summary_line, text_table
-    from .training import compare
+    from .comparison import compare
+    from .results import load_runs, summary_line, text_table
 
     strategies = tuple(s.strip() for s in args.strategies.split(",") if s.strip())
     unknown = [s for s in strategies if s not in STRATEGIES]
@@ -233,7 +235,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
-    from .doctor import diagnose, format_report, quarantine, restore
+    from .doctor import diagnose, format_report
+    from .quarantine_folder import quarantine, restore
 
     if args.restore:
         restored, left = restore(args.restore)

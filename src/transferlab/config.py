@@ -1,11 +1,10 @@
-"""Configuration as plain dataclasses: what to train on, with what, and how. Saved as JSON with every run."""
+"""Configuration as plain dataclasses: what to train on, with what, and how (saved as JSON with every run by
+`runs`). Imports nothing heavy: the command line builds these before any library loads."""
 
 from __future__ import annotations
 
 import dataclasses
-import json
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 STRATEGIES = ("finetune", "extract", "two-stage")
@@ -92,13 +91,6 @@ class TrainConfig:
 def to_dict(config: Any) -> dict:
     """A JSON-ready dict of a (nested) config dataclass."""
     return dataclasses.asdict(config)
-
-
-def save_json(data: dict, path: Path) -> None:
-    """Write JSON atomically (temporary file, then rename), so an interruption never leaves half a file."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=str) + "\n")
-    tmp.replace(path)
 
 
 def train_config_from_dict(data: dict) -> TrainConfig:

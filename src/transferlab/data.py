@@ -13,15 +13,10 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sklearn.model_selection import train_test_split
-
+from .errors import DatasetError
 from .images import IMAGE_EXTENSIONS, is_image_file
 
 VAL_DIR_NAMES = ("val", "valid", "validation")
-
-
-class DatasetError(ValueError):
-    """A problem with the photo folder itself, explained in one line."""
 
 
 @dataclass(frozen=True)
@@ -102,6 +97,8 @@ def split_samples(
             raise DatasetError(
                 f"class '{classes[label]}' has {count} image(s): too few to split {val_fraction:.0%} off for "
                 "validation; add images or give train/ and val/ folders")
+    from sklearn.model_selection import train_test_split
+
     labels = [s.label for s in samples]
     train, val = train_test_split(samples, test_size=val_fraction, stratify=labels, random_state=seed)
     key = lambda s: (s.label, str(s.path))  # noqa: E731 - stable order for reproducible runs

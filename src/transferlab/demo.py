@@ -8,18 +8,15 @@ Offline, pass any photo folder instead (e.g. `make demo DATA=../shared/datasets/
 from __future__ import annotations
 
 import hashlib
-import os
 import shutil
 import urllib.request
 import zipfile
 from pathlib import Path
 
+from .storage import cache_dir
+
 DEMO_URL = "https://download.pytorch.org/tutorial/hymenoptera_data.zip"
 EXPECTED_FOLDERS = ("train/ants", "train/bees", "val/ants", "val/bees")
-
-
-def cache_dir() -> Path:
-    return Path(os.environ.get("TRANSFERLAB_CACHE", Path.home() / ".cache" / "transferlab"))
 
 
 def demo_dataset(url: str = DEMO_URL) -> Path:

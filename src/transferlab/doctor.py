@@ -7,94 +7,33 @@ perceptual hash neighbourhood, *confirmed* by comparing small thumbnails, so mer
 called duplicates) within a class, across classes (conflicting labels) and across train/val (leakage); and
 pictures that are probably not photos (placeholder graphics: very few colours, one large flat area).
 
-`quarantine(report, dir)` moves the problem files (never deletes) with a JSON manifest; `restore(dir)` puts them back.
+Near-duplicates come from `fingerprints`; moving problem files out is `quarantine`.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import shutil
 import time
 import warnings
 from collections import Counter, defaultdict
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import imagehash
 import numpy as np
 from PIL import Image
 
 from .data import VAL_DIR_NAMES
-from .images import UnreadableImage, is_image_file, load_rgb
+from .errors import DatasetError, UnreadableImage
+from .fingerprints import Fingerprint, fingerprint, groups_from_pairs, near_duplicate_pairs
+from .images import is_image_file, load_rgb
 from .parallel import parallel_map
+from .storage import cache_dir
 
 CACHE_VERSION = 1
-HASH_DISTANCE = 10  # pHash bits that may differ for a candidate near-duplicate pair
-THUMB_DIFFERENCE = 8.0  # mean absolute difference (0-255) of 32x32 grey thumbnails that confirms a pair
 TINY_SIDE = 64
 SMALL_SIDE = 112  # below this, a 224-pixel input is an upscale of 2x or more
 IMBALANCE_RATIO = 3.0
-
-
-# --- fingerprints, shared with training's leakage check -----------------------------------------------------
-
-@dataclass(frozen=True)
-class Fingerprint:
-    phash: int  # 64-bit DCT perceptual hash
-    thumb: bytes  # 32x32 8-bit grey thumbnail, for confirming candidate pairs
-    aspect: float  # width / height
-
-
-def fingerprint(picture: Image.Image) -> Fingerprint:
-    """Perceptual fingerprint of an RGB picture (robust to resizing and re-encoding)."""
-    small = picture.copy()
-    small.thumbnail((256, 256))
-    grey = small.convert("L")
-    phash = int(str(imagehash.phash(grey)), 16)
-    thumb = grey.resize((32, 32), Image.Resampling.BILINEAR).tobytes()
-    return Fingerprint(phash, thumb, picture.width / picture.height)
-
-
-def same_picture(a: Fingerprint, b: Fingerprint) -> bool:
-    """Confirm a candidate pair: same shape and nearly identical thumbnails."""
-    if abs(a.aspect - b.aspect) > 0.1 * max(a.aspect, b.aspect):
-        return False
-    diff = np.abs(np.frombuffer(a.thumb, np.uint8).astype(np.int16) - np.frombuffer(b.thumb, np.uint8))
-    return float(diff.mean()) <= THUMB_DIFFERENCE
-
-
-def near_duplicate_pairs(prints: list[Fingerprint | None]) -> list[tuple[int, int]]:
-    """Index pairs of confirmed near-duplicates (pHash within HASH_DISTANCE bits, then thumbnails compared)."""
-    valid = [i for i, p in enumerate(prints) if p is not None]
-    hashes = np.array([prints[i].phash for i in valid], dtype=np.uint64)
-    pairs = []
-    for position, i in enumerate(valid[:-1]):
-        distances = np.bitwise_count(hashes[position] ^ hashes[position + 1:])
-        for offset in np.nonzero(distances <= HASH_DISTANCE)[0]:
-            j = valid[position + 1 + int(offset)]
-            if same_picture(prints[i], prints[j]):
-                pairs.append((i, j))
-    return pairs
-
-
-def groups_from_pairs(pairs: list[tuple[int, int]]) -> list[list[int]]:
-    """Connected groups (union-find) from pairs of indices."""
-    parent: dict[int, int] = {}
-
-    def find(x: int) -> int:
-        parent.setdefault(x, x)
-        while parent[x] != x:
-            parent[x] = parent[parent[x]]
-            x = parent[x]
-        return x
-
-    for a, b in pairs:
-        parent[find(a)] = find(b)
-    groups: dict[int, list[int]] = defaultdict(list)
-    for x in parent:
-        groups[find(x)].append(x)
-    return sorted(sorted(g) for g in groups.values())
 
 
 # --- inspecting one file ------------------------------------------------------------------------------------
@@ -230,8 +169,6 @@ class DoctorReport:
 
 
 def _cache_path(root: Path) -> Path:
-    from .demo import cache_dir
-
     key = hashlib.sha1(str(root.resolve()).encode()).hexdigest()[:16]
     return cache_dir() / "doctor" / f"{key}.json"
 
@@ -245,8 +182,6 @@ def diagnose(root: str | Path, workers: int | None = None, quiet: bool = False, 
     start = time.perf_counter()
     root = Path(root).expanduser()
     if not root.is_dir():
-        from .data import DatasetError
-
         raise DatasetError(f"{root}: no such folder")
     files, others = list_files(root)
     cache_file = _cache_path(root)
@@ -380,52 +315,6 @@ def _imbalance_findings(infos: list[FileInfo]) -> list[Finding]:
             findings.append(Finding("imbalance", "warning", f"{split}: class '{most[0]}' has {most[1] / least[1]:.1f}x "
                                     f"the images of '{least[0]}' ({most[1]} vs {least[1]})"))
     return findings
-
-
-# --- quarantine ---------------------------------------------------------------------------------------------
-
-MANIFEST = "manifest.json"
-
-
-def quarantine(report: DoctorReport, destination: str | Path) -> list[dict]:
-    """Move every problem file into `destination` (same relative path), recording why in manifest.json."""
-    root, destination = Path(report.root), Path(destination)
-    manifest_path = destination / MANIFEST
-    entries = json.loads(manifest_path.read_text())["moved"] if manifest_path.exists() else []
-    moved = []
-    for relative, reasons in sorted(report.problem_files().items()):
-        source, target = root / relative, destination / relative
-        if not source.exists():
-            continue
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.move(str(source), str(target))
-        moved.append({"from": str(source.resolve()), "to": str(target.resolve()), "reasons": reasons})
-    destination.mkdir(parents=True, exist_ok=True)
-    manifest_path.write_text(json.dumps({"root": str(root.resolve()), "moved": entries + moved}, indent=2))
-    return moved
-
-
-def restore(destination: str | Path) -> tuple[list[str], list[str]]:
-    """Put quarantined files back where they came from; returns (restored, left because the place is taken)."""
-    manifest_path = Path(destination) / MANIFEST
-    if not manifest_path.exists():
-        raise FileNotFoundError(f"{manifest_path} not found: nothing to restore")
-    manifest = json.loads(manifest_path.read_text())
-    restored, left = [], []
-    for entry in manifest["moved"]:
-        source, target = Path(entry["to"]), Path(entry["from"])
-        if target.exists() or not source.exists():
-            left.append(entry["from"])
-            continue
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.move(str(source), str(target))
-        restored.append(entry["from"])
-    remaining = [e for e in manifest["moved"] if e["from"] in left]
-    if remaining:
-        manifest_path.write_text(json.dumps({**manifest, "moved": remaining}, indent=2))
-    else:
-        manifest_path.unlink()
-    return restored, left
 
 
 def format_report(report: DoctorReport) -> str:

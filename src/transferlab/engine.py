@@ -1,13 +1,13 @@
 """The epoch loop: train, validate, time where the seconds go, and report each epoch to a callback.
 
-`fit` knows nothing about files or strategies. It gets a module, the parameters to optimise, a function that
-yields training batches for an epoch and one that yields validation batches. Each epoch's time is split into
-waiting for data (producing the next batch: cropping, flipping, stacking, copying) and computing (forward,
-backward, optimizer step), plus validation.
+`fit` knows nothing about files or strategies. It gets a module, a `TrainStep` (optimizer, schedule, loss,
+precision), the stage's inputs (`loaders.StageInputs`: training batches per epoch, validation batches) and the
+epochs to run; after each epoch it hands an `EpochRecord` to a callback, which may answer with a reason to stop
+(`EarlyStopping`). Each epoch's time is split into waiting for data (producing the next batch: cropping, flipping,
+stacking, copying) and computing (forward, backward, optimizer step), plus validation.
 
 On a GPU the same loop runs in mixed precision (`autocast_dtype`: bf16 where the GPU has it, else fp16 with a
-gradient scaler), with batches made by loader processes into pinned memory and copied without blocking
-(`ImageLoader`, settings from `loader_settings`).
+gradient scaler); the loaders make batches in pinned memory beside it.
 """
 
 from __future__ import annotations
@@ -15,31 +15,14 @@ from __future__ import annotations
 import time
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass
-from typing import Callable, Iterable, Iterator
+from typing import Callable
 
 import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from .cache import DecodedSplit
 from .config import Recipe
-from .parallel import cpu_cores
-from .presets import TrainPreset, normalize
-
-Batches = Iterable[tuple[torch.Tensor, torch.Tensor]]
-
-
-class SizedBatches:
-    """A one-pass batch iterator that knows how many batches it will yield (for progress bars)."""
-
-    def __init__(self, iterator: Iterator[tuple[torch.Tensor, torch.Tensor]], count: int):
-        self.iterator, self.count = iterator, count
-
-    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        return self.iterator
-
-    def __len__(self) -> int:
-        return self.count
+from .loaders import Batches, StageInputs
 
 
 @dataclass
@@ -60,78 +43,6 @@ class EpochRecord:
 
     def as_dict(self) -> dict:
         return asdict(self)
-
-
-def loader_settings(device: torch.device, workers: int | None = None) -> dict:
-    """DataLoader settings for training batches, chosen from the machine.
-
-    On a GPU: one loader process per spare CPU core (at most 8), pinned memory, workers kept across epochs, so
-    cropping runs beside the GPU and copies overlap compute. On the CPU: none of that; the network already uses
-    every core, cropping decoded tensors is ~2% of an epoch there, and extra processes would compete for cores.
-    """
-    if workers is None:
-        workers = min(8, max(1, cpu_cores() - 1)) if device.type == "cuda" else 0
-    return {"num_workers": workers, "pin_memory": device.type == "cuda", "persistent_workers": workers > 0}
-
-
-class _Pictures(torch.utils.data.Dataset):
-    def __init__(self, split: DecodedSplit, input_size: int, augment: bool):
-        self.split, self.preset = split, TrainPreset(input_size) if augment else None
-
-    def __len__(self) -> int:
-        return len(self.split)
-
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
-        picture = self.split.images[index]
-        return (self.preset(picture) if self.preset else picture), self.split.labels[index]
-
-
-class _Order(torch.utils.data.Sampler):
-    """Yields whatever order it was last given; lets one (persistent) DataLoader serve every epoch."""
-
-    def __init__(self):
-        self.order: list[int] = []
-
-    def __iter__(self) -> Iterator[int]:
-        return iter(self.order)
-
-    def __len__(self) -> int:
-        return len(self.order)
-
-
-class ImageLoader:
-    """Batches of normalized pictures from a decoded split, in the order given per epoch: augmented (random
-    resized crop + flip) for training, the stored centre crops for evaluation."""
-
-    def __init__(self, split: DecodedSplit, spec, batch_size: int, device: torch.device, augment: bool,
-                 workers: int | None = None, seed: int = 0):
-        self.spec, self.device, self.batch_size, self.order = spec, device, batch_size, _Order()
-        settings = loader_settings(device, workers)
-        self.loader = torch.utils.data.DataLoader(
-            _Pictures(split, spec.input_size, augment), batch_size=batch_size, sampler=self.order,
-            generator=torch.Generator().manual_seed(seed), **settings)
-
-    def batches(self, order: list[int]) -> SizedBatches:
-        self.order.order = list(order)
-        return SizedBatches(self._batches(), -(-len(order) // self.batch_size))
-
-    def _batches(self):
-        for pictures, labels in self.loader:
-            pictures = pictures.to(self.device, non_blocking=True)
-            yield normalize(pictures, self.spec), labels.to(self.device, non_blocking=True)
-
-
-def tensor_batches(features: torch.Tensor, labels: torch.Tensor, batch_size: int, device: torch.device,
-                   order: list[int] | None = None) -> SizedBatches:
-    """Batches of cached feature vectors, in `order` (default: all, in turn)."""
-    order = torch.tensor(order if order is not None else range(len(labels)), dtype=torch.long)
-    return SizedBatches(_tensor_batches(features, labels, batch_size, device, order), -(-len(order) // batch_size))
-
-
-def _tensor_batches(features, labels, batch_size, device, order):
-    for start in range(0, len(order), batch_size):
-        index = order[start:start + batch_size]
-        yield features[index].to(device, non_blocking=True), labels[index].to(device, non_blocking=True)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -186,84 +97,96 @@ def make_optimizer(parameters, recipe: Recipe, epochs: int | None = None):
     return optimizer, scheduler
 
 
+@dataclass
+class TrainStep:
+    """What one optimisation step uses: the optimizer and its per-epoch schedule, the loss, and the precision
+    (autocast type, None = float32) with its gradient scaler (fp16 only)."""
+
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    criterion: nn.Module
+    precision: torch.dtype | None = None
+    scaler: torch.amp.GradScaler | None = None
+
+
+class EarlyStopping:
+    """Counts epochs without a better validation accuracy; `update` returns the reason to stop once `patience`
+    epochs in a row brought nothing (never, with `patience` None)."""
+
+    def __init__(self, patience: int | None):
+        self.patience, self.best, self.since_best = patience, -1.0, 0
+
+    def update(self, val_acc: float) -> str | None:
+        self.best, self.since_best = (val_acc, 0) if val_acc > self.best else (self.best, self.since_best + 1)
+        if self.patience is not None and self.since_best >= self.patience:
+            return f"no better validation accuracy for {self.patience} epochs"
+        return None
+
+
 def _no_reduce(values: list[float]) -> list[float]:
     return values
 
 
-def fit(
-    module: nn.Module,
-    optimizer: torch.optim.Optimizer,
-    scheduler,
-    train_batches: Callable[[int], Batches],
-    val_batches: Callable[[], Batches],
-    epochs: int,
-    device: torch.device,
-    on_epoch: Callable[[EpochRecord], None],
-    quiet: bool = False,
-    desc: str = "train",
-    start_epoch: int = 1,
-    reduce: Callable[[list[float]], list[float]] = _no_reduce,
-    eval_module: nn.Module | None = None,
-    label_smoothing: float = 0.0,
-    patience: int | None = None,
-    precision: torch.dtype | None = None,
-    scaler: torch.amp.GradScaler | None = None,
-    stage: str = "",
-) -> None:
-    """Train `module` from `start_epoch` to `epochs`; call `on_epoch` after each epoch with its record.
+def fit(module: nn.Module, step: TrainStep, inputs: StageInputs, epochs: range, device: torch.device,
+        on_epoch: Callable[[EpochRecord], str | None], *, eval_module: nn.Module | None = None,
+        reduce: Callable[[list[float]], list[float]] = _no_reduce, desc: str = "train", quiet: bool = False,
+        stage: str = "") -> None:
+    """Train `module` for `epochs` (numbered over the whole run, e.g. range(4, 11) when resuming after epoch 3);
+    call `on_epoch` after each epoch with its record. `on_epoch` returns a reason to stop early, or None.
 
     `reduce` sums per-process counts across processes (distributed training); `eval_module` is what validates
     (the unwrapped model under DistributedDataParallel, so ranks with different shares never wait on each other).
-    With `patience`, training stops once validation accuracy has not improved for that many epochs.
-    `precision` is the autocast type (None = float32); `scaler` scales fp16 gradients.
     """
-    criterion = nn.CrossEntropyLoss(label_smoothing=label_smoothing)
-    scaler = scaler if scaler is not None else torch.amp.GradScaler(device.type, enabled=False)
-    best_acc, since_best = -1.0, 0
-    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-    bar = tqdm(range(start_epoch, epochs + 1), desc=desc, unit="epoch", disable=quiet, initial=start_epoch - 1,
-               total=epochs)
+    bar = tqdm(epochs, desc=desc, unit="epoch", disable=quiet, initial=epochs.start - 1, total=epochs.stop - 1)
     for epoch in bar:
-        module.train()
-        lr = optimizer.param_groups[0]["lr"]
-        loss_sum, correct, seen = 0.0, 0, 0
-        data_seconds = compute_seconds = 0.0
-        epoch_start = tick = time.perf_counter()
-        batches = train_batches(epoch)
-        with _join_uneven(module):
-            for inputs, targets in tqdm(batches, desc=f"epoch {epoch}", unit="batch", leave=False, disable=quiet):
-                got_batch = time.perf_counter()
-                data_seconds += got_batch - tick
-                optimizer.zero_grad(set_to_none=True)
-                with autocast(device, precision):
-                    logits = module(inputs)
-                    loss = criterion(logits, targets)
-                scaler.scale(loss).backward()
-                scaler.step(optimizer)
-                scaler.update()
-                loss_sum += loss.item() * len(targets)
-                correct += (logits.argmax(1) == targets).sum().item()
-                seen += len(targets)
-                sync()
-                tick = time.perf_counter()
-                compute_seconds += tick - got_batch
-        scheduler.step()
+        lr = step.optimizer.param_groups[0]["lr"]
+        epoch_start = time.perf_counter()
+        train_sums, data_seconds, compute_seconds = train_one_epoch(
+            module, step, inputs.train_batches(epoch), device, f"epoch {epoch}", quiet)
+        step.scheduler.step()
         val_start = time.perf_counter()
-        with autocast(device, precision):  # plain cross-entropy, comparable across recipes
-            val_sums = evaluate_sums(eval_module if eval_module is not None else module, val_batches())
-        loss_sum, correct, seen, val_loss_sum, val_correct, val_seen = reduce(
-            [loss_sum, correct, seen, *val_sums])
+        with autocast(device, step.precision):  # plain cross-entropy, comparable across recipes
+            val_sums = evaluate_sums(eval_module if eval_module is not None else module, inputs.val_batches())
+        loss_sum, correct, seen, val_loss_sum, val_correct, val_seen = reduce([*train_sums, *val_sums])
         now = time.perf_counter()
         record = EpochRecord(epoch, lr, loss_sum / max(seen, 1), correct / max(seen, 1),
                              val_loss_sum / max(val_seen, 1), val_correct / max(val_seen, 1),
                              now - epoch_start, data_seconds, compute_seconds, now - val_start,
                              int(seen), int(val_seen), stage)
         bar.set_postfix(val_acc=f"{record.val_acc:.3f}", loss=f"{record.train_loss:.3f}")
-        on_epoch(record)
-        best_acc, since_best = (record.val_acc, 0) if record.val_acc > best_acc else (best_acc, since_best + 1)
-        if patience is not None and since_best >= patience:
-            bar.write(f"early stop: no better validation accuracy for {patience} epochs") if not quiet else None
+        stop = on_epoch(record)
+        if stop:
+            bar.write(f"early stop: {stop}") if not quiet else None
             break
+
+
+def train_one_epoch(module: nn.Module, step: TrainStep, batches: Batches, device: torch.device, desc: str = "epoch",
+                    quiet: bool = False) -> tuple[list[float], float, float]:
+    """One pass over `batches`: ([summed loss, correct, images], seconds waiting for data, seconds computing)."""
+    module.train()
+    scaler = step.scaler if step.scaler is not None else torch.amp.GradScaler(device.type, enabled=False)
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    loss_sum, correct, seen = 0.0, 0, 0
+    data_seconds = compute_seconds = 0.0
+    tick = time.perf_counter()
+    with _join_uneven(module):
+        for inputs, targets in tqdm(batches, desc=desc, unit="batch", leave=False, disable=quiet):
+            got_batch = time.perf_counter()
+            data_seconds += got_batch - tick
+            step.optimizer.zero_grad(set_to_none=True)
+            with autocast(device, step.precision):
+                logits = module(inputs)
+                loss = step.criterion(logits, targets)
+            scaler.scale(loss).backward()
+            scaler.step(step.optimizer)
+            scaler.update()
+            loss_sum += loss.item() * len(targets)
+            correct += (logits.argmax(1) == targets).sum().item()
+            seen += len(targets)
+            sync()
+            tick = time.perf_counter()
+            compute_seconds += tick - got_batch
+    return [loss_sum, correct, seen], data_seconds, compute_seconds
 
 
 def _join_uneven(module: nn.Module):

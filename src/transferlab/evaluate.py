@@ -21,12 +21,12 @@ from scipy.stats import binomtest
 from sklearn.metrics import ConfusionMatrixDisplay, confusion_matrix, precision_recall_fscore_support
 from torchmetrics.functional.classification import multiclass_calibration_error
 
-from .cache import DecodedSplit
+from .decoding import DecodedSplit
 from .data import load_dataset
 from .engine import resolve_device
 from .images import load_rgb
 from .predict import Classifier
-from .runs import read_json
+from .storage import read_json
 
 CALIBRATION_BINS = 15
 

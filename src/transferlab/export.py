@@ -17,10 +17,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .data import DatasetError, load_dataset
+from .data import load_dataset
+from .errors import DatasetError
 from .predict import Classifier
 from .presets import normalize
-from .runs import read_json
+from .storage import read_json
 
 PARITY_TOLERANCE = 1e-4
 FORMATS = ("onnx", "torchscript")

@@ -17,15 +17,13 @@ from typing import BinaryIO
 import numpy as np
 from PIL import Image, ImageOps
 
+from .errors import UnreadableImage
+
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
 DEFAULT_BACKGROUND = (255, 255, 255)
 
 _ALPHA_MODES = {"RGBA", "LA", "PA", "RGBa", "La"}
 _HIGH_BIT_MODES = {"I", "I;16", "I;16B", "I;16L", "I;16N", "F"}
-
-
-class UnreadableImage(Exception):
-    """Raised when a file is not a decodable image; the message says why in one line."""
 
 
 def is_image_file(path: Path) -> bool:

@@ -1,4 +1,5 @@
-"""The classifier: a pretrained backbone plus a new linear head, and the transfer strategies.
+"""The classifier: `create_backbone` turns a registry name into a pretrained feature extractor, `build_model` adds
+a new linear head and sets it up for a transfer strategy.
 
 - `finetune`: every weight trains.
 - `extract`: the backbone is frozen and kept in eval mode (BatchNorm running statistics do not drift); only the
@@ -14,7 +15,55 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .backbones import BackboneSpec, WeightsInfo, create_backbone
+from .backbones import BackboneSpec, get_spec
+from .errors import WeightsUnavailable
+from .weights import RANDOM, WeightsInfo, is_file_reference, load_file
+
+
+def create_backbone(
+    name: str, weights: str | Path | None = None, pretrained: bool = True
+) -> tuple[nn.Module, BackboneSpec, WeightsInfo]:
+    """Build backbone `name` as a feature extractor.
+
+    `weights` is a weights file or the name of a variant (e.g. "IMAGENET1K_V2"); None takes the default.
+    `pretrained=False` builds random weights (used when loading a saved run, whose own weights follow).
+    """
+    spec = get_spec(name)
+    network = spec.architecture()
+    if not pretrained:
+        info = RANDOM
+    else:
+        if weights is not None and is_file_reference(weights):
+            state, info = load_file(Path(weights))
+        else:
+            variant = str(weights) if weights is not None else spec.variants[0]
+            if variant not in spec.variants:
+                raise ValueError(f"backbone {name} has no weights named '{variant}'; "
+                                 f"choose one of {', '.join(spec.variants)} or pass a weights file")
+            state, info = spec.find_weights(variant)
+        _load_state(network, state, spec.name, info)
+    return spec.to_features(network), spec, info
+
+
+def _load_state(network: nn.Module, state: dict, name: str, info: WeightsInfo) -> None:
+    try:
+        network.load_state_dict(state)
+    except RuntimeError as error:
+        first = str(error).splitlines()[0]
+        raise WeightsUnavailable(f"the weights in {info.name} do not fit backbone {name}: {first}") from None
+
+
+class EfficientNetLiteFeatures(nn.Module):
+    """EfficientNet-Lite without its ImageNet dropout and classifier: image batch -> pooled features."""
+
+    def __init__(self, network: nn.Module):
+        super().__init__()
+        self.net = network
+        network._fc = nn.Identity()
+        network._dropout = nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.flatten(self.net._avg_pooling(self.net.extract_features(x)), 1)
 
 
 class TransferModel(nn.Module):
@@ -66,7 +115,8 @@ def build_model(
 ) -> tuple[TransferModel, BackboneSpec, WeightsInfo]:
     """Pretrained backbone `backbone` with a fresh `num_classes`-way head, set up for `strategy`."""
     features, spec, info = create_backbone(backbone, weights, pretrained)
-    model = TransferModel(features, spec.feature_dim, num_classes, spec.head_dropout, frozen=strategy in ("extract", "two-stage"))
+    model = TransferModel(features, spec.feature_dim, num_classes, spec.head_dropout,
+                          frozen=strategy in ("extract", "two-stage"))
     model.to(memory_format=torch.channels_last)  # matches presets.normalize's input layout
     return model, spec, info
 

@@ -14,7 +14,7 @@ import torch
 from PIL import Image
 
 from .backbones import BackboneSpec
-from .cache import Decode
+from .decoding import Decode
 from .images import load_rgb
 from .machine import keep_freed_memory
 from .model import TransferModel, build_model

@@ -3,26 +3,86 @@
     <run>/config.json     the resolved configuration, dataset description, weights source, versions
     <run>/metrics.jsonl   one JSON line per finished epoch
     <run>/model.safetensors + model.json   the best weights so far, and what is needed to use them
-    <run>/summary.json    status (running / completed / interrupted), best epoch, timings, skipped files
+    <run>/summary.json    status (running / completed / interrupted), best epoch, timings (`RunSummary`)
+    <run>/last.pt         the state to resume from after the last finished epoch
 
 Every file is written atomically (temporary file + rename). Weights are safetensors: loading a run never
-unpickles anything.
+unpickles anything. `CheckpointSaver` is what training calls after each epoch: it owns the best-so-far and
+writes the metrics line, the best weights and the resume state, in an order that survives a kill at any moment.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import platform
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from safetensors.torch import load_file, save_file
 
-from .config import save_json
+from .engine import EarlyStopping, EpochRecord
+from .storage import read_json, save_json
+
+if TYPE_CHECKING:
+    from .distributed import Dist
 
 WEIGHTS_FILE = "model.safetensors"
 META_FILE = "model.json"
+
+
+@dataclass
+class RunSummary:
+    """summary.json: what a run did and where its time went. Written by `write_summary`, read by `read_summary`."""
+
+    status: str  # "running", "completed" or "interrupted"
+    strategy: str
+    backbone: str
+    processes: int = 1
+    train_images: int = 0
+    val_images: int = 0
+    skipped_files: int = 0
+    decode_seconds: float = 0.0  # decoding every photo once
+    feature_seconds: float = 0.0  # frozen-backbone features (computed or read from the cache)
+    trainable_params: int = 0
+    total_params: int = 0
+    best_epoch: int | None = None
+    best_val_acc: float | None = None
+    precision: str = "float32"
+    features_from_cache: bool | None = None  # None: the run used no cached features
+    epochs_completed: int = 0
+    fit_seconds: float = 0.0  # the epochs: training and validation
+    total_seconds: float | None = None  # decode + features + epochs
+    seconds_per_epoch: float | None = None
+    data_seconds: float = 0.0  # training time spent waiting for batches
+    compute_seconds: float = 0.0  # training time in forward, backward and the optimizer step
+    val_seconds: float = 0.0
+    data_share: float | None = None  # share of the whole run spent producing input rather than computing
+
+    def add_timings(self, records: list[EpochRecord], fit_seconds: float) -> None:
+        """Fill in the timing fields from the epochs' records and the seconds spent in them."""
+        self.epochs_completed = len(records)
+        self.fit_seconds = fit_seconds
+        self.total_seconds = self.decode_seconds + self.feature_seconds + fit_seconds
+        self.seconds_per_epoch = fit_seconds / len(records) if records else None
+        self.data_seconds = sum(r.data_seconds for r in records)
+        self.compute_seconds = sum(r.compute_seconds for r in records)
+        self.val_seconds = sum(r.val_seconds for r in records)
+        total = self.total_seconds
+        self.data_share = (self.decode_seconds + self.data_seconds) / total if total else None
+
+
+def write_summary(run_dir: Path, summary: RunSummary) -> None:
+    save_json(dataclasses.asdict(summary), Path(run_dir) / "summary.json")
+
+
+def read_summary(run_dir: str | Path) -> RunSummary:
+    data = read_json(Path(run_dir) / "summary.json")
+    known = {f.name for f in dataclasses.fields(RunSummary)}
+    return RunSummary(**{k: v for k, v in data.items() if k in known})
 
 
 def new_run_dir(out: str | Path, name: str | None, default_name: str) -> Path:
@@ -83,10 +143,6 @@ def load_checkpoint(run_dir: str | Path) -> tuple[dict[str, torch.Tensor], dict]
     return load_file(weights), json.loads(meta.read_text())
 
 
-def read_json(path: str | Path) -> dict:
-    return json.loads(Path(path).read_text())
-
-
 # --- resuming ---------------------------------------------------------------------------------------------
 
 LAST_STATE = "last.pt"
@@ -142,3 +198,43 @@ def truncate_metrics(run_dir: Path, epochs: int) -> None:
     tmp = run_dir / "metrics.jsonl.tmp"
     tmp.write_text("".join(json.dumps(r) + "\n" for r in kept))
     tmp.replace(run_dir / "metrics.jsonl")
+
+
+class CheckpointSaver:
+    """Owns best-so-far (as timm's CheckpointSaver does). Called after every epoch: appends the metrics line,
+    writes the best weights when the epoch improved on them, then the resume state; returns a reason to stop early
+    when the stage's patience has run out.
+
+    Order matters for a Ctrl-C or kill at any point: metrics line, then best weights, then `best`, then the resume
+    state; each file is replaced atomically, and `best` never names weights that were not written.
+    """
+
+    def __init__(self, run_dir: Path, model: torch.nn.Module, metadata: dict, dist: "Dist",
+                 generator: torch.Generator, best: dict | None = None, records: list[EpochRecord] | None = None):
+        self.run_dir, self.model, self.metadata, self.dist, self.generator = run_dir, model, metadata, dist, generator
+        self.best = dict(best) if best else {"epoch": None, "acc": -1.0}
+        self.records = list(records or [])
+        self.stage, self.optimizer, self.scheduler, self.scaler = "", None, None, None
+        self.stopping = EarlyStopping(None)
+
+    def begin_stage(self, stage: str, optimizer, scheduler, scaler, patience: int | None) -> None:
+        """The optimizer, schedule and scaler the next epochs' resume state holds; patience counts from here."""
+        self.stage, self.optimizer, self.scheduler, self.scaler = stage, optimizer, scheduler, scaler
+        self.stopping = EarlyStopping(patience)
+
+    def __call__(self, record: EpochRecord) -> str | None:
+        improved = record.val_acc > self.best["acc"]
+        rng = self.dist.gather(rng_state(self.generator))
+        if self.dist.main:
+            append_metrics(self.run_dir, record.as_dict())
+            if improved:
+                save_checkpoint(self.run_dir, self.model,
+                                {**self.metadata, "best_epoch": record.epoch, "val_acc": record.val_acc})
+        self.records.append(record)
+        if improved:
+            self.best.update(epoch=record.epoch, acc=record.val_acc)
+        if self.dist.main:
+            save_training_state(self.run_dir, record.epoch, self.model, self.optimizer, self.scheduler, rng,
+                                self.best, self.scaler, self.stage)
+        self.dist.barrier()
+        return self.stopping.update(record.val_acc)

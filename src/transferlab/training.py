@@ -1,9 +1,10 @@
-"""Train one strategy, or compare several on the same data: the Python API behind the CLI.
+"""Train one strategy: the Python API behind `transferlab train`.
 
-The data path reads top to bottom: folder -> samples (`data.load_dataset`) -> pictures decoded once
-(`cache.decode_split`) -> for `extract` (and the first stage of `two-stage`), pooled features computed once or read
-from the disk cache (`cache.extract_features`) -> model (`model.build_model`) -> epochs (`engine.fit`), one call per
-stage -> run directory (`runs`) -> report (`report`).
+`train` reads top to bottom like torchvision's reference script: prepare the data (`prepare.prepare_data`), seed,
+build the model (`model.build_model`), open the run folder (new, or resumed from `last.pt`), then for each stage
+of the strategy (`plan_stages`): its inputs (cached features from `features`, or decoded pictures through
+`loaders`) -> its optimizer -> `engine.fit`, with a `runs.CheckpointSaver` writing after every epoch. Ctrl-C stops
+it and keeps the best checkpoint so far. Launched by torchrun, the processes share the work (`distributed`).
 """
 
 from __future__ import annotations
@@ -18,40 +19,22 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch import nn
 
-from .backbones import BackboneSpec, get_spec
-from .cache import (DecodedSplit, FeatureCache, choose_store, decode_split, estimate_decoded_bytes, extract_features,
-                    feature_key, load_features, save_features)
-from .config import Recipe, TrainConfig, save_json, to_dict, train_config_from_dict
-from .data import Dataset, load_dataset
+from .config import Recipe, TrainConfig, to_dict, train_config_from_dict
 from .distributed import Dist
 from .distributed import setup as setup_distributed
-from .doctor import near_duplicate_pairs
-from .engine import (EpochRecord, ImageLoader, autocast_dtype, fit, make_optimizer, make_scaler, resolve_device,
-                     tensor_batches)
-from .machine import keep_freed_memory
-from .model import build_model, count_parameters
-from .parallel import default_workers
-from .presets import train_side
-from .runs import (LAST_STATE, append_metrics, load_training_state, new_run_dir, read_json, read_metrics, rng_state,
-                   save_checkpoint, save_training_state, set_rng_state, truncate_metrics, versions)
+from .engine import EpochRecord, TrainStep, autocast_dtype, fit, make_optimizer, make_scaler, resolve_device
+from .features import features_for
+from .loaders import ImageLoader, PictureInputs, StageInputs, TensorInputs
+from .model import TransferModel, build_model, count_parameters
+from .prepare import PreparedData, prepare_data
+from .runs import (LAST_STATE, CheckpointSaver, RunSummary, load_training_state, new_run_dir, read_metrics,
+                   read_summary, set_rng_state, truncate_metrics, versions, write_summary)
+from .storage import read_json, save_json
+from .weights import WeightsInfo
 
 log = logging.getLogger("transferlab")
-
-
-@dataclass
-class PreparedData:
-    """A dataset with its pictures decoded once, shareable between runs with the same backbone preprocessing."""
-
-    dataset: Dataset
-    spec: BackboneSpec
-    train: DecodedSplit
-    val: DecodedSplit
-    duplicates: list[tuple[Path, Path, str]] = field(default_factory=list)  # see duplicate_problems
-
-    @property
-    def skipped(self) -> list[tuple[Path, str]]:
-        return self.train.skipped + self.val.skipped
 
 
 @dataclass
@@ -62,112 +45,15 @@ class RunResult:
     best_epoch: int | None
     best_val_acc: float | None
     epochs: list[EpochRecord] = field(default_factory=list)
-    summary: dict = field(default_factory=dict)
+    summary: RunSummary | None = None
 
 
-def seed_everything(seed: int, deterministic: bool = False) -> None:
-    """Seed every generator; with `deterministic`, also forbid non-deterministic kernels."""
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-    torch.use_deterministic_algorithms(deterministic, warn_only=False)
-    torch.backends.cudnn.benchmark = not deterministic
-    if deterministic:
-        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C during training; `.result` describes the run directory left behind (best checkpoint kept)."""
 
-
-def prepare_data(config: TrainConfig, dist: Dist | None = None) -> PreparedData:
-    """Find the samples and decode every picture once (train up to `presets.train_side`, val as centre crops).
-
-    Under torchrun each process decodes its share and the shares are exchanged, so all hold every picture.
-    """
-    dist = dist or Dist(0, 1, 0, torch.device("cpu"))
-    keep_freed_memory()
-    data = config.data
-    dataset = load_dataset(data.root, data.val_fraction, data.split_seed, data.max_per_class)
-    spec = get_spec(config.backbone)
-    log.info("data: %s (%s); %d train / %d val images, classes: %s", dataset.root, dataset.layout,
-             len(dataset.train), len(dataset.val), ", ".join(dataset.classes))
-    workers = config.workers if config.workers is not None else max(1, default_workers() // dist.world)
-    quiet = config.quiet or not dist.main
-    side = data.train_side or train_side(spec)
-    store = config.decode_cache
-    if store == "auto":
-        estimate = (estimate_decoded_bytes(dataset.train, side, None)
-                    + estimate_decoded_bytes(dataset.val, spec.resize_size, spec.input_size))
-        store = choose_store(estimate)
-        log.info("decoded pictures: about %.0f MB, kept %s", estimate / 1e6,
-                 "in memory" if store == "memory" else "in a memory-mapped file (more than half the free memory)")
-    splits = []
-    for samples, size, crop, name in ((dataset.train, side, None, "train"),
-                                      (dataset.val, spec.resize_size, spec.input_size, "val")):
-        share = [samples[i] for i in dist.shard(len(samples))]
-        part = decode_split(share, size, crop, data.background, workers, f"decode {name}", quiet, store)
-        splits.append(DecodedSplit.merge(dist.gather(part), [s.path for s in samples]) if dist.enabled else part)
-    train, val = splits
-    prepared = PreparedData(dataset, spec, train, val)
-    prepared.duplicates = duplicate_problems(prepared)
-    for first, second, kind in prepared.duplicates:
-        log.warning("%s: %s = %s (run `transferlab doctor` for a full check)", kind, first, second)
-    for split, name in ((train, "train"), (val, "val")):
-        if len(split) == 0:
-            raise ValueError(f"no readable images left in the {name} split")
-        missing = set(range(len(dataset.classes))) - set(split.labels.tolist())
-        if missing:
-            names = ", ".join(dataset.classes[i] for i in sorted(missing))
-            raise ValueError(f"every image of class(es) {names} in the {name} split was unreadable")
-    return prepared
-
-
-def duplicate_problems(prepared: PreparedData) -> list[tuple[Path, Path, str]]:
-    """The same picture in train and val ("leakage") or under two classes ("conflicting labels").
-
-    Cheap: the perceptual fingerprints were computed while decoding.
-    """
-    train, val = prepared.train, prepared.val
-    paths, labels = train.paths + val.paths, train.labels.tolist() + val.labels.tolist()
-    problems = []
-    for i, j in near_duplicate_pairs(train.fingerprints + val.fingerprints):
-        if labels[i] != labels[j]:
-            problems.append((paths[i], paths[j], "conflicting labels"))
-        elif i < len(train) <= j:
-            problems.append((paths[i], paths[j], "leakage between train and val"))
-    return problems
-
-
-def _features(model, prepared: PreparedData, config: TrainConfig, dist: Dist,
-              precision: torch.dtype | None) -> FeatureCache:
-    """The frozen backbone's features of every picture: from the disk cache when every process has them, else
-    computed (each process its share, shares exchanged) and cached."""
-    if not config.feature_cache:
-        return _sharded_features(model, prepared, config, dist, precision)
-    key = feature_key(model.backbone, prepared.spec, prepared.train, prepared.val, config.views, precision)
-    cached = load_features(key, prepared.train, prepared.val)
-    if all(dist.gather(cached is not None)):
-        log.info("features: read from the cache (%s...)", key[:12])
-        return cached
-    features = _sharded_features(model, prepared, config, dist, precision)
-    save_features(key, features)  # every process writes (atomically): on several machines, each has its own cache
-    return features
-
-
-def _sharded_features(model, prepared: PreparedData, config: TrainConfig, dist: Dist,
-                      precision: torch.dtype | None) -> FeatureCache:
-    """The frozen backbone over this process's share of the pictures; shares exchanged so all hold every vector."""
-    spec = prepared.spec
-    train_idx, val_idx = dist.shard(len(prepared.train)), dist.shard(len(prepared.val))
-    part = extract_features(model.backbone, spec, prepared.train.subset(train_idx), prepared.val.subset(val_idx),
-                            config.views, config.recipe.batch_size, dist.device, config.quiet or not dist.main,
-                            precision, train_index=train_idx)
-    if not dist.enabled:
-        return part
-    parts = dist.gather((train_idx, val_idx, part.train, part.val, part.seconds))
-    train = torch.empty(config.views, len(prepared.train), parts[0][2].shape[-1])
-    val = torch.empty(len(prepared.val), parts[0][3].shape[-1])
-    for t_idx, v_idx, t_feat, v_feat, _ in parts:
-        train[:, t_idx] = t_feat
-        val[v_idx] = v_feat
-    return FeatureCache(train, prepared.train.labels, val, prepared.val.labels, max(p[4] for p in parts))
+    def __init__(self, result: RunResult):
+        super().__init__(str(result.run_dir))
+        self.result = result
 
 
 @dataclass(frozen=True)
@@ -196,6 +82,17 @@ def plan_stages(strategy: str, recipe: Recipe) -> list[Stage]:
     return [stage for stage in stages if stage.epochs > 0]
 
 
+def seed_everything(seed: int, deterministic: bool = False) -> None:
+    """Seed every generator; with `deterministic`, also forbid non-deterministic kernels."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    torch.use_deterministic_algorithms(deterministic, warn_only=False)
+    torch.backends.cudnn.benchmark = not deterministic
+    if deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+
+
 def resume(run_dir: str | Path) -> RunResult:
     """Continue an interrupted or killed run from its last completed epoch, with its saved configuration."""
     run_dir = Path(run_dir)
@@ -207,243 +104,180 @@ def resume(run_dir: str | Path) -> RunResult:
 
 
 def train(config: TrainConfig, prepared: PreparedData | None = None, resume_dir: Path | None = None) -> RunResult:
-    """Train one strategy and write its run directory. Ctrl-C stops it and keeps the best checkpoint so far.
-
-    Launched by torchrun, the processes share the work (DistributedDataParallel); rank 0 alone writes.
-    """
+    """Train one strategy and write its run directory. Ctrl-C stops it and keeps the best checkpoint so far."""
     dist = setup_distributed(resolve_device(config.device))
-    device = dist.device
     if not dist.main:
         log.setLevel(logging.ERROR)
-    quiet = config.quiet or not dist.main
     if prepared is None or prepared.spec.name != config.backbone:
         prepared = prepare_data(config, dist)
     # Seed after preparing the data (starting decode workers draws from the global generator), so a run on its
     # own and the same run inside `compare` start from the same random state.
     seed_everything(config.seed, config.deterministic)
-    dataset, spec = prepared.dataset, prepared.spec
-    model, spec, weights_info = build_model(config.backbone, len(dataset.classes), config.strategy, config.weights)
-    model.to(device)
-    if resume_dir is not None:
-        run_dir = Path(resume_dir)
-    else:
-        run_dir = dist.broadcast(str(new_run_dir(config.out, config.name, f"{config.strategy}-{config.backbone}"))
-                                 if dist.main else None)
-        run_dir = Path(run_dir)
-        if dist.main:
-            save_json({**to_dict(config), "resolved": {
-                "device": str(device), "processes": dist.world, "classes": dataset.classes, "layout": dataset.layout,
-                "counts": dataset.counts(), "weights": dataclasses.asdict(weights_info), "versions": versions(),
-                "skipped_files": [[str(p), reason] for p, reason in prepared.skipped],
-                "duplicate_problems": [[str(a), str(b), kind] for a, b, kind in prepared.duplicates]}},
-                run_dir / "config.json")
-
-    recipe = config.recipe
-    stages = plan_stages(config.strategy, recipe)
-    precision = autocast_dtype(config.precision, device)
-    scaler = make_scaler(device, precision)
+    model, _, weights_info = build_model(config.backbone, len(prepared.dataset.classes), config.strategy,
+                                         config.weights)
+    model.to(dist.device)
+    recipe, stages = config.recipe, plan_stages(config.strategy, config.recipe)
+    precision = autocast_dtype(config.precision, dist.device)
+    scaler = make_scaler(dist.device, precision)
     generator = torch.Generator().manual_seed(config.seed)  # the same on every rank: the same permutation
-    val_share = dist.shard(len(prepared.val))
-    summary = {
-        "status": "running", "strategy": config.strategy, "backbone": config.backbone, "processes": dist.world,
-        "train_images": len(prepared.train), "val_images": len(prepared.val),
-        "skipped_files": len(prepared.skipped), "decode_seconds": prepared.train.seconds + prepared.val.seconds,
-        "feature_seconds": 0.0,
-        "trainable_params": count_parameters(model.parameters() if stages[-1].name == "finetune"
-                                             else model.trainable_parameters()),
-        "total_params": count_parameters(model.parameters()), "best_epoch": None, "best_val_acc": None,
-        "precision": str(precision).replace("torch.", "") if precision else "float32",
-    }
+    run = open_run(config, prepared, model, weights_info, stages, precision, dist, generator, resume_dir)
+
+    def order() -> list[int]:  # each epoch: this process's share of one shuffled permutation
+        return torch.randperm(len(prepared.train), generator=generator)[dist.rank::dist.world].tolist()
+
+    status, start, features_before = "completed", time.perf_counter(), run.summary.feature_seconds
+    try:
+        for stage in stages:
+            if stage.last <= run.done:
+                continue
+            inputs, trained, parameters = stage_inputs(stage, model, prepared, config, dist, precision, order,
+                                                       run.summary)
+            optimizer, scheduler = make_optimizer(parameters, recipe, stage.epochs)
+            run.restore_optimizer(stage, optimizer, scheduler, scaler)
+            run.saver.begin_stage(stage.name, optimizer, scheduler, scaler, recipe.patience)
+            module = _wrap(trained, config, stage, dist)
+            step = TrainStep(optimizer, scheduler, nn.CrossEntropyLoss(label_smoothing=recipe.label_smoothing),
+                             precision, scaler)
+            fit(module, step, inputs, range(max(stage.first, run.done + 1), stage.last + 1), dist.device,
+                run.saver, eval_module=trained if dist.enabled else module, reduce=dist.reduce_sums,
+                desc=f"{config.strategy} ({stage.name})" if len(stages) > 1 else config.strategy,
+                quiet=config.quiet or not dist.main, stage=stage.name)
+    except KeyboardInterrupt:
+        status = "interrupted"
+        log.warning("interrupted: %s keeps the best checkpoint so far (epoch %s)", run.dir, run.saver.best["epoch"])
+    feature_seconds = run.summary.feature_seconds - features_before
+    return run.finish(config.strategy, status, time.perf_counter() - start - feature_seconds, dist)
+
+
+def stage_inputs(stage: Stage, model: TransferModel, prepared: PreparedData, config: TrainConfig, dist: Dist,
+                 precision: torch.dtype | None, order, summary: RunSummary
+                 ) -> tuple[StageInputs, nn.Module, list]:
+    """(inputs, the module that trains, its parameters or parameter groups) for `stage`.
+
+    "head": the frozen backbone's features (computed once or read from the cache) and the head alone.
+    "finetune": decoded pictures, augmented each epoch, and the whole network (two-stage: the backbone at
+    `backbone_lr_scale` x the head's learning rate).
+    """
+    recipe, val_share = config.recipe, dist.shard(len(prepared.val))
+    if stage.name == "head":
+        features = features_for(model.backbone, prepared.spec, prepared.train, prepared.val, config.views,
+                                recipe.batch_size, precision, dist, config.feature_cache, config.quiet)
+        summary.feature_seconds += features.seconds
+        summary.features_from_cache = features.from_cache
+        inputs = TensorInputs(features.train, features.train_labels, features.val, features.val_labels,
+                              recipe.batch_size, dist.device, order, val_share)
+        return inputs, model.head, model.trainable_parameters()
+    if model.frozen:  # two-stage: the head has learned on features; now everything trains
+        model.unfreeze_backbone()
+    parameters = (model.parameter_groups(recipe.lr, recipe.backbone_lr_scale) if config.strategy == "two-stage"
+                  else model.trainable_parameters())
+    train_loader = ImageLoader(prepared.train, prepared.spec, recipe.batch_size, dist.device, augment=True,
+                               workers=config.loader_workers, seed=config.seed)
+    val_loader = ImageLoader(prepared.val, prepared.spec, recipe.batch_size, dist.device, augment=False,
+                             workers=config.loader_workers)
+    return PictureInputs(train_loader, val_loader, order, val_share), model, parameters
+
+
+def _wrap(module: nn.Module, config: TrainConfig, stage: Stage, dist: Dist) -> nn.Module:
+    """DistributedDataParallel under torchrun; torch.compile for fine-tuning stages with --compile."""
+    if dist.enabled:
+        from torch.nn.parallel import DistributedDataParallel
+
+        device_ids = [dist.device.index] if dist.device.type == "cuda" else None
+        module = DistributedDataParallel(module, device_ids=device_ids)
+    if config.compile and stage.name == "finetune":
+        module = torch.compile(module)
+    return module
+
+
+@dataclass
+class OpenRun:
+    """A run folder being trained: its summary, its checkpoint saver, and what a resumed run had done already."""
+
+    dir: Path
+    summary: RunSummary
+    saver: CheckpointSaver
+    done: int = 0  # epochs completed before this process started
+    state: dict | None = None  # the saved training state, when resuming
+
+    def restore_optimizer(self, stage: Stage, optimizer, scheduler, scaler) -> None:
+        """Resuming inside `stage`: put back its optimizer, schedule and scaler states."""
+        state = self.state
+        if state is not None and stage.first <= self.done and state.get("stage", stage.name) == stage.name:
+            optimizer.load_state_dict(state["optimizer"])
+            scheduler.load_state_dict(state["scheduler"])
+            if state.get("scaler"):
+                scaler.load_state_dict(state["scaler"])
+
+    def finish(self, strategy: str, status: str, epoch_seconds: float, dist: Dist) -> RunResult:
+        """Write the final summary; raise TrainingInterrupted after Ctrl-C (the run folder stays usable)."""
+        best = self.saver.best
+        self.summary.add_timings(self.saver.records, epoch_seconds + self.summary.fit_seconds)
+        self.summary.status, self.summary.best_epoch = status, best["epoch"]
+        self.summary.best_val_acc = best["acc"] if best["epoch"] else None
+        if dist.main:
+            write_summary(self.dir, self.summary)
+        result = RunResult(self.dir, strategy, status, best["epoch"], self.summary.best_val_acc, self.saver.records,
+                           self.summary)
+        if status == "interrupted":
+            raise TrainingInterrupted(result)
+        return result
+
+
+def open_run(config: TrainConfig, prepared: PreparedData, model: TransferModel, weights_info: WeightsInfo,
+             stages: list[Stage], precision: torch.dtype | None, dist: Dist, generator: torch.Generator,
+             resume_dir: Path | None) -> OpenRun:
+    """A new run folder (config.json written), or the folder of a run to resume with its state loaded back."""
+    spec, dataset = prepared.spec, prepared.dataset
     metadata = {
         "backbone": spec.name, "classes": dataset.classes, "strategy": config.strategy,
         "input_size": spec.input_size, "resize_size": spec.resize_size, "mean": list(spec.mean),
         "std": list(spec.std), "background": list(config.data.background),
         "weights": dataclasses.asdict(weights_info), "versions": versions(),
     }
-    best = {"epoch": None, "acc": -1.0}
-    records: list[EpochRecord] = []
-    state, done = None, 0
-    if resume_dir is not None:
-        state = load_training_state(run_dir)
-        done, best = state["epoch"], state["best"]
-        model.load_state_dict(state["model"])
-        rngs = state["rng"]
-        set_rng_state(rngs[dist.rank] if dist.rank < len(rngs) else rngs[0], generator)
-        records = [EpochRecord(**r) for r in read_metrics(run_dir)[:done]]
-        if dist.main:
-            truncate_metrics(run_dir, done)
-            summary.update(read_json(run_dir / "summary.json"), status="running")
-        log.info("resuming %s after epoch %d", run_dir, done)
+    if resume_dir is None:
+        run_dir = _new_run_dir(config, prepared, weights_info, dist)
+        trainable = model.parameters() if stages[-1].name == "finetune" else model.trainable_parameters()
+        summary = RunSummary(
+            "running", config.strategy, config.backbone, dist.world, len(prepared.train), len(prepared.val),
+            len(prepared.skipped), prepared.train.seconds + prepared.val.seconds,
+            trainable_params=count_parameters(trainable), total_params=count_parameters(model.parameters()),
+            precision=str(precision).replace("torch.", "") if precision else "float32")
+        run = OpenRun(run_dir, summary, CheckpointSaver(run_dir, model, metadata, dist, generator))
+    else:
+        run = _reopen(Path(resume_dir), model, metadata, dist, generator)
     if dist.main:
-        save_json(summary, run_dir / "summary.json")
-
-    def train_order() -> list[int]:
-        return torch.randperm(len(prepared.train), generator=generator)[dist.rank::dist.world].tolist()
-
-    status = "completed"
-    start, feature_seconds = time.perf_counter(), 0.0
-    try:
-        for stage in stages:
-            if stage.last <= done:
-                continue
-            if stage.name == "head":
-                features = _features(model, prepared, config, dist, precision)
-                feature_seconds += features.seconds
-                summary["feature_seconds"] += features.seconds
-                summary["features_from_cache"] = features.from_cache
-                trained, parameters = model.head, model.trainable_parameters()
-
-                def train_batches(epoch: int, features=features):
-                    return tensor_batches(features.train[(epoch - 1) % config.views], features.train_labels,
-                                          recipe.batch_size, device, train_order())
-
-                def val_batches(features=features):
-                    return tensor_batches(features.val, features.val_labels, recipe.batch_size, device, val_share)
-            else:
-                if model.frozen:  # two-stage: the head has learned on features; now everything trains
-                    model.unfreeze_backbone()
-                trained = model
-                parameters = (model.parameter_groups(recipe.lr, recipe.backbone_lr_scale)
-                              if config.strategy == "two-stage" else model.trainable_parameters())
-                train_loader = ImageLoader(prepared.train, spec, recipe.batch_size, device, augment=True,
-                                           workers=config.loader_workers, seed=config.seed)
-                val_loader = ImageLoader(prepared.val, spec, recipe.batch_size, device, augment=False,
-                                         workers=config.loader_workers)
-
-                def train_batches(epoch: int, loader=train_loader):
-                    return loader.batches(train_order())
-
-                def val_batches(loader=val_loader):
-                    return loader.batches(val_share)
-            optimizer, scheduler = make_optimizer(parameters, recipe, stage.epochs)
-            if state is not None and stage.first <= done and state.get("stage", stage.name) == stage.name:
-                optimizer.load_state_dict(state["optimizer"])  # resuming inside this stage
-                scheduler.load_state_dict(state["scheduler"])
-                if state.get("scaler"):
-                    scaler.load_state_dict(state["scaler"])
-            module = _wrap_ddp(trained, dist)
-            if config.compile and stage.name == "finetune":
-                module = torch.compile(module)
-            on_epoch = _epoch_writer(run_dir, model, optimizer, scheduler, scaler, generator, best, records,
-                                     metadata, dist, stage.name)
-            fit(module, optimizer, scheduler, train_batches, val_batches, stage.last, device, on_epoch, quiet,
-                desc=f"{config.strategy} ({stage.name})" if len(stages) > 1 else config.strategy,
-                start_epoch=max(stage.first, done + 1), reduce=dist.reduce_sums,
-                eval_module=trained if dist.enabled else module, label_smoothing=recipe.label_smoothing,
-                patience=recipe.patience, precision=precision, scaler=scaler, stage=stage.name)
-    except KeyboardInterrupt:
-        status = "interrupted"
-        log.warning("interrupted: %s keeps the best checkpoint so far (epoch %s)", run_dir, best["epoch"])
-    fit_seconds = time.perf_counter() - start - feature_seconds + (summary.get("fit_seconds") or 0.0)
-    summary.update(_timing_summary(records, summary, fit_seconds))
-    summary.update(status=status, best_epoch=best["epoch"], best_val_acc=best["acc"] if best["epoch"] else None)
-    if dist.main:
-        save_json(summary, run_dir / "summary.json")
-    result = RunResult(run_dir, config.strategy, status, best["epoch"], summary["best_val_acc"], records, summary)
-    if status == "interrupted":
-        raise TrainingInterrupted(result)
-    return result
+        write_summary(run.dir, run.summary)
+    return run
 
 
-def _epoch_writer(run_dir: Path, model, optimizer, scheduler, scaler, generator, best: dict,
-                  records: list[EpochRecord], metadata: dict, dist: Dist, stage: str):
-    """The callback run after every epoch: metrics line, best weights, resume state."""
-
-    def on_epoch(record: EpochRecord) -> None:
-        # Order matters for a Ctrl-C or kill at any point: metrics line, then best weights, then `best`, then the
-        # resume state; each file is replaced atomically, and `best` never names weights that were not written.
-        improved = record.val_acc > best["acc"]
-        rng = dist.gather(rng_state(generator))
-        if dist.main:
-            append_metrics(run_dir, record.as_dict())
-            if improved:
-                save_checkpoint(run_dir, model, {**metadata, "best_epoch": record.epoch, "val_acc": record.val_acc})
-        records.append(record)
-        if improved:
-            best.update(epoch=record.epoch, acc=record.val_acc)
-        if dist.main:
-            save_training_state(run_dir, record.epoch, model, optimizer, scheduler, rng, best, scaler, stage)
-        dist.barrier()
-
-    return on_epoch
-
-
-def _wrap_ddp(module: torch.nn.Module, dist: Dist) -> torch.nn.Module:
-    if not dist.enabled:
-        return module
-    from torch.nn.parallel import DistributedDataParallel
-
-    device_ids = [dist.device.index] if dist.device.type == "cuda" else None
-    return DistributedDataParallel(module, device_ids=device_ids)
-
-
-class TrainingInterrupted(KeyboardInterrupt):
-    """Ctrl-C during training; `.result` describes the run directory left behind (best checkpoint kept)."""
-
-    def __init__(self, result: RunResult):
-        super().__init__(str(result.run_dir))
-        self.result = result
-
-
-def _timing_summary(records: list[EpochRecord], summary: dict, fit_seconds: float) -> dict:
-    data = sum(r.data_seconds for r in records)
-    compute = sum(r.compute_seconds for r in records)
-    val = sum(r.val_seconds for r in records)
-    total = summary["decode_seconds"] + summary["feature_seconds"] + fit_seconds
-    return {
-        "epochs_completed": len(records), "fit_seconds": fit_seconds, "total_seconds": total,
-        "seconds_per_epoch": fit_seconds / len(records) if records else None,
-        "data_seconds": data, "compute_seconds": compute, "val_seconds": val,
-        # share of the whole run spent producing input (decoding once, then batching) rather than computing
-        "data_share": (summary["decode_seconds"] + data) / total if total else None,
-    }
-
-
-@dataclass
-class Comparison:
-    out_dir: Path
-    results: list[RunResult]
-    report: Path
-    interrupted: bool = False
-
-
-def compare(config: TrainConfig, strategies: tuple[str, ...] = ("finetune", "extract"), seeds: int = 1,
-            evaluate: bool = True) -> Comparison:
-    """Train every strategy on the same split, decoded pictures and recipe, `seeds` times each (training seeds
-    config.seed, config.seed + 1, ...); evaluate every run; then write the report.
-
-    Each run gets its own folder inside one compare folder. Ctrl-C stops the comparison, keeps every finished
-    run and the interrupted run's best checkpoint, and still writes the report.
-    """
-    from .evaluate import evaluate_decoded
-    from .report import write_report
-
-    if seeds < 1:
-        raise ValueError("--seeds must be at least 1")
-    dist = setup_distributed(resolve_device(config.device))
-    out_dir = Path(dist.broadcast(str(new_run_dir(config.out, config.name, f"compare-{config.backbone}"))
+def _new_run_dir(config: TrainConfig, prepared: PreparedData, weights_info: WeightsInfo, dist: Dist) -> Path:
+    """Create the run folder (rank 0; its name sent to the others) and write config.json into it."""
+    run_dir = Path(dist.broadcast(str(new_run_dir(config.out, config.name, f"{config.strategy}-{config.backbone}"))
                                   if dist.main else None))
     if dist.main:
-        save_json({"strategies": list(strategies), "seeds": seeds, "config": to_dict(config)},
-                  out_dir / "compare.json")
-    prepared = prepare_data(config, dist)
-    results, interrupted = [], False
-    for k in range(seeds):  # seeds outside, strategies inside: an interruption leaves complete pairs
-        for strategy in strategies:
-            seed = config.seed + k
-            name = strategy if seeds == 1 else f"{strategy}-seed{seed}"
-            run_config = dataclasses.replace(config, strategy=strategy, seed=seed, out=str(out_dir), name=name)
-            try:
-                result = train(run_config, prepared)
-            except TrainingInterrupted as stop:
-                results.append(stop.result)
-                interrupted = True
-                break
-            results.append(result)
-            if evaluate and dist.main:
-                evaluate_decoded(result.run_dir, prepared.val, config.device)
-        if interrupted:
-            break
-    report = write_report(out_dir) if dist.main else out_dir / "report.md"
-    dist.barrier()
-    return Comparison(out_dir, results, report, interrupted)
+        dataset = prepared.dataset
+        save_json({**to_dict(config), "resolved": {
+            "device": str(dist.device), "processes": dist.world, "classes": dataset.classes,
+            "layout": dataset.layout, "counts": dataset.counts(), "weights": dataclasses.asdict(weights_info),
+            "versions": versions(), "skipped_files": [[str(p), reason] for p, reason in prepared.skipped],
+            "duplicate_problems": [[str(a), str(b), kind] for a, b, kind in prepared.duplicates]}},
+            run_dir / "config.json")
+    return run_dir
+
+
+def _reopen(run_dir: Path, model: TransferModel, metadata: dict, dist: Dist, generator: torch.Generator) -> OpenRun:
+    """Load a run's last.pt back: weights, random states, best-so-far, the epochs' records, the summary."""
+    state = load_training_state(run_dir)
+    done = state["epoch"]
+    model.load_state_dict(state["model"])
+    rngs = state["rng"]
+    set_rng_state(rngs[dist.rank] if dist.rank < len(rngs) else rngs[0], generator)
+    records = [EpochRecord(**r) for r in read_metrics(run_dir)[:done]]
+    summary = read_summary(run_dir)
+    summary.status = "running"
+    if dist.main:
+        truncate_metrics(run_dir, done)
+    log.info("resuming %s after epoch %d", run_dir, done)
+    saver = CheckpointSaver(run_dir, model, metadata, dist, generator, state["best"], records)
+    return OpenRun(run_dir, summary, saver, done, state)

@@ -1,0 +1,84 @@
+"""Plots of a comparison, each a matplotlib Figure (no pyplot: no GUI backend, no global state), so a notebook
+shows it inline and the report saves it: learning curves, accuracy against time, where the time went."""
+
+from __future__ import annotations
+
+from matplotlib.figure import Figure
+
+from .results import LoadedRun, by_strategy, first_runs
+from .runs import RunSummary
+
+PHASES = ("decode images once", "frozen-backbone features", "waiting for batches", "training compute", "validation")
+
+
+def time_breakdown(summary: RunSummary) -> dict[str, float]:
+    """Seconds spent in each phase of a run (the names in PHASES)."""
+    seconds = (summary.decode_seconds, summary.feature_seconds, summary.data_seconds, summary.compute_seconds,
+               summary.val_seconds)
+    return dict(zip(PHASES, seconds))
+
+
+def _colours(runs: list[LoadedRun]) -> dict[str, str]:
+    return {strategy: f"C{i}" for i, strategy in enumerate(by_strategy(runs))}
+
+
+def plot_curves(runs: list[LoadedRun]) -> Figure:
+    """Loss and accuracy per epoch for each strategy (every seed), on shared axes."""
+    fig = Figure(figsize=(11, 4))
+    ax_loss, ax_acc = fig.subplots(1, 2)
+    colours = _colours(runs)
+    for strategy, group in by_strategy(runs).items():
+        for k, run in enumerate(group):
+            m = run.metrics
+            if not m:
+                continue
+            epochs = [r["epoch"] for r in m]
+            style = {"color": colours[strategy], "alpha": 1.0 if k == 0 else 0.35, "linewidth": 1.6 if k == 0 else 1}
+            label = (lambda what: f"{strategy} {what}") if k == 0 else (lambda what: None)
+            ax_loss.plot(epochs, [r["train_loss"] for r in m], linestyle="--", label=label("train"), **style)
+            ax_loss.plot(epochs, [r["val_loss"] for r in m], label=label("val"), **style)
+            ax_acc.plot(epochs, [r["train_acc"] for r in m], linestyle="--", label=label("train"), **style)
+            ax_acc.plot(epochs, [r["val_acc"] for r in m], label=label("val"), **style)
+    ax_loss.set(title="Loss per epoch", xlabel="epoch", ylabel="cross-entropy loss")
+    ax_acc.set(title="Accuracy per epoch (faint: other seeds)", xlabel="epoch", ylabel="accuracy")
+    for ax in (ax_loss, ax_acc):
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def plot_accuracy_vs_time(runs: list[LoadedRun]) -> Figure:
+    """Best validation accuracy against total training time, one point per run."""
+    fig = Figure(figsize=(6, 4))
+    ax = fig.subplots()
+    colours = _colours(runs)
+    for strategy, group in by_strategy(runs).items():
+        points = [(r.summary.total_seconds, r.summary.best_val_acc) for r in group
+                  if r.summary.best_val_acc is not None]
+        if points:
+            ax.scatter(*zip(*points), color=colours[strategy], s=50, label=strategy)
+    ax.set(title="Best validation accuracy vs training time", xlabel="total time (s)", ylabel="best val accuracy")
+    ax.set_xlim(left=0)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def plot_time_breakdown(runs: list[LoadedRun]) -> Figure:
+    """Stacked bars: where each strategy's seconds went (first seed)."""
+    firsts = first_runs(runs)
+    fig = Figure(figsize=(8, 1.9 + 0.5 * len(firsts)))
+    ax = fig.subplots()
+    names = [r.summary.strategy for r in firsts]
+    left = [0.0] * len(firsts)
+    for j, phase in enumerate(PHASES):
+        values = [time_breakdown(r.summary)[phase] for r in firsts]
+        ax.barh(names, values, left=left, color=f"C{j}", label=phase)
+        left = [a + b for a, b in zip(left, values)]
+    ax.set(title="Where the time went", xlabel="seconds")
+    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.35), ncol=3, frameon=False)
+    ax.invert_yaxis()
+    fig.tight_layout()
+    return fig

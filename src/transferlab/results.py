@@ -1,0 +1,177 @@
+"""Finished runs read back from a compare folder, and the numbers a reader compares them by: the table, the
+confidence intervals, the paired differences and the one-line summary.
+
+Everything is computed from files (`load_runs`), so the results can be rebuilt from disk at any time.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .evaluate import read_evaluation, wilson_interval
+from .runs import RunSummary, read_metrics, read_summary
+from .stats import Difference, bootstrap_interval, paired_bootstrap
+from .storage import read_json
+
+COLUMNS = ("strategy", "runs", "best val acc", "95% CI", "final-epoch acc", "best epoch", "total time",
+           "time/epoch", "trainable params", "waiting for data", "verdict")
+STRATEGY_ORDER = {"finetune": 0, "extract": 1, "two-stage": 2}
+
+
+@dataclass
+class LoadedRun:
+    """One run folder read back: its summary, per-epoch metrics, saved configuration and per-image results."""
+
+    name: str
+    dir: Path
+    summary: RunSummary
+    metrics: list[dict]
+    config: dict
+    correct: np.ndarray | None  # per validation image: was the best model right? (None: not evaluated)
+
+
+def load_runs(compare_dir: str | Path) -> list[LoadedRun]:
+    """The runs inside a compare folder, ordered by strategy, then seed."""
+    runs = []
+    for run_dir in sorted(p for p in Path(compare_dir).iterdir() if (p / "summary.json").exists()):
+        evaluation = read_evaluation(run_dir)
+        runs.append(LoadedRun(run_dir.name, run_dir, read_summary(run_dir), read_metrics(run_dir),
+                              read_json(run_dir / "config.json"),
+                              evaluation.correct if evaluation is not None else None))
+    return sorted(runs, key=lambda r: (STRATEGY_ORDER.get(r.summary.strategy, 9), r.config["seed"], r.name))
+
+
+def by_strategy(runs: list[LoadedRun]) -> dict[str, list[LoadedRun]]:
+    groups: dict[str, list[LoadedRun]] = {}
+    for run in runs:
+        groups.setdefault(run.summary.strategy, []).append(run)
+    return groups
+
+
+def first_runs(runs: list[LoadedRun]) -> list[LoadedRun]:
+    """One run per strategy (its first seed): what the timing story and the evaluations are told with."""
+    return [group[0] for group in by_strategy(runs).values()]
+
+
+def format_seconds(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    minutes, rest = divmod(round(seconds), 60)
+    return f"{minutes}m{rest:02d}s"
+
+
+def verdict(summaries: list[RunSummary]) -> str:
+    """One line on what limited the runs' speed (data preparation vs the network)."""
+    done = [s for s in summaries if s.data_share is not None and s.total_seconds]
+    if not done:
+        return "-"
+    share = float(np.mean([s.data_share for s in done]))
+    if share >= 0.5:
+        return f"data-bound: {share:.0%} of the time preparing images"
+    network = np.mean([(s.feature_seconds + s.compute_seconds + s.val_seconds) / s.total_seconds for s in done])
+    return f"compute-bound: {network:.0%} of the time in the network"
+
+
+def mean_std(values: list[float]) -> str:
+    """Accuracy as "96.3%", or "96.1% ± 0.4%" (mean ± sample standard deviation) over several runs."""
+    if not values:
+        return "-"
+    fmt = lambda v: f"{v:.1%}"  # noqa: E731
+    if len(values) == 1:
+        return fmt(values[0])
+    return f"{fmt(float(np.mean(values)))} ± {fmt(float(np.std(values, ddof=1)))}"
+
+
+def mean(values: list) -> float | None:
+    values = [v for v in values if v is not None]
+    return float(np.mean(values)) if values else None
+
+
+def accuracy_interval(group: list[LoadedRun]) -> tuple[float, float] | None:
+    """95% CI of a strategy's accuracy: Wilson for one run, bootstrap over images and seeds for several."""
+    matrix = [r.correct for r in group if r.correct is not None]
+    if not matrix or len({len(m) for m in matrix}) != 1:
+        return None
+    if len(matrix) == 1:
+        return wilson_interval(int(matrix[0].sum()), len(matrix[0]))
+    return bootstrap_interval(np.stack(matrix))
+
+
+def table_rows(runs: list[LoadedRun]) -> list[list[str]]:
+    rows = []
+    for strategy, group in by_strategy(runs).items():
+        summaries = [r.summary for r in group]
+        status = {s.status for s in summaries} - {"completed"}
+        best = [s.best_val_acc for s in summaries if s.best_val_acc is not None]
+        final = [r.metrics[-1]["val_acc"] for r in group if r.metrics]
+        interval = accuracy_interval(group)
+        share = mean([s.data_share for s in summaries])
+        rows.append([
+            strategy + (f" ({', '.join(sorted(status))})" if status else ""), str(len(group)), mean_std(best),
+            f"{interval[0]:.1%}-{interval[1]:.1%}" if interval else "-", mean_std(final),
+            ", ".join(str(s.best_epoch or "-") for s in summaries),
+            format_seconds(mean([s.total_seconds for s in summaries])),
+            format_seconds(mean([s.seconds_per_epoch for s in summaries])),
+            f"{summaries[0].trainable_params:,}",
+            f"{share:.0%}" if share is not None else "-",
+            verdict(summaries)])
+    return rows
+
+
+def differences(runs: list[LoadedRun]) -> list[Difference]:
+    """Paired comparison of every pair of strategies over the seeds both completed."""
+    groups = by_strategy(runs)
+    names = list(groups)
+    results = []
+    for i, a in enumerate(names):
+        for b in names[i + 1:]:
+            seeds_a = {r.config["seed"]: r.correct for r in groups[a] if r.correct is not None}
+            seeds_b = {r.config["seed"]: r.correct for r in groups[b] if r.correct is not None}
+            common = sorted(set(seeds_a) & set(seeds_b))
+            if common:
+                results.append(paired_bootstrap(np.stack([seeds_a[k] for k in common]),
+                                                np.stack([seeds_b[k] for k in common]), a, b))
+    return results
+
+
+def text_table(runs: list[LoadedRun]) -> str:
+    """The comparison as a fixed-width text table, for the terminal."""
+    rows = [list(COLUMNS)] + table_rows(runs)
+    widths = [max(len(r[i]) for r in rows) for i in range(len(COLUMNS))]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def markdown_table(runs: list[LoadedRun]) -> str:
+    rows = table_rows(runs)
+    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def summary_line(runs: list[LoadedRun], verdicts: list[Difference] | None = None) -> str:
+    """One sentence: each strategy's accuracy, and whether the difference is real."""
+    parts = []
+    for strategy, group in by_strategy(runs).items():
+        best = [r.summary.best_val_acc for r in group if r.summary.best_val_acc is not None]
+        if best:
+            parts.append(f"{strategy} {mean_std(best)} in "
+                         f"{format_seconds(mean([r.summary.total_seconds for r in group]))}")
+    verdicts = differences(runs) if verdicts is None else verdicts
+    tail = ""
+    if verdicts:
+        d = verdicts[0]
+        sign = 1 if d.diff >= 0 else -1
+        better, worse = (d.a, d.b) if sign > 0 else (d.b, d.a)
+        low, high = sorted((sign * d.low * 100, sign * d.high * 100))
+        interval = f"95% CI {low:+.1f} to {high:+.1f} points"
+        tail = (f"; {better} beats {worse} by {abs(d.diff) * 100:.1f} points ({interval}: larger than the noise)"
+                if d.significant else
+                f"; no real difference: {better} is ahead by {abs(d.diff) * 100:.1f} points ({interval}: within the noise)")
+    return ", ".join(parts) + tail

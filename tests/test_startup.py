@@ -1,0 +1,50 @@
+"""The command starts at once: which modules each command imports decides it, not a clock (benchmarks/startup.py
+measures the times). `--help`, `backbones` and argument errors load no torch; predicting a photo loads no
+scikit-learn, matplotlib or torchmetrics."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+from PIL import Image
+
+HEAVY = ("torch", "torchvision", "sklearn", "matplotlib", "torchmetrics", "scipy")
+
+PROBE = """
+import json, sys
+from transferlab.cli import main
+try:
+    code = main(sys.argv[2:])
+except SystemExit as exit:
+    code = exit.code
+json.dump({"code": code, "modules": sorted(sys.modules)}, open(sys.argv[1], "w"))
+"""
+
+
+def imported_by(argv: list[str], tmp_path) -> tuple[int, set[str]]:
+    """Run the CLI with `argv` in a fresh interpreter: (exit code, top-level packages it imported)."""
+    out = tmp_path / "modules.json"
+    subprocess.run([sys.executable, "-c", PROBE, str(out), *argv], check=True, capture_output=True)
+    result = json.loads(out.read_text())
+    return result["code"], {name.split(".")[0] for name in result["modules"]}
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["backbones"], ["train", "photos", "--epochs", "x"],
+                                  ["compare", "photos", "--backbone", "nope"], ["predict"]])
+def test_help_backbones_and_argument_errors_import_no_torch(argv, tmp_path):
+    code, modules = imported_by(argv, tmp_path)
+    assert code in (0, 2)
+    assert not modules & set(HEAVY), modules & set(HEAVY)
+
+
+def test_predict_one_photo_imports_no_sklearn_matplotlib_or_torchmetrics(trained_run, tmp_path):
+    photo = tmp_path / "one.png"
+    Image.new("RGB", (80, 60), (200, 40, 40)).save(photo)
+    code, modules = imported_by(["predict", str(trained_run), str(photo)], tmp_path)
+    assert code == 0
+    assert "torch" in modules
+    assert not modules & {"sklearn", "matplotlib", "torchmetrics", "scipy"}, modules & {"sklearn", "matplotlib",
+                                                                                       "torchmetrics", "scipy"}
