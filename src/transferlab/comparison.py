@@ -1,22 +1,31 @@
-"""Compare strategies on the same data: the Python API behind `transferlab compare`.
+"""Compare cells on the same data: the Python API behind `transferlab compare`.
 
-The photos are prepared once (`prepare.prepare_data`) and every strategy trains on the same split, decoded pictures
-and recipe, `seeds` times each; every run is evaluated, then the report is written (`report.write_report`).
+A cell is one backbone, one strategy and one batch size. Backbones whose weights cannot be had are skipped before
+any photo is decoded, with their reason. For each remaining backbone the photos are prepared once
+(`prepare.prepare_data`); every strategy and batch size trains on the same split, decoded pictures and recipe,
+`seeds` times each; every run is evaluated; then the report is written (`report.write_report`), and with it the
+recommendation (`recommendation`), kept as data in the compare folder's `summary.json` (`runs.CompareSummary`).
 """
 
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
+import logging
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from .backbones import resolve_backbone
 from .config import TrainConfig, to_dict
 from .distributed import setup as setup_distributed
 from .engine import resolve_device
+from .errors import WeightsUnavailable
 from .prepare import prepare_data
 from .runs import new_run_dir
 from .storage import save_json
+from .model import check_weights
 from .training import RunResult, TrainingInterrupted, train
+
+log = logging.getLogger("transferlab")
 
 
 @dataclass
@@ -25,45 +34,87 @@ class Comparison:
     results: list[RunResult]
     report: Path
     interrupted: bool = False
+    skipped_backbones: dict[str, str] = field(default_factory=dict)  # backbone -> why it was left out
+
+
+def usable_backbones(names: list[str], weights: str | None) -> tuple[list[str], dict[str, str]]:
+    """The backbones whose ImageNet weights can be had (resolving "auto"), and a one-line reason for the others."""
+    usable, skipped = [], {}
+    for name in names:
+        resolved, why = resolve_backbone(name, weights)
+        if why:
+            log.info("%s", why)
+        try:
+            check_weights(resolved, weights)
+        except WeightsUnavailable as error:
+            skipped[resolved] = str(error).split(". ")[0]
+            log.warning("skipping %s: %s", resolved, skipped[resolved])
+            continue
+        if resolved not in usable:
+            usable.append(resolved)
+    return usable, skipped
 
 
 def compare(config: TrainConfig, strategies: tuple[str, ...] = ("finetune", "extract"), seeds: int = 1,
-            evaluate: bool = True) -> Comparison:
-    """Train every strategy on the same split, decoded pictures and recipe, `seeds` times each (training seeds
-    config.seed, config.seed + 1, ...); evaluate every run; then write the report.
+            evaluate: bool = True, backbones: list[str] | None = None,
+            batch_sizes: list[int] | None = None) -> Comparison:
+    """Train every cell (backbone x strategy x batch size) on the same split, `seeds` times each (training seeds
+    config.seed, config.seed + 1, ...); evaluate every run; then write the report and the recommendation.
 
     Each run gets its own folder inside one compare folder. Ctrl-C stops the comparison, keeps every finished
     run and the interrupted run's best checkpoint, and still writes the report.
     """
-    from .evaluate import evaluate_decoded
-    from .report import write_report
-
     if seeds < 1:
         raise ValueError("--seeds must be at least 1")
+    names, sizes = backbones or [config.backbone], batch_sizes or [config.recipe.batch_size]
+    usable, skipped = usable_backbones(names, config.weights)
+    if not usable:
+        raise WeightsUnavailable("no backbone to compare: " + "; ".join(f"{k}: {v}" for k, v in skipped.items()))
     dist = setup_distributed(resolve_device(config.device))
-    out_dir = Path(dist.broadcast(str(new_run_dir(config.out, config.name, f"compare-{config.backbone}"))
-                                  if dist.main else None))
+    tag = usable[0] if len(usable) == 1 else f"{len(usable)}backbones"
+    out_dir = Path(dist.broadcast(str(new_run_dir(config.out, config.name, f"compare-{tag}")) if dist.main else None))
     if dist.main:
-        save_json({"strategies": list(strategies), "seeds": seeds, "config": to_dict(config)},
-                  out_dir / "compare.json")
-    prepared = prepare_data(config, dist)
+        save_json({"strategies": list(strategies), "seeds": seeds, "backbones": usable, "batch_sizes": sizes,
+                   "skipped_backbones": skipped, "config": to_dict(config)}, out_dir / "compare.json")
+    grid = len(usable) > 1 or len(sizes) > 1
     results, interrupted = [], False
-    for k in range(seeds):  # seeds outside, strategies inside: an interruption leaves complete pairs
-        for strategy in strategies:
-            seed = config.seed + k
-            name = strategy if seeds == 1 else f"{strategy}-seed{seed}"
-            run_config = dataclasses.replace(config, strategy=strategy, seed=seed, out=str(out_dir), name=name)
-            try:
-                result = train(run_config, prepared)
-            except TrainingInterrupted as stop:
-                results.append(stop.result)
-                interrupted = True
-                break
-            results.append(result)
-            if evaluate and dist.main:
-                evaluate_decoded(result.run_dir, prepared.val, config.device)
+    for backbone in usable:
+        base = dataclasses.replace(config, backbone=backbone, out=str(out_dir))
+        interrupted = _compare_backbone(base, strategies, seeds, sizes, grid, evaluate, dist, results)
         if interrupted:
             break
+    report = _write_report(out_dir, dist)
+    return Comparison(out_dir, results, report, interrupted, skipped)
+
+
+def _compare_backbone(config: TrainConfig, strategies: tuple[str, ...], seeds: int, sizes: list[int], grid: bool,
+                      evaluate: bool, dist, results: list[RunResult]) -> bool:
+    """Every strategy and batch size of one backbone on its prepared data; True when interrupted."""
+    from .evaluate import evaluate_decoded
+
+    prepared = prepare_data(config, dist)
+    for k in range(seeds):  # seeds outside, cells inside: an interruption leaves complete sets
+        for batch in sizes:
+            for strategy in strategies:
+                seed = config.seed + k
+                name = (f"{config.backbone}-{strategy}-b{batch}" if grid else strategy) + \
+                    (f"-seed{seed}" if seeds > 1 else "")
+                run_config = dataclasses.replace(config, strategy=strategy, seed=seed, name=name,
+                                                 recipe=dataclasses.replace(config.recipe, batch_size=batch))
+                try:
+                    result = train(run_config, prepared)
+                except TrainingInterrupted as stop:
+                    results.append(stop.result)
+                    return True
+                results.append(result)
+                if evaluate and dist.main:
+                    evaluate_decoded(result.run_dir, prepared.val, config.device)
+    return False
+
+
+def _write_report(out_dir: Path, dist) -> Path:
+    from .report import write_report
+
     report = write_report(out_dir) if dist.main else out_dir / "report.md"
     dist.barrier()
-    return Comparison(out_dir, results, report, interrupted)
+    return report

@@ -9,6 +9,8 @@ from typing import Any
 
 STRATEGIES = ("finetune", "extract", "two-stage")
 PRECISIONS = ("auto", "off", "bf16", "fp16")
+HEAD_SOLVERS = ("sgd", "probe")
+PROBE_FEATURES = ("centre", "views", "both")
 
 
 @dataclass
@@ -31,15 +33,31 @@ class Recipe:
     # whole network with the backbone's learning rate scaled by `backbone_lr_scale` (the head keeps `lr`)
     head_epochs: int = 5
     backbone_lr_scale: float = 0.1
+    # extract, and two-stage's first stage: "sgd" trains the head by epochs with the optimizer above; "probe" fits
+    # it in one go (L2 logistic regression, strength chosen by cross-validation on the training images; `probe`)
+    # on the frozen features of `probe_features`: "centre" (centre crops), "views" (`--views` augmented views) or
+    # "both"
+    head_solver: str = "sgd"
+    probe_features: str = "centre"
+
+    def __post_init__(self) -> None:
+        if self.head_solver not in HEAD_SOLVERS:
+            raise ValueError(f"unknown head solver '{self.head_solver}'; choose one of {', '.join(HEAD_SOLVERS)}")
+        if self.probe_features not in PROBE_FEATURES:
+            raise ValueError(f"unknown probe features '{self.probe_features}'; "
+                             f"choose one of {', '.join(PROBE_FEATURES)}")
 
 
 RECIPES: dict[str, Recipe] = {
     "reference": Recipe(),
     # Aims at the reference recipe's accuracy in far less time: a few epochs of AdamW with a cosine schedule,
-    # label smoothing, and early stopping once validation accuracy stops improving.
+    # label smoothing, and early stopping once validation accuracy stops improving; the head of a frozen backbone
+    # (extract, and two-stage's first stage) fitted as a cross-validated linear probe on centre-crop features.
     "fast": Recipe(name="fast", epochs=8, optimizer="adamw", lr=0.001, weight_decay=0.05, schedule="cosine",
-                   label_smoothing=0.1, patience=3, head_epochs=5, backbone_lr_scale=0.1),
+                   label_smoothing=0.1, patience=3, head_epochs=5, backbone_lr_scale=0.1, head_solver="probe",
+                   probe_features="centre"),
 }
+DEFAULT_RECIPE = "fast"  # measured by benchmarks/extract_protocol.py (README: "Recipes and strategies")
 
 
 @dataclass
@@ -60,9 +78,9 @@ class DataConfig:
 class TrainConfig:
     data: DataConfig
     strategy: str = "finetune"
-    backbone: str = "resnet50"
+    backbone: str = "auto"  # a registry name, or "auto" (backbones.resolve_backbone)
     weights: str | None = None  # weights file, or a variant name such as IMAGENET1K_V2; None = default
-    recipe: Recipe = field(default_factory=Recipe)
+    recipe: Recipe = field(default_factory=lambda: dataclasses.replace(RECIPES[DEFAULT_RECIPE]))
     seed: int = 0  # training seed: head initialisation, shuffling, augmentation
     deterministic: bool = False  # bit-reproducible on CPU (torch deterministic algorithms)
     views: int = 1  # extract: augmented views per training image whose features are cached (see README)

@@ -21,6 +21,7 @@ from .data import load_dataset
 from .errors import DatasetError
 from .predict import Classifier
 from .presets import normalize
+from .runs import resolve_run
 from .storage import read_json
 
 PARITY_TOLERANCE = 1e-4
@@ -59,7 +60,7 @@ def export_run(run_dir: str | Path, fmt: str = "onnx", out: str | Path | None = 
     """Export `run_dir`'s best model to `fmt`, write metadata beside it and check parity on sample images."""
     if fmt not in FORMATS:
         raise ValueError(f"unknown format '{fmt}'; choose one of {', '.join(FORMATS)}")
-    run_dir = Path(run_dir)
+    run_dir = resolve_run(run_dir)
     classifier = Classifier.load(run_dir)
     model = classifier.model.eval().to(memory_format=torch.contiguous_format)
     out = Path(out) if out else run_dir / ("model.onnx" if fmt == "onnx" else "model.torchscript.pt")

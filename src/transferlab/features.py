@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
 from tqdm.auto import tqdm
@@ -27,7 +28,7 @@ from tqdm.auto import tqdm
 from .backbones import BackboneSpec
 from .decoding import DecodedSplit
 from .distributed import Dist
-from .presets import TrainPreset, normalize
+from .presets import TrainPreset, eval_view, normalize
 from .storage import cache_dir
 
 log = logging.getLogger("transferlab")
@@ -35,7 +36,8 @@ log = logging.getLogger("transferlab")
 
 @dataclass
 class FeatureCache:
-    """Pooled backbone features: `train` is (views, N, D), `val` is (N, D)."""
+    """Pooled backbone features: `train` is (views, N, D) for the augmented views, `train_centre` (N, D) for the
+    centre crops of the training pictures (when asked for), `val` is (N, D)."""
 
     train: torch.Tensor
     train_labels: torch.Tensor
@@ -43,6 +45,12 @@ class FeatureCache:
     val_labels: torch.Tensor
     seconds: float
     from_cache: bool = False  # read from the disk cache rather than computed
+    train_centre: torch.Tensor | None = None
+    compute_seconds: float | None = None  # what computing them took (in the run that cached them, if read)
+
+    def __post_init__(self) -> None:
+        if self.compute_seconds is None:
+            self.compute_seconds = self.seconds
 
 
 def _view_seed(view: int, index: int) -> int:
@@ -61,8 +69,10 @@ def extract_features(
     quiet: bool = False,
     precision: torch.dtype | None = None,
     train_index: list[int] | None = None,
+    centre: bool = False,
 ) -> FeatureCache:
-    """Run the frozen backbone (in eval mode) once over `views` augmented views of train and once over val.
+    """Run the frozen backbone (in eval mode) once over `views` augmented views of train and once over val; with
+    `centre`, also once over the centre crops of the training pictures (what a linear probe fits on).
 
     View k of training picture i is cropped with its own seed (k, i), whatever the process, batch or training
     seed: the features are a property of the data, so they can be cached and shared between seeds.
@@ -73,18 +83,21 @@ def extract_features(
     backbone.eval()
     preset = TrainPreset(spec.input_size)
     train_index = list(range(len(train))) if train_index is None else train_index
-    bar = tqdm(total=views * len(train) + len(val), desc="features", unit="img", disable=quiet, leave=False)
+    bar = tqdm(total=(views + centre) * len(train) + len(val), desc="features", unit="img", disable=quiet,
+               leave=False)
     amp = torch.autocast(device.type, dtype=precision) if precision is not None else nullcontext()
 
     def crop(picture: torch.Tensor, seed: int) -> torch.Tensor:
         torch.manual_seed(seed)
         return preset(picture)
 
-    def run(pictures: list[torch.Tensor], view: int | None) -> torch.Tensor:
+    def run(pictures: list[torch.Tensor], view: int | str | None) -> torch.Tensor:
         out = []
         for i in range(0, len(pictures), batch_size):
             chunk = pictures[i:i + batch_size]
-            if view is not None:
+            if view == "centre":
+                chunk = [centre_crop(p, spec) for p in chunk]
+            elif view is not None:
                 chunk = [crop(p, _view_seed(view, train_index[i + j])) for j, p in enumerate(chunk)]
             batch = torch.stack(chunk).to(device, non_blocking=True)
             with amp:
@@ -93,15 +106,25 @@ def extract_features(
         return torch.cat(out) if out else torch.zeros(0, spec.feature_dim)
 
     with torch.random.fork_rng(devices=[]):  # the seeded crops leave the training random state untouched
-        train_features = torch.stack([run(train.images, view) for view in range(views)])
+        views_features = [run(train.images, view) for view in range(views)]
+    train_features = torch.stack(views_features) if views else torch.zeros(0, len(train), spec.feature_dim)
+    train_centre = run(train.images, "centre") if centre else None
     val_features = run(val.images, None)
     bar.close()
     backbone.train(was_training)
-    return FeatureCache(train_features, train.labels, val_features, val.labels, time.perf_counter() - start)
+    return FeatureCache(train_features, train.labels, val_features, val.labels, time.perf_counter() - start,
+                        train_centre=train_centre)
+
+
+def centre_crop(picture: torch.Tensor, spec: BackboneSpec) -> torch.Tensor:
+    """The evaluation view (Resize to the resize size + CenterCrop) of a decoded training picture."""
+    from torchvision.transforms.v2 import functional as F
+
+    return eval_view(F.resize(picture, spec.resize_size, antialias=True), spec.input_size)
 
 
 def feature_key(backbone: nn.Module, spec: BackboneSpec, train: DecodedSplit, val: DecodedSplit, views: int,
-                precision: torch.dtype | None) -> str:
+                precision: torch.dtype | None, centre: bool = False) -> str:
     """What cached features depend on: the backbone's weights (and BatchNorm statistics), the pictures, the
     number of views, the transform and normalization, the precision, and the torch/torchvision versions."""
     import torchvision
@@ -115,6 +138,7 @@ def feature_key(backbone: nn.Module, spec: BackboneSpec, train: DecodedSplit, va
         "views": views, "precision": str(precision), "train": train.digest(), "val": val.digest(),
         "transform": repr(TrainPreset(spec.input_size).transform), "view_seed": _view_seed(1, 0),
         "versions": [torch.__version__, torchvision.__version__],
+        **({"centre": "resize-centre-crop"} if centre else {}),
     }, sort_keys=True).encode())
     return key.hexdigest()[:32]
 
@@ -131,10 +155,14 @@ def load_features(key: str, train: DecodedSplit, val: DecodedSplit) -> FeatureCa
     start = time.perf_counter()
     try:
         tensors = load_file(path)
+        with safe_open(path, "pt") as handle:
+            computed = float((handle.metadata() or {}).get("compute_seconds", "nan"))
     except Exception as error:  # a damaged cache file is not the user's problem: recompute
         log.warning("ignoring damaged feature cache %s: %s", path, error)
         return None
-    return FeatureCache(tensors["train"], train.labels, tensors["val"], val.labels, time.perf_counter() - start, True)
+    seconds = time.perf_counter() - start
+    return FeatureCache(tensors["train"], train.labels, tensors["val"], val.labels, seconds, True,
+                        tensors.get("train_centre"), computed if computed == computed else seconds)
 
 
 def save_features(key: str, features: FeatureCache) -> Path:
@@ -142,40 +170,48 @@ def save_features(key: str, features: FeatureCache) -> Path:
     path = feature_cache_path(key)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    save_file({"train": features.train.contiguous(), "val": features.val.contiguous()}, tmp)
+    tensors = {"train": features.train.contiguous(), "val": features.val.contiguous()}
+    if features.train_centre is not None:
+        tensors["train_centre"] = features.train_centre.contiguous()
+    save_file(tensors, tmp, metadata={"compute_seconds": repr(features.compute_seconds)})
     tmp.replace(path)
     return path
 
 
 def features_for(backbone: nn.Module, spec: BackboneSpec, train: DecodedSplit, val: DecodedSplit, views: int,
                  batch_size: int, precision: torch.dtype | None, dist: Dist, use_cache: bool = True,
-                 quiet: bool = False) -> FeatureCache:
+                 quiet: bool = False, centre: bool = False) -> FeatureCache:
     """The frozen backbone's features of every picture: from the disk cache when every process has them, else
     computed (each process its share, shares exchanged) and cached."""
     if not use_cache:
-        return _sharded_features(backbone, spec, train, val, views, batch_size, precision, dist, quiet)
-    key = feature_key(backbone, spec, train, val, views, precision)
+        return _sharded_features(backbone, spec, train, val, views, batch_size, precision, dist, quiet, centre)
+    key = feature_key(backbone, spec, train, val, views, precision, centre)
     cached = load_features(key, train, val)
     if all(dist.gather(cached is not None)):
         log.info("features: read from the cache (%s...)", key[:12])
         return cached
-    features = _sharded_features(backbone, spec, train, val, views, batch_size, precision, dist, quiet)
+    features = _sharded_features(backbone, spec, train, val, views, batch_size, precision, dist, quiet, centre)
     save_features(key, features)  # every process writes (atomically): on several machines, each has its own cache
     return features
 
 
 def _sharded_features(backbone: nn.Module, spec: BackboneSpec, train: DecodedSplit, val: DecodedSplit, views: int,
-                      batch_size: int, precision: torch.dtype | None, dist: Dist, quiet: bool) -> FeatureCache:
+                      batch_size: int, precision: torch.dtype | None, dist: Dist, quiet: bool,
+                      centre: bool = False) -> FeatureCache:
     """The frozen backbone over this process's share of the pictures; shares exchanged so all hold every vector."""
     train_idx, val_idx = dist.shard(len(train)), dist.shard(len(val))
     part = extract_features(backbone, spec, train.subset(train_idx), val.subset(val_idx), views, batch_size,
-                            dist.device, quiet or not dist.main, precision, train_index=train_idx)
+                            dist.device, quiet or not dist.main, precision, train_index=train_idx, centre=centre)
     if not dist.enabled:
         return part
-    parts = dist.gather((train_idx, val_idx, part.train, part.val, part.seconds))
-    train_features = torch.empty(views, len(train), parts[0][2].shape[-1])
-    val_features = torch.empty(len(val), parts[0][3].shape[-1])
-    for t_idx, v_idx, t_feat, v_feat, _ in parts:
+    parts = dist.gather((train_idx, val_idx, part.train, part.val, part.seconds, part.train_centre))
+    dim = parts[0][3].shape[-1]
+    train_features, val_features = torch.empty(views, len(train), dim), torch.empty(len(val), dim)
+    train_centre = torch.empty(len(train), dim) if centre else None
+    for t_idx, v_idx, t_feat, v_feat, _, c_feat in parts:
         train_features[:, t_idx] = t_feat
         val_features[v_idx] = v_feat
-    return FeatureCache(train_features, train.labels, val_features, val.labels, max(p[4] for p in parts))
+        if centre:
+            train_centre[t_idx] = c_feat
+    return FeatureCache(train_features, train.labels, val_features, val.labels, max(p[4] for p in parts),
+                        train_centre=train_centre)

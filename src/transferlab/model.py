@@ -45,6 +45,22 @@ def create_backbone(
     return spec.to_features(network), spec, info
 
 
+def check_weights(name: str, weights: str | Path | None = None) -> None:
+    """Fail before any photo is decoded when backbone `name`'s weights cannot be had: a missing file, an unknown
+    variant, weights neither at hand nor downloadable (they are downloaded into torch's cache now if need be)."""
+    spec = get_spec(name)
+    if weights is not None and is_file_reference(weights):
+        if not Path(weights).is_file():
+            raise WeightsUnavailable(f"weights file {weights} does not exist")
+        return
+    variant = str(weights) if weights is not None else spec.variants[0]
+    if variant not in spec.variants:
+        raise ValueError(f"backbone {name} has no weights named '{variant}'; "
+                         f"choose one of {', '.join(spec.variants)} or pass a weights file")
+    if spec.find_weights.missing(variant):
+        spec.find_weights(variant)
+
+
 def _load_state(network: nn.Module, state: dict, name: str, info: WeightsInfo) -> None:
     try:
         network.load_state_dict(state)

@@ -20,7 +20,7 @@ from .machine import keep_freed_memory
 from .model import TransferModel, build_model
 from .parallel import parallel_map
 from .presets import decoded_view, eval_view, normalize
-from .runs import load_checkpoint
+from .runs import load_checkpoint, resolve_run
 
 
 @dataclass
@@ -44,9 +44,9 @@ class Classifier:
 
     @classmethod
     def load(cls, run_dir: str | Path, device: str | torch.device = "cpu") -> "Classifier":
-        """Load the best weights of a run directory (no pickle involved)."""
+        """Load the best weights of a run directory, or of the run a compare folder recommends (no pickle)."""
         keep_freed_memory()
-        state, meta = load_checkpoint(run_dir)
+        state, meta = load_checkpoint(resolve_run(run_dir))
         model, spec, _ = build_model(meta["backbone"], len(meta["classes"]), meta["strategy"], pretrained=False)
         model.load_state_dict(state)
         return cls(model, spec, meta["classes"], meta, device)

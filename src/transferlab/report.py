@@ -9,19 +9,22 @@ from pathlib import Path
 
 from .evaluate import evaluation_markdown, read_evaluation
 from .plots import plot_accuracy_vs_time, plot_curves, plot_time_breakdown, time_breakdown
-from .results import (LoadedRun, by_strategy, differences, first_runs, format_seconds, load_runs, markdown_table,
-                      summary_line)
+from .recommendation import Recommendation, cell_rows, headline, recommend
+from .results import LoadedRun, accuracies_line, first_runs, format_seconds, load_runs, markdown_table
+from .runs import CompareSummary, write_compare_summary
+from .storage import read_json
 
 
 def explain_times(runs: list[LoadedRun]) -> str:
     """Plain-words account of why the strategies' times differ."""
-    lines = ["Each strategy's first run:", ""] if len(runs) > len(by_strategy(runs)) else []
     firsts = first_runs(runs)
+    lines = ["Each cell's first run:", ""] if len(runs) > len(firsts) else []
     for run in firsts:
         s = run.summary
         parts = ", ".join(f"{name} {format_seconds(sec)}" for name, sec in time_breakdown(s).items() if sec > 0.05)
-        lines.append(f"- **{s.strategy}** ({format_seconds(s.total_seconds)}): {parts}.")
-    done = {r.summary.strategy: r.summary for r in firsts}
+        lines.append(f"- **{run.cell.label}** ({format_seconds(s.total_seconds)}): {parts}.")
+    head = firsts[0].cell if firsts else None  # the strategies of the first backbone and batch size
+    done = {r.summary.strategy: r.summary for r in firsts if head and r.cell[::2] == head[::2]}
     if "finetune" in done and "extract" in done and done["extract"].total_seconds:
         ft, ex = done["finetune"], done["extract"]
         ratio = ft.total_seconds / ex.total_seconds
@@ -51,46 +54,30 @@ def explain_times(runs: list[LoadedRun]) -> str:
 
 
 def write_report(compare_dir: str | Path, title: str = "transferlab comparison") -> Path:
-    """Write plots, report.md and a self-contained report.html into a compare folder; return report.md's path."""
+    """Write plots, report.md, a self-contained report.html and the compare summary (with the recommendation)
+    into a compare folder; return report.md's path."""
     compare_dir = Path(compare_dir)
     runs = load_runs(compare_dir)
     plots = {"curves.png": plot_curves(runs), "accuracy_vs_time.png": plot_accuracy_vs_time(runs),
              "time_breakdown.png": plot_time_breakdown(runs)}
     for name, fig in plots.items():
         fig.savefig(compare_dir / name, dpi=110)
-    first = runs[0].config if runs else {}
-    resolved = first.get("resolved", {})
-    skipped = resolved.get("skipped_files", [])
-    duplicates = resolved.get("duplicate_problems", [])
-    seeds = sorted({r.config["seed"] for r in runs})
-    lines = [f"# {title}", ""]
-    if first:
-        recipe = first["recipe"]
-        lines += [
-            f"- data: `{first['data']['root']}` ({resolved.get('layout')}); classes: {', '.join(resolved.get('classes', []))}",
-            f"- images: {_counts_line(resolved.get('counts', {}))}",
-            f"- backbone: {first['backbone']} (weights: {resolved.get('weights', {}).get('source')}, "
-            f"{resolved.get('weights', {}).get('name')}); device: {resolved.get('device')}; "
-            f"training seeds: {', '.join(map(str, seeds))}",
-            f"- recipe `{recipe['name']}`: {recipe_line(recipe)}; extract caches "
-            f"{first['views']} augmented view(s) per training image",
-            f"- unreadable files skipped: {len(skipped)}" + "".join(f"\n  - `{p}`: {why}" for p, why in skipped),
-            f"- duplicate problems found while decoding: {len(duplicates)}"
-            + "".join(f"\n  - {kind}: `{a}` = `{b}`" for a, b, kind in duplicates),
-            "",
-        ]
-    verdicts = differences(runs)
-    summary = summary_line(runs, verdicts)
-    lines += ["## Results", "", f"**{summary}**", "", markdown_table(runs), "",
+    setup = read_json(compare_dir / "compare.json") if (compare_dir / "compare.json").exists() else {}
+    answer = recommend(runs)
+    write_compare_summary(compare_dir, CompareSummary(cell_rows(runs), answer.as_dict() if answer else None,
+                                                      setup.get("skipped_backbones", {})))
+    lines = [f"# {title}", ""] + _setup_lines(runs, setup.get("skipped_backbones", {}))
+    lines += ["## The answer", "", f"**{headline(answer)}**", ""] + _answer_lines(answer)
+    lines += ["## Results", "", f"{accuracies_line(runs)}.", "", markdown_table(runs), "",
               "Best val acc is the best epoch's accuracy, and that epoch was chosen on these same validation images, "
-              "so it is optimistic; the final-epoch accuracy is not selected. The 95% CI is Wilson's for one run, "
-              "and a bootstrap over validation images and seeds for several. Total time counts decoding the photos "
-              "(done once and shared, but counted in each run, as a run on its own would pay it), computing cached "
-              "features, training and validating every epoch.", ""]
-    lines += ["## Is the difference real?", ""] + [f"- {d.sentence()}" for d in verdicts] + [""]
+              "so it is optimistic; the final-epoch accuracy is not selected (a probe has one step: both are the "
+              "same). The 95% CI is Wilson's for one run, and a bootstrap over validation images and seeds for "
+              "several. Total time counts decoding the photos (done once per backbone and shared, but counted in "
+              "each run, as a run on its own would pay it), computing cached features, training and validating.", ""]
     lines += ["## Why the times differ", "", explain_times(runs), "",
               "![where the time went](time_breakdown.png)", "", "## Learning curves", "", "![curves](curves.png)", "",
-              "## Accuracy against time", "", "![accuracy vs time](accuracy_vs_time.png)", ""]
+              "## Accuracy against time", "", "Circled: the Pareto front (no other cell is both more accurate and "
+              "faster).", "", "![accuracy vs time](accuracy_vs_time.png)", ""]
     for run in first_runs(runs):
         evaluation = read_evaluation(run.dir)
         if evaluation is not None:
@@ -99,6 +86,47 @@ def write_report(compare_dir: str | Path, title: str = "transferlab comparison")
     path.write_text("\n".join(lines))
     write_html(path, title)
     return path
+
+
+def _setup_lines(runs: list[LoadedRun], skipped_backbones: dict[str, str]) -> list[str]:
+    """What was compared: data, images, backbones and their weights, recipe, skipped files and backbones."""
+    if not runs:
+        return []
+    first = runs[0].config
+    resolved = first.get("resolved", {})
+    skipped = resolved.get("skipped_files", [])
+    duplicates = resolved.get("duplicate_problems", [])
+    seeds = sorted({r.config["seed"] for r in runs})
+    weights = {r.config["backbone"]: r.config.get("resolved", {}).get("weights", {}) for r in runs}
+    recipe = first["recipe"]
+    return [
+        f"- data: `{first['data']['root']}` ({resolved.get('layout')}); classes: {', '.join(resolved.get('classes', []))}",
+        f"- images: {_counts_line(resolved.get('counts', {}))}",
+        "- backbones: " + "; ".join(f"{name} (weights: {w.get('source')}, {w.get('name')})" for name, w in weights.items())
+        + f"; device: {resolved.get('device')}; training seeds: {', '.join(map(str, seeds))}",
+        f"- recipe `{recipe['name']}`: {recipe_line(recipe)}"
+        + (f"; extract caches {first['views']} augmented view(s) per training image"
+           if recipe.get("head_solver", "sgd") == "sgd" else ""),
+        *[f"- backbone {name} skipped: {why}" for name, why in skipped_backbones.items()],
+        f"- unreadable files skipped: {len(skipped)}" + "".join(f"\n  - `{p}`: {why}" for p, why in skipped),
+        f"- duplicate problems found while decoding: {len(duplicates)}"
+        + "".join(f"\n  - {kind}: `{a}` = `{b}`" for a, b, kind in duplicates),
+        "",
+    ]
+
+
+def _answer_lines(answer: Recommendation | None) -> list[str]:
+    """Every cell against the most accurate one: difference, interval, raw and Holm-corrected p-values."""
+    if answer is None or not answer.comparisons:
+        return [answer.settle, ""] if answer and answer.settle else []
+    lines = [f"Each cell against the most accurate, {answer.best} (paired bootstrap over the validation images "
+             "and seeds both completed, images paired by path; p-values corrected for the number of comparisons "
+             "by Holm's method):", "",
+             "| cell | minus the most accurate | 95% CI | p | Holm p | shown worse |", "|---|---|---|---|---|---|"]
+    for c in answer.comparisons:
+        lines.append(f"| {c.cell} | {c.diff * 100:+.1f} points | {c.low * 100:+.1f} to {c.high * 100:+.1f} | "
+                     f"{c.p_value:.3f} | {c.p_holm:.3f} | {'yes' if c.worse else 'no'} |")
+    return lines + ["", answer.settle, ""] if answer.settle else lines + [""]
 
 
 def recipe_line(recipe: dict) -> str:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -16,9 +17,21 @@ from .runs import RunSummary, read_metrics, read_summary
 from .stats import Difference, bootstrap_interval, paired_bootstrap
 from .storage import read_json
 
-COLUMNS = ("strategy", "runs", "best val acc", "95% CI", "final-epoch acc", "best epoch", "total time",
+COLUMNS = ("backbone", "strategy", "batch", "runs", "best val acc", "95% CI", "final-epoch acc", "best epoch", "total time",
            "time/epoch", "trainable params", "waiting for data", "verdict")
 STRATEGY_ORDER = {"finetune": 0, "extract": 1, "two-stage": 2}
+
+
+class Cell(NamedTuple):
+    """What a comparison varies: one backbone, one strategy, one batch size (seeds are repeats of a cell)."""
+
+    backbone: str
+    strategy: str
+    batch_size: int
+
+    @property
+    def label(self) -> str:
+        return f"{self.strategy} ({self.backbone}, batch {self.batch_size})"
 
 
 @dataclass
@@ -31,6 +44,11 @@ class LoadedRun:
     metrics: list[dict]
     config: dict
     correct: np.ndarray | None  # per validation image: was the best model right? (None: not evaluated)
+    paths: list[str] | None = None  # the validation images `correct` is about, in the same order
+
+    @property
+    def cell(self) -> Cell:
+        return Cell(self.config["backbone"], self.summary.strategy, self.config["recipe"]["batch_size"])
 
 
 def load_runs(compare_dir: str | Path) -> list[LoadedRun]:
@@ -40,20 +58,43 @@ def load_runs(compare_dir: str | Path) -> list[LoadedRun]:
         evaluation = read_evaluation(run_dir)
         runs.append(LoadedRun(run_dir.name, run_dir, read_summary(run_dir), read_metrics(run_dir),
                               read_json(run_dir / "config.json"),
-                              evaluation.correct if evaluation is not None else None))
-    return sorted(runs, key=lambda r: (STRATEGY_ORDER.get(r.summary.strategy, 9), r.config["seed"], r.name))
+                              evaluation.correct if evaluation is not None else None,
+                              evaluation.paths if evaluation is not None else None))
+    return sorted(runs, key=lambda r: (r.config["backbone"], STRATEGY_ORDER.get(r.summary.strategy, 9),
+                                       r.config["recipe"]["batch_size"], r.config["seed"], r.name))
 
 
-def by_strategy(runs: list[LoadedRun]) -> dict[str, list[LoadedRun]]:
-    groups: dict[str, list[LoadedRun]] = {}
+def by_cell(runs: list[LoadedRun]) -> dict[Cell, list[LoadedRun]]:
+    groups: dict[Cell, list[LoadedRun]] = {}
     for run in runs:
-        groups.setdefault(run.summary.strategy, []).append(run)
+        groups.setdefault(run.cell, []).append(run)
     return groups
 
 
 def first_runs(runs: list[LoadedRun]) -> list[LoadedRun]:
-    """One run per strategy (its first seed): what the timing story and the evaluations are told with."""
-    return [group[0] for group in by_strategy(runs).values()]
+    """One run per cell (its first seed): what the timing story and the evaluations are told with."""
+    return [group[0] for group in by_cell(runs).values()]
+
+
+def paired_correct(a: list[LoadedRun], b: list[LoadedRun]) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """(seeds, images) arrays of right/wrong for two cells over the seeds both completed and the validation
+    images both evaluated, paired by image path (never by row position)."""
+    seeds_a = {r.config["seed"]: r for r in a if r.correct is not None}
+    seeds_b = {r.config["seed"]: r for r in b if r.correct is not None}
+    common = sorted(set(seeds_a) & set(seeds_b))
+    if not common:
+        return None, None
+    rows_a, rows_b = [], []
+    for seed in common:
+        ra, rb = seeds_a[seed], seeds_b[seed]
+        index_a = {p: i for i, p in enumerate(ra.paths or [])}
+        index_b = {p: i for i, p in enumerate(rb.paths or [])}
+        shared = sorted(set(index_a) & set(index_b))
+        rows_a.append(ra.correct[[index_a[p] for p in shared]])
+        rows_b.append(rb.correct[[index_b[p] for p in shared]])
+    if len({len(r) for r in rows_a}) != 1 or not len(rows_a[0]):
+        return None, None
+    return np.stack(rows_a), np.stack(rows_b)
 
 
 def format_seconds(seconds: float | None) -> str:
@@ -104,7 +145,7 @@ def accuracy_interval(group: list[LoadedRun]) -> tuple[float, float] | None:
 
 def table_rows(runs: list[LoadedRun]) -> list[list[str]]:
     rows = []
-    for strategy, group in by_strategy(runs).items():
+    for cell, group in by_cell(runs).items():
         summaries = [r.summary for r in group]
         status = {s.status for s in summaries} - {"completed"}
         best = [s.best_val_acc for s in summaries if s.best_val_acc is not None]
@@ -112,7 +153,8 @@ def table_rows(runs: list[LoadedRun]) -> list[list[str]]:
         interval = accuracy_interval(group)
         share = mean([s.data_share for s in summaries])
         rows.append([
-            strategy + (f" ({', '.join(sorted(status))})" if status else ""), str(len(group)), mean_std(best),
+            cell.backbone, cell.strategy + (f" ({', '.join(sorted(status))})" if status else ""),
+            str(cell.batch_size), str(len(group)), mean_std(best),
             f"{interval[0]:.1%}-{interval[1]:.1%}" if interval else "-", mean_std(final),
             ", ".join(str(s.best_epoch or "-") for s in summaries),
             format_seconds(mean([s.total_seconds for s in summaries])),
@@ -124,18 +166,15 @@ def table_rows(runs: list[LoadedRun]) -> list[list[str]]:
 
 
 def differences(runs: list[LoadedRun]) -> list[Difference]:
-    """Paired comparison of every pair of strategies over the seeds both completed."""
-    groups = by_strategy(runs)
-    names = list(groups)
+    """Paired comparison of every pair of cells over the seeds and images both completed."""
+    groups = by_cell(runs)
+    cells = list(groups)
     results = []
-    for i, a in enumerate(names):
-        for b in names[i + 1:]:
-            seeds_a = {r.config["seed"]: r.correct for r in groups[a] if r.correct is not None}
-            seeds_b = {r.config["seed"]: r.correct for r in groups[b] if r.correct is not None}
-            common = sorted(set(seeds_a) & set(seeds_b))
-            if common:
-                results.append(paired_bootstrap(np.stack([seeds_a[k] for k in common]),
-                                                np.stack([seeds_b[k] for k in common]), a, b))
+    for i, a in enumerate(cells):
+        for b in cells[i + 1:]:
+            correct_a, correct_b = paired_correct(groups[a], groups[b])
+            if correct_a is not None:
+                results.append(paired_bootstrap(correct_a, correct_b, a.label, b.label))
     return results
 
 
@@ -155,23 +194,12 @@ def markdown_table(runs: list[LoadedRun]) -> str:
     return "\n".join(lines)
 
 
-def summary_line(runs: list[LoadedRun], verdicts: list[Difference] | None = None) -> str:
-    """One sentence: each strategy's accuracy, and whether the difference is real."""
+def accuracies_line(runs: list[LoadedRun]) -> str:
+    """Each cell's accuracy and time, e.g. "finetune (efficientnet_lite0, batch 32) 93.4% in 1m28s, ..."."""
     parts = []
-    for strategy, group in by_strategy(runs).items():
+    for cell, group in by_cell(runs).items():
         best = [r.summary.best_val_acc for r in group if r.summary.best_val_acc is not None]
         if best:
-            parts.append(f"{strategy} {mean_std(best)} in "
+            parts.append(f"{cell.label} {mean_std(best)} in "
                          f"{format_seconds(mean([r.summary.total_seconds for r in group]))}")
-    verdicts = differences(runs) if verdicts is None else verdicts
-    tail = ""
-    if verdicts:
-        d = verdicts[0]
-        sign = 1 if d.diff >= 0 else -1
-        better, worse = (d.a, d.b) if sign > 0 else (d.b, d.a)
-        low, high = sorted((sign * d.low * 100, sign * d.high * 100))
-        interval = f"95% CI {low:+.1f} to {high:+.1f} points"
-        tail = (f"; {better} beats {worse} by {abs(d.diff) * 100:.1f} points ({interval}: larger than the noise)"
-                if d.significant else
-                f"; no real difference: {better} is ahead by {abs(d.diff) * 100:.1f} points ({interval}: within the noise)")
-    return ", ".join(parts) + tail
+    return ", ".join(parts)

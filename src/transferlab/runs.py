@@ -61,6 +61,16 @@ class RunSummary:
     compute_seconds: float = 0.0  # training time in forward, backward and the optimizer step
     val_seconds: float = 0.0
     data_share: float | None = None  # share of the whole run spent producing input rather than computing
+    feature_compute_seconds: float = 0.0  # what computing the features took, also when read from the cache
+    probe_C: float | None = None  # a probe head: the L2 strength cross-validation chose
+    probe_cv_accuracy: float | None = None  # ... and its mean accuracy over the folds of the training images
+
+    @property
+    def fresh_seconds(self) -> float | None:
+        """The time a run of its own would take: as total_seconds, but with the features computed, not read."""
+        if self.total_seconds is None:
+            return None
+        return self.total_seconds - self.feature_seconds + max(self.feature_compute_seconds, self.feature_seconds)
 
     def add_timings(self, records: list[EpochRecord], fit_seconds: float) -> None:
         """Fill in the timing fields from the epochs' records and the seconds spent in them."""
@@ -83,6 +93,43 @@ def read_summary(run_dir: str | Path) -> RunSummary:
     data = read_json(Path(run_dir) / "summary.json")
     known = {f.name for f in dataclasses.fields(RunSummary)}
     return RunSummary(**{k: v for k, v in data.items() if k in known})
+
+
+@dataclass
+class CompareSummary:
+    """summary.json of a compare folder: every cell's numbers and the recommendation, as data (written with the
+    report by `write_compare_summary`, read by `read_compare_summary`; `resolve_run` follows it)."""
+
+    cells: list[dict]  # per cell: label, backbone, strategy, batch_size, runs, accuracy, seconds
+    recommendation: dict | None  # recommendation.Recommendation as a dict
+    skipped_backbones: dict[str, str]  # backbone -> why it was left out
+    kind: str = "compare"
+
+
+def write_compare_summary(compare_dir: Path, summary: CompareSummary) -> None:
+    save_json(dataclasses.asdict(summary), Path(compare_dir) / "summary.json")
+
+
+def read_compare_summary(compare_dir: str | Path) -> CompareSummary | None:
+    path = Path(compare_dir) / "summary.json"
+    data = read_json(path) if path.exists() else {}
+    if data.get("kind") != "compare":
+        return None
+    known = {f.name for f in dataclasses.fields(CompareSummary)}
+    return CompareSummary(**{k: v for k, v in data.items() if k in known})
+
+
+def resolve_run(path: str | Path) -> Path:
+    """A run folder as given, or for a compare folder, the first-seed run of its recommended cell."""
+    path = Path(path)
+    if (path / WEIGHTS_FILE).exists() or (path / META_FILE).exists():
+        return path
+    summary = read_compare_summary(path) if path.is_dir() else None
+    if summary is not None and summary.recommendation:
+        return path / summary.recommendation["recommended_run"]
+    if summary is not None:
+        raise FileNotFoundError(f"{path}: this comparison recommends no run (none finished?); name a run folder")
+    return path  # load_checkpoint says what is missing
 
 
 def new_run_dir(out: str | Path, name: str | None, default_name: str) -> Path:
@@ -179,8 +226,10 @@ def save_training_state(run_dir: Path, epoch: int, model: torch.nn.Module, optim
     """Everything needed to continue after `epoch`, written atomically (a kill leaves the previous one intact).
 
     `stage` names the training stage whose optimizer is saved (two-stage runs change optimizer midway)."""
-    state = {"epoch": epoch, "stage": stage, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-             "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict() if scaler is not None else None,
+    state = {"epoch": epoch, "stage": stage, "model": model.state_dict(),
+             "optimizer": optimizer.state_dict() if optimizer is not None else None,
+             "scheduler": scheduler.state_dict() if scheduler is not None else None,
+             "scaler": scaler.state_dict() if scaler is not None else None,
              "rng": rng_per_rank, "best": dict(best)}
     tmp = run_dir / (LAST_STATE + ".tmp")
     torch.save(state, tmp)

@@ -19,13 +19,15 @@ from PIL import Image
 
 from .images import UnreadableImage
 from .predict import Classifier
+from .runs import resolve_run
 
 MAX_BYTES = 20 * 1024 * 1024
 MAX_PIXELS = 50_000_000
 
 
 def create_app(run_dir: str | Path, max_bytes: int = MAX_BYTES, max_pixels: int = MAX_PIXELS, topk: int = 5) -> FastAPI:
-    """The web app for `run_dir`'s best model."""
+    """The web app for `run_dir`'s best model (or, for a compare folder, its recommended run's)."""
+    run_dir = resolve_run(run_dir)
     classifier = Classifier.load(run_dir)
     lock = threading.Lock()
     app = FastAPI(title="transferlab", description=f"Image classifier: {', '.join(classifier.classes)}")

@@ -21,14 +21,16 @@ import numpy as np
 import torch
 from torch import nn
 
+from .backbones import resolve_backbone
 from .config import Recipe, TrainConfig, to_dict, train_config_from_dict
 from .distributed import Dist
 from .distributed import setup as setup_distributed
 from .engine import EpochRecord, TrainStep, autocast_dtype, fit, make_optimizer, make_scaler, resolve_device
 from .features import features_for
 from .loaders import ImageLoader, PictureInputs, StageInputs, TensorInputs
-from .model import TransferModel, build_model, count_parameters
+from .model import TransferModel, build_model, check_weights, count_parameters
 from .prepare import PreparedData, prepare_data
+from .probe import fit_head
 from .runs import (LAST_STATE, CheckpointSaver, RunSummary, load_training_state, new_run_dir, read_metrics,
                    read_summary, set_rng_state, truncate_metrics, versions, write_summary)
 from .storage import read_json, save_json
@@ -72,13 +74,14 @@ class Stage:
 
 def plan_stages(strategy: str, recipe: Recipe) -> list[Stage]:
     """finetune: all epochs on pictures; extract: all on features; two-stage: `head_epochs` on features, then
-    `epochs` on pictures."""
+    `epochs` on pictures. With the recipe's "probe" head solver, the head is fitted in one step ("probe", one
+    epoch) instead of trained on features by epochs."""
     if strategy == "finetune":
         return [Stage("finetune", 1, recipe.epochs)]
+    head = Stage("probe", 1, 1) if recipe.head_solver == "probe" else Stage("head", 1, recipe.head_epochs)
     if strategy == "extract":
-        return [Stage("head", 1, recipe.epochs)]
-    stages = [Stage("head", 1, recipe.head_epochs),
-              Stage("finetune", recipe.head_epochs + 1, recipe.head_epochs + recipe.epochs)]
+        return [head] if head.name == "probe" else [Stage("head", 1, recipe.epochs)]
+    stages = [head, Stage("finetune", head.last + 1, head.last + recipe.epochs)]
     return [stage for stage in stages if stage.epochs > 0]
 
 
@@ -108,7 +111,12 @@ def train(config: TrainConfig, prepared: PreparedData | None = None, resume_dir:
     dist = setup_distributed(resolve_device(config.device))
     if not dist.main:
         log.setLevel(logging.ERROR)
+    backbone, why = resolve_backbone(config.backbone, config.weights)
+    if backbone != config.backbone:
+        log.info("%s", why)
+        config = dataclasses.replace(config, backbone=backbone)  # the run's config.json names the resolved one
     if prepared is None or prepared.spec.name != config.backbone:
+        check_weights(config.backbone, config.weights)  # before any photo is decoded
         prepared = prepare_data(config, dist)
     # Seed after preparing the data (starting decode workers draws from the global generator), so a run on its
     # own and the same run inside `compare` start from the same random state.
@@ -130,6 +138,10 @@ def train(config: TrainConfig, prepared: PreparedData | None = None, resume_dir:
         for stage in stages:
             if stage.last <= run.done:
                 continue
+            if stage.name == "probe":
+                run.saver.begin_stage(stage.name, None, None, None, None)
+                run.saver(probe_stage(model, prepared, config, dist, precision, run.summary))
+                continue
             inputs, trained, parameters = stage_inputs(stage, model, prepared, config, dist, precision, order,
                                                        run.summary)
             optimizer, scheduler = make_optimizer(parameters, recipe, stage.epochs)
@@ -149,6 +161,25 @@ def train(config: TrainConfig, prepared: PreparedData | None = None, resume_dir:
     return run.finish(config.strategy, status, time.perf_counter() - start - feature_seconds, dist)
 
 
+def probe_stage(model: TransferModel, prepared: PreparedData, config: TrainConfig, dist: Dist,
+                precision: torch.dtype | None, summary: RunSummary) -> EpochRecord:
+    """The "probe" stage: frozen features (centre crops and/or views), then the head fitted by cross-validated
+    logistic regression (`probe.fit_head`); its one record."""
+    recipe = config.recipe
+    views = config.views if recipe.probe_features in ("views", "both") else 0
+    features = features_for(model.backbone, prepared.spec, prepared.train, prepared.val, views, recipe.batch_size,
+                            precision, dist, config.feature_cache, config.quiet,
+                            centre=recipe.probe_features in ("centre", "both"))
+    summary.feature_seconds += features.seconds
+    summary.feature_compute_seconds += features.compute_seconds
+    summary.features_from_cache = features.from_cache
+    record, probe = fit_head(model.head[-1], features, recipe.probe_features, seed=config.seed)
+    summary.probe_C, summary.probe_cv_accuracy = probe.C, probe.cv_accuracy
+    log.info("probe: C=%g chosen by %d-fold cross-validation (%.1f%% there); val accuracy %.1f%%", probe.C,
+             probe.folds, 100 * probe.cv_accuracy, 100 * record.val_acc)
+    return record
+
+
 def stage_inputs(stage: Stage, model: TransferModel, prepared: PreparedData, config: TrainConfig, dist: Dist,
                  precision: torch.dtype | None, order, summary: RunSummary
                  ) -> tuple[StageInputs, nn.Module, list]:
@@ -163,6 +194,7 @@ def stage_inputs(stage: Stage, model: TransferModel, prepared: PreparedData, con
         features = features_for(model.backbone, prepared.spec, prepared.train, prepared.val, config.views,
                                 recipe.batch_size, precision, dist, config.feature_cache, config.quiet)
         summary.feature_seconds += features.seconds
+        summary.feature_compute_seconds += features.compute_seconds
         summary.features_from_cache = features.from_cache
         inputs = TensorInputs(features.train, features.train_labels, features.val, features.val_labels,
                               recipe.batch_size, dist.device, order, val_share)

