@@ -27,7 +27,8 @@ def _metrics(run: Path) -> list[dict]:
 
 def _train_args(data: Path, out: Path, name: str, strategy: str, epochs: int) -> list[str]:
     return ["-m", "transferlab", "train", str(data), "--backbone", "efficientnet_lite0", "--strategy", strategy,
-            "--epochs", str(epochs), "--batch-size", "4", "--out", str(out), "--name", name, "-q", "--workers", "0"]
+            "--epochs", str(epochs), "--batch-size", "4", "--out", str(out), "--name", name, "-q", "--workers", "0",
+            "--recipe", "reference"]
 
 
 @pytest.fixture(scope="module")
@@ -51,6 +52,16 @@ def test_two_processes_share_one_run_and_see_every_image_once(data, tmp_path, st
     assert summary["processes"] == 2 and summary["status"] == "completed"
     assert done.stdout.count("best val accuracy") == 1  # rank 0 alone reports
     assert Classifier.load(run).predict(Image.new("RGB", (64, 64), (200, 40, 40))).label in ("red", "green", "blue")
+
+
+def test_two_processes_fit_one_probe_on_every_image(data, tmp_path):
+    args = _train_args(data, tmp_path, "probe", "extract", 1)[:-2] + ["--recipe", "fast"]
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", *args]
+    done = subprocess.run(command, env=ENV, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[:3000]
+    (record,) = _metrics(tmp_path / "probe")
+    assert record["stage"] == "probe" and record["train_samples"] == 21 and record["val_samples"] == 9
+    assert done.stdout.count("best val accuracy") == 1
 
 
 def test_killed_run_resumes_and_matches_an_uninterrupted_run(data, tmp_path):

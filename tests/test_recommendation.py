@@ -115,3 +115,28 @@ def test_compare_skips_a_backbone_without_weights_and_predict_uses_the_recommend
     photo = next((tiny_dataset / "val" / "red").iterdir())
     assert main(["predict", str(folder), str(photo), "--format", "json"]) == 0
     assert json.loads(capsys.readouterr().out)["label"] == "red"
+
+
+def test_cv_scores_every_image_with_a_probe_that_never_saw_it(tiny_dataset, tmp_path, capsys):
+    assert main(["compare", str(tiny_dataset), "--strategies", "extract", "--backbone", "efficientnet_lite0",
+                 "--cv", "3", "--out", str(tmp_path), "--name", "c", "-q", "--workers", "0"]) == 0
+    summary = read_compare_summary(tmp_path / "c")
+    (row,) = summary.cross_validation
+    assert row["backbone"] == "efficientnet_lite0" and row["folds"] == 3 and row["images"] == 24 + 12
+    assert row["accuracy"] > 0.9  # red, green and blue pictures are easy
+    assert "Cross-validated over every image (3 folds, 36 images)" in (tmp_path / "c" / "report.md").read_text()
+
+
+def test_cross_validated_probabilities_come_from_models_that_never_saw_the_image():
+    from transferlab.probe import cross_val_probabilities
+
+    torch.manual_seed(0)
+    x = torch.randn(40, 6)
+    y = torch.arange(40) % 2
+    x[:, 0] += 4 * y  # learnable
+    x[7, 0] = 4.0 * y[7]  # a typical picture of its class...
+    given = y.clone()
+    given[7] = 1 - y[7]  # one image labelled against its features
+    probabilities = cross_val_probabilities(x, given, 2, folds=4)
+    assert torch.allclose(probabilities.sum(1), torch.ones(40), atol=1e-5)
+    assert probabilities[7, given[7]] < 0.5 and (probabilities.argmax(1) == y).float().mean() > 0.85

@@ -35,7 +35,7 @@ _EXPORTS = {
     "diagnose": ("doctor", "diagnose"), "quarantine": ("quarantine_folder", "quarantine"),
     "restore": ("quarantine_folder", "restore"),
     "prepare_data": ("prepare", "prepare_data"),
-    "RunResult": ("training", "RunResult"), "train": ("training", "train"), "resume": ("training", "resume"),
+    "RunResult": ("training", "RunResult"), "train": ("training", "train"), "resume": ("resuming", "resume"),
     "Comparison": ("comparison", "Comparison"), "compare": ("comparison", "compare"),
     "evaluate_run": ("evaluate", "evaluate_run"), "export_run": ("export", "export_run"),
     "Classifier": ("predict", "Classifier"), "Prediction": ("predict", "Prediction"), "load_run": ("predict", "load_run"),

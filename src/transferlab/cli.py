@@ -7,16 +7,12 @@ runs (`--help`, `backbones` and argument errors load no torch).
 from __future__ import annotations
 
 import argparse
-import json
-from dataclasses import replace
 import logging
-import os
 import sys
-from pathlib import Path
 
 from .backbones import REGISTRY
-from .config import DEFAULT_RECIPE, PRECISIONS, RECIPES, STRATEGIES, DataConfig, TrainConfig
-from .errors import TransferlabError
+from .config import DEFAULT_RECIPE, PRECISIONS, RECIPES, STRATEGIES
+from .errors import TransferlabError, UsageError
 
 log = logging.getLogger("transferlab")
 
@@ -70,8 +66,15 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--backbones", help="comma-separated backbones to compare as well (e.g. "
                          "efficientnet_lite0,efficientnet_lite2); those without weights are skipped, with the reason")
     compare.add_argument("--batch-sizes", help="comma-separated batch sizes to compare (e.g. 32,64)")
+    compare.add_argument("--cv", type=int, metavar="K", help="also cross-validate extract's probe over every "
+                         "image (train and val), K folds, per backbone: choices that rest on every image")
     compare.add_argument("--seeds", type=int, default=1,
                          help="train each strategy N times (seeds --seed, --seed+1, ...) and test the difference")
+    fit = commands.add_parser("fit", help="the best model within a time budget: probes on every backbone at hand, "
+                              "then two-stage on the most promising")
+    _common(fit)
+    fit.add_argument("--budget", required=True, help="time budget, e.g. 90s, 5m or 1h30m (exceeded by at most "
+                     "one epoch)")
     evaluate = commands.add_parser("evaluate", help="accuracy with its confidence interval, per-class scores, "
                                    "confusion matrix, calibration, top losses, prediction grid")
     evaluate.add_argument("run", help="a run directory (one strategy's folder)")
@@ -98,6 +101,8 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("run", help="a run directory (one strategy's folder)")
     export.add_argument("--format", choices=("onnx", "torchscript"), default="onnx")
     export.add_argument("--out", help="output file (default: inside the run directory)")
+    export.add_argument("--images", metavar="DIR", help="photos to check the export on (default: the run's "
+                        "validation images)")
     serve = commands.add_parser("serve", help="a local web app: drop a photo, see the classes")
     serve.add_argument("run", help="a run directory (one strategy's folder)")
     serve.add_argument("--host", default="127.0.0.1")
@@ -106,200 +111,30 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def config_from_args(args: argparse.Namespace, strategy: str = "finetune") -> TrainConfig:
-    recipe = RECIPES[args.recipe]
-    overrides = {k: v for k, v in (("epochs", args.epochs), ("batch_size", args.batch_size), ("lr", args.lr))
-                 if v is not None}
-    data = args.data
-    if data is None:
-        from .demo import demo_dataset
-
-        data = str(demo_dataset())
-    return TrainConfig(
-        data=DataConfig(root=data, val_fraction=args.val_fraction, split_seed=args.split_seed,
-                        max_per_class=args.max_per_class),
-        strategy=strategy, backbone=args.backbone, weights=args.weights, recipe=replace(recipe, **overrides),
-        seed=args.seed, deterministic=args.deterministic, views=args.views, device=args.device,
-        precision=args.precision, compile=args.compile, workers=args.workers, loader_workers=args.loader_workers,
-        feature_cache=not args.no_feature_cache, decode_cache=args.decode_cache, out=args.out, name=args.name,
-        quiet=args.quiet)
+def _log_to_stderr(level: int) -> None:
+    """transferlab's own messages on stderr, one line each; other libraries' chatter (the ONNX optimizer's dozens of
+    "Replaced initializer" lines) stays at their debug level, unseen, unless it is a warning."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("transferlab: %(message)s"))
+    handler.set_name("transferlab-cli")
+    log.handlers = [h for h in log.handlers if h.get_name() != "transferlab-cli"] + [handler]
+    log.setLevel(level)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.WARNING if getattr(args, "quiet", False) else logging.INFO,
-                        format="transferlab: %(message)s", stream=sys.stderr)
+    _log_to_stderr(logging.WARNING if getattr(args, "quiet", False) else logging.INFO)
     try:
+        from .commands import COMMANDS
+
         return COMMANDS[args.command](args)
-    except (TransferlabError, FileNotFoundError, ValueError, RuntimeError) as error:
+    except UsageError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except TransferlabError as error:  # expected failures; anything else is a bug and shows its traceback
+        print(f"error: {error}", file=sys.stderr)
+        return 1
     finally:
         distributed = sys.modules.get("torch.distributed")  # only if a command loaded torch
         if distributed is not None and distributed.is_available() and distributed.is_initialized():
             distributed.destroy_process_group()
-
-
-def cmd_train(args: argparse.Namespace) -> int:
-    from .training import TrainingInterrupted, resume, train
-
-    try:
-        result = resume(args.resume) if args.resume else train(config_from_args(args, args.strategy))
-    except TrainingInterrupted as stop:
-        print(f"interrupted; {stop.result.run_dir} keeps the best checkpoint (epoch {stop.result.best_epoch})")
-        return 130
-    s = result.summary
-    if int(os.environ.get("RANK", "0")) != 0:
-        return 0  # under torchrun, rank 0 reports
-    print(f"{result.strategy}: best val accuracy {s.best_val_acc:.1%} at epoch {s.best_epoch}, "
-          f"{s.total_seconds:.0f}s in all; run saved in {result.run_dir}")
-    return 0
-
-
-def _names(text: str) -> list[str]:
-    return [part.strip() for part in text.split(",") if part.strip()]
-
-
-def cmd_compare(args: argparse.Namespace) -> int:
-    from .comparison import compare
-    from .results import load_runs, text_table
-    from .runs import read_compare_summary
-
-    strategies = tuple(s.strip() for s in args.strategies.split(",") if s.strip())
-    unknown = [s for s in strategies if s not in STRATEGIES]
-    if unknown or not strategies:
-        raise ValueError(f"unknown strategies {unknown}; choose from {', '.join(STRATEGIES)}")
-    backbones = _names(args.backbones) if args.backbones else None
-    sizes = [int(b) for b in _names(args.batch_sizes)] if args.batch_sizes else None
-    result = compare(config_from_args(args), strategies, args.seeds, backbones=backbones, batch_sizes=sizes)
-    if int(os.environ.get("RANK", "0")) != 0:
-        return 0  # under torchrun, rank 0 reports
-    print(text_table(load_runs(result.out_dir)))
-    for name, why in result.skipped_backbones.items():
-        print(f"skipped {name}: {why}")
-    summary = read_compare_summary(result.out_dir)
-    answer = summary.recommendation if summary else None
-    print("\n" + (answer["sentence"] if answer else "No run finished: nothing to recommend.")
-          + (f"\n{answer['settle']}" if answer and answer["settle"] else ""))
-    print(f"report: {result.report} (and {result.report.with_suffix('.html').name})")
-    return 130 if result.interrupted else 0
-
-
-def expand_images(patterns: list[str]) -> list[Path]:
-    """Files as given, image files under folders (recursively), and glob patterns (also when quoted)."""
-    import glob
-
-    from .images import is_image_file
-
-    found: list[Path] = []
-    for pattern in patterns:
-        path = Path(pattern)
-        if path.is_dir():
-            found += sorted(p for p in path.rglob("*") if p.is_file() and is_image_file(p))
-        elif any(ch in pattern for ch in "*?[") and not path.exists():
-            found += sorted(Path(p) for p in glob.glob(pattern, recursive=True) if Path(p).is_file())
-        else:
-            found.append(path)  # a missing file gets its own error line
-    return found
-
-
-def cmd_predict(args: argparse.Namespace) -> int:
-    import csv
-
-    from .predict import Classifier
-
-    classifier = Classifier.load(args.run)
-    files = expand_images(args.images)
-    if not files:
-        raise ValueError(f"no images matched {' '.join(args.images)}")
-    writer = csv.writer(sys.stdout) if args.format == "csv" else None
-    if writer:
-        writer.writerow(["file", "label", "probability", "topk", "error"])
-    failed = 0
-    for path, result in classifier.predict_files(files, args.batch_size, args.tta):
-        if isinstance(result, str):
-            failed += 1
-            row = {"file": str(path), "error": result}
-        else:
-            prediction = classifier.rank(result, args.topk)
-            ranked = [(label, round(p, 6)) for label, p in prediction.topk]
-            row = {"file": str(path), "label": prediction.label, "probability": ranked[0][1], "topk": ranked}
-        if args.format == "json":
-            print(json.dumps(row))
-        elif writer:
-            topk = " ".join(f"{label}:{p:.4f}" for label, p in row.get("topk", []))
-            writer.writerow([row["file"], row.get("label", ""), row.get("probability", ""), topk, row.get("error", "")])
-        elif "error" in row:
-            print(f"{path}: error: {row['error']}")
-        else:
-            print(f"{path}: {row['label']} ({', '.join(f'{label} {p:.1%}' for label, p in row['topk'])})")
-        sys.stdout.flush()
-    if failed:
-        print(f"{failed} of {len(files)} file(s) could not be read", file=sys.stderr)
-    return 1 if failed else 0
-
-
-def cmd_evaluate(args: argparse.Namespace) -> int:
-    from .evaluate import confusion_table, evaluate_run, per_class_table
-
-    evaluation = evaluate_run(args.run, args.data, tta=args.tta, quiet=args.quiet)
-    print(evaluation.summary_line())
-    print(per_class_table(evaluation))
-    print(confusion_table(evaluation))
-    print(f"plots and evaluation.md in {Path(args.run) / 'evaluation'}")
-    return 0
-
-
-def cmd_doctor(args: argparse.Namespace) -> int:
-    from .doctor import diagnose, format_report
-    from .quarantine_folder import quarantine, restore
-
-    if args.restore:
-        restored, left = restore(args.restore)
-        print(f"restored {len(restored)} file(s)" + (f"; {len(left)} left (place taken or file gone): "
-                                                   + ", ".join(left) if left else ""))
-        return 1 if left else 0
-    if not args.data:
-        raise ValueError("give a photo folder (or --restore DIR)")
-    report = diagnose(args.data, args.workers, args.quiet, use_cache=not args.no_cache)
-    print(report.to_json() if args.json else format_report(report))
-    if args.quarantine:
-        moved = quarantine(report, args.quarantine)
-        print(f"moved {len(moved)} file(s) to {args.quarantine} (manifest.json says why; --restore puts them back)",
-              file=sys.stderr if args.json else sys.stdout)
-    return 1 if any(f.severity == "error" for f in report.findings) else 0
-
-
-def cmd_export(args: argparse.Namespace) -> int:
-    import warnings
-
-    from .export import ParityError, export_run
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", FutureWarning)  # torch.jit is deprecated upstream; the export still works
-        try:
-            result = export_run(args.run, args.format, args.out)
-        except ParityError as error:
-            print(f"error: parity check FAILED: {error}", file=sys.stderr)
-            return 1
-    print(f"exported {result.path} (+ {result.metadata_path.name}); parity on {result.images} images: "
-          f"max |logit difference| = {result.max_abs_diff:.2e} (tolerance 1e-4) OK")
-    return 0
-
-
-def cmd_serve(args: argparse.Namespace) -> int:
-    from .serve import serve
-
-    serve(args.run, args.host, args.port)
-    return 0
-
-
-def cmd_backbones(args: argparse.Namespace) -> int:
-    for name, spec in sorted(REGISTRY.items()):
-        print(f"{name:20s} input {spec.input_size}px, {spec.feature_dim}-d features, weights: {', '.join(spec.variants)}")
-    return 0
-
-
-COMMANDS = {"train": cmd_train, "compare": cmd_compare, "evaluate": cmd_evaluate, "predict": cmd_predict,
-            "doctor": cmd_doctor, "export": cmd_export, "serve": cmd_serve,
-            "backbones": cmd_backbones}

@@ -18,10 +18,10 @@ from .backbones import resolve_backbone
 from .config import TrainConfig, to_dict
 from .distributed import setup as setup_distributed
 from .engine import resolve_device
-from .errors import WeightsUnavailable
+from .errors import UsageError, WeightsUnavailable
 from .prepare import prepare_data
 from .runs import new_run_dir
-from .storage import save_json
+from .storage import read_json, save_json
 from .model import check_weights
 from .training import RunResult, TrainingInterrupted, train
 
@@ -57,15 +57,16 @@ def usable_backbones(names: list[str], weights: str | None) -> tuple[list[str], 
 
 def compare(config: TrainConfig, strategies: tuple[str, ...] = ("finetune", "extract"), seeds: int = 1,
             evaluate: bool = True, backbones: list[str] | None = None,
-            batch_sizes: list[int] | None = None) -> Comparison:
+            batch_sizes: list[int] | None = None, cv: int | None = None) -> Comparison:
     """Train every cell (backbone x strategy x batch size) on the same split, `seeds` times each (training seeds
-    config.seed, config.seed + 1, ...); evaluate every run; then write the report and the recommendation.
+    config.seed, config.seed + 1, ...); evaluate every run; then write the report and the recommendation. With
+    `cv` K, also cross-validate the probe (extract's head) over every image of each backbone, K folds.
 
     Each run gets its own folder inside one compare folder. Ctrl-C stops the comparison, keeps every finished
     run and the interrupted run's best checkpoint, and still writes the report.
     """
     if seeds < 1:
-        raise ValueError("--seeds must be at least 1")
+        raise UsageError("--seeds must be at least 1")
     names, sizes = backbones or [config.backbone], batch_sizes or [config.recipe.batch_size]
     usable, skipped = usable_backbones(names, config.weights)
     if not usable:
@@ -80,7 +81,7 @@ def compare(config: TrainConfig, strategies: tuple[str, ...] = ("finetune", "ext
     results, interrupted = [], False
     for backbone in usable:
         base = dataclasses.replace(config, backbone=backbone, out=str(out_dir))
-        interrupted = _compare_backbone(base, strategies, seeds, sizes, grid, evaluate, dist, results)
+        interrupted = _compare_backbone(base, strategies, seeds, sizes, grid, evaluate, dist, results, cv)
         if interrupted:
             break
     report = _write_report(out_dir, dist)
@@ -88,11 +89,13 @@ def compare(config: TrainConfig, strategies: tuple[str, ...] = ("finetune", "ext
 
 
 def _compare_backbone(config: TrainConfig, strategies: tuple[str, ...], seeds: int, sizes: list[int], grid: bool,
-                      evaluate: bool, dist, results: list[RunResult]) -> bool:
+                      evaluate: bool, dist, results: list[RunResult], cv: int | None = None) -> bool:
     """Every strategy and batch size of one backbone on its prepared data; True when interrupted."""
     from .evaluate import evaluate_decoded
 
     prepared = prepare_data(config, dist)
+    if cv and dist.main:
+        cross_validate(config, prepared, cv, Path(config.out))
     for k in range(seeds):  # seeds outside, cells inside: an interruption leaves complete sets
         for batch in sizes:
             for strategy in strategies:
@@ -118,3 +121,31 @@ def _write_report(out_dir: Path, dist) -> Path:
     report = write_report(out_dir) if dist.main else out_dir / "report.md"
     dist.barrier()
     return report
+
+
+def cross_validate(config: TrainConfig, prepared, folds: int, out_dir: Path) -> dict:
+    """K-fold cross-validation of the probe over every image (train and val) on centre-crop features: each image
+    judged by a head that never saw it. Added to `cv.json` in the compare folder, one entry per backbone."""
+    import torch
+
+    from .distributed import Dist
+    from .features import features_for
+    from .model import create_backbone
+    from .probe import cross_val_probabilities
+
+    backbone, spec, _ = create_backbone(config.backbone, config.weights)
+    dist = Dist(0, 1, 0, torch.device("cpu"))
+    features = features_for(backbone, spec, prepared.train, prepared.val, 0, config.recipe.batch_size, None, dist,
+                            config.feature_cache, config.quiet, centre=True)
+    x = torch.cat([features.train_centre, features.val])
+    y = torch.cat([prepared.train.labels, prepared.val.labels])
+    probabilities = cross_val_probabilities(x, y, len(prepared.dataset.classes), folds, config.seed)
+    correct = (probabilities.argmax(1) == y).tolist()
+    entry = {"folds": folds, "images": len(y), "accuracy": sum(correct) / len(y),
+             "paths": [str(p) for p in prepared.train.paths + prepared.val.paths], "correct": correct}
+    path = out_dir / "cv.json"
+    saved = read_json(path) if path.exists() else {}
+    save_json({**saved, config.backbone: entry}, path)
+    log.info("cross-validated probe, %s: %.1f%% over %d images (%d folds)", config.backbone,
+             100 * entry["accuracy"], len(y), folds)
+    return entry

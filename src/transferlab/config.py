@@ -7,6 +7,8 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
+from .errors import UsageError
+
 STRATEGIES = ("finetune", "extract", "two-stage")
 PRECISIONS = ("auto", "off", "bf16", "fp16")
 HEAD_SOLVERS = ("sgd", "probe")
@@ -41,10 +43,17 @@ class Recipe:
     probe_features: str = "centre"
 
     def __post_init__(self) -> None:
+        for name, least in (("epochs", 1), ("batch_size", 1), ("head_epochs", 0), ("step_size", 1)):
+            if getattr(self, name) < least:
+                raise UsageError(f"--{name.replace('_', '-')} must be at least {least}, got {getattr(self, name)}")
+        if not self.lr > 0:
+            raise UsageError(f"--lr must be more than 0, got {self.lr}")
+        if self.patience is not None and self.patience < 1:
+            raise UsageError(f"patience must be at least 1 epoch, got {self.patience}")
         if self.head_solver not in HEAD_SOLVERS:
-            raise ValueError(f"unknown head solver '{self.head_solver}'; choose one of {', '.join(HEAD_SOLVERS)}")
+            raise UsageError(f"unknown head solver '{self.head_solver}'; choose one of {', '.join(HEAD_SOLVERS)}")
         if self.probe_features not in PROBE_FEATURES:
-            raise ValueError(f"unknown probe features '{self.probe_features}'; "
+            raise UsageError(f"unknown probe features '{self.probe_features}'; "
                              f"choose one of {', '.join(PROBE_FEATURES)}")
 
 
@@ -70,8 +79,10 @@ class DataConfig:
     train_side: int | None = None  # training pictures keep at most this short side; None = 2x the input size
 
     def __post_init__(self) -> None:
+        if self.max_per_class is not None and self.max_per_class < 1:
+            raise UsageError(f"--max-per-class must be at least 1, got {self.max_per_class}")
         if self.train_side is not None and self.train_side < 1:
-            raise ValueError("train_side must be a positive number of pixels")
+            raise UsageError("train_side must be a positive number of pixels")
 
 
 @dataclass
@@ -97,13 +108,16 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         if self.strategy not in STRATEGIES:
-            raise ValueError(f"unknown strategy '{self.strategy}'; choose one of {', '.join(STRATEGIES)}")
+            raise UsageError(f"unknown strategy '{self.strategy}'; choose one of {', '.join(STRATEGIES)}")
         if self.views < 1:
-            raise ValueError("--views must be at least 1")
+            raise UsageError("--views must be at least 1")
+        for name in ("workers", "loader_workers"):
+            if getattr(self, name) is not None and getattr(self, name) < 0:
+                raise UsageError(f"--{name.replace('_', '-')} cannot be negative")
         if self.precision not in PRECISIONS:
-            raise ValueError(f"unknown precision '{self.precision}'; choose one of {', '.join(PRECISIONS)}")
+            raise UsageError(f"unknown precision '{self.precision}'; choose one of {', '.join(PRECISIONS)}")
         if self.decode_cache not in ("auto", "memory", "disk"):
-            raise ValueError(f"unknown decode cache '{self.decode_cache}'; choose auto, memory or disk")
+            raise UsageError(f"unknown decode cache '{self.decode_cache}'; choose auto, memory or disk")
 
 
 def to_dict(config: Any) -> dict:

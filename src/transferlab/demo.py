@@ -13,6 +13,7 @@ import urllib.request
 import zipfile
 from pathlib import Path
 
+from .errors import DownloadError
 from .storage import cache_dir
 
 DEMO_URL = "https://download.pytorch.org/tutorial/hymenoptera_data.zip"
@@ -34,7 +35,7 @@ def demo_dataset(url: str = DEMO_URL) -> Path:
                 shutil.copyfileobj(response, handle)
         except OSError as error:
             partial.unlink(missing_ok=True)
-            raise RuntimeError(
+            raise DownloadError(
                 f"could not download the demo photos from {url} ({error}). Offline? Give a folder of your own "
                 "photos instead: DATA/<class>/*.jpg, or DATA/train/<class>/* + DATA/val/<class>/*") from None
         partial.replace(archive)
@@ -49,14 +50,14 @@ def verify_archive(archive: Path) -> str:
     digest = hashlib.sha256(archive.read_bytes()).hexdigest()
     recorded = archive.with_suffix(".zip.sha256")
     if recorded.exists() and recorded.read_text().strip() != digest:
-        raise RuntimeError(f"{archive} changed since it was downloaded (SHA-256 mismatch); delete it and retry")
+        raise DownloadError(f"{archive} changed since it was downloaded (SHA-256 mismatch); delete it and retry")
     with zipfile.ZipFile(archive) as bundle:
         broken = bundle.testzip()
         if broken:
-            raise RuntimeError(f"{archive} is corrupt (bad CRC in {broken}); delete it and retry")
+            raise DownloadError(f"{archive} is corrupt (bad CRC in {broken}); delete it and retry")
         names = bundle.namelist()
     for sub in EXPECTED_FOLDERS:
         if not any(n.startswith(f"hymenoptera_data/{sub}/") for n in names):
-            raise RuntimeError(f"{archive} does not hold hymenoptera_data/{sub}/; delete it and retry")
+            raise DownloadError(f"{archive} does not hold hymenoptera_data/{sub}/; delete it and retry")
     recorded.write_text(digest + "\n")
     return digest

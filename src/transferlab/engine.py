@@ -22,6 +22,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .config import Recipe
+from .errors import UsageError
 from .loaders import Batches, StageInputs
 
 
@@ -87,13 +88,13 @@ def make_optimizer(parameters, recipe: Recipe, epochs: int | None = None):
     elif recipe.optimizer == "adamw":
         optimizer = torch.optim.AdamW(parameters, lr=recipe.lr, weight_decay=recipe.weight_decay)
     else:
-        raise ValueError(f"unknown optimizer '{recipe.optimizer}' (sgd or adamw)")
+        raise UsageError(f"unknown optimizer '{recipe.optimizer}' (sgd or adamw)")
     if recipe.schedule == "step":
         scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=recipe.step_size, gamma=recipe.gamma)
     elif recipe.schedule == "cosine":
         scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(epochs, 1))
     else:
-        raise ValueError(f"unknown schedule '{recipe.schedule}' (step or cosine)")
+        raise UsageError(f"unknown schedule '{recipe.schedule}' (step or cosine)")
     return optimizer, scheduler
 
 
@@ -115,6 +116,12 @@ class EarlyStopping:
 
     def __init__(self, patience: int | None):
         self.patience, self.best, self.since_best = patience, -1.0, 0
+
+    def state(self) -> dict:
+        return {"best": self.best, "since_best": self.since_best}
+
+    def load(self, state: dict) -> None:
+        self.best, self.since_best = state["best"], state["since_best"]
 
     def update(self, val_acc: float) -> str | None:
         self.best, self.since_best = (val_acc, 0) if val_acc > self.best else (self.best, self.since_best + 1)
@@ -193,6 +200,7 @@ def _join_uneven(module: nn.Module):
     """Under DistributedDataParallel, let ranks with one batch fewer finish the epoch without a hang."""
     from torch.nn.parallel import DistributedDataParallel
 
+    module = getattr(module, "_orig_mod", module)  # torch.compile wraps the DDP module: Join needs the DDP inside
     if isinstance(module, DistributedDataParallel):
         from torch.distributed.algorithms.join import Join
 

@@ -23,9 +23,11 @@ from torchmetrics.functional.classification import multiclass_calibration_error
 
 from .decoding import DecodedSplit
 from .data import load_dataset
+from .errors import DatasetError
 from .engine import resolve_device
 from .images import load_rgb
 from .predict import Classifier
+from .runs import resolve_run
 from .storage import read_json
 
 CALIBRATION_BINS = 15
@@ -100,14 +102,14 @@ def wilson_interval(successes: int, trials: int, confidence: float = 0.95) -> tu
 def evaluate_run(run_dir: str | Path, data: str | Path | None = None, tta: bool = False,
                  workers: int | None = None, quiet: bool = False, write: bool = True) -> Evaluation:
     """Predict the validation images (of the run's own dataset unless `data` is given) and evaluate."""
-    run_dir = Path(run_dir)
+    run_dir = resolve_run(run_dir)
     config = read_json(run_dir / "config.json")
     classifier = Classifier.load(run_dir)
     cfg = config["data"]
     dataset = load_dataset(data or cfg["root"], cfg["val_fraction"], cfg.get("split_seed", 0),
                            None if data else cfg["max_per_class"])
     if dataset.classes != classifier.classes:
-        raise ValueError(f"the folder's classes {dataset.classes} differ from the model's {classifier.classes}")
+        raise DatasetError(f"the folder's classes {dataset.classes} differ from the model's {classifier.classes}")
     paths, labels, probs, skipped = [], [], [], []
     label_of = {s.path: s.label for s in dataset.val}
     for path, result in classifier.predict_files([s.path for s in dataset.val], tta=tta, workers=workers,
@@ -120,8 +122,14 @@ def evaluate_run(run_dir: str | Path, data: str | Path | None = None, tta: bool 
         probs.append(result.numpy())
     evaluation = Evaluation(run_dir, classifier.classes, paths, np.array(labels), np.stack(probs), skipped)
     if write:
-        write_evaluation(evaluation, run_dir / "evaluation")
+        write_evaluation(evaluation, evaluation_dir(run_dir, data))
     return evaluation
+
+
+def evaluation_dir(run_dir: Path, data: str | Path | None = None) -> Path:
+    """Where an evaluation is written: `evaluation/` for the run's own validation images (what reports and the
+    paired comparisons read), `evaluation-<folder name>/` for another folder, so it never replaces them."""
+    return Path(run_dir) / ("evaluation" if data is None else f"evaluation-{Path(data).resolve().name}")
 
 
 def evaluate_decoded(run_dir: str | Path, val: DecodedSplit, device: str = "cpu", write: bool = True) -> Evaluation:

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from .data import load_dataset
-from .errors import DatasetError
+from .errors import DatasetError, TransferlabError, UnreadableImage, UsageError
 from .predict import Classifier
 from .presets import normalize
 from .runs import resolve_run
@@ -28,7 +28,7 @@ PARITY_TOLERANCE = 1e-4
 FORMATS = ("onnx", "torchscript")
 
 
-class ParityError(RuntimeError):
+class ParityError(TransferlabError, RuntimeError):
     """The exported model's outputs differ from PyTorch's by more than the tolerance."""
 
 
@@ -59,12 +59,13 @@ def export_run(run_dir: str | Path, fmt: str = "onnx", out: str | Path | None = 
                samples: list[Path] | None = None) -> ExportResult:
     """Export `run_dir`'s best model to `fmt`, write metadata beside it and check parity on sample images."""
     if fmt not in FORMATS:
-        raise ValueError(f"unknown format '{fmt}'; choose one of {', '.join(FORMATS)}")
+        raise UsageError(f"unknown format '{fmt}'; choose one of {', '.join(FORMATS)}")
     run_dir = resolve_run(run_dir)
     classifier = Classifier.load(run_dir)
     model = classifier.model.eval().to(memory_format=torch.contiguous_format)
     out = Path(out) if out else run_dir / ("model.onnx" if fmt == "onnx" else "model.torchscript.pt")
     out.parent.mkdir(parents=True, exist_ok=True)
+    batch = sample_batch(classifier, run_dir, samples)  # before writing anything: real photos or no export
     metadata = export_metadata(classifier)
     size = classifier.spec.input_size
     example = torch.zeros(2, 3, size, size)
@@ -74,7 +75,6 @@ def export_run(run_dir: str | Path, fmt: str = "onnx", out: str | Path | None = 
         _export_torchscript(model, example, out, metadata)
     metadata_path = out.with_name(out.name + ".json")
     metadata_path.write_text(json.dumps(metadata, indent=2))
-    batch = sample_batch(classifier, run_dir, samples)
     diff = parity(model, batch, out, fmt)
     if diff > PARITY_TOLERANCE:
         raise ParityError(f"{out}: exported logits differ from PyTorch's by {diff:.2e} (> {PARITY_TOLERANCE:g})")
@@ -100,12 +100,15 @@ def _export_torchscript(model: torch.nn.Module, example: torch.Tensor, out: Path
 
 
 def sample_batch(classifier: Classifier, run_dir: Path, samples: list[Path] | None = None, count: int = 8) -> torch.Tensor:
-    """Normalized inputs from real validation images of the run (or `samples`); random pixels if none can be read."""
+    """Normalized inputs from real validation images of the run (or `samples`). Parity is only ever checked on
+    real photos: when none can be read, the export fails and says how to name some."""
+    where = "the images given"
     if samples is None:
         config = read_json(run_dir / "config.json")
+        root = config.get("resolved", {}).get("data_root") or config["data"]["root"]
+        where = f"the run's validation images ({root})"
         try:
-            dataset = load_dataset(config["data"]["root"], config["data"]["val_fraction"],
-                                   config["data"].get("split_seed", 0), None)
+            dataset = load_dataset(root, config["data"]["val_fraction"], config["data"].get("split_seed", 0), None)
             samples = [s.path for s in dataset.val[:: max(1, len(dataset.val) // count)]][:count]
         except DatasetError:
             samples = []
@@ -113,12 +116,11 @@ def sample_batch(classifier: Classifier, run_dir: Path, samples: list[Path] | No
     for path in samples:
         try:
             crops.append(classifier.preprocess(path))
-        except Exception:  # noqa: BLE001 - an unreadable sample only narrows the check
+        except UnreadableImage:  # an unreadable sample only narrows the check
             continue
     if not crops:
-        size = classifier.spec.input_size
-        crops = list(torch.randint(0, 256, (count, 3, size, size), generator=torch.Generator().manual_seed(0),
-                                   dtype=torch.uint8))
+        raise TransferlabError(f"no photo to check the export on: none of {where} could be read; "
+                               "pass --images DIR (a folder of photos)")
     return normalize(torch.stack(crops), classifier.spec).contiguous()
 
 

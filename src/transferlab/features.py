@@ -161,8 +161,27 @@ def load_features(key: str, train: DecodedSplit, val: DecodedSplit) -> FeatureCa
         log.warning("ignoring damaged feature cache %s: %s", path, error)
         return None
     seconds = time.perf_counter() - start
-    return FeatureCache(tensors["train"], train.labels, tensors["val"], val.labels, seconds, True,
-                        tensors.get("train_centre"), computed if computed == computed else seconds)
+    features = FeatureCache(tensors["train"], train.labels, tensors["val"], val.labels, seconds, True,
+                            tensors.get("train_centre"), computed if computed == computed else seconds)
+    problem = inconsistency(features, len(train), len(val))
+    if problem:
+        log.warning("ignoring the feature cache %s (%s): computing the features again", path.name, problem)
+        return None
+    return features
+
+
+def inconsistency(features: FeatureCache, train: int, val: int) -> str | None:
+    """What is wrong with features for `train` and `val` pictures (None: nothing), so none are cached or used."""
+    if features.train.dim() != 3 or features.train.shape[1] != train:
+        return f"training features of shape {tuple(features.train.shape)} for {train} pictures"
+    if features.val.dim() != 2 or features.val.shape[0] != val:
+        return f"validation features of shape {tuple(features.val.shape)} for {val} pictures"
+    if features.train_centre is not None and tuple(features.train_centre.shape) != (train, features.val.shape[1]):
+        return f"centre-crop features of shape {tuple(features.train_centre.shape)} for {train} pictures"
+    tensors = [features.train, features.val] + ([features.train_centre] if features.train_centre is not None else [])
+    if not all(bool(torch.isfinite(t).all()) for t in tensors):
+        return "features that are not finite numbers"
+    return None
 
 
 def save_features(key: str, features: FeatureCache) -> Path:
@@ -191,6 +210,9 @@ def features_for(backbone: nn.Module, spec: BackboneSpec, train: DecodedSplit, v
         log.info("features: read from the cache (%s...)", key[:12])
         return cached
     features = _sharded_features(backbone, spec, train, val, views, batch_size, precision, dist, quiet, centre)
+    problem = inconsistency(features, len(train), len(val))
+    if problem:  # never cache what a later run could not use
+        raise RuntimeError(f"computed {problem}")
     save_features(key, features)  # every process writes (atomically): on several machines, each has its own cache
     return features
 

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from .backbones import BackboneSpec, get_spec
-from .errors import WeightsUnavailable
+from .errors import UsageError, WeightsUnavailable
 from .weights import RANDOM, WeightsInfo, is_file_reference, load_file
 
 
@@ -38,7 +38,7 @@ def create_backbone(
         else:
             variant = str(weights) if weights is not None else spec.variants[0]
             if variant not in spec.variants:
-                raise ValueError(f"backbone {name} has no weights named '{variant}'; "
+                raise UsageError(f"backbone {name} has no weights named '{variant}'; "
                                  f"choose one of {', '.join(spec.variants)} or pass a weights file")
             state, info = spec.find_weights(variant)
         _load_state(network, state, spec.name, info)
@@ -55,7 +55,7 @@ def check_weights(name: str, weights: str | Path | None = None) -> None:
         return
     variant = str(weights) if weights is not None else spec.variants[0]
     if variant not in spec.variants:
-        raise ValueError(f"backbone {name} has no weights named '{variant}'; "
+        raise UsageError(f"backbone {name} has no weights named '{variant}'; "
                          f"choose one of {', '.join(spec.variants)} or pass a weights file")
     if spec.find_weights.missing(variant):
         spec.find_weights(variant)

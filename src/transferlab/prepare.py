@@ -19,6 +19,7 @@ from .config import TrainConfig
 from .data import Dataset, load_dataset
 from .decoding import DecodedSplit, choose_store, decode_split, estimate_decoded_bytes
 from .distributed import Dist
+from .errors import DatasetError
 from .fingerprints import near_duplicate_pairs
 from .machine import keep_freed_memory
 from .parallel import default_workers
@@ -77,11 +78,11 @@ def prepare_data(config: TrainConfig, dist: Dist | None = None) -> PreparedData:
         log.warning("%s: %s = %s (run `transferlab doctor` for a full check)", kind, first, second)
     for split, name in ((train, "train"), (val, "val")):
         if len(split) == 0:
-            raise ValueError(f"no readable images left in the {name} split")
+            raise DatasetError(f"no readable images left in the {name} split")
         missing = set(range(len(dataset.classes))) - set(split.labels.tolist())
         if missing:
             names = ", ".join(dataset.classes[i] for i in sorted(missing))
-            raise ValueError(f"every image of class(es) {names} in the {name} split was unreadable")
+            raise DatasetError(f"every image of class(es) {names} in the {name} split was unreadable")
     return prepared
 
 

@@ -43,14 +43,26 @@ class Probe:
 
 def fit_probe(features: torch.Tensor, labels: torch.Tensor, num_classes: int, folds: int = FOLDS,
               grid: tuple[float, ...] = C_GRID, seed: int = 0) -> Probe:
-    """Cross-validated L2 logistic regression on (N, D) features, then refitted on every training feature.
+    """Cross-validated L2 logistic regression on (N, D) features, then refitted on every training feature. C is
+    the one with the best held-out accuracy; ties (common with few images) go to the lower held-out cross-entropy,
+    so the probabilities stay meaningful where accuracy cannot tell the strengths apart.
 
     The objective is scikit-learn's LogisticRegression (multinomial): C x summed cross-entropy + ||W||^2 / 2, on
     standardised features, solved here by full-batch L-BFGS in float64 in the span of the training rows (several
     times faster than scikit-learn's lbfgs on these sizes, same solutions: see tests/test_probe.py). C walks up `grid` from the strongest regularisation, each fold warm-started from
     the previous C, and stops once PAST_BEST values in a row scored below the best (the slow, weakly regularised
-    end is rarely reached); ties go to the stronger regularisation.
+    end is rarely reached).
     """
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # small matrices: a second thread only waits (and with another process busy, spins)
+    try:
+        return _fit_probe(features, labels, num_classes, folds, grid, seed)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _fit_probe(features: torch.Tensor, labels: torch.Tensor, num_classes: int, folds: int,
+               grid: tuple[float, ...], seed: int) -> Probe:
     from sklearn.model_selection import StratifiedKFold
 
     start = time.perf_counter()
@@ -63,22 +75,24 @@ def fit_probe(features: torch.Tensor, labels: torch.Tensor, num_classes: int, fo
         basis = _row_space(z[a])
         splits.append((z[a] @ basis, y[a], z[b] @ basis, y[b]))
     warm: list[torch.Tensor | None] = [None] * folds
-    scores: list[float] = []
+    scores: list[tuple[float, float]] = []  # (held-out accuracy, minus held-out cross-entropy) per C
     for c in grid:
-        correct = 0
+        correct, loss = 0, 0.0
         for k, (z_fit, y_fit, z_held, y_held) in enumerate(splits):
             warm[k] = _logistic(z_fit, y_fit, c, num_classes, warm[k])
-            correct += int((_affine(z_held, warm[k]).argmax(1) == y_held).sum())
-        scores.append(correct / len(y))
-        if len(scores) - 1 - int(np.argmax(scores)) >= PAST_BEST:
+            logits = _affine(z_held, warm[k])
+            correct += int((logits.argmax(1) == y_held).sum())
+            loss += float(torch.nn.functional.cross_entropy(logits, y_held, reduction="sum"))
+        scores.append((correct / len(y), -loss / len(y)))
+        if len(scores) - 1 - max(range(len(scores)), key=scores.__getitem__) >= PAST_BEST:
             break
-    best = int(np.argmax(scores))  # the first maximum: the smallest C, the strongest regularisation
+    best = max(range(len(scores)), key=scores.__getitem__)
     basis = _row_space(z)
     w = _logistic(z @ basis, y, grid[best], num_classes)
     w = torch.cat([basis @ w[:-1], w[-1:]])
     weight = (w[:-1] / std[:, None]).T  # fold the standardisation into the layer
     bias = w[-1] - (w[:-1] * (mean / std)[:, None]).sum(0)
-    return Probe(weight.float(), bias.float(), grid[best], scores[best], folds, time.perf_counter() - start)
+    return Probe(weight.float(), bias.float(), grid[best], scores[best][0], folds, time.perf_counter() - start)
 
 
 def _row_space(z: torch.Tensor) -> torch.Tensor:
@@ -147,3 +161,18 @@ def _scores(logits: torch.Tensor, labels: torch.Tensor) -> tuple[float, float]:
         return 0.0, 0.0
     loss = torch.nn.functional.cross_entropy(logits, labels).item()
     return loss, (logits.argmax(1) == labels).float().mean().item()
+
+
+def cross_val_probabilities(features: torch.Tensor, labels: torch.Tensor, num_classes: int, folds: int = FOLDS,
+                            seed: int = 0) -> torch.Tensor:
+    """Out-of-fold class probabilities (N, classes): each image scored by a probe (C chosen by its own inner
+    cross-validation) fitted on the other folds, so every image is judged by a model that never saw it."""
+    from sklearn.model_selection import StratifiedKFold
+
+    folds = max(2, min(folds, int(torch.bincount(labels, minlength=num_classes).min())))
+    probabilities = torch.zeros(len(labels), num_classes)
+    for fit_rows, held_rows in StratifiedKFold(folds, shuffle=True, random_state=seed).split(
+            features.numpy(), labels.numpy()):
+        probe = fit_probe(features[fit_rows], labels[fit_rows], num_classes, seed=seed)
+        probabilities[held_rows] = probe.logits(features[held_rows]).softmax(1)
+    return probabilities

@@ -8,6 +8,7 @@ import shutil
 from pathlib import Path
 
 from .doctor import DoctorReport
+from .errors import RunNotFound
 
 MANIFEST = "manifest.json"
 
@@ -34,7 +35,7 @@ def restore(destination: str | Path) -> tuple[list[str], list[str]]:
     """Put quarantined files back where they came from; returns (restored, left because the place is taken)."""
     manifest_path = Path(destination) / MANIFEST
     if not manifest_path.exists():
-        raise FileNotFoundError(f"{manifest_path} not found: nothing to restore")
+        raise RunNotFound(f"{manifest_path} not found: nothing to restore")
     manifest = json.loads(manifest_path.read_text())
     restored, left = [], []
     for entry in manifest["moved"]:

@@ -139,3 +139,28 @@ def cell_rows(runs: list[LoadedRun]) -> list[dict]:
     return [{"label": cell.label, "backbone": cell.backbone, "strategy": cell.strategy, "batch_size": cell.batch_size,
              "runs": [r.name for r in group], "accuracy": cell_accuracy(group),
              "seconds": mean([r.summary.fresh_seconds for r in group])} for cell, group in by_cell(runs).items()]
+
+
+def cross_validation_rows(cv: dict) -> list[dict]:
+    """`compare --cv`: each backbone's cross-validated probe accuracy over every image, with its Wilson interval,
+    compared with the best backbone's on the same images (paired bootstrap, Holm-corrected)."""
+    from .evaluate import wilson_interval
+
+    if not cv:
+        return []
+    best = max(cv, key=lambda name: cv[name]["accuracy"])
+    index = {name: {p: i for i, p in enumerate(entry["paths"])} for name, entry in cv.items()}
+    rows, raw = [], []
+    for name, entry in cv.items():
+        low, high = wilson_interval(sum(entry["correct"]), entry["images"])
+        shared = sorted(set(index[name]) & set(index[best]))
+        a = np.array([entry["correct"][index[name][p]] for p in shared])
+        b = np.array([cv[best]["correct"][index[best][p]] for p in shared])
+        difference = paired_bootstrap(a, b, name, best) if name != best and shared else None
+        raw.append(difference.p_value if difference else 1.0)
+        rows.append({"backbone": name, "folds": entry["folds"], "images": entry["images"],
+                     "accuracy": entry["accuracy"], "low": low, "high": high,
+                     "diff": difference.diff if difference else 0.0, "p_value": raw[-1]})
+    for row, p in zip(rows, holm(raw)):
+        row["p_holm"] = p
+    return rows

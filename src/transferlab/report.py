@@ -9,7 +9,7 @@ from pathlib import Path
 
 from .evaluate import evaluation_markdown, read_evaluation
 from .plots import plot_accuracy_vs_time, plot_curves, plot_time_breakdown, time_breakdown
-from .recommendation import Recommendation, cell_rows, headline, recommend
+from .recommendation import Recommendation, cell_rows, cross_validation_rows, headline, recommend
 from .results import LoadedRun, accuracies_line, first_runs, format_seconds, load_runs, markdown_table
 from .runs import CompareSummary, write_compare_summary
 from .storage import read_json
@@ -64,10 +64,11 @@ def write_report(compare_dir: str | Path, title: str = "transferlab comparison")
         fig.savefig(compare_dir / name, dpi=110)
     setup = read_json(compare_dir / "compare.json") if (compare_dir / "compare.json").exists() else {}
     answer = recommend(runs)
+    cv = cross_validation_rows(read_json(compare_dir / "cv.json") if (compare_dir / "cv.json").exists() else {})
     write_compare_summary(compare_dir, CompareSummary(cell_rows(runs), answer.as_dict() if answer else None,
-                                                      setup.get("skipped_backbones", {})))
+                                                      setup.get("skipped_backbones", {}), cv or None))
     lines = [f"# {title}", ""] + _setup_lines(runs, setup.get("skipped_backbones", {}))
-    lines += ["## The answer", "", f"**{headline(answer)}**", ""] + _answer_lines(answer)
+    lines += ["## The answer", "", f"**{headline(answer)}**", ""] + _answer_lines(answer) + _cv_lines(cv)
     lines += ["## Results", "", f"{accuracies_line(runs)}.", "", markdown_table(runs), "",
               "Best val acc is the best epoch's accuracy, and that epoch was chosen on these same validation images, "
               "so it is optimistic; the final-epoch accuracy is not selected (a probe has one step: both are the "
@@ -115,6 +116,19 @@ def _setup_lines(runs: list[LoadedRun], skipped_backbones: dict[str, str]) -> li
     ]
 
 
+def _cv_lines(rows: list[dict]) -> list[str]:
+    if not rows:
+        return []
+    lines = [f"### Cross-validated over every image ({rows[0]['folds']} folds, {rows[0]['images']} images)", "",
+             "The probe (extract's head) fitted on the other folds and scored on each held-out image, train and "
+             "validation images alike, so the backbone choice rests on every image, not on the validation split "
+             "alone:", "", "| backbone | accuracy | 95% CI | minus the best | p | Holm p |", "|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['backbone']} | {r['accuracy']:.1%} | {r['low']:.1%}-{r['high']:.1%} | "
+                     f"{r['diff'] * 100:+.1f} points | {r['p_value']:.3f} | {r['p_holm']:.3f} |")
+    return lines + [""]
+
+
 def _answer_lines(answer: Recommendation | None) -> list[str]:
     """Every cell against the most accurate one: difference, interval, raw and Holm-corrected p-values."""
     if answer is None or not answer.comparisons:
@@ -153,7 +167,11 @@ def write_html(markdown_path: Path, title: str) -> Path:
 
     import markdown
 
-    body = markdown.markdown(markdown_path.read_text(), extensions=["tables"])
+    converter = markdown.Markdown(extensions=["tables"])
+    # Raw HTML in the text (a class folder named "<img src=x onerror=...>") is shown as text, never run.
+    converter.preprocessors.deregister("html_block")
+    converter.inlinePatterns.deregister("html")
+    body = converter.convert(markdown_path.read_text())
 
     def embed(match: re.Match) -> str:
         image = markdown_path.parent / match.group(2)

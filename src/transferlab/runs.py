@@ -25,6 +25,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from .engine import EarlyStopping, EpochRecord
+from .errors import RunNotFound
 from .storage import read_json, save_json
 
 if TYPE_CHECKING:
@@ -103,6 +104,7 @@ class CompareSummary:
     cells: list[dict]  # per cell: label, backbone, strategy, batch_size, runs, accuracy, seconds
     recommendation: dict | None  # recommendation.Recommendation as a dict
     skipped_backbones: dict[str, str]  # backbone -> why it was left out
+    cross_validation: list[dict] | None = None  # compare --cv: each backbone's probe over every image
     kind: str = "compare"
 
 
@@ -128,7 +130,7 @@ def resolve_run(path: str | Path) -> Path:
     if summary is not None and summary.recommendation:
         return path / summary.recommendation["recommended_run"]
     if summary is not None:
-        raise FileNotFoundError(f"{path}: this comparison recommends no run (none finished?); name a run folder")
+        raise RunNotFound(f"{path}: this comparison recommends no run (none finished?); name a run folder")
     return path  # load_checkpoint says what is missing
 
 
@@ -185,7 +187,7 @@ def load_checkpoint(run_dir: str | Path) -> tuple[dict[str, torch.Tensor], dict]
     run_dir = Path(run_dir)
     weights, meta = run_dir / WEIGHTS_FILE, run_dir / META_FILE
     if not weights.exists() or not meta.exists():
-        raise FileNotFoundError(f"{run_dir}: no saved model ({WEIGHTS_FILE} and {META_FILE}); "
+        raise RunNotFound(f"{run_dir}: no saved model ({WEIGHTS_FILE} and {META_FILE}); "
                                 "was the run stopped before its first epoch ended?")
     return load_file(weights), json.loads(meta.read_text())
 
@@ -222,15 +224,17 @@ def set_rng_state(state: dict, generator: torch.Generator) -> None:
 
 
 def save_training_state(run_dir: Path, epoch: int, model: torch.nn.Module, optimizer, scheduler,
-                        rng_per_rank: list[dict], best: dict, scaler=None, stage: str = "") -> None:
+                        rng_per_rank: list[dict], best: dict, scaler=None, stage: str = "",
+                        stopping: dict | None = None) -> None:
     """Everything needed to continue after `epoch`, written atomically (a kill leaves the previous one intact).
 
-    `stage` names the training stage whose optimizer is saved (two-stage runs change optimizer midway)."""
+    `stage` names the training stage whose optimizer is saved (two-stage runs change optimizer midway);
+    `stopping` is the early-stopping count, and why training stopped early, if it did."""
     state = {"epoch": epoch, "stage": stage, "model": model.state_dict(),
              "optimizer": optimizer.state_dict() if optimizer is not None else None,
              "scheduler": scheduler.state_dict() if scheduler is not None else None,
              "scaler": scaler.state_dict() if scaler is not None else None,
-             "rng": rng_per_rank, "best": dict(best)}
+             "rng": rng_per_rank, "best": dict(best), "stopping": stopping}
     tmp = run_dir / (LAST_STATE + ".tmp")
     torch.save(state, tmp)
     tmp.replace(run_dir / LAST_STATE)
@@ -252,7 +256,7 @@ def truncate_metrics(run_dir: Path, epochs: int) -> None:
 class CheckpointSaver:
     """Owns best-so-far (as timm's CheckpointSaver does). Called after every epoch: appends the metrics line,
     writes the best weights when the epoch improved on them, then the resume state; returns a reason to stop early
-    when the stage's patience has run out.
+    when the stage's patience has run out, or when another epoch like the last would end past `deadline`.
 
     Order matters for a Ctrl-C or kill at any point: metrics line, then best weights, then `best`, then the resume
     state; each file is replaced atomically, and `best` never names weights that were not written.
@@ -265,6 +269,7 @@ class CheckpointSaver:
         self.records = list(records or [])
         self.stage, self.optimizer, self.scheduler, self.scaler = "", None, None, None
         self.stopping = EarlyStopping(None)
+        self.deadline: float | None = None  # time.monotonic() by which training must end (`fit --budget`)
 
     def begin_stage(self, stage: str, optimizer, scheduler, scaler, patience: int | None) -> None:
         """The optimizer, schedule and scaler the next epochs' resume state holds; patience counts from here."""
@@ -282,8 +287,11 @@ class CheckpointSaver:
         self.records.append(record)
         if improved:
             self.best.update(epoch=record.epoch, acc=record.val_acc)
+        stop = self.stopping.update(record.val_acc)
+        if stop is None and self.deadline is not None and time.monotonic() + record.seconds > self.deadline:
+            stop = "the time budget would run out during another epoch"
         if self.dist.main:
             save_training_state(self.run_dir, record.epoch, self.model, self.optimizer, self.scheduler, rng,
-                                self.best, self.scaler, self.stage)
+                                self.best, self.scaler, self.stage, {**self.stopping.state(), "stopped": stop})
         self.dist.barrier()
-        return self.stopping.update(record.val_acc)
+        return stop

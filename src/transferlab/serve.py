@@ -1,14 +1,18 @@
 """A small local web app for a trained run (FastAPI): a page to drop a photo on, `POST /predict`, `GET /health`.
 
-Uploads are bounded in bytes and in pixels (checked from the image header before any pixel is decoded) and
-checked: an empty upload, a file that is not an image, or an oversize one gets a 4xx with a clear message, and
-the server keeps serving. Decoding runs in parallel request threads; inference is serialized by a lock, so
-concurrent requests never race on the model.
+Uploads are bounded in bytes (refused by Content-Length before the body is read, or counted as it streams in:
+`BodyLimit`) and in pixels (checked from the image header before any pixel is decoded): an empty upload, a file
+that is not an image, or an oversize one gets a 4xx with a clear message, and the server keeps serving. At most one
+upload per CPU core is decoded at a time (the others wait up to 10 s, then get 503), so parallel huge uploads cannot
+exhaust memory; inference is serialized by a lock, so concurrent requests never race on the model. Class names
+reach the page as text, never as markup.
 """
 
 from __future__ import annotations
 
+import html
 import io
+import json
 import threading
 import warnings
 from pathlib import Path
@@ -23,14 +27,24 @@ from .runs import resolve_run
 
 MAX_BYTES = 20 * 1024 * 1024
 MAX_PIXELS = 50_000_000
+MULTIPART_OVERHEAD = 64 * 1024  # the multipart envelope around the file: boundaries, headers, the file name
+DECODE_WAIT = 10.0  # seconds an upload waits for a decoding slot before 503
 
 
-def create_app(run_dir: str | Path, max_bytes: int = MAX_BYTES, max_pixels: int = MAX_PIXELS, topk: int = 5) -> FastAPI:
-    """The web app for `run_dir`'s best model (or, for a compare folder, its recommended run's)."""
+def create_app(run_dir: str | Path, max_bytes: int = MAX_BYTES, max_pixels: int = MAX_PIXELS, topk: int = 5,
+               decode_slots: int | None = None, decode_wait: float = DECODE_WAIT) -> FastAPI:
+    """The web app for `run_dir`'s best model (or, for a compare folder, its recommended run's).
+
+    At most `decode_slots` uploads (default: one per CPU core) are decoded at once; another waits up to
+    `decode_wait` seconds for a slot, then gets 503."""
+    from .parallel import cpu_cores
+
     run_dir = resolve_run(run_dir)
     classifier = Classifier.load(run_dir)
     lock = threading.Lock()
+    slots = threading.BoundedSemaphore(decode_slots or cpu_cores())
     app = FastAPI(title="transferlab", description=f"Image classifier: {', '.join(classifier.classes)}")
+    app.add_middleware(BodyLimit, limit=max_bytes + MULTIPART_OVERHEAD)
     info = {"backbone": classifier.spec.name, "strategy": classifier.metadata.get("strategy"),
             "classes": classifier.classes, "val_acc": classifier.metadata.get("val_acc"), "run": str(run_dir)}
 
@@ -40,7 +54,8 @@ def create_app(run_dir: str | Path, max_bytes: int = MAX_BYTES, max_pixels: int 
 
     @app.get("/", response_class=HTMLResponse)
     def page() -> str:
-        return PAGE.replace("{{CLASSES}}", ", ".join(classifier.classes)).replace("{{MAX_MB}}", str(max_bytes >> 20))
+        classes = html.escape(", ".join(classifier.classes))  # folder names are not markup
+        return PAGE.replace("{{CLASSES}}", classes).replace("{{MAX_MB}}", str(max_bytes >> 20))
 
     @app.post("/predict")
     def predict(file: UploadFile = File(...)) -> dict:  # sync: FastAPI runs it in a worker thread
@@ -49,7 +64,12 @@ def create_app(run_dir: str | Path, max_bytes: int = MAX_BYTES, max_pixels: int 
             raise HTTPException(400, "empty upload: choose an image file")
         if len(data) > max_bytes:
             raise HTTPException(413, f"upload too large: more than {max_bytes} bytes")
-        crop = _decode(data, max_pixels, classifier)
+        if not slots.acquire(timeout=decode_wait):
+            raise HTTPException(503, "busy decoding other uploads: try again in a moment")
+        try:
+            crop = _decode(data, max_pixels, classifier)
+        finally:
+            slots.release()
         with lock:
             probs = classifier.probabilities(crop.unsqueeze(0))[0]
         prediction = classifier.rank(probs, topk)
@@ -57,6 +77,51 @@ def create_app(run_dir: str | Path, max_bytes: int = MAX_BYTES, max_pixels: int 
                 "topk": [{"label": label, "probability": p} for label, p in prediction.topk]}
 
     return app
+
+
+class BodyLimit:
+    """ASGI middleware: a request whose Content-Length is over `limit` gets 413 before a byte of its body is read;
+    one without a length is counted as it streams in and cut off with 413 once past the limit."""
+
+    def __init__(self, app, limit: int):
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        length = dict(scope.get("headers") or []).get(b"content-length")
+        if length is not None and (not length.isdigit() or int(length) > self.limit):
+            return await self._refuse(send)
+        seen, started = 0, False
+
+        async def counted_receive():
+            nonlocal seen
+            message = await receive()
+            seen += len(message.get("body", b""))
+            if seen > self.limit:
+                raise _TooLarge
+            return message
+
+        async def tracked_send(message):
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, counted_receive, tracked_send)
+        except _TooLarge:
+            if not started:
+                await self._refuse(send)
+
+    async def _refuse(self, send) -> None:
+        body = json.dumps({"detail": f"upload too large: more than {self.limit} bytes"}).encode()
+        await send({"type": "http.response.start", "status": 413,
+                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+        await send({"type": "http.response.body", "body": body})
+
+
+class _TooLarge(Exception):
+    pass
 
 
 def _decode(data: bytes, max_pixels: int, classifier: Classifier):
@@ -107,7 +172,7 @@ const drop = document.getElementById('drop'), input = document.getElementById('f
 async function classify(file) {
   document.getElementById('error').textContent = '';
   document.getElementById('label').textContent = 'Thinking...';
-  document.getElementById('bars').innerHTML = '';
+  document.getElementById('bars').replaceChildren();
   const preview = document.getElementById('preview');
   preview.src = URL.createObjectURL(file); preview.style.display = 'block';
   const form = new FormData(); form.append('file', file);
@@ -116,9 +181,16 @@ async function classify(file) {
   if (!response.ok) { document.getElementById('label').textContent = '';
     document.getElementById('error').textContent = body.detail; return; }
   document.getElementById('label').textContent = body.label + ' (' + (100 * body.probability).toFixed(1) + '%)';
-  document.getElementById('bars').innerHTML = body.topk.map(t =>
-    `<div class="row"><span class="name">${t.label}</span><div class="bar" style="width:${Math.max(2, 300 * t.probability)}px"></div>` +
-    `<span class="pct">${(100 * t.probability).toFixed(1)}%</span></div>`).join('');
+  const bars = document.getElementById('bars');
+  for (const t of body.topk) {  // built as elements with textContent: a class name is never parsed as markup
+    const row = document.createElement('div'); row.className = 'row';
+    const name = document.createElement('span'); name.className = 'name'; name.textContent = t.label;
+    const bar = document.createElement('div'); bar.className = 'bar';
+    bar.style.width = Math.max(2, 300 * t.probability) + 'px';
+    const pct = document.createElement('span'); pct.className = 'pct';
+    pct.textContent = (100 * t.probability).toFixed(1) + '%';
+    row.append(name, bar, pct); bars.append(row);
+  }
 }
 input.addEventListener('change', () => input.files[0] && classify(input.files[0]));
 drop.addEventListener('dragover', e => { e.preventDefault(); drop.classList.add('over'); });

@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from .backbones import resolve_backbone
-from .config import Recipe, TrainConfig, to_dict, train_config_from_dict
+from .config import Recipe, TrainConfig, to_dict
 from .distributed import Dist
 from .distributed import setup as setup_distributed
 from .engine import EpochRecord, TrainStep, autocast_dtype, fit, make_optimizer, make_scaler, resolve_device
@@ -31,9 +31,9 @@ from .loaders import ImageLoader, PictureInputs, StageInputs, TensorInputs
 from .model import TransferModel, build_model, check_weights, count_parameters
 from .prepare import PreparedData, prepare_data
 from .probe import fit_head
-from .runs import (LAST_STATE, CheckpointSaver, RunSummary, load_training_state, new_run_dir, read_metrics,
+from .runs import (CheckpointSaver, RunSummary, load_training_state, new_run_dir, read_metrics,
                    read_summary, set_rng_state, truncate_metrics, versions, write_summary)
-from .storage import read_json, save_json
+from .storage import save_json
 from .weights import WeightsInfo
 
 log = logging.getLogger("transferlab")
@@ -48,6 +48,7 @@ class RunResult:
     best_val_acc: float | None
     epochs: list[EpochRecord] = field(default_factory=list)
     summary: RunSummary | None = None
+    already_finished: bool = False  # `resume` found nothing left to do
 
 
 class TrainingInterrupted(KeyboardInterrupt):
@@ -96,18 +97,10 @@ def seed_everything(seed: int, deterministic: bool = False) -> None:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
 
 
-def resume(run_dir: str | Path) -> RunResult:
-    """Continue an interrupted or killed run from its last completed epoch, with its saved configuration."""
-    run_dir = Path(run_dir)
-    if not (run_dir / LAST_STATE).exists():
-        raise FileNotFoundError(f"{run_dir}: no {LAST_STATE} to resume from (no epoch finished yet?)")
-    saved = read_json(run_dir / "config.json")
-    saved.pop("resolved", None)
-    return train(train_config_from_dict(saved), resume_dir=run_dir)
-
-
-def train(config: TrainConfig, prepared: PreparedData | None = None, resume_dir: Path | None = None) -> RunResult:
-    """Train one strategy and write its run directory. Ctrl-C stops it and keeps the best checkpoint so far."""
+def train(config: TrainConfig, prepared: PreparedData | None = None, resume_dir: Path | None = None,
+          deadline: float | None = None) -> RunResult:
+    """Train one strategy and write its run directory. Ctrl-C stops it and keeps the best checkpoint so far;
+    with `deadline` (a time.monotonic() value), no epoch starts that would end past it, judged by the last one."""
     dist = setup_distributed(resolve_device(config.device))
     if not dist.main:
         log.setLevel(logging.ERROR)
@@ -129,6 +122,7 @@ def train(config: TrainConfig, prepared: PreparedData | None = None, resume_dir:
     scaler = make_scaler(dist.device, precision)
     generator = torch.Generator().manual_seed(config.seed)  # the same on every rank: the same permutation
     run = open_run(config, prepared, model, weights_info, stages, precision, dist, generator, resume_dir)
+    run.saver.deadline = deadline
 
     def order() -> list[int]:  # each epoch: this process's share of one shuffled permutation
         return torch.randperm(len(prepared.train), generator=generator)[dist.rank::dist.world].tolist()
@@ -136,7 +130,7 @@ def train(config: TrainConfig, prepared: PreparedData | None = None, resume_dir:
     status, start, features_before = "completed", time.perf_counter(), run.summary.feature_seconds
     try:
         for stage in stages:
-            if stage.last <= run.done:
+            if stage.last <= run.done or run.stopped_early(stage):
                 continue
             if stage.name == "probe":
                 run.saver.begin_stage(stage.name, None, None, None, None)
@@ -147,6 +141,7 @@ def train(config: TrainConfig, prepared: PreparedData | None = None, resume_dir:
             optimizer, scheduler = make_optimizer(parameters, recipe, stage.epochs)
             run.restore_optimizer(stage, optimizer, scheduler, scaler)
             run.saver.begin_stage(stage.name, optimizer, scheduler, scaler, recipe.patience)
+            run.restore_stopping(stage)
             module = _wrap(trained, config, stage, dist)
             step = TrainStep(optimizer, scheduler, nn.CrossEntropyLoss(label_smoothing=recipe.label_smoothing),
                              precision, scaler)
@@ -231,6 +226,7 @@ class OpenRun:
     saver: CheckpointSaver
     done: int = 0  # epochs completed before this process started
     state: dict | None = None  # the saved training state, when resuming
+    extending: bool = False  # resuming a run that had finished, with more epochs
 
     def restore_optimizer(self, stage: Stage, optimizer, scheduler, scaler) -> None:
         """Resuming inside `stage`: put back its optimizer, schedule and scaler states."""
@@ -240,6 +236,18 @@ class OpenRun:
             scheduler.load_state_dict(state["scheduler"])
             if state.get("scaler"):
                 scaler.load_state_dict(state["scaler"])
+
+    def stopped_early(self, stage: Stage) -> bool:
+        """Killed right after `stage` stopped early: the rest of that stage is not trained after all."""
+        saved = (self.state or {}).get("stopping") or {}
+        return bool(saved.get("stopped")) and not self.extending and self.state.get("stage") == stage.name
+
+    def restore_stopping(self, stage: Stage) -> None:
+        """Resuming inside `stage`: the early-stopping count goes on where it was (not when extending a finished
+        run: more epochs were asked for)."""
+        saved = (self.state or {}).get("stopping")
+        if saved and not self.extending and self.state.get("stage") == stage.name and stage.first <= self.done:
+            self.saver.stopping.load(saved)
 
     def finish(self, strategy: str, status: str, epoch_seconds: float, dist: Dist) -> RunResult:
         """Write the final summary; raise TrainingInterrupted after Ctrl-C (the run folder stays usable)."""
@@ -291,6 +299,7 @@ def _new_run_dir(config: TrainConfig, prepared: PreparedData, weights_info: Weig
         dataset = prepared.dataset
         save_json({**to_dict(config), "resolved": {
             "device": str(dist.device), "processes": dist.world, "classes": dataset.classes,
+            "data_root": str(Path(config.data.root).resolve()),
             "layout": dataset.layout, "counts": dataset.counts(), "weights": dataclasses.asdict(weights_info),
             "versions": versions(), "skipped_files": [[str(p), reason] for p, reason in prepared.skipped],
             "duplicate_problems": [[str(a), str(b), kind] for a, b, kind in prepared.duplicates]}},
@@ -307,9 +316,10 @@ def _reopen(run_dir: Path, model: TransferModel, metadata: dict, dist: Dist, gen
     set_rng_state(rngs[dist.rank] if dist.rank < len(rngs) else rngs[0], generator)
     records = [EpochRecord(**r) for r in read_metrics(run_dir)[:done]]
     summary = read_summary(run_dir)
+    extending = summary.status == "completed"  # `resume` lets a finished run through only with more epochs
     summary.status = "running"
     if dist.main:
         truncate_metrics(run_dir, done)
     log.info("resuming %s after epoch %d", run_dir, done)
     saver = CheckpointSaver(run_dir, model, metadata, dist, generator, state["best"], records)
-    return OpenRun(run_dir, summary, saver, done, state)
+    return OpenRun(run_dir, summary, saver, done, state, extending)

@@ -1,0 +1,66 @@
+"""Resuming a run (`transferlab train --resume RUN [--epochs N]`): from its last finished epoch, with its own
+settings, on the same classes; a finished run says so and does nothing, unless `--epochs N` extends it."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+from .config import TrainConfig, to_dict, train_config_from_dict
+from .data import load_dataset
+from .errors import DatasetError, RunNotFound, UsageError
+from .runs import LAST_STATE, META_FILE, read_summary
+from .storage import read_json, save_json
+from .training import RunResult, plan_stages, train
+
+
+def resume(run_dir: str | Path, epochs: int | None = None) -> RunResult:
+    """Continue an interrupted or killed run from its last completed epoch. A completed (or early-stopped) run is
+    left as it is, unless `epochs` extends it to that many epochs of its recipe."""
+    run_dir = Path(run_dir)
+    if not (run_dir / LAST_STATE).exists():
+        raise RunNotFound(f"{run_dir}: no {LAST_STATE} to resume from (no epoch finished yet?)")
+    saved = read_json(run_dir / "config.json")
+    resolved = saved.pop("resolved", {})
+    config = saved_config(saved, run_dir)
+    summary = read_summary(run_dir)
+    if summary.status == "completed" and epochs is None:
+        return RunResult(run_dir, config.strategy, "completed", summary.best_epoch, summary.best_val_acc, [],
+                         summary, already_finished=True)
+    if epochs is not None:
+        config = _extended(config, epochs, summary.epochs_completed)
+        save_json({**to_dict(config), "resolved": resolved}, run_dir / "config.json")
+    check_unchanged(config, resolved, run_dir)
+    return train(config, resume_dir=run_dir)
+
+
+def saved_config(saved: dict, run_dir: Path) -> TrainConfig:
+    """The run's TrainConfig from its config.json; a setting this version does not know is a clear error."""
+    try:
+        return train_config_from_dict(saved)
+    except TypeError as error:  # an unexpected keyword argument: written by another version, or edited by hand
+        raise UsageError(f"{run_dir / 'config.json'}: {str(error).split('.__init__() ')[-1]}; this version of "
+                         "transferlab cannot resume it as it is") from None
+
+
+def _extended(config: TrainConfig, epochs: int, done: int) -> TrainConfig:
+    recipe = dataclasses.replace(config.recipe, epochs=epochs)
+    last = plan_stages(config.strategy, recipe)[-1].last
+    if last <= done:
+        raise UsageError(f"--epochs {epochs}: the run has trained {done} epoch(s) already; ask for more to extend it")
+    return dataclasses.replace(config, recipe=recipe)
+
+
+def check_unchanged(config: TrainConfig, resolved: dict, run_dir: Path) -> None:
+    """The same classes and backbone as when the run started, checked before any photo is decoded: a renamed
+    class folder would silently remap labels."""
+    data = config.data
+    classes = load_dataset(data.root, data.val_fraction, data.split_seed, data.max_per_class).classes
+    if resolved.get("classes") is not None and classes != resolved["classes"]:
+        raise DatasetError(f"the class folders of {data.root} changed since {run_dir} started: now "
+                           f"{', '.join(classes)}, then {', '.join(resolved['classes'])}; rename them back, or "
+                           "train a new run")
+    meta = run_dir / META_FILE
+    if meta.exists() and read_json(meta).get("backbone") != config.backbone:
+        raise UsageError(f"{run_dir}: its checkpoint is a {read_json(meta).get('backbone')}, its config says "
+                         f"{config.backbone}")

@@ -1,0 +1,55 @@
+"""`fit --budget`: probes on every backbone at hand, then two-stage on the best, never more than one epoch past the
+budget, with the same report and a recommended run."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+
+from transferlab.budget import parse_duration
+from transferlab.cli import main
+from transferlab.runs import read_compare_summary, resolve_run
+
+
+@pytest.mark.parametrize("text,seconds", [("90", 90), ("90s", 90), ("5m", 300), ("1h30m", 5400), ("2.5m", 150)])
+def test_durations_read_as_people_write_them(text, seconds):
+    assert parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["soon", "0", "-5m", ""])
+def test_a_bad_duration_is_a_one_line_error(text, capsys):
+    assert main(["fit", "photos", f"--budget={text}"]) == 2
+    assert capsys.readouterr().err.startswith("error: ")
+
+
+def test_no_epoch_starts_that_would_end_past_the_deadline(tmp_path):
+    import torch
+
+    from transferlab.distributed import Dist
+    from transferlab.engine import EpochRecord
+    from transferlab.runs import CheckpointSaver
+
+    model = torch.nn.Linear(2, 2)
+    saver = CheckpointSaver(tmp_path, model, {"backbone": "x", "classes": ["a", "b"]},
+                            Dist(0, 1, 0, torch.device("cpu")), torch.Generator())
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    saver.begin_stage("finetune", optimizer, torch.optim.lr_scheduler.StepLR(optimizer, 1), None, None)
+    saver.deadline = time.monotonic() + 30
+    record = lambda epoch, seconds: EpochRecord(epoch, 0.1, 1, 0.5, 1, 0.5, seconds, 0, seconds, 0)  # noqa: E731
+    assert saver(record(1, 5.0)) is None  # another 5-second epoch ends before the deadline
+    assert "budget" in saver(record(2, 40.0))  # another 40-second one would not
+
+
+def test_fit_probes_every_backbone_at_hand_then_keeps_the_best(tiny_dataset, tmp_path, capsys):
+    code = main(["fit", str(tiny_dataset), "--budget", "10m", "--out", str(tmp_path), "--name", "f",
+                 "-q", "--workers", "0", "--batch-size", "8", "--epochs", "1"])
+    assert code == 0
+    folder = tmp_path / "f"
+    runs = sorted(run.name for run in folder.iterdir() if (run / "summary.json").exists())
+    assert "efficientnet_lite0-extract" in runs and any(name.endswith("-two-stage") for name in runs)
+    summary = read_compare_summary(folder)
+    assert summary.recommendation["recommended_run"] in runs and resolve_run(folder).is_dir()
+    out = capsys.readouterr().out
+    assert "Use " in out and "s budget" in out and (folder / "report.md").exists()

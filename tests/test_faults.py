@@ -1,0 +1,286 @@
+"""Faults and hostile input: nothing lost, nothing injected, no hang (each test failed on the code before it)."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import io
+import threading
+import time
+
+import pytest
+import torch
+from fastapi.testclient import TestClient
+from PIL import Image
+
+from conftest import make_folder
+from transferlab import DataConfig, Recipe, TrainConfig, train
+from transferlab.cli import main
+from transferlab.serve import BodyLimit, create_app
+
+HOSTILE = "<img src=x onerror=alert(1)>"
+
+
+def _png() -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", (64, 48), (200, 40, 40)).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+# --- the web app -------------------------------------------------------------------------------------------
+
+def _call(app, headers: list[tuple[bytes, bytes]], chunks: list[bytes]) -> tuple[int, list[bytes]]:
+    """Drive an ASGI app by hand: (status, body chunks the app pulled from the request)."""
+    pulled, sent = [], {}
+
+    async def receive():
+        body = chunks.pop(0) if chunks else b""
+        pulled.append(body)
+        return {"type": "http.request", "body": body, "more_body": bool(chunks)}
+
+    async def send(message):
+        if message["type"] == "http.response.start":
+            sent["status"] = message["status"]
+
+    scope = {"type": "http", "method": "POST", "path": "/predict", "headers": headers}
+    asyncio.run(app(scope, receive, send))
+    return sent["status"], pulled
+
+
+def _draining_app(scope, receive, send):
+    async def app():
+        while (await receive()).get("more_body"):
+            pass
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"ok"})
+    return app()
+
+
+def test_an_announced_oversize_body_is_refused_before_a_byte_is_read():
+    status, pulled = _call(BodyLimit(_draining_app, limit=1000), [(b"content-length", b"200000000")], [b"x" * 10])
+    assert status == 413 and pulled == []
+
+
+def test_a_body_without_a_length_is_cut_off_once_past_the_limit():
+    chunks = [b"x" * 400] * 10
+    status, pulled = _call(BodyLimit(_draining_app, limit=1000), [], chunks)
+    assert status == 413 and len(pulled) == 3  # 1200 bytes read, then refused: the other 2800 never pulled
+
+
+def test_uploads_wait_for_a_decoding_slot_then_get_503(trained_run, monkeypatch):
+    import transferlab.serve as serve
+
+    real_decode, started = serve._decode, threading.Event()
+
+    def slow_decode(*args):
+        started.set()
+        time.sleep(1.5)
+        return real_decode(*args)
+
+    monkeypatch.setattr(serve, "_decode", slow_decode)
+    client = TestClient(create_app(trained_run, decode_slots=1, decode_wait=0.2))
+    first = {}
+    worker = threading.Thread(target=lambda: first.update(r=client.post("/predict", files={"file": ("a.png", _png())})))
+    worker.start()
+    started.wait(10)
+    second = client.post("/predict", files={"file": ("b.png", _png())})
+    worker.join()
+    assert second.status_code == 503 and "busy" in second.json()["detail"]
+    assert first["r"].status_code == 200
+
+
+@pytest.fixture(scope="module")
+def hostile_run(tmp_path_factory):
+    root = make_folder(tmp_path_factory.mktemp("hostile"), {"red": 6, "green": 6})
+    for split in ("train", "val"):
+        (root / split / "red").rename(root / split / HOSTILE)
+    out = tmp_path_factory.mktemp("runs")
+    assert main(["compare", str(root), "--strategies", "extract", "--backbone", "efficientnet_lite0",
+                 "--out", str(out), "--name", "c", "-q", "--workers", "0"]) == 0
+    return out / "c"
+
+
+def test_class_names_reach_the_page_and_the_report_as_text(hostile_run):
+    page = TestClient(create_app(hostile_run / "extract")).get("/").text
+    report = (hostile_run / "report.html").read_text()
+    for html in (page, report):
+        assert HOSTILE not in html and "&lt;img src=x onerror=alert(1)&gt;" in html
+    assert "innerHTML" not in page
+
+
+# --- the command line --------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("argv", [["--epochs", "0"], ["--batch-size", "-4"], ["--lr", "0"], ["--max-per-class", "0"]])
+def test_bad_numbers_are_one_line_errors_before_any_run_folder(tiny_dataset, tmp_path, capsys, argv):
+    code = main(["train", str(tiny_dataset), "--strategy", "extract", "--out", str(tmp_path / "runs"), "-q", *argv])
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith("error: ") and err.count("\n") == 1
+    assert not (tmp_path / "runs").exists()
+
+
+def test_topk_zero_is_a_one_line_error(trained_run, tmp_path, capsys):
+    photo = tmp_path / "p.png"
+    photo.write_bytes(_png())
+    assert main(["predict", str(trained_run), str(photo), "--topk", "0"]) == 2
+    assert capsys.readouterr().err.count("\n") == 1
+
+
+def test_an_expected_failure_exits_1_and_a_bug_shows_its_traceback(tmp_path, monkeypatch, capsys):
+    photo = tmp_path / "p.png"
+    photo.write_bytes(_png())
+    assert main(["predict", str(tmp_path), str(photo)]) == 1  # not a run folder
+    assert "no saved model" in capsys.readouterr().err
+
+    import transferlab.training as training
+
+    def bug(*args, **kwargs):
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(training, "train", bug)
+    with pytest.raises(RuntimeError, match="a bug"):
+        main(["train", str(tmp_path), "-q"])
+
+
+# --- caches and numbers ------------------------------------------------------------------------------------
+
+def test_an_inconsistent_feature_cache_entry_is_a_miss_never_a_crash(tiny_dataset, tmp_path, caplog):
+    from safetensors.torch import save_file
+
+    from transferlab import storage
+
+    config = TrainConfig(DataConfig(str(tiny_dataset)), strategy="extract", backbone="efficientnet_lite0",
+                         recipe=Recipe(epochs=1, batch_size=8), out=str(tmp_path), quiet=True, workers=0)
+    first = train(config)
+    (entry,) = list((storage.cache_dir() / "features").glob("*.safetensors"))
+    save_file({"train": torch.zeros(1, 0, 1280), "val": torch.zeros(0, 1280)}, entry)  # what a bad run left
+    again = train(config)
+    assert again.summary.features_from_cache is False and again.best_val_acc == first.best_val_acc
+    assert "ignoring the feature cache" in caplog.text
+
+
+def test_join_finds_the_ddp_module_inside_a_compiled_wrapper(tmp_path):
+    import torch.distributed as dist
+    from torch.distributed.algorithms.join import Join
+    from torch.nn.parallel import DistributedDataParallel
+
+    from transferlab.engine import _join_uneven
+
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'rendezvous'}", rank=0, world_size=1)
+    try:
+        ddp = DistributedDataParallel(torch.nn.Linear(2, 2))
+        assert isinstance(_join_uneven(torch.compile(ddp, backend="eager")), Join)
+    finally:
+        dist.destroy_process_group()
+
+
+def test_evaluating_on_another_folder_keeps_the_runs_own_predictions(trained_run, tmp_path, capsys):
+    own = trained_run / "evaluation" / "predictions.csv"
+    before = own.read_text() if own.exists() else None
+    other = make_folder(tmp_path / "elsewhere", {"red": 3, "green": 3, "blue": 3})
+    assert main(["evaluate", str(trained_run), str(other), "-q"]) == 0
+    assert (trained_run / "evaluation-elsewhere" / "predictions.csv").exists()
+    assert (own.read_text() if own.exists() else None) == before
+    assert "evaluation-elsewhere" in capsys.readouterr().out
+
+
+def test_export_checks_parity_on_real_photos_or_fails_clearly(tmp_path, capsys):
+    root = make_folder(tmp_path / "photos", {"red": 4, "green": 4})
+    assert main(["train", str(root), "--strategy", "extract", "--backbone", "efficientnet_lite0", "--out",
+                 str(tmp_path / "runs"), "--name", "r", "-q", "--workers", "0"]) == 0
+    run = tmp_path / "runs" / "r"
+    assert json.loads((run / "config.json").read_text())["resolved"]["data_root"] == str(root.resolve())
+    moved = root.rename(tmp_path / "moved")  # the photos are gone from where the run saw them
+    capsys.readouterr()
+    assert main(["export", str(run), "--out", str(tmp_path / "m.onnx")]) == 1
+    assert "pass --images DIR" in capsys.readouterr().err and not (tmp_path / "m.onnx").exists()
+    assert main(["export", str(run), "--out", str(tmp_path / "m.onnx"), "--images", str(moved / "val")]) == 0
+    captured = capsys.readouterr()
+    assert "parity on 4 images" in captured.out
+    assert "Replaced initializer" not in captured.err and captured.err.count("\n") <= 2  # no optimizer chatter
+
+
+# --- resuming ----------------------------------------------------------------------------------------------
+
+def _resumable(tiny_dataset, tmp_path, epochs=3):
+    return ["train", str(tiny_dataset), "--strategy", "finetune", "--backbone", "efficientnet_lite0", "--recipe",
+            "reference", "--epochs", str(epochs), "--batch-size", "8", "--out", str(tmp_path), "--name", "r", "-q",
+            "--workers", "0", "--deterministic"]
+
+
+def _epochs(run) -> list[int]:
+    return [json.loads(line)["epoch"] for line in (run / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_resuming_a_finished_run_does_nothing_and_says_so(tiny_dataset, tmp_path, monkeypatch, capsys):
+    assert main(_resumable(tiny_dataset, tmp_path, epochs=1)) == 0
+    import transferlab.training as training
+
+    monkeypatch.setattr(training, "prepare_data", lambda *a, **k: pytest.fail("decoded photos for nothing"))
+    capsys.readouterr()
+    assert main(["train", "--resume", str(tmp_path / "r"), "-q"]) == 0
+    assert "already finished" in capsys.readouterr().out and _epochs(tmp_path / "r") == [1]
+
+
+def test_resuming_an_early_stopped_run_does_not_train_on(tiny_dataset, tmp_path):
+    from transferlab import resume
+
+    config = TrainConfig(DataConfig(str(tiny_dataset)), strategy="extract", backbone="efficientnet_lite0",
+                         recipe=Recipe(epochs=8, batch_size=8, patience=1), out=str(tmp_path), quiet=True, workers=0)
+    run = train(config)
+    stopped = _epochs(run.run_dir)
+    assert len(stopped) < 8  # patience 1 on easy pictures: it stopped early
+    assert resume(run.run_dir).already_finished and _epochs(run.run_dir) == stopped
+
+
+def test_a_run_killed_just_after_stopping_early_stays_stopped(tiny_dataset, tmp_path, monkeypatch):
+    import transferlab.runs as runs
+    from transferlab import resume
+
+    config = TrainConfig(DataConfig(str(tiny_dataset)), strategy="extract", backbone="efficientnet_lite0",
+                         recipe=Recipe(epochs=8, batch_size=8, patience=1), quiet=True, workers=0)
+    whole = _epochs(train(dataclasses.replace(config, out=str(tmp_path / "whole"))).run_dir)
+    real_save = runs.save_training_state
+
+    def save_then_die(run_dir, epoch, *args, **kwargs):
+        real_save(run_dir, epoch, *args, **kwargs)
+        if epoch == whole[-1]:  # the epoch that stopped early: killed before the summary says completed
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(runs, "save_training_state", save_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        train(dataclasses.replace(config, out=str(tmp_path / "cut")))
+    monkeypatch.setattr(runs, "save_training_state", real_save)
+    (cut,) = (tmp_path / "cut").iterdir()
+    assert _epochs(resume(cut).run_dir) == whole
+
+
+def test_epochs_extends_a_finished_run(tiny_dataset, tmp_path, capsys):
+    assert main(_resumable(tiny_dataset, tmp_path, epochs=2)) == 0
+    assert main(["train", "--resume", str(tmp_path / "r"), "--epochs", "3", "-q"]) == 0
+    assert _epochs(tmp_path / "r") == [1, 2, 3]
+    assert main(["train", "--resume", str(tmp_path / "r"), "--epochs", "2", "-q"]) == 2
+
+
+def test_flags_given_with_resume_are_refused_by_name(tmp_path, capsys):
+    assert main(["train", "--resume", str(tmp_path), "--lr", "0.1", "--seed", "3", "-q"]) == 2
+    err = capsys.readouterr().err
+    assert "--lr" in err and "--seed" in err and err.count("\n") == 1
+
+
+def test_renamed_class_folders_are_a_clear_error_when_resuming(tiny_dataset, tmp_path, capsys):
+    assert main(_resumable(tiny_dataset, tmp_path, epochs=1)) == 0
+    state = json.loads((tmp_path / "r" / "summary.json").read_text())
+    (tmp_path / "r" / "summary.json").write_text(json.dumps({**state, "status": "interrupted"}))
+    for split in ("train", "val"):
+        (tiny_dataset / split / "red").rename(tiny_dataset / split / "crimson")
+    assert main(["train", "--resume", str(tmp_path / "r"), "-q"]) == 2
+    assert "class folders" in capsys.readouterr().err
+
+
+def test_an_unknown_key_in_a_runs_config_is_a_clear_error(tiny_dataset, tmp_path, capsys):
+    assert main(_resumable(tiny_dataset, tmp_path, epochs=1)) == 0
+    config = json.loads((tmp_path / "r" / "config.json").read_text())
+    (tmp_path / "r" / "config.json").write_text(json.dumps({**config, "colour": "blue"}))
+    assert main(["train", "--resume", str(tmp_path / "r"), "--epochs", "2", "-q"]) == 2
+    assert "colour" in capsys.readouterr().err
