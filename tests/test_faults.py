@@ -284,3 +284,172 @@ def test_an_unknown_key_in_a_runs_config_is_a_clear_error(tiny_dataset, tmp_path
     (tmp_path / "r" / "config.json").write_text(json.dumps({**config, "colour": "blue"}))
     assert main(["train", "--resume", str(tmp_path / "r"), "--epochs", "2", "-q"]) == 2
     assert "colour" in capsys.readouterr().err
+
+
+# --- interruptions -----------------------------------------------------------------------------------------
+
+def test_ctrl_c_while_compare_decodes_leaves_no_folder_and_one_line(tiny_dataset, tmp_path, monkeypatch, capsys):
+    import transferlab.comparison as comparison
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(comparison, "prepare_data", interrupted)
+    out = tmp_path / "runs"
+    assert main(["compare", str(tiny_dataset), "--backbone", "efficientnet_lite0", "--out", str(out), "-q"]) == 130
+    assert capsys.readouterr().err == "interrupted\n" and list(out.iterdir()) == []
+
+
+def test_ctrl_c_during_compares_evaluation_keeps_and_reports_what_finished(tiny_dataset, tmp_path, monkeypatch,
+                                                                            capsys):
+    import transferlab.evaluate as evaluate
+
+    real, calls = evaluate.evaluate_decoded, []
+
+    def second_interrupted(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(evaluate, "evaluate_decoded", second_interrupted)
+    code = main(["compare", str(tiny_dataset), "--strategies", "extract,finetune", "--backbone", "efficientnet_lite0",
+                 "--epochs", "1", "--out", str(tmp_path), "--name", "c", "-q", "--workers", "0"])
+    assert code == 130
+    report = (tmp_path / "c" / "report.md").read_text()
+    assert "| extract |" in report and "Use extract" in report
+
+
+def test_compare_on_a_bad_folder_leaves_no_folder(tmp_path, capsys):
+    (tmp_path / "photos" / "only").mkdir(parents=True)
+    assert main(["compare", str(tmp_path / "photos"), "--out", str(tmp_path / "runs"), "-q"]) == 2
+    assert not (tmp_path / "runs").exists()
+
+
+def test_ctrl_c_during_doctor_keeps_what_was_inspected(tiny_dataset, monkeypatch):
+    import transferlab.doctor as doctor
+
+    real, calls = doctor._inspect_job, []
+
+    def third_interrupted(item):
+        calls.append(item)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real(item)
+
+    monkeypatch.setattr(doctor, "_inspect_job", third_interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        doctor.diagnose(tiny_dataset, workers=0, quiet=True)
+    monkeypatch.setattr(doctor, "_inspect_job", real)
+    assert doctor.diagnose(tiny_dataset, workers=0, quiet=True).cached == 2
+
+
+def test_ctrl_c_during_export_leaves_no_half_written_model(trained_run, tmp_path, monkeypatch, capsys):
+    import transferlab.export as export
+
+    def interrupted(model, example, out, metadata):
+        out.write_bytes(b"half a model")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(export, "_export_onnx", interrupted)
+    assert main(["export", str(trained_run), "--out", str(tmp_path / "m.onnx")]) == 130
+    assert list(tmp_path.iterdir()) == []
+
+
+# --- the doctor's quarantine -------------------------------------------------------------------------------
+
+def _with_broken_file(root, name="train/red/broken.jpg"):
+    make_folder(root, {"red": 3, "green": 3})
+    (root / name).write_bytes(b"not an image")
+    return root
+
+
+def test_two_datasets_quarantined_into_one_folder_each_get_their_own_file_back(tmp_path):
+    from transferlab.doctor import diagnose
+    from transferlab.quarantine_folder import quarantine, restore
+
+    a = _with_broken_file(tmp_path / "a")
+    b = _with_broken_file(tmp_path / "b")
+    (b / "train/red/broken.jpg").write_bytes(b"not an image either")
+    jail = tmp_path / "jail"
+    assert len(quarantine(diagnose(a, workers=0, quiet=True), jail)) == 1
+    assert len(quarantine(diagnose(b, workers=0, quiet=True), jail)) == 1
+    assert len(list((jail / "train" / "red").iterdir())) == 2  # nothing overwritten
+    restored, left = restore(jail)
+    assert len(restored) == 2 and not left
+    assert (a / "train/red/broken.jpg").read_bytes() == b"not an image"
+    assert (b / "train/red/broken.jpg").read_bytes() == b"not an image either"
+
+
+def test_each_move_is_in_the_manifest_as_it_happens(tmp_path, monkeypatch):
+    import transferlab.quarantine_folder as q
+    from transferlab.doctor import diagnose
+
+    root = _with_broken_file(tmp_path / "a")
+    (root / "val/green/empty.jpg").write_bytes(b"")
+    real, moves = q._move, []
+
+    def crash_on_second(source, target):
+        moves.append(source)
+        if len(moves) == 2:
+            raise OSError("disk gone")
+        real(source, target)
+
+    monkeypatch.setattr(q, "_move", crash_on_second)
+    with pytest.raises(OSError):
+        q.quarantine(diagnose(root, workers=0, quiet=True), tmp_path / "jail")
+    monkeypatch.setattr(q, "_move", real)
+    restored, _ = q.restore(tmp_path / "jail")
+    assert len(restored) == 1  # the move made before the crash was in the manifest, and came back
+    assert (root / "train/red/broken.jpg").exists() and (root / "val/green/empty.jpg").exists()
+
+
+def test_restore_never_overwrites_and_a_quarantine_inside_the_dataset_is_refused(tmp_path, capsys):
+    from transferlab.doctor import diagnose
+    from transferlab.quarantine_folder import quarantine, restore
+
+    root = _with_broken_file(tmp_path / "a")
+    assert main(["doctor", str(root), "--quarantine", str(root / "train" / "jail"), "-q"]) == 2
+    assert (root / "train/red/broken.jpg").exists()
+    quarantine(diagnose(root, workers=0, quiet=True), tmp_path / "jail")
+    (root / "train/red/broken.jpg").write_bytes(b"a new file in its place")
+    restored, left = restore(tmp_path / "jail")
+    assert not restored and left == [str(root.resolve() / "train/red/broken.jpg")]
+    assert (root / "train/red/broken.jpg").read_bytes() == b"a new file in its place"
+
+
+def test_a_symlinked_class_folder_is_not_followed_out_of_the_dataset(tmp_path):
+    from transferlab.doctor import diagnose
+    from transferlab.quarantine_folder import quarantine
+
+    root = make_folder(tmp_path / "a", {"red": 3, "green": 3})
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    (outside / "precious.jpg").write_bytes(b"not an image, but not yours to move")
+    (root / "train" / "linked").symlink_to(outside, target_is_directory=True)
+    report = diagnose(root, workers=0, quiet=True)
+    assert not any("precious" in f for finding in report.findings for f in finding.files)
+    quarantine(report, tmp_path / "jail")
+    assert (outside / "precious.jpg").exists()
+
+
+def test_missing_resnet_weights_fail_before_any_photo_is_decoded(tiny_dataset, tmp_path, monkeypatch, capsys):
+    import transferlab.training as training
+
+    def offline(*args, **kwargs):
+        raise OSError("no network")
+
+    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", offline)
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    monkeypatch.setattr(training, "prepare_data", lambda *a, **k: pytest.fail("decoded photos before the weights"))
+    assert main(["train", str(tiny_dataset), "--backbone", "resnet18", "--out", str(tmp_path / "runs"), "-q"]) == 1
+    assert "--weights" in capsys.readouterr().err and not (tmp_path / "runs").exists()
+
+
+def test_uploads_are_parsed_by_a_python_multipart_without_the_known_dos_bugs():
+    from importlib.metadata import version
+
+    from conftest import REPO
+
+    assert '"python-multipart>=0.0.18"' in (REPO / "pyproject.toml").read_text()
+    assert tuple(int(p) for p in version("python-multipart").split(".")[:3]) >= (0, 0, 18)

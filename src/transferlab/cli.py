@@ -134,6 +134,9 @@ def main(argv: list[str] | None = None) -> int:
     except TransferlabError as error:  # expected failures; anything else is a bug and shows its traceback
         print(f"error: {error}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:  # the commands keep and report what had finished; here only the line that says so
+        print("interrupted", file=sys.stderr)
+        return 130
     finally:
         distributed = sys.modules.get("torch.distributed")  # only if a command loaded torch
         if distributed is not None and distributed.is_available() and distributed.is_initialized():

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,7 +19,8 @@ from .backbones import resolve_backbone
 from .config import TrainConfig, to_dict
 from .distributed import setup as setup_distributed
 from .engine import resolve_device
-from .errors import UsageError, WeightsUnavailable
+from .data import load_dataset
+from .errors import RunNotFound, UsageError, WeightsUnavailable
 from .prepare import prepare_data
 from .runs import new_run_dir
 from .storage import read_json, save_json
@@ -67,6 +69,8 @@ def compare(config: TrainConfig, strategies: tuple[str, ...] = ("finetune", "ext
     """
     if seeds < 1:
         raise UsageError("--seeds must be at least 1")
+    data = config.data
+    load_dataset(data.root, data.val_fraction, data.split_seed, data.max_per_class)  # a bad folder: no run folder
     names, sizes = backbones or [config.backbone], batch_sizes or [config.recipe.batch_size]
     usable, skipped = usable_backbones(names, config.weights)
     if not usable:
@@ -79,13 +83,28 @@ def compare(config: TrainConfig, strategies: tuple[str, ...] = ("finetune", "ext
                    "skipped_backbones": skipped, "config": to_dict(config)}, out_dir / "compare.json")
     grid = len(usable) > 1 or len(sizes) > 1
     results, interrupted = [], False
-    for backbone in usable:
-        base = dataclasses.replace(config, backbone=backbone, out=str(out_dir))
-        interrupted = _compare_backbone(base, strategies, seeds, sizes, grid, evaluate, dist, results, cv)
-        if interrupted:
-            break
+    try:
+        for backbone in usable:
+            base = dataclasses.replace(config, backbone=backbone, out=str(out_dir))
+            interrupted = _compare_backbone(base, strategies, seeds, sizes, grid, evaluate, dist, results, cv)
+            if interrupted:
+                break
+    except KeyboardInterrupt:  # while decoding, computing features or evaluating: keep what finished
+        interrupted = True
+    except BaseException:
+        abandon(out_dir, dist)  # a failed start leaves no folder behind (finished runs are kept)
+        raise
+    if not any((p / "summary.json").exists() for p in out_dir.iterdir()):
+        abandon(out_dir, dist)
+        raise KeyboardInterrupt if interrupted else RunNotFound(f"no run of {out_dir.name} started")
     report = _write_report(out_dir, dist)
     return Comparison(out_dir, results, report, interrupted, skipped)
+
+
+def abandon(out_dir: Path, dist) -> None:
+    """Remove a compare folder in which no run has started (only its compare.json and caches' leftovers)."""
+    if dist.main and out_dir.is_dir() and not any((p / "summary.json").exists() for p in out_dir.iterdir()):
+        shutil.rmtree(out_dir, ignore_errors=True)
 
 
 def _compare_backbone(config: TrainConfig, strategies: tuple[str, ...], seeds: int, sizes: list[int], grid: bool,

@@ -27,7 +27,7 @@ from .data import VAL_DIR_NAMES
 from .errors import DatasetError, UnreadableImage
 from .fingerprints import Fingerprint, fingerprint, groups_from_pairs, near_duplicate_pairs
 from .images import is_image_file, load_rgb
-from .parallel import parallel_map
+from .parallel import parallel_imap
 from .storage import cache_dir
 
 CACHE_VERSION = 1
@@ -125,7 +125,9 @@ def list_files(root: Path) -> tuple[list[tuple[Path, str, str]], list[Path]]:
     folders = [(splits["train"], "train"), (val, "val")] if "train" in splits and val else [(root, "")]
     files, others = [], []
     for folder, split in folders:
-        for class_dir in sorted(d for d in folder.iterdir() if d.is_dir() and not d.name.startswith(".")):
+        inside = root.resolve()
+        for class_dir in sorted(d for d in folder.iterdir() if d.is_dir() and not d.name.startswith(".")
+                                and inside in d.resolve().parents):  # a symlink out of the dataset: not followed
             for path in sorted(class_dir.rglob("*")):
                 if not path.is_file() or any(p.startswith(".") for p in path.relative_to(class_dir).parts):
                     continue
@@ -195,12 +197,14 @@ def diagnose(root: str | Path, workers: int | None = None, quiet: bool = False, 
             infos[index] = FileInfo(**{**hit, "split": split, "label": label})
         else:
             todo.append(index)
-    results = parallel_map(_inspect_job, [(files[i][0], root, files[i][1], files[i][2]) for i in todo],
-                           workers, "inspect", quiet)
-    for index, info in zip(todo, results):
-        infos[index] = info
-    if use_cache:
-        _write_cache(cache_file, infos)
+    results = parallel_imap(_inspect_job, [(files[i][0], root, files[i][1], files[i][2]) for i in todo],
+                            workers, "inspect", quiet)
+    try:
+        for index, info in zip(todo, results):
+            infos[index] = info
+    finally:  # interrupted too: the files inspected so far are not inspected again
+        if use_cache:
+            _write_cache(cache_file, [info for info in infos if info is not None])
     findings = _findings(infos, others, root)
     counts: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
     for info in infos:

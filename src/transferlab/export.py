@@ -69,10 +69,15 @@ def export_run(run_dir: str | Path, fmt: str = "onnx", out: str | Path | None = 
     metadata = export_metadata(classifier)
     size = classifier.spec.input_size
     example = torch.zeros(2, 3, size, size)
-    if fmt == "onnx":
-        _export_onnx(model, example, out, metadata)
-    else:
-        _export_torchscript(model, example, out, metadata)
+    partial = out.with_name(out.name + ".partial")  # an interrupted export leaves no half-written model behind
+    try:
+        if fmt == "onnx":
+            _export_onnx(model, example, partial, metadata)
+        else:
+            _export_torchscript(model, example, partial, metadata)
+        partial.replace(out)
+    finally:
+        partial.unlink(missing_ok=True)
     metadata_path = out.with_name(out.name + ".json")
     metadata_path.write_text(json.dumps(metadata, indent=2))
     diff = parity(model, batch, out, fmt)
