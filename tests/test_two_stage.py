@@ -13,7 +13,8 @@ from transferlab import DataConfig, Recipe, TrainConfig, train
 from transferlab.config import RECIPES
 from transferlab.model import build_model
 from transferlab.runs import LAST_STATE
-from transferlab.training import Stage, TrainingInterrupted, plan_stages, resume
+from transferlab.resuming import resume
+from transferlab.training import Stage, TrainingInterrupted, plan_stages
 
 
 def _config(root, out, **kwargs) -> TrainConfig:

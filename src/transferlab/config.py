@@ -43,7 +43,7 @@ class Recipe:
     probe_features: str = "centre"
 
     def __post_init__(self) -> None:
-        for name, least in (("epochs", 1), ("batch_size", 1), ("head_epochs", 0), ("step_size", 1)):
+        for name, least in (("epochs", 0), ("batch_size", 1), ("head_epochs", 0), ("step_size", 1)):
             if getattr(self, name) < least:
                 raise UsageError(f"--{name.replace('_', '-')} must be at least {least}, got {getattr(self, name)}")
         if not self.lr > 0:
@@ -109,6 +109,8 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.strategy not in STRATEGIES:
             raise UsageError(f"unknown strategy '{self.strategy}'; choose one of {', '.join(STRATEGIES)}")
+        if self.recipe.epochs < 1 and self.strategy != "two-stage":  # two-stage with 0: its head stage alone
+            raise UsageError(f"--epochs must be at least 1, got {self.recipe.epochs}")
         if self.views < 1:
             raise UsageError("--views must be at least 1")
         for name in ("workers", "loader_workers"):

@@ -43,15 +43,18 @@ class Probe:
 
 def fit_probe(features: torch.Tensor, labels: torch.Tensor, num_classes: int, folds: int = FOLDS,
               grid: tuple[float, ...] = C_GRID, seed: int = 0) -> Probe:
-    """Cross-validated L2 logistic regression on (N, D) features, then refitted on every training feature. C is
-    the one with the best held-out accuracy; ties (common with few images) go to the lower held-out cross-entropy,
-    so the probabilities stay meaningful where accuracy cannot tell the strengths apart.
+    """Cross-validated L2 logistic regression on (N, D) features, then refitted on every training feature.
+
+    C is the one with the best held-out accuracy, ties going to the strongest regularisation (as scikit-learn's
+    grid search picks). With few images that is often a very small C, whose probabilities are all near 1/classes
+    although its ranking is right; so the refitted head is divided by a temperature fitted on the folds' held-out
+    logits (temperature scaling: the argmax, hence the accuracy, is unchanged; the probabilities mean what they say).
 
     The objective is scikit-learn's LogisticRegression (multinomial): C x summed cross-entropy + ||W||^2 / 2, on
     standardised features, solved here by full-batch L-BFGS in float64 in the span of the training rows (several
-    times faster than scikit-learn's lbfgs on these sizes, same solutions: see tests/test_probe.py). C walks up `grid` from the strongest regularisation, each fold warm-started from
-    the previous C, and stops once PAST_BEST values in a row scored below the best (the slow, weakly regularised
-    end is rarely reached).
+    times faster than scikit-learn's lbfgs on these sizes, same solutions: see tests/test_probe.py). C walks up
+    `grid` from the strongest regularisation, each fold warm-started from the previous C, and stops once PAST_BEST
+    values in a row scored below the best (the slow, weakly regularised end is rarely reached).
     """
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # small matrices: a second thread only waits (and with another process busy, spins)
@@ -75,24 +78,41 @@ def _fit_probe(features: torch.Tensor, labels: torch.Tensor, num_classes: int, f
         basis = _row_space(z[a])
         splits.append((z[a] @ basis, y[a], z[b] @ basis, y[b]))
     warm: list[torch.Tensor | None] = [None] * folds
-    scores: list[tuple[float, float]] = []  # (held-out accuracy, minus held-out cross-entropy) per C
+    scores, held_out = [], []  # per C: mean held-out accuracy; the held-out (logits, labels)
     for c in grid:
-        correct, loss = 0, 0.0
+        correct, logits = 0, []
         for k, (z_fit, y_fit, z_held, y_held) in enumerate(splits):
             warm[k] = _logistic(z_fit, y_fit, c, num_classes, warm[k])
-            logits = _affine(z_held, warm[k])
-            correct += int((logits.argmax(1) == y_held).sum())
-            loss += float(torch.nn.functional.cross_entropy(logits, y_held, reduction="sum"))
-        scores.append((correct / len(y), -loss / len(y)))
-        if len(scores) - 1 - max(range(len(scores)), key=scores.__getitem__) >= PAST_BEST:
+            logits.append(_affine(z_held, warm[k]))
+            correct += int((logits[-1].argmax(1) == y_held).sum())
+        scores.append(correct / len(y))
+        held_out.append(torch.cat(logits))
+        if len(scores) - 1 - int(np.argmax(scores)) >= PAST_BEST:
             break
-    best = max(range(len(scores)), key=scores.__getitem__)
+    best = int(np.argmax(scores))  # the first maximum: the smallest C, the strongest regularisation
+    temperature = _temperature(held_out[best], torch.cat([s[3] for s in splits]))
     basis = _row_space(z)
     w = _logistic(z @ basis, y, grid[best], num_classes)
-    w = torch.cat([basis @ w[:-1], w[-1:]])
+    w = torch.cat([basis @ w[:-1], w[-1:]]) / temperature
     weight = (w[:-1] / std[:, None]).T  # fold the standardisation into the layer
     bias = w[-1] - (w[:-1] * (mean / std)[:, None]).sum(0)
-    return Probe(weight.float(), bias.float(), grid[best], scores[best][0], folds, time.perf_counter() - start)
+    return Probe(weight.float(), bias.float(), grid[best], scores[best], folds, time.perf_counter() - start)
+
+
+def _temperature(logits: torch.Tensor, labels: torch.Tensor) -> float:
+    """The T > 0 minimising the cross-entropy of logits / T (held-out logits: temperature scaling)."""
+    log_t = torch.zeros(1, dtype=logits.dtype, requires_grad=True)
+    optimizer = torch.optim.LBFGS([log_t], max_iter=100, line_search_fn="strong_wolfe")
+
+    def closure() -> torch.Tensor:
+        optimizer.zero_grad()
+        loss = torch.nn.functional.cross_entropy(logits / log_t.exp(), labels)
+        loss.backward()
+        return loss
+
+    with torch.enable_grad():
+        optimizer.step(closure)
+    return float(log_t.detach().exp().clamp(1e-3, 1e3))
 
 
 def _row_space(z: torch.Tensor) -> torch.Tensor:

@@ -49,6 +49,7 @@ class Recommendation:
     sentence: str
     settle: str  # what would settle an undecided comparison ("" when nothing is undecided)
     comparisons: list[CellComparison] = field(default_factory=list)
+    method: str = ""  # how the comparisons were made (images, seeds, resamples)
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -97,7 +98,7 @@ def recommend(runs: list[LoadedRun]) -> Recommendation | None:
         best.label, accuracy[best], seconds[best], chosen.label, accuracy[chosen], seconds[chosen],
         cells[best][0].name, cells[chosen][0].name, val_images,
         _sentence(best, chosen, accuracy, seconds, against, comparisons), _settle(comparisons, val_images),
-        comparisons)
+        comparisons, next((d.method for d in raw if d), ""))
 
 
 def _sentence(best: Cell, chosen: Cell, accuracy: dict, seconds: dict, against: CellComparison | None,

@@ -133,9 +133,9 @@ def _answer_lines(answer: Recommendation | None) -> list[str]:
     """Every cell against the most accurate one: difference, interval, raw and Holm-corrected p-values."""
     if answer is None or not answer.comparisons:
         return [answer.settle, ""] if answer and answer.settle else []
-    lines = [f"Each cell against the most accurate, {answer.best} (paired bootstrap over the validation images "
-             "and seeds both completed, images paired by path; p-values corrected for the number of comparisons "
-             "by Holm's method):", "",
+    lines = ["## Is the difference real?", "",
+             f"Each cell against the most accurate, {answer.best}: {answer.method}, images paired by path; "
+             "p-values corrected for the number of comparisons by Holm's method.", "",
              "| cell | minus the most accurate | 95% CI | p | Holm p | shown worse |", "|---|---|---|---|---|---|"]
     for c in answer.comparisons:
         lines.append(f"| {c.cell} | {c.diff * 100:+.1f} points | {c.low * 100:+.1f} to {c.high * 100:+.1f} | "

@@ -17,7 +17,7 @@ from .runs import RunSummary, read_metrics, read_summary
 from .stats import Difference, bootstrap_interval, paired_bootstrap
 from .storage import read_json
 
-COLUMNS = ("backbone", "strategy", "batch", "runs", "best val acc", "95% CI", "final-epoch acc", "best epoch", "total time",
+COLUMNS = ("backbone", "strategy", "runs", "best val acc", "95% CI", "final-epoch acc", "best epoch", "batch", "total time",
            "time/epoch", "trainable params", "waiting for data", "verdict")
 STRATEGY_ORDER = {"finetune": 0, "extract": 1, "two-stage": 2}
 
@@ -154,9 +154,9 @@ def table_rows(runs: list[LoadedRun]) -> list[list[str]]:
         share = mean([s.data_share for s in summaries])
         rows.append([
             cell.backbone, cell.strategy + (f" ({', '.join(sorted(status))})" if status else ""),
-            str(cell.batch_size), str(len(group)), mean_std(best),
+            str(len(group)), mean_std(best),
             f"{interval[0]:.1%}-{interval[1]:.1%}" if interval else "-", mean_std(final),
-            ", ".join(str(s.best_epoch or "-") for s in summaries),
+            ", ".join(str(s.best_epoch or "-") for s in summaries), str(cell.batch_size),
             format_seconds(mean([s.total_seconds for s in summaries])),
             format_seconds(mean([s.seconds_per_epoch for s in summaries])),
             f"{summaries[0].trainable_params:,}",

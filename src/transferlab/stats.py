@@ -30,9 +30,13 @@ class Difference:
     def significant(self) -> bool:
         return self.low > 0 or self.high < 0
 
+    @property
+    def method(self) -> str:
+        return (f"paired bootstrap over {self.images} validation images"
+                + (f" and {self.seeds} seeds" if self.seeds > 1 else "") + f", {RESAMPLES:,} resamples")
+
     def sentence(self) -> str:
-        method = (f"paired bootstrap over {self.images} validation images"
-                  + (f" and {self.seeds} seeds" if self.seeds > 1 else "") + f", {RESAMPLES:,} resamples")
+        method = self.method
         span = f"{self.diff * 100:+.1f} points (95% CI {self.low * 100:+.1f} to {self.high * 100:+.1f}; {method})"
         if self.significant:
             better, worse = (self.a, self.b) if self.diff > 0 else (self.b, self.a)
