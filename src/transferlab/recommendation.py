@@ -97,13 +97,13 @@ def recommend(runs: list[LoadedRun]) -> Recommendation | None:
     return Recommendation(
         best.label, accuracy[best], seconds[best], chosen.label, accuracy[chosen], seconds[chosen],
         cells[best][0].name, cells[chosen][0].name, val_images,
-        _sentence(best, chosen, accuracy, seconds, against, comparisons), _settle(comparisons, val_images),
+        _sentence(best, chosen, accuracy, seconds, against, comparisons), _settle(comparisons, val_images, against),
         comparisons, next((d.method for d in raw if d), ""))
 
 
 def _sentence(best: Cell, chosen: Cell, accuracy: dict, seconds: dict, against: CellComparison | None,
               comparisons: list[CellComparison]) -> str:
-    what = lambda c: f"{c.label}: {accuracy[c]:.1%} in {format_seconds(seconds[c])}"  # noqa: E731
+    what = lambda c: f"{c.label}: {accuracy[c]:.1%} in {format_seconds(seconds[c])} on its own"  # noqa: E731
     if chosen == best:
         if not comparisons:
             return f"Use {what(best)}."
@@ -116,18 +116,20 @@ def _sentence(best: Cell, chosen: Cell, accuracy: dict, seconds: dict, against: 
             f"Holm-corrected p = {against.p_holm:.2f}): not shown to be worse.")
 
 
-def _settle(comparisons: list[CellComparison], val_images: int) -> str:
+def _settle(comparisons: list[CellComparison], val_images: int, chosen: CellComparison | None) -> str:
+    """What would settle the comparison the recommendation rests on (else the widest undecided one)."""
     undecided = [c for c in comparisons if not c.worse and c.diff < 0 and np.isfinite(c.low)]
     small = (f"Only {val_images} validation images (under {SMALL_VALIDATION}): intervals are wide. "
              if val_images < SMALL_VALIDATION else "")
     if not undecided:
         return small.strip()
-    widest = max(undecided, key=lambda c: c.high - c.low)
+    widest = chosen if chosen in undecided else max(undecided, key=lambda c: c.high - c.low)
     half = (widest.high - widest.low) * 50
-    return (f"{small}With {val_images} validation images a difference of about {half:.1f} points is within the "
-            f"noise ({widest.cell} vs the most accurate: {widest.diff * 100:+.1f} points, 95% CI "
-            f"{widest.low * 100:+.1f} to {widest.high * 100:+.1f}): add validation images to settle it; more seeds "
-            "narrow only the run-to-run part of an interval, not the part that comes from resampling images.")
+    return (f"{small}With {val_images} validation images an interval is about +-{half:.1f} points wide "
+            f"({widest.cell} vs the most accurate: {widest.diff * 100:+.1f} points, 95% CI "
+            f"{widest.low * 100:+.1f} to {widest.high * 100:+.1f}): to tell a difference that size from noise, add "
+            "validation images, or use --cv for extract; more seeds narrow only the run-to-run part of an interval, "
+            "not the part that comes from resampling images.")
 
 
 def headline(answer: Recommendation | None) -> str:
