@@ -115,6 +115,13 @@ def test_compare_skips_a_backbone_without_weights_and_predict_uses_the_recommend
     photo = next((tiny_dataset / "val" / "red").iterdir())
     assert main(["predict", str(folder), str(photo), "--format", "json"]) == 0
     assert json.loads(capsys.readouterr().out)["label"] == "red"
+    from fastapi.testclient import TestClient
+
+    from transferlab.serve import create_app
+
+    assert TestClient(create_app(folder)).get("/health").json()["run"] == str(folder / "extract")
+    assert main(["export", str(folder), "--out", str(tmp_path / "m.onnx")]) == 0
+    assert "parity on" in capsys.readouterr().out
 
 
 def test_cv_scores_every_image_with_a_probe_that_never_saw_it(tiny_dataset, tmp_path, capsys):
