@@ -94,7 +94,7 @@ def compare(config: TrainConfig, strategies: tuple[str, ...] = ("finetune", "ext
     except BaseException:
         abandon(out_dir, dist)  # a failed start leaves no folder behind (finished runs are kept)
         raise
-    if not any((p / "summary.json").exists() for p in out_dir.iterdir()):
+    if not _has_runs(out_dir):
         abandon(out_dir, dist)
         raise KeyboardInterrupt if interrupted else RunNotFound(f"no run of {out_dir.name} started")
     report = _write_report(out_dir, dist)
@@ -103,8 +103,12 @@ def compare(config: TrainConfig, strategies: tuple[str, ...] = ("finetune", "ext
 
 def abandon(out_dir: Path, dist) -> None:
     """Remove a compare folder in which no run has started (only its compare.json and caches' leftovers)."""
-    if dist.main and out_dir.is_dir() and not any((p / "summary.json").exists() for p in out_dir.iterdir()):
+    if dist.main and out_dir.is_dir() and not _has_runs(out_dir):
         shutil.rmtree(out_dir, ignore_errors=True)
+
+
+def _has_runs(out_dir: Path) -> bool:
+    return any((p / "summary.json").exists() for p in out_dir.iterdir())
 
 
 def _compare_backbone(config: TrainConfig, strategies: tuple[str, ...], seeds: int, sizes: list[int], grid: bool,

@@ -1,5 +1,5 @@
 """Finished runs read back from a compare folder, and the numbers a reader compares them by: the table, the
-confidence intervals, the paired differences and the one-line summary.
+confidence intervals, the pairing of two cells' per-image results, and the accuracies line.
 
 Everything is computed from files (`load_runs`), so the results can be rebuilt from disk at any time.
 """
@@ -14,7 +14,7 @@ import numpy as np
 
 from .evaluate import read_evaluation, wilson_interval
 from .runs import RunSummary, read_metrics, read_summary
-from .stats import Difference, bootstrap_interval, paired_bootstrap
+from .stats import bootstrap_interval
 from .storage import read_json
 
 COLUMNS = ("backbone", "strategy", "runs", "best val acc", "95% CI", "final-epoch acc", "best epoch", "batch", "total time",
@@ -163,19 +163,6 @@ def table_rows(runs: list[LoadedRun]) -> list[list[str]]:
             f"{share:.0%}" if share is not None else "-",
             verdict(summaries)])
     return rows
-
-
-def differences(runs: list[LoadedRun]) -> list[Difference]:
-    """Paired comparison of every pair of cells over the seeds and images both completed."""
-    groups = by_cell(runs)
-    cells = list(groups)
-    results = []
-    for i, a in enumerate(cells):
-        for b in cells[i + 1:]:
-            correct_a, correct_b = paired_correct(groups[a], groups[b])
-            if correct_a is not None:
-                results.append(paired_bootstrap(correct_a, correct_b, a.label, b.label))
-    return results
 
 
 def text_table(runs: list[LoadedRun]) -> str:

@@ -73,6 +73,13 @@ class RunSummary:
             return None
         return self.total_seconds - self.feature_seconds + max(self.feature_compute_seconds, self.feature_seconds)
 
+    def add_features(self, features) -> None:
+        """Count a stage's frozen features (`features.FeatureCache`): seconds spent, seconds computing them cost,
+        whether they came from the cache."""
+        self.feature_seconds += features.seconds
+        self.feature_compute_seconds += features.compute_seconds
+        self.features_from_cache = features.from_cache
+
     def add_timings(self, records: list[EpochRecord], fit_seconds: float) -> None:
         """Fill in the timing fields from the epochs' records and the seconds spent in them."""
         self.epochs_completed = len(records)

@@ -165,9 +165,7 @@ def probe_stage(model: TransferModel, prepared: PreparedData, config: TrainConfi
     features = features_for(model.backbone, prepared.spec, prepared.train, prepared.val, views, recipe.batch_size,
                             precision, dist, config.feature_cache, config.quiet,
                             centre=recipe.probe_features in ("centre", "both"))
-    summary.feature_seconds += features.seconds
-    summary.feature_compute_seconds += features.compute_seconds
-    summary.features_from_cache = features.from_cache
+    summary.add_features(features)
     record, probe = fit_head(model.head[-1], features, recipe.probe_features, seed=config.seed)
     summary.probe_C, summary.probe_cv_accuracy = probe.C, probe.cv_accuracy
     log.info("probe: C=%g chosen by %d-fold cross-validation (%.1f%% there); val accuracy %.1f%%", probe.C,
@@ -188,9 +186,7 @@ def stage_inputs(stage: Stage, model: TransferModel, prepared: PreparedData, con
     if stage.name == "head":
         features = features_for(model.backbone, prepared.spec, prepared.train, prepared.val, config.views,
                                 recipe.batch_size, precision, dist, config.feature_cache, config.quiet)
-        summary.feature_seconds += features.seconds
-        summary.feature_compute_seconds += features.compute_seconds
-        summary.features_from_cache = features.from_cache
+        summary.add_features(features)
         inputs = TensorInputs(features.train, features.train_labels, features.val, features.val_labels,
                               recipe.batch_size, dist.device, order, val_share)
         return inputs, model.head, model.trainable_parameters()
