@@ -8,6 +8,7 @@ import json
 import logging
 
 import numpy as np
+import pillow_heif
 import pytest
 from PIL import Image
 
@@ -46,7 +47,8 @@ def zoo(tmp_path):
     good = _jpeg_bytes(photo_like(1))
     (cat / "truncated.jpg").write_bytes(good[: len(good) // 2])
     (cat / "text.jpg").write_text("this is a text file, not a photo\n")
-    (cat / "phone.heic").write_bytes(b"\x00\x00\x00\x18ftypheic" + bytes(64))
+    pillow_heif.from_pillow(photo_like(13)).save(cat / "phone.heic", quality=90)  # what an iPhone saves
+    photo_like(14).save(cat / "browser.avif", quality=80)  # what a browser's "save image" gives more and more
     rgba = photo_like(2).convert("RGBA")
     rgba.putalpha(128)
     rgba.save(cat / "alpha.png")
@@ -87,7 +89,9 @@ def test_every_broken_or_odd_file_is_reported_as_what_it_is(zoo):
     assert "train/cat/truncated.jpg: cannot decode" in unreadable
     assert "train/cat/text.jpg: not an image (a text file)" in unreadable
     assert "train/cat/bomb.png: decompression bomb" in unreadable
-    assert "phone.heic" not in unreadable  # .heic is not an image extension here: listed as ignored instead
+    assert "phone.heic" not in unreadable and "browser.avif" not in unreadable
+    assert report.formats["HEIF"] == 1 and report.formats["AVIF"] == 1  # counted as photos, not ignored
+    assert not any("phone.heic" in f or "browser.avif" in f for f in _finding(report, "ignored").files)
     modes = "\n".join(_finding(report, "modes").files)
     for name, mode in (("alpha.png", "RGBA"), ("palette.png", "P"), ("cmyk.jpg", "CMYK"), ("sixteen.png", "I")):
         assert f"train/cat/{name}: {mode}" in modes
@@ -114,7 +118,8 @@ def test_unsupported_format_is_named(tmp_path):
         photo_like(ord(label)).save(tmp_path / label / "ok.jpg")
     (tmp_path / "a" / "phone.jpg").write_bytes(b"\x00\x00\x00\x18ftypheic" + bytes(64))
     report = diagnose(tmp_path, workers=0, quiet=True, use_cache=False)
-    assert "a/phone.jpg: unsupported format (HEIC/AVIF" in _finding(report, "unreadable").files[0]
+    assert "a/phone.jpg:" in _finding(report, "unreadable").files[0]
+    assert "HEIC/AVIF" in _finding(report, "unreadable").files[0]  # named for what it is, not "not an image"
 
 
 def test_imbalance_is_reported(tmp_path):

@@ -106,7 +106,10 @@ def inspect_file(path: Path, root: Path, split: str, label: str) -> FileInfo:
 def _unidentified_reason(data: bytes) -> str:
     head = data[:64]
     if head[4:12] in (b"ftypheic", b"ftypheix", b"ftypmif1", b"ftypavif"):
-        return "unsupported format (HEIC/AVIF: install pillow-heif or convert to JPEG)"
+        from .images import HEIF_READABLE
+
+        return ("damaged HEIC/AVIF file" if HEIF_READABLE
+                else "unsupported format (HEIC: install pi-heif, or convert to JPEG)")
     if head.lstrip().startswith((b"<svg", b"<?xml")):
         return "unsupported format (SVG vector graphic)"
     if head.lstrip().lower().startswith((b"<!doctype html", b"<html")):

@@ -5,6 +5,10 @@ transparent colour, CMYK, 16-bit grayscale, phone photos rotated by an EXIF tag.
 8-bit RGB image: transparency is composited onto a background colour (plain `.convert("RGB")` would paint
 transparent pixels black), 16-bit samples are scaled rather than clipped, and EXIF orientation is applied.
 A file that cannot be decoded raises `UnreadableImage` with a one-line reason.
+
+Phone and browser formats are read too: HEIC/HEIF through `pi-heif` (pillow-heif's decode-only build, LGPL; registered
+with Pillow when this module is imported, so every reader of photos - training, prediction, the web app, the
+doctor, collect, split - opens them) and AVIF through Pillow itself (11.3 and later).
 """
 
 from __future__ import annotations
@@ -19,11 +23,27 @@ from PIL import Image, ImageOps
 
 from .errors import UnreadableImage
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm",
+                    ".heic", ".heif", ".avif")
 DEFAULT_BACKGROUND = (255, 255, 255)
 
 _ALPHA_MODES = {"RGBA", "LA", "PA", "RGBa", "La"}
 _HIGH_BIT_MODES = {"I", "I;16", "I;16B", "I;16L", "I;16N", "F"}
+
+
+def _register_heif() -> bool:
+    """Teach Pillow to open HEIC/HEIF (phone photos); False when neither pi-heif nor pillow-heif is installed."""
+    for name in ("pi_heif", "pillow_heif"):  # the decode-only build first: reading is all this tool does
+        try:
+            module = __import__(name)
+        except ImportError:
+            continue
+        module.register_heif_opener()
+        return True
+    return False  # pi-heif is a dependency, so only a broken install lands here: HEIC files are named unreadable
+
+
+HEIF_READABLE = _register_heif()
 
 
 def is_image_file(path: Path) -> bool:
