@@ -22,6 +22,14 @@ def synthetic_picture(colour: tuple[int, int, int], seed: int, size: tuple[int, 
     return Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8), "RGB")
 
 
+def photo_like(seed: int, size=(320, 240)) -> Image.Image:
+    """A smooth random scene with texture: structured like a photo, different for every seed."""
+    rng = np.random.default_rng(seed)
+    coarse = Image.fromarray(rng.integers(0, 256, (6, 8, 3), dtype=np.uint8), "RGB").resize(size, Image.BICUBIC)
+    pixels = np.asarray(coarse, dtype=np.float32) + rng.normal(0, 12, (size[1], size[0], 3))
+    return Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8), "RGB")
+
+
 def make_folder(root: Path, per_class: dict[str, int], split: bool = True, ext: str = ".jpg") -> Path:
     """DATA/train|val/<class>/*.jpg (split=True) or DATA/<class>/*.jpg with synthetic pictures."""
     seed = 0

@@ -12,16 +12,9 @@ import pillow_heif
 import pytest
 from PIL import Image
 
+from conftest import photo_like
 from transferlab.doctor import diagnose
 from transferlab.quarantine_folder import quarantine, restore
-
-
-def photo_like(seed: int, size=(320, 240)) -> Image.Image:
-    """A smooth random scene with texture: structured like a photo, different for every seed."""
-    rng = np.random.default_rng(seed)
-    coarse = Image.fromarray(rng.integers(0, 256, (6, 8, 3), dtype=np.uint8), "RGB").resize(size, Image.BICUBIC)
-    pixels = np.asarray(coarse, dtype=np.float32) + rng.normal(0, 12, (size[1], size[0], 3))
-    return Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8), "RGB")
 
 
 def _jpeg_bytes(image: Image.Image, **kwargs) -> bytes:

@@ -328,8 +328,9 @@ def test_compare_on_a_bad_folder_leaves_no_folder(tmp_path, capsys):
 
 def test_ctrl_c_during_doctor_keeps_what_was_inspected(tiny_dataset, monkeypatch):
     import transferlab.doctor as doctor
+    import transferlab.inspection as inspection
 
-    real, calls = doctor._inspect_job, []
+    real, calls = inspection._inspect_job, []
 
     def third_interrupted(item):
         calls.append(item)
@@ -337,10 +338,10 @@ def test_ctrl_c_during_doctor_keeps_what_was_inspected(tiny_dataset, monkeypatch
             raise KeyboardInterrupt
         return real(item)
 
-    monkeypatch.setattr(doctor, "_inspect_job", third_interrupted)
+    monkeypatch.setattr(inspection, "_inspect_job", third_interrupted)
     with pytest.raises(KeyboardInterrupt):
         doctor.diagnose(tiny_dataset, workers=0, quiet=True)
-    monkeypatch.setattr(doctor, "_inspect_job", real)
+    monkeypatch.setattr(inspection, "_inspect_job", real)
     assert doctor.diagnose(tiny_dataset, workers=0, quiet=True).cached == 2
 
 

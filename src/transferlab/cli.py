@@ -52,6 +52,27 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars (for logs and CI)")
 
 
+def _dataset_commands(commands: argparse._SubParsersAction) -> None:
+    """The commands that build and check a photo folder: doctor, split."""
+    doctor = commands.add_parser("doctor", help="find what is wrong with a photo folder before training")
+    doctor.add_argument("data", nargs="?", help="photo folder (same layouts as train)")
+    doctor.add_argument("--json", action="store_true", help="the full report as JSON")
+    doctor.add_argument("--quarantine", metavar="DIR", help="move problem files into DIR (with a manifest)")
+    doctor.add_argument("--restore", metavar="DIR", help="put the files quarantined in DIR back")
+    doctor.add_argument("--no-cache", action="store_true", help="inspect every file again")
+    doctor.add_argument("--workers", type=int, help="inspecting processes (default: one per CPU core, max 8)")
+    doctor.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    split = commands.add_parser("split", help="split SRC/<class>/* into DST/train and DST/val, copies of one "
+                                "picture always on one side")
+    split.add_argument("src", help="photo folder with one sub-folder per class")
+    split.add_argument("--out", required=True, help="new (or empty) folder for train/ and val/")
+    split.add_argument("--val-fraction", type=float, default=0.2, help="validation share per class (default 0.2)")
+    split.add_argument("--seed", type=int, default=0, help="seed of the split (default 0)")
+    split.add_argument("--link", action="store_true", help="hard links instead of copies (same file system)")
+    split.add_argument("--workers", type=int, help="inspecting processes (default: one per CPU core, max 8)")
+    split.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="transferlab", description=__import__("transferlab").__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -89,14 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
                          help="table (default), json (one object per line) or csv")
     predict.add_argument("--tta", action="store_true", help="average with the horizontally flipped image")
     predict.add_argument("--batch-size", type=int, default=32)
-    doctor = commands.add_parser("doctor", help="find what is wrong with a photo folder before training")
-    doctor.add_argument("data", nargs="?", help="photo folder (same layouts as train)")
-    doctor.add_argument("--json", action="store_true", help="the full report as JSON")
-    doctor.add_argument("--quarantine", metavar="DIR", help="move problem files into DIR (with a manifest)")
-    doctor.add_argument("--restore", metavar="DIR", help="put the files quarantined in DIR back")
-    doctor.add_argument("--no-cache", action="store_true", help="inspect every file again")
-    doctor.add_argument("--workers", type=int, help="inspecting processes (default: one per CPU core, max 8)")
-    doctor.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    _dataset_commands(commands)
     export = commands.add_parser("export", help="export a run to ONNX or TorchScript, with a parity check")
     export.add_argument("run", help="a run directory (one strategy's folder)")
     export.add_argument("--format", choices=("onnx", "torchscript"), default="onnx")

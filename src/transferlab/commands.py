@@ -208,6 +208,17 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     return 1 if any(f.severity == "error" for f in report.findings) else 0
 
 
+def cmd_split(args: argparse.Namespace) -> int:
+    from .splitting import split_folder
+
+    result = split_folder(args.src, args.out, args.val_fraction, args.seed, args.link, args.workers, args.quiet)
+    print("\n".join(result.lines()))
+    total = {name: sum(counts.values()) for name, counts in result.counts.items()}
+    print(f"{'linked' if args.link else 'copied'} {total['train']} train / {total['val']} val images into "
+          f"{result.out} (split.json says how)")
+    return 0
+
+
 def cmd_export(args: argparse.Namespace) -> int:
     import warnings
 
@@ -242,5 +253,5 @@ def cmd_backbones(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"train": cmd_train, "compare": cmd_compare, "fit": cmd_fit, "evaluate": cmd_evaluate, "predict": cmd_predict,
-            "doctor": cmd_doctor, "export": cmd_export, "serve": cmd_serve,
+            "doctor": cmd_doctor, "split": cmd_split, "export": cmd_export, "serve": cmd_serve,
             "backbones": cmd_backbones}

@@ -2,7 +2,9 @@
 
 Two layouts are understood:
 - `DATA/train/<class>/*` and `DATA/val/<class>/*` (`valid/` and `validation/` also name the validation split);
-- `DATA/<class>/*`, split into train and validation by a seeded, stratified split.
+- `DATA/<class>/*`, split into train and validation by a seeded, stratified split that keeps every group of
+  copies of one picture (same bytes, or the doctor's confirmed near-duplicates) on one side, and leaves out a group
+  filed under two classes (a conflicting label): a split made here never leaks a picture into validation.
 Problems a user can fix raise `DatasetError` with one line that says what is wrong and where.
 """
 
@@ -35,6 +37,7 @@ class Dataset:
     val: list[Sample]
     layout: str  # "train/val folders" or "split <fraction>"
     ignored_files: list[Path] = field(default_factory=list)
+    excluded: list[list[Path]] = field(default_factory=list)  # copies of one picture under two classes: left out
 
     def counts(self) -> dict[str, dict[str, int]]:
         """Images per class in each split, e.g. {"train": {"cat": 120, ...}, "val": {...}}."""
@@ -50,11 +53,13 @@ def load_dataset(
     val_fraction: float = 0.2,
     seed: int = 0,
     max_per_class: int | None = None,
+    quiet: bool = True,
 ) -> Dataset:
     """Find the classes and images under `root` and return the train/validation samples.
 
     `max_per_class` keeps a seeded random subset of at most that many images per class in each split,
-    for quick trials and tests.
+    for quick trials and tests. Splitting one folder first looks for copies of the same picture (`inspection`,
+    cached per file; `quiet` hides its progress bar).
     """
     root = Path(root).expanduser()
     if not root.is_dir():
@@ -62,12 +67,12 @@ def load_dataset(
     train_dir = _child(root, ("train",))
     val_dir = _child(root, VAL_DIR_NAMES)
     if train_dir and val_dir:
-        train_files, ignored = _scan_classes(train_dir)
-        val_files, ignored_val = _scan_classes(val_dir)
+        train_files, ignored = scan_classes(train_dir)
+        val_files, ignored_val = scan_classes(val_dir)
         _check_same_classes(train_files, val_files, train_dir, val_dir)
         classes = sorted(train_files)
-        train = _samples(train_files, classes)
-        val = _samples(val_files, classes)
+        train = to_samples(train_files, classes)
+        val = to_samples(val_files, classes)
         layout = f"{train_dir.name}/ and {val_dir.name}/ folders"
         ignored += ignored_val
     elif train_dir or val_dir:
@@ -75,34 +80,88 @@ def load_dataset(
         raise DatasetError(f"{root}: found {present}/ but not its partner; give both train/ and val/, "
                            "or put class folders directly in the folder to split automatically")
     else:
-        files, ignored = _scan_classes(root)
+        files, ignored = scan_classes(root)
         classes = sorted(files)
-        train, val = split_samples(_samples(files, classes), classes, val_fraction, seed)
-        layout = f"one folder split {1 - val_fraction:.0%}/{val_fraction:.0%} (seed {seed})"
+        samples = to_samples(files, classes)
+        groups = picture_groups(root, samples, classes, quiet)
+        train, val, excluded = split_samples(samples, classes, val_fraction, seed, groups)
+        layout = f"one folder split {1 - val_fraction:.0%}/{val_fraction:.0%} (seed {seed}, copies kept together)"
     if max_per_class:
         train = _subset(train, max_per_class, seed)
         val = _subset(val, max_per_class, seed)
-    return Dataset(root, classes, train, val, layout, ignored)
+    return Dataset(root, classes, train, val, layout, ignored, excluded if not (train_dir and val_dir) else [])
+
+
+def picture_groups(root: Path, samples: list[Sample], classes: list[str], quiet: bool = True,
+                   workers: int | None = None) -> list[list[int]]:
+    """Groups (indices into `samples`) of copies of one picture: same bytes or confirmed near-duplicates."""
+    from .inspection import duplicate_groups, inspect_folder
+
+    files = [(s.path, "", classes[s.label]) for s in samples]
+    infos, _ = inspect_folder(root, workers, quiet, files=files)
+    return duplicate_groups(infos)
 
 
 def split_samples(
-    samples: list[Sample], classes: list[str], val_fraction: float, seed: int
-) -> tuple[list[Sample], list[Sample]]:
-    """Seeded, stratified split: each class keeps about `val_fraction` of its images for validation."""
+    samples: list[Sample], classes: list[str], val_fraction: float, seed: int,
+    groups: list[list[int]] | None = None,
+) -> tuple[list[Sample], list[Sample], list[list[Path]]]:
+    """Seeded, stratified split: each class keeps about `val_fraction` of its images for validation.
+
+    `groups` (indices into `samples`) are copies of one picture: a group within one class goes wholly to one side;
+    a group spanning classes is left out and returned (its paths) as the third value. Without groups of two or
+    more, the split is scikit-learn's stratified `train_test_split` (as before groups existed).
+    """
     if not 0.0 < val_fraction < 1.0:
         raise DatasetError(f"validation fraction must be between 0 and 1, got {val_fraction}")
-    counts = Counter(s.label for s in samples)
-    for label, count in counts.items():
+    groups = [g for g in (groups or []) if len(g) > 1]
+    excluded = [g for g in groups if len({samples[i].label for i in g}) > 1]
+    left_out = {i for g in excluded for i in g}
+    units = [g for g in groups if g not in excluded]
+    grouped = {i for g in units for i in g}
+    units += [[i] for i in range(len(samples)) if i not in grouped and i not in left_out]
+    counts = Counter(samples[u[0]].label for u in units for _ in u)
+    for label, count in ((label, counts.get(label, 0)) for label in range(len(classes))):
+        if count == 0:
+            raise DatasetError(f"every image of class '{classes[label]}' is also filed under another class")
         if round(count * val_fraction) < 1 or count - round(count * val_fraction) < 1:
             raise DatasetError(
                 f"class '{classes[label]}' has {count} image(s): too few to split {val_fraction:.0%} off for "
                 "validation; add images or give train/ and val/ folders")
-    from sklearn.model_selection import train_test_split
+    if not groups:
+        from sklearn.model_selection import train_test_split
 
-    labels = [s.label for s in samples]
-    train, val = train_test_split(samples, test_size=val_fraction, stratify=labels, random_state=seed)
+        labels = [s.label for s in samples]
+        train, val = train_test_split(samples, test_size=val_fraction, stratify=labels, random_state=seed)
+    else:
+        train, val = _split_units(samples, units, classes, val_fraction, seed)
     key = lambda s: (s.label, str(s.path))  # noqa: E731 - stable order for reproducible runs
-    return sorted(train, key=key), sorted(val, key=key)
+    return sorted(train, key=key), sorted(val, key=key), [sorted(samples[i].path for i in g) for g in excluded]
+
+
+def _split_units(samples: list[Sample], units: list[list[int]], classes: list[str], val_fraction: float,
+                 seed: int) -> tuple[list[Sample], list[Sample]]:
+    """Per class, units (groups of copies, or single pictures) in a seeded random order fill validation up to
+    round(count x fraction) images; a unit that would overshoot goes to training."""
+    train: list[Sample] = []
+    val: list[Sample] = []
+    for label in range(len(classes)):
+        mine = [u for u in units if samples[u[0]].label == label]
+        random.Random(f"{seed}/{label}").shuffle(mine)
+        count = sum(len(u) for u in mine)
+        target, taken = round(count * val_fraction), 0
+        if len(mine) < 2:
+            raise DatasetError(f"class '{classes[label]}' holds copies of a single picture only: nothing to "
+                               "validate on that training has not seen")
+        for unit in mine:
+            side = val if taken + len(unit) <= target else train
+            side += [samples[i] for i in unit]
+            taken += len(unit) if side is val else 0
+        if taken == 0:  # every unit was bigger than the target: the smallest one validates
+            moved = {samples[i] for i in min(mine, key=len)}
+            train[:] = [s for s in train if s not in moved]
+            val += sorted(moved, key=lambda s: str(s.path))
+    return train, val
 
 
 def _child(root: Path, names: tuple[str, ...]) -> Path | None:
@@ -112,7 +171,7 @@ def _child(root: Path, names: tuple[str, ...]) -> Path | None:
     return None
 
 
-def _scan_classes(folder: Path) -> tuple[dict[str, list[Path]], list[Path]]:
+def scan_classes(folder: Path) -> tuple[dict[str, list[Path]], list[Path]]:
     """Map each class sub-folder of `folder` to its image files (searched recursively)."""
     class_dirs = [d for d in sorted(folder.iterdir()) if d.is_dir() and not d.name.startswith(".")]
     loose = [f for f in folder.iterdir() if f.is_file() and is_image_file(f)]
@@ -150,7 +209,7 @@ def _check_same_classes(train: dict, val: dict, train_dir: Path, val_dir: Path) 
         raise DatasetError(f"class(es) {', '.join(only_val)} in {val_dir} have no folder in {train_dir}")
 
 
-def _samples(files: dict[str, list[Path]], classes: list[str]) -> list[Sample]:
+def to_samples(files: dict[str, list[Path]], classes: list[str]) -> list[Sample]:
     return [Sample(path, classes.index(name)) for name in classes for path in files[name]]
 
 

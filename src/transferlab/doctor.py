@@ -7,138 +7,25 @@ perceptual hash neighbourhood, *confirmed* by comparing small thumbnails, so mer
 called duplicates) within a class, across classes (conflicting labels) and across train/val (leakage); and
 pictures that are probably not photos (placeholder graphics: very few colours, one large flat area).
 
-Near-duplicates come from `fingerprints`; moving problem files out is `quarantine`.
+Each file is inspected by `inspection` (near-duplicates come from `fingerprints`); moving problem files out is
+`quarantine_folder`; wrong labels and strangers are `label_issues` (`doctor --labels`).
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import time
-import warnings
 from collections import Counter, defaultdict
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import numpy as np
-from PIL import Image
+from .errors import DatasetError
+from .fingerprints import groups_from_pairs, near_duplicate_pairs
+from .inspection import FileInfo, exact_groups, inspect_folder, list_files
 
-from .data import VAL_DIR_NAMES
-from .errors import DatasetError, UnreadableImage
-from .fingerprints import Fingerprint, fingerprint, groups_from_pairs, near_duplicate_pairs
-from .images import is_image_file, load_rgb
-from .parallel import parallel_imap
-from .storage import cache_dir
-
-CACHE_VERSION = 1
 TINY_SIDE = 64
 SMALL_SIDE = 112  # below this, a 224-pixel input is an upscale of 2x or more
 IMBALANCE_RATIO = 3.0
-
-
-# --- inspecting one file ------------------------------------------------------------------------------------
-
-@dataclass
-class FileInfo:
-    path: str  # relative to the dataset root
-    split: str  # "train", "val" or "" for a single folder
-    label: str
-    size: int
-    mtime_ns: int
-    sha256: str = ""
-    error: str | None = None
-    format: str | None = None
-    mode: str | None = None
-    width: int = 0
-    height: int = 0
-    frames: int = 1
-    orientation: int = 1
-    colours: int = 0  # distinct colours of a 64x64 thumbnail quantized to 4 bits per channel
-    flat_share: float = 0.0  # share of that thumbnail taken by its most common colour
-    phash: str = ""
-    thumb: str = ""
-    aspect: float = 1.0
-
-    def fingerprint(self) -> Fingerprint | None:
-        if self.error or not self.phash:
-            return None
-        return Fingerprint(int(self.phash, 16), bytes.fromhex(self.thumb), self.aspect)
-
-
-def inspect_file(path: Path, root: Path, split: str, label: str) -> FileInfo:
-    stat = path.stat()
-    info = FileInfo(str(path.relative_to(root)), split, label, stat.st_size, stat.st_mtime_ns)
-    data = path.read_bytes()
-    info.sha256 = hashlib.sha256(data).hexdigest()
-    if not data:
-        info.error = "empty file (0 bytes)"
-        return info
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as image:  # reads the header only: size known before any pixel is decoded
-                info.format, info.mode, (info.width, info.height) = image.format, image.mode, image.size
-                info.frames = getattr(image, "n_frames", 1)
-                info.orientation = int(image.getexif().get(0x0112, 1) or 1)
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
-        info.error = f"decompression bomb: {error}"
-        return info
-    except Image.UnidentifiedImageError:
-        info.error = _unidentified_reason(data)
-        return info
-    except Exception as error:  # noqa: BLE001 - any header failure is a finding, not a crash
-        info.error = f"cannot read header: {error}"
-        return info
-    try:
-        picture = load_rgb(path, min_side=256)  # JPEG draft mode keeps memory bounded for huge photos
-    except UnreadableImage as error:
-        info.error = str(error)
-        return info
-    print_ = fingerprint(picture)
-    info.phash, info.thumb, info.aspect = f"{print_.phash:016x}", print_.thumb.hex(), print_.aspect
-    quantized = (np.asarray(picture.resize((64, 64))) // 16).reshape(-1, 3).astype(np.int32)
-    codes = quantized[:, 0] * 256 + quantized[:, 1] * 16 + quantized[:, 2]
-    _, counts = np.unique(codes, return_counts=True)
-    info.colours, info.flat_share = len(counts), float(counts.max() / codes.size)
-    return info
-
-
-def _unidentified_reason(data: bytes) -> str:
-    head = data[:64]
-    if head[4:12] in (b"ftypheic", b"ftypheix", b"ftypmif1", b"ftypavif"):
-        from .images import HEIF_READABLE
-
-        return ("damaged HEIC/AVIF file" if HEIF_READABLE
-                else "unsupported format (HEIC: install pi-heif, or convert to JPEG)")
-    if head.lstrip().startswith((b"<svg", b"<?xml")):
-        return "unsupported format (SVG vector graphic)"
-    if head.lstrip().lower().startswith((b"<!doctype html", b"<html")):
-        return "not an image (an HTML page, probably a failed download)"
-    if all(32 <= c < 127 or c in (9, 10, 13) for c in head):
-        return "not an image (a text file)"
-    return "not an image Pillow can identify"
-
-
-# --- the whole folder ---------------------------------------------------------------------------------------
-
-def list_files(root: Path) -> tuple[list[tuple[Path, str, str]], list[Path]]:
-    """(path, split, class) for every file with an image extension, and the other files found."""
-    splits = {d.name.lower(): d for d in root.iterdir() if d.is_dir()}
-    val = next((splits[n] for n in VAL_DIR_NAMES if n in splits), None)
-    folders = [(splits["train"], "train"), (val, "val")] if "train" in splits and val else [(root, "")]
-    files, others = [], []
-    for folder, split in folders:
-        inside = root.resolve()
-        for class_dir in sorted(d for d in folder.iterdir() if d.is_dir() and not d.name.startswith(".")
-                                and inside in d.resolve().parents):  # a symlink out of the dataset: not followed
-            for path in sorted(class_dir.rglob("*")):
-                if not path.is_file() or any(p.startswith(".") for p in path.relative_to(class_dir).parts):
-                    continue
-                if is_image_file(path):
-                    files.append((path, split, class_dir.name))
-                else:
-                    others.append(path)
-    return files, others
 
 
 @dataclass
@@ -173,15 +60,6 @@ class DoctorReport:
         return dict(moved)
 
 
-def _cache_path(root: Path) -> Path:
-    key = hashlib.sha1(str(root.resolve()).encode()).hexdigest()[:16]
-    return cache_dir() / "doctor" / f"{key}.json"
-
-
-def _inspect_job(item: tuple[Path, Path, str, str]) -> FileInfo:
-    return inspect_file(*item)
-
-
 def diagnose(root: str | Path, workers: int | None = None, quiet: bool = False, use_cache: bool = True) -> DoctorReport:
     """Inspect every file under `root` and return the findings."""
     start = time.perf_counter()
@@ -189,25 +67,7 @@ def diagnose(root: str | Path, workers: int | None = None, quiet: bool = False, 
     if not root.is_dir():
         raise DatasetError(f"{root}: no such folder")
     files, others = list_files(root)
-    cache_file = _cache_path(root)
-    cache = _read_cache(cache_file) if use_cache else {}
-    infos: list[FileInfo | None] = [None] * len(files)
-    todo = []
-    for index, (path, split, label) in enumerate(files):
-        stat = path.stat()
-        hit = cache.get(str(path.relative_to(root)))
-        if hit and hit["size"] == stat.st_size and hit["mtime_ns"] == stat.st_mtime_ns:
-            infos[index] = FileInfo(**{**hit, "split": split, "label": label})
-        else:
-            todo.append(index)
-    results = parallel_imap(_inspect_job, [(files[i][0], root, files[i][1], files[i][2]) for i in todo],
-                            workers, "inspect", quiet)
-    try:
-        for index, info in zip(todo, results):
-            infos[index] = info
-    finally:  # interrupted too: the files inspected so far are not inspected again
-        if use_cache:
-            _write_cache(cache_file, [info for info in infos if info is not None])
+    infos, cached = inspect_folder(root, workers, quiet, use_cache, files)
     findings = _findings(infos, others, root)
     counts: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
     for info in infos:
@@ -216,22 +76,7 @@ def diagnose(root: str | Path, workers: int | None = None, quiet: bool = False, 
         root=str(root), counts={k: dict(v) for k, v in counts.items()},
         modes=dict(Counter(i.mode for i in infos if i.mode)), formats=dict(Counter(i.format for i in infos if i.format)),
         findings=findings, files_scanned=len(infos), seconds=time.perf_counter() - start,
-        cached=len(infos) - len(todo))
-
-
-def _read_cache(path: Path) -> dict:
-    try:
-        data = json.loads(path.read_text())
-        return data["files"] if data.get("version") == CACHE_VERSION else {}
-    except (OSError, ValueError, KeyError):
-        return {}
-
-
-def _write_cache(path: Path, infos: list[FileInfo]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"version": CACHE_VERSION, "files": {i.path: asdict(i) for i in infos}}))
-    tmp.replace(path)
+        cached=cached)
 
 
 def _findings(infos: list[FileInfo], others: list[Path], root: Path) -> list[Finding]:
@@ -279,11 +124,7 @@ def _findings(infos: list[FileInfo], others: list[Path], root: Path) -> list[Fin
 
 
 def _duplicate_findings(infos: list[FileInfo]) -> list[Finding]:
-    by_sha: dict[str, list[int]] = defaultdict(list)
-    for index, info in enumerate(infos):
-        if info.size:
-            by_sha[info.sha256].append(index)
-    exact = [g for g in by_sha.values() if len(g) > 1]
+    exact = exact_groups(infos)
     exact_pairs = {(a, b) for g in exact for a in g for b in g if a < b}
     near_pairs = [p for p in near_duplicate_pairs([i.fingerprint() for i in infos]) if p not in exact_pairs]
     findings = []

@@ -51,7 +51,10 @@ def prepare_data(config: TrainConfig, dist: Dist | None = None) -> PreparedData:
     dist = dist or Dist(0, 1, 0, torch.device("cpu"))
     keep_freed_memory()
     data = config.data
-    dataset = load_dataset(data.root, data.val_fraction, data.split_seed, data.max_per_class)
+    dataset = load_dataset(data.root, data.val_fraction, data.split_seed, data.max_per_class,
+                           quiet=config.quiet or not dist.main)
+    for group in dataset.excluded:
+        log.warning("left out of the split, one picture under two classes: %s", " = ".join(map(str, group)))
     spec = get_spec(config.backbone)
     log.info("data: %s (%s); %d train / %d val images, classes: %s", dataset.root, dataset.layout,
              len(dataset.train), len(dataset.val), ", ".join(dataset.classes))
