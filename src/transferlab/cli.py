@@ -53,7 +53,7 @@ def _common(parser: argparse.ArgumentParser) -> None:
 
 
 def _dataset_commands(commands: argparse._SubParsersAction) -> None:
-    """The commands that build and check a photo folder: doctor, split."""
+    """The commands that build and check a photo folder: doctor, collect, split."""
     doctor = commands.add_parser("doctor", help="find what is wrong with a photo folder before training")
     doctor.add_argument("data", nargs="?", help="photo folder (same layouts as train)")
     doctor.add_argument("--json", action="store_true", help="the full report as JSON")
@@ -62,6 +62,16 @@ def _dataset_commands(commands: argparse._SubParsersAction) -> None:
     doctor.add_argument("--no-cache", action="store_true", help="inspect every file again")
     doctor.add_argument("--workers", type=int, help="inspecting processes (default: one per CPU core, max 8)")
     doctor.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    collect = commands.add_parser("collect", help="download photos from URL lists into FOLDER/<class>/ "
+                                  "(resumable; checked by their bytes; copies skipped)")
+    collect.add_argument("urls", help="a folder of <class>.txt files (one URL a line) or a CSV with columns url,label")
+    collect.add_argument("--out", required=True, help="photo folder to fill (FOLDER/<class>/; sources.csv beside)")
+    collect.add_argument("--concurrency", type=int, default=8, help="downloads at once (default 8)")
+    collect.add_argument("--timeout", type=float, default=15.0, help="seconds any network wait may take (default 15)")
+    collect.add_argument("--retries", type=int, default=3, help="further tries after a failure that may pass "
+                         "(timeouts, 429, 5xx; default 3, with back-off)")
+    collect.add_argument("--max-mb", type=float, default=20.0, help="largest file accepted, in MB (default 20)")
+    collect.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     split = commands.add_parser("split", help="split SRC/<class>/* into DST/train and DST/val, copies of one "
                                 "picture always on one side")
     split.add_argument("src", help="photo folder with one sub-folder per class")

@@ -208,6 +208,26 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     return 1 if any(f.severity == "error" for f in report.findings) else 0
 
 
+def cmd_collect(args: argparse.Namespace) -> int:
+    from .collect import Limits, collect
+
+    if args.concurrency < 1 or args.timeout <= 0 or args.retries < 0 or args.max_mb <= 0:
+        raise UsageError("--concurrency must be at least 1, --timeout and --max-mb above 0, --retries 0 or more")
+    limits = Limits(concurrency=args.concurrency, timeout=args.timeout, deadline=4 * args.timeout,
+                    retries=args.retries, max_bytes=int(args.max_mb * 1e6))
+    result = collect(args.urls, args.out, limits, args.quiet)
+    for label, count in sorted(result.saved.items()):
+        print(f"{label}: {count} photo(s) saved")
+    for url, reason in result.failed[:20]:
+        print(f"failed: {url}: {reason}")
+    if len(result.failed) > 20:
+        print(f"... and {len(result.failed) - 20} more failures (sources.csv lists every one)")
+    print(f"{sum(result.saved.values())} saved, {result.duplicates} already in the folder (skipped), "
+          f"{len(result.failed)} failed, {result.already} saved by an earlier run; {result.seconds:.1f} s; "
+          f"{Path(args.out) / 'sources.csv'} records each file's URL")
+    return 1 if result.failed and not result.saved and not result.already else 0
+
+
 def cmd_split(args: argparse.Namespace) -> int:
     from .splitting import split_folder
 
@@ -253,5 +273,5 @@ def cmd_backbones(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"train": cmd_train, "compare": cmd_compare, "fit": cmd_fit, "evaluate": cmd_evaluate, "predict": cmd_predict,
-            "doctor": cmd_doctor, "split": cmd_split, "export": cmd_export, "serve": cmd_serve,
+            "doctor": cmd_doctor, "split": cmd_split, "collect": cmd_collect, "export": cmd_export, "serve": cmd_serve,
             "backbones": cmd_backbones}

@@ -76,7 +76,7 @@ def inspect_file(path: Path, root: Path, split: str, label: str) -> FileInfo:
         info.error = f"decompression bomb: {error}"
         return info
     except Image.UnidentifiedImageError:
-        info.error = _unidentified_reason(data)
+        info.error = unidentified_reason(data)
         return info
     except Exception as error:  # noqa: BLE001 - any header failure is a finding, not a crash
         info.error = f"cannot read header: {error}"
@@ -95,7 +95,7 @@ def inspect_file(path: Path, root: Path, split: str, label: str) -> FileInfo:
     return info
 
 
-def _unidentified_reason(data: bytes) -> str:
+def unidentified_reason(data: bytes) -> str:
     head = data[:64]
     if head[4:12] in (b"ftypheic", b"ftypheix", b"ftypmif1", b"ftypavif"):
         from .images import HEIF_READABLE
