@@ -59,7 +59,14 @@ def _dataset_commands(commands: argparse._SubParsersAction) -> None:
     doctor.add_argument("--json", action="store_true", help="the full report as JSON")
     doctor.add_argument("--quarantine", metavar="DIR", help="move problem files into DIR (with a manifest)")
     doctor.add_argument("--restore", metavar="DIR", help="put the files quarantined in DIR back")
-    doctor.add_argument("--no-cache", action="store_true", help="inspect every file again")
+    doctor.add_argument("--labels", action="store_true", help="also find likely mislabeled images and outliers with "
+                        "a cross-validated probe on pretrained features (never moves them)")
+    doctor.add_argument("--backbone", default="auto", choices=["auto", *sorted(REGISTRY)],
+                        help="--labels: pretrained network (auto: the best one whose weights are on this machine)")
+    doctor.add_argument("--weights", help="--labels: weights file for the backbone")
+    doctor.add_argument("--folds", type=int, default=5, help="--labels: cross-validation folds (default 5)")
+    doctor.add_argument("--out", default="runs", help="--labels: the gallery and page go to OUT/labels-<folder>")
+    doctor.add_argument("--no-cache", action="store_true", help="inspect every file (and compute features) again")
     doctor.add_argument("--workers", type=int, help="inspecting processes (default: one per CPU core, max 8)")
     doctor.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     collect = commands.add_parser("collect", help="download photos from URL lists into FOLDER/<class>/ "

@@ -199,8 +199,22 @@ def cmd_doctor(args: argparse.Namespace) -> int:
         return 1 if left else 0
     if not args.data:
         raise UsageError("give a photo folder (or --restore DIR)")
+    if args.folds < 2:
+        raise UsageError("--folds needs at least 2")
     report = diagnose(args.data, args.workers, args.quiet, use_cache=not args.no_cache)
-    print(report.to_json() if args.json else format_report(report))
+    check = _check_labels(args) if args.labels else None
+    if args.json:
+        document = json.loads(report.to_json())
+        if check is not None:
+            document["label_check"] = {k: v for k, v in check.as_dict().items() if k != "issues"}
+            document["label_issues"] = check.as_dict()["issues"]
+        print(json.dumps(document, indent=2))
+    else:
+        print(format_report(report))
+        if check is not None:
+            from .label_issues import format_check
+
+            print(format_check(check))
     if args.quarantine:
         moved = quarantine(report, args.quarantine)
         print(f"moved {len(moved)} file(s) to {args.quarantine} (manifest.json says why; --restore puts them back)",
@@ -237,6 +251,14 @@ def cmd_split(args: argparse.Namespace) -> int:
     print(f"{'linked' if args.link else 'copied'} {total['train']} train / {total['val']} val images into "
           f"{result.out} (split.json says how)")
     return 0
+
+
+def _check_labels(args: argparse.Namespace):
+    from .label_issues import check_labels
+
+    out = Path(args.out) / f"labels-{Path(args.data).expanduser().resolve().name}"
+    return check_labels(args.data, args.backbone, args.weights, args.folds, workers=args.workers, quiet=args.quiet,
+                        feature_cache=not args.no_cache, out=out)
 
 
 def cmd_export(args: argparse.Namespace) -> int:

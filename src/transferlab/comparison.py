@@ -149,23 +149,14 @@ def _write_report(out_dir: Path, dist) -> Path:
 def cross_validate(config: TrainConfig, prepared, folds: int, out_dir: Path) -> dict:
     """K-fold cross-validation of the probe over every image (train and val) on centre-crop features: each image
     judged by a head that never saw it. Added to `cv.json` in the compare folder, one entry per backbone."""
-    import torch
-
-    from .distributed import Dist
-    from .features import features_for
-    from .model import create_backbone
+    from .features import every_image_features
     from .probe import cross_val_probabilities
 
-    backbone, spec, _ = create_backbone(config.backbone, config.weights)
-    dist = Dist(0, 1, 0, torch.device("cpu"))
-    features = features_for(backbone, spec, prepared.train, prepared.val, 0, config.recipe.batch_size, None, dist,
-                            config.feature_cache, config.quiet, centre=True)
-    x = torch.cat([features.train_centre, features.val])
-    y = torch.cat([prepared.train.labels, prepared.val.labels])
+    x, y, paths = every_image_features(config, prepared)
     probabilities = cross_val_probabilities(x, y, len(prepared.dataset.classes), folds, config.seed)
     correct = (probabilities.argmax(1) == y).tolist()
     entry = {"folds": folds, "images": len(y), "accuracy": sum(correct) / len(y),
-             "paths": [str(p) for p in prepared.train.paths + prepared.val.paths], "correct": correct}
+             "paths": [str(p) for p in paths], "correct": correct}
     path = out_dir / "cv.json"
     saved = read_json(path) if path.exists() else {}
     save_json({**saved, config.backbone: entry}, path)

@@ -25,7 +25,7 @@ from .decoding import DecodedSplit
 from .data import load_dataset
 from .errors import DatasetError
 from .engine import resolve_device
-from .images import load_rgb
+from .gallery import gallery
 from .predict import Classifier
 from .runs import resolve_run
 from .storage import read_json
@@ -189,21 +189,7 @@ def plot_reliability(evaluation: Evaluation) -> Figure:
 
 
 def _gallery(evaluation: Evaluation, indices: list[int], title: str, caption) -> Figure:
-    columns = 4
-    rows = max(1, -(-len(indices) // columns))
-    fig = Figure(figsize=(3 * columns, 3.1 * rows))
-    axes = np.atleast_1d(fig.subplots(rows, columns)).ravel()
-    for ax in axes:
-        ax.axis("off")
-    for ax, i in zip(axes, indices):
-        picture = load_rgb(evaluation.paths[i], min_side=256)
-        picture.thumbnail((256, 256))
-        ax.imshow(picture)
-        text, wrong = caption(i)
-        ax.set_title(text, fontsize=8, color="red" if wrong else "black")
-    fig.suptitle(title)
-    fig.tight_layout()
-    return fig
+    return gallery(evaluation.paths, indices, title, caption)
 
 
 def plot_top_losses(evaluation: Evaluation, count: int = 12) -> Figure:

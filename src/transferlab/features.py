@@ -237,3 +237,17 @@ def _sharded_features(backbone: nn.Module, spec: BackboneSpec, train: DecodedSpl
             train_centre[t_idx] = c_feat
     return FeatureCache(train_features, train.labels, val_features, val.labels, max(p[4] for p in parts),
                         train_centre=train_centre)
+
+
+def every_image_features(config, prepared) -> tuple[torch.Tensor, torch.Tensor, list[Path]]:
+    """Centre-crop features of every picture, train then val, with labels and paths: what a probe sees of each image
+    (the cross-validated probe of `compare --cv` and `doctor --labels`). Cached like any features."""
+    from .model import create_backbone
+
+    backbone, spec, _ = create_backbone(config.backbone, config.weights)
+    dist = Dist(0, 1, 0, torch.device("cpu"))
+    features = features_for(backbone, spec, prepared.train, prepared.val, 0, config.recipe.batch_size, None, dist,
+                            config.feature_cache, config.quiet, centre=True)
+    x = torch.cat([features.train_centre, features.val])
+    y = torch.cat([prepared.train.labels, prepared.val.labels])
+    return x, y, prepared.train.paths + prepared.val.paths

@@ -108,3 +108,4 @@ def plot_time_breakdown(runs: list[LoadedRun]) -> Figure:
     ax.invert_yaxis()
     fig.tight_layout()
     return fig
+
