@@ -86,7 +86,8 @@ def test_predict_handles_every_mode_dirs_globs_and_bad_files(trained_run, tmp_pa
     rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert code == 1 and len(rows) == 6
     good = [r for r in rows if "error" not in r]
-    assert len(good) == 5 and all(len(r["topk"]) == 2 and r["label"] in ("red", "green", "blue") for r in good)
+    assert len(good) == 5 and all(len(r["topk"]) == 2 and r["nearest"] in ("red", "green", "blue") for r in good)
+    assert all(r["label"] == (r["nearest"] if r["known"] else "unknown") for r in good)
     assert [r["file"].endswith("broken.jpg") for r in rows if "error" in r] == [True]
     code = main(["predict", str(trained_run), str(pics / "*.png"), "--format", "csv", "--tta"])
     lines = capsys.readouterr().out.strip().splitlines()
@@ -99,7 +100,8 @@ def test_python_api_predicts_a_path_like_the_batched_cli(trained_run, tmp_path):
     classifier = Classifier.load(trained_run)
     single = classifier.predict(picture)
     (_, batched), = list(classifier.predict_files([picture]))
-    assert single.probability == pytest.approx(float(batched.max()), abs=1e-6)
+    assert single.probability == pytest.approx(float(batched.probs.max()), abs=1e-6)
+    assert single.distance == pytest.approx(batched.distance, abs=1e-6)
 
 
 def test_deterministic_runs_are_bit_identical(tiny_dataset, tmp_path):

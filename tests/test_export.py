@@ -26,8 +26,28 @@ def test_onnx_export_has_metadata_dynamic_batch_and_parity(trained_run, tmp_path
     assert json.loads(result.metadata_path.read_text()) == meta
     session = onnxruntime.InferenceSession(str(result.path), providers=["CPUExecutionProvider"])
     for batch in (1, 5):
-        out = session.run(None, {"image": np.zeros((batch, 3, 224, 224), np.float32)})[0]
-        assert out.shape == (batch, 3)
+        logits, features = session.run(None, {"image": np.zeros((batch, 3, 224, 224), np.float32)})
+        assert logits.shape == (batch, 3) and features.shape == (batch, 1280)
+
+
+def test_exports_carry_the_unknown_threshold_and_training_features(trained_run, tmp_path):
+    from safetensors.torch import load_file
+
+    from transferlab.predict import Classifier
+    from transferlab.unknown import UnknownDetector
+
+    result = export_run(trained_run, "onnx", tmp_path / "m.onnx")
+    about = json.loads(result.metadata_path.read_text())["unknown"]
+    classifier = Classifier.load(trained_run)
+    assert about["threshold"] == classifier.unknown.threshold and about["k"] == classifier.unknown.k
+    bank = load_file(tmp_path / "m.onnx.unknown.safetensors")["bank"]
+    session = onnxruntime.InferenceSession(str(result.path), providers=["CPUExecutionProvider"])
+    image = np.random.default_rng(0).random((1, 3, 224, 224), dtype=np.float32)
+    _, features = session.run(None, {"image": image})
+    exported = UnknownDetector(bank, about["threshold"], about["known_rejected"], about["k"])
+    with torch.no_grad():
+        expected = classifier.unknown.scores(classifier.model.backbone(torch.from_numpy(image)))
+    assert torch.allclose(exported.scores(torch.from_numpy(features)), expected, atol=1e-4)
 
 
 def test_torchscript_export_carries_metadata_and_matches(trained_run, tmp_path):
@@ -36,7 +56,8 @@ def test_torchscript_export_carries_metadata_and_matches(trained_run, tmp_path):
     extra = {"transferlab.json": ""}
     loaded = torch.jit.load(str(result.path), _extra_files=extra)
     assert json.loads(extra["transferlab.json"])["classes"] == ["blue", "green", "red"]
-    assert loaded(torch.zeros(3, 3, 224, 224)).shape == (3, 3)
+    logits, features = loaded(torch.zeros(3, 3, 224, 224))
+    assert logits.shape == (3, 3) and features.shape == (3, 1280)
 
 
 def test_parity_failure_is_loud(trained_run, tmp_path, monkeypatch, capsys):

@@ -14,7 +14,7 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from conftest import ANIMALS4, REPO
+from conftest import ANIMALS4, COLOURS, REPO, photo_like, synthetic_picture
 from transferlab.serve import create_app
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -40,10 +40,20 @@ def test_health_and_page(client):
 
 
 def test_good_image_gets_topk_probabilities(client):
-    response = client.post("/predict", files={"file": ("red.png", _png(mode="RGBA"), "image/png")})
+    buffer = io.BytesIO()
+    synthetic_picture(COLOURS["red"], 4242).save(buffer, "JPEG")  # like the training photos (JPEGs too)
+    response = client.post("/predict", files={"file": ("red.jpg", buffer.getvalue(), "image/jpeg")})
     body = response.json()
-    assert response.status_code == 200 and body["label"] in ("blue", "green", "red")
+    assert response.status_code == 200 and body["label"] == "red" and body["known"] is True
     assert abs(sum(t["probability"] for t in body["topk"]) - 1.0) < 1e-5 and body["topk"][0]["label"] == body["label"]
+
+
+def test_a_photo_of_no_class_is_answered_unknown_with_the_nearest_class(client):
+    buffer = io.BytesIO()
+    photo_like(3).save(buffer, "JPEG")  # a textured scene: like none of the flat-colour training pictures
+    body = client.post("/predict", files={"file": ("scene.jpg", buffer.getvalue(), "image/jpeg")}).json()
+    assert body["label"] == "unknown" and body["known"] is False
+    assert body["nearest"] in ("blue", "green", "red") and body["nearest"] == body["topk"][0]["label"]
 
 
 @pytest.mark.parametrize("content, status, message", [
@@ -100,7 +110,8 @@ def test_browser_upload_shows_the_predicted_label(trained_run, tmp_path):
     photo = photos[0] if photos else tmp_path / "red.png"
     if not photos:
         photo.write_bytes(_png())
-    expected = TestClient(app).post("/predict", files={"file": (photo.name, photo.read_bytes())}).json()["label"]
+    answer = TestClient(app).post("/predict", files={"file": (photo.name, photo.read_bytes())}).json()
+    expected = answer["label"]
     try:
         with sync_playwright() as playwright:
             browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=[
@@ -117,5 +128,8 @@ def test_browser_upload_shows_the_predicted_label(trained_run, tmp_path):
     finally:
         server.should_exit = True
         thread.join(timeout=10)
-    assert label.startswith(expected + " (") and label.endswith("%)")
+    if answer["known"]:
+        assert label.startswith(expected + " (") and label.endswith("%)")
+    else:  # a cat photo for a red/green/blue model: like none of its classes
+        assert label == f"unknown: like none of the classes (nearest: {answer['nearest']})"
     assert (ARTIFACTS / "serve_page.png").stat().st_size > 10_000

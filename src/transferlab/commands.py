@@ -151,7 +151,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         raise UsageError(f"no images matched {' '.join(args.images)}")
     writer = csv.writer(sys.stdout) if args.format == "csv" else None
     if writer:
-        writer.writerow(["file", "label", "probability", "topk", "error"])
+        writer.writerow(["file", "label", "probability", "topk", "error", "known", "nearest"])
     failed = 0
     for path, result in classifier.predict_files(files, args.batch_size, args.tta):
         if isinstance(result, str):
@@ -160,14 +160,19 @@ def cmd_predict(args: argparse.Namespace) -> int:
         else:
             prediction = classifier.rank(result, args.topk)
             ranked = [(label, round(p, 6)) for label, p in prediction.topk]
-            row = {"file": str(path), "label": prediction.label, "probability": ranked[0][1], "topk": ranked}
+            row = {"file": str(path), "label": prediction.label, "probability": ranked[0][1], "topk": ranked,
+                   "known": prediction.known, "nearest": prediction.nearest}
         if args.format == "json":
             print(json.dumps(row))
         elif writer:
             topk = " ".join(f"{label}:{p:.4f}" for label, p in row.get("topk", []))
-            writer.writerow([row["file"], row.get("label", ""), row.get("probability", ""), topk, row.get("error", "")])
+            writer.writerow([row["file"], row.get("label", ""), row.get("probability", ""), topk, row.get("error", ""),
+                             row.get("known", ""), row.get("nearest", "")])
         elif "error" in row:
             print(f"{path}: error: {row['error']}")
+        elif not row["known"]:
+            print(f"{path}: unknown - like none of the training photos (nearest class {row['nearest']}, "
+                  f"{row['probability']:.1%})")
         else:
             print(f"{path}: {row['label']} ({', '.join(f'{label} {p:.1%}' for label, p in row['topk'])})")
         sys.stdout.flush()

@@ -178,6 +178,10 @@ def scan_classes(folder: Path) -> tuple[dict[str, list[Path]], list[Path]]:
     if not class_dirs:
         hint = f" ({len(loose)} images lie loose in it)" if loose else ""
         raise DatasetError(f"{folder}: no class sub-folders{hint}; expected {folder}/<class name>/<images>")
+    taken = [d.name for d in class_dirs if d.name.lower() == "unknown"]
+    if taken:
+        raise DatasetError(f"{folder / taken[0]}: a class cannot be named '{taken[0]}': predict answers 'unknown' for "
+                           "photos of none of the classes; rename the folder (e.g. 'other')")
     files: dict[str, list[Path]] = {}
     ignored: list[Path] = list(loose)
     for class_dir in class_dirs:

@@ -119,7 +119,7 @@ def evaluate_run(run_dir: str | Path, data: str | Path | None = None, tta: bool 
             continue
         paths.append(str(path))
         labels.append(label_of[path])
-        probs.append(result.numpy())
+        probs.append(result.probs.numpy())
     evaluation = Evaluation(run_dir, classifier.classes, paths, np.array(labels), np.stack(probs), skipped)
     if write:
         write_evaluation(evaluation, evaluation_dir(run_dir, data))

@@ -5,12 +5,14 @@ The exported network takes what the PyTorch model takes: float32 (N, 3, S, S) RG
 size is free. That description and the class names travel inside the file (ONNX metadata properties; a
 TorchScript extra file) and in a JSON file beside it. After export, the exported model (onnxruntime for ONNX) and
 the PyTorch model run on sample images; the largest absolute logit difference is reported and must not exceed
-`PARITY_TOLERANCE`.
+`PARITY_TOLERANCE`. A run with an "unknown" detector exports a second output, `features`, and its training features
+(`<file>.unknown.safetensors`) with the threshold in the metadata, so the exported model can answer "unknown" too.
 """
 
 from __future__ import annotations
 
 import json
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +25,7 @@ from .predict import Classifier
 from .presets import normalize
 from .runs import resolve_run
 from .storage import read_json
+from .unknown import FILE as UNKNOWN_FILE
 
 PARITY_TOLERANCE = 1e-4
 FORMATS = ("onnx", "torchscript")
@@ -49,6 +52,9 @@ def export_metadata(classifier: Classifier) -> dict:
                   "mean": list(spec.mean), "std": list(spec.std),
                   "background_for_transparency": list(classifier.background)},
         "output": {"name": "logits", "softmax": "not applied"},
+        **({"unknown": {**classifier.unknown.describe(), "features_output": "features",
+                        "training_features": "the 'bank' tensor of the .unknown.safetensors file beside this one"}}
+           if classifier.unknown else {}),
         "preprocessing": f"convert to RGB (transparency composited on {tuple(classifier.background)}, EXIF rotation "
                          f"applied), resize short side to {spec.resize_size}, centre-crop {spec.input_size}, divide "
                          "by 255, subtract mean, divide by std",
@@ -63,6 +69,8 @@ def export_run(run_dir: str | Path, fmt: str = "onnx", out: str | Path | None = 
     run_dir = resolve_run(run_dir)
     classifier = Classifier.load(run_dir)
     model = classifier.model.eval().to(memory_format=torch.contiguous_format)
+    if classifier.unknown is not None:  # the features go out too: "unknown" needs their distance to the training photos
+        model = WithFeatures(model).eval()
     out = Path(out) if out else run_dir / ("model.onnx" if fmt == "onnx" else "model.torchscript.pt")
     out.parent.mkdir(parents=True, exist_ok=True)
     batch = sample_batch(classifier, run_dir, samples)  # before writing anything: real photos or no export
@@ -80,6 +88,8 @@ def export_run(run_dir: str | Path, fmt: str = "onnx", out: str | Path | None = 
         partial.unlink(missing_ok=True)
     metadata_path = out.with_name(out.name + ".json")
     metadata_path.write_text(json.dumps(metadata, indent=2))
+    if classifier.unknown is not None:
+        shutil.copyfile(run_dir / UNKNOWN_FILE, out.with_name(out.name + ".unknown.safetensors"))
     diff = parity(model, batch, out, fmt)
     if diff > PARITY_TOLERANCE:
         raise ParityError(f"{out}: exported logits differ from PyTorch's by {diff:.2e} (> {PARITY_TOLERANCE:g})")
@@ -90,7 +100,8 @@ def _export_onnx(model: torch.nn.Module, example: torch.Tensor, out: Path, metad
     import onnx
 
     batch = torch.export.Dim("batch", min=1, max=4096)
-    program = torch.onnx.export(model, (example,), dynamo=True, input_names=["image"], output_names=["logits"],
+    outputs = ["logits", "features"] if isinstance(model, WithFeatures) else ["logits"]
+    program = torch.onnx.export(model, (example,), dynamo=True, input_names=["image"], output_names=outputs,
                                 dynamic_shapes=({0: batch},), verbose=False)
     program.save(str(out))
     proto = onnx.load(str(out))
@@ -132,7 +143,7 @@ def sample_batch(classifier: Classifier, run_dir: Path, samples: list[Path] | No
 @torch.inference_mode()
 def parity(model: torch.nn.Module, batch: torch.Tensor, path: Path, fmt: str) -> float:
     """Largest absolute logit difference between PyTorch and the exported file, over the batch and one image."""
-    expected = model(batch).float().numpy()
+    expected = _logits(model(batch)).float().numpy()
     if fmt == "onnx":
         import onnxruntime
 
@@ -140,7 +151,23 @@ def parity(model: torch.nn.Module, batch: torch.Tensor, path: Path, fmt: str) ->
         run = lambda x: session.run(["logits"], {"image": x.numpy()})[0]  # noqa: E731
     else:
         loaded = torch.jit.load(str(path))
-        run = lambda x: loaded(x).float().numpy()  # noqa: E731
+        run = lambda x: _logits(loaded(x)).float().numpy()  # noqa: E731
     whole = run(batch)
     single = run(batch[:1])  # a different batch size: the exported batch dimension is dynamic
     return float(max(np.abs(whole - expected).max(), np.abs(single - expected[:1]).max()))
+
+
+class WithFeatures(torch.nn.Module):
+    """The model with its pooled features as a second output (for the "unknown" distance test)."""
+
+    def __init__(self, model: torch.nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        features = self.model.backbone(x)
+        return self.model.head(features), features
+
+
+def _logits(output: torch.Tensor | tuple) -> torch.Tensor:
+    return output[0] if isinstance(output, (tuple, list)) else output

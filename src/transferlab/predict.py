@@ -2,6 +2,8 @@
 
 The picture goes through exactly the preprocessing used for validation during training (`images.load_rgb`,
 then `presets.decoded_view` and `presets.eval_view`), so any image mode works and results match training.
+A photo like no training photo is answered `unknown` (with the nearest class) when the run has a detector
+(`unknown.py`; runs trained before it existed answer a class for everything).
 """
 
 from __future__ import annotations
@@ -21,21 +23,36 @@ from .model import TransferModel, build_model
 from .parallel import parallel_map
 from .presets import decoded_view, eval_view, normalize
 from .runs import load_checkpoint, resolve_run
+from .unknown import UnknownDetector, load_detector
+
+UNKNOWN = "unknown"
 
 
 @dataclass
 class Prediction:
-    label: str
-    probability: float
+    label: str  # the class, or "unknown" for a photo like no training photo
+    probability: float  # of the most likely class
     topk: list[tuple[str, float]]
+    known: bool = True
+    nearest: str = ""  # the most likely class, also when the answer is "unknown"
+    distance: float | None = None  # to the training photos (None: the run has no detector)
+
+
+@dataclass
+class Assessment:
+    """One photo as the model sees it: class probabilities and its distance to the training photos."""
+
+    probs: torch.Tensor
+    distance: float | None = None
 
 
 class Classifier:
     """A trained model together with its classes and preprocessing."""
 
     def __init__(self, model: TransferModel, spec: BackboneSpec, classes: list[str], metadata: dict,
-                 device: str | torch.device = "cpu"):
+                 device: str | torch.device = "cpu", unknown: UnknownDetector | None = None):
         self.device = torch.device(device)
+        self.unknown = unknown
         self.model = model.to(self.device).eval()
         self.spec = spec
         self.classes = classes
@@ -46,10 +63,11 @@ class Classifier:
     def load(cls, run_dir: str | Path, device: str | torch.device = "cpu") -> "Classifier":
         """Load the best weights of a run directory, or of the run a compare folder recommends (no pickle)."""
         keep_freed_memory()
-        state, meta = load_checkpoint(resolve_run(run_dir))
+        run_dir = resolve_run(run_dir)
+        state, meta = load_checkpoint(run_dir)
         model, spec, _ = build_model(meta["backbone"], len(meta["classes"]), meta["strategy"], pretrained=False)
         model.load_state_dict(state)
-        return cls(model, spec, meta["classes"], meta, device)
+        return cls(model, spec, meta["classes"], meta, device, load_detector(run_dir))
 
     def preprocess(self, image: str | Path | BinaryIO | Image.Image) -> torch.Tensor:
         """One picture (path, open file or PIL image) -> the uint8 (3, S, S) evaluation crop."""
@@ -63,41 +81,53 @@ class Classifier:
 
     def probabilities(self, crops: torch.Tensor, tta: bool = False) -> torch.Tensor:
         """Class probabilities for a uint8 batch of crops; `tta` averages with the horizontally flipped crops."""
-        probs = self.logits(crops).softmax(1)
+        return torch.stack([a.probs for a in self.assess(crops, tta)])
+
+    @torch.inference_mode()
+    def assess(self, crops: torch.Tensor, tta: bool = False) -> list[Assessment]:
+        """Probabilities (averaged with the flipped crops with `tta`) and distance to the training photos."""
+        features = self.model.backbone(normalize(crops.to(self.device), self.spec))
+        probs = self.model.head(features).float().softmax(1).cpu()
         if tta:
-            probs = (probs + self.logits(crops.flip(-1)).softmax(1)) / 2
-        return probs
+            flipped = self.model.backbone(normalize(crops.flip(-1).to(self.device), self.spec))
+            probs = (probs + self.model.head(flipped).float().softmax(1).cpu()) / 2
+        distances = self.unknown.scores(features.float().cpu()).tolist() if self.unknown else [None] * len(probs)
+        return [Assessment(p, d) for p, d in zip(probs, distances)]
 
     def predict_files(self, paths: Sequence[str | Path], batch_size: int = 32, tta: bool = False,
-                      workers: int | None = None, quiet: bool = True) -> Iterator[tuple[Path, torch.Tensor | str]]:
-        """Stream (path, probabilities) per file, batch by batch; an unreadable file yields (path, reason)."""
+                      workers: int | None = None, quiet: bool = True) -> Iterator[tuple[Path, Assessment | str]]:
+        """Stream (path, assessment) per file, batch by batch; an unreadable file yields (path, reason)."""
         crop = Decode(self.spec.resize_size, self.spec.input_size, self.background, fingerprints=False)
         chunk = max(batch_size, 64)
         for start in range(0, len(paths), chunk):
             group = [Path(p) for p in paths[start:start + chunk]]
             results = [result for result, _ in parallel_map(crop, group, workers, "predict", quiet)]
             good = [i for i, r in enumerate(results) if not isinstance(r, str)]
-            probs: dict[int, torch.Tensor] = {}
+            assessed: dict[int, Assessment] = {}
             for b in range(0, len(good), batch_size):
                 index = good[b:b + batch_size]
                 batch = torch.stack([torch.from_numpy(results[i]) for i in index])
-                probs.update(zip(index, self.probabilities(batch, tta)))
+                assessed.update(zip(index, self.assess(batch, tta)))
             for i, path in enumerate(group):
-                yield path, probs[i] if i in probs else results[i]
+                yield path, assessed[i] if i in assessed else results[i]
 
     def predict(self, image: str | Path | Image.Image, topk: int = 3) -> Prediction:
         """Class, probability and the top-k classes for one picture."""
         return self.predict_many([image], topk)[0]
 
     def predict_many(self, images: list, topk: int = 3) -> list[Prediction]:
-        probabilities = self.logits(torch.stack([self.preprocess(i) for i in images])).softmax(1)
-        return [self.rank(row, topk) for row in probabilities]
+        return [self.rank(a, topk) for a in self.assess(torch.stack([self.preprocess(i) for i in images]))]
 
-    def rank(self, probabilities: torch.Tensor, topk: int = 3) -> Prediction:
-        """One image's class probabilities -> its label and the top-k (label, probability) pairs."""
-        values, indices = probabilities.topk(min(topk, len(self.classes)))
+    def rank(self, assessment: Assessment | torch.Tensor, topk: int = 3) -> Prediction:
+        """One photo's assessment (or bare probabilities) -> its answer and the top-k (label, probability) pairs;
+        the answer is "unknown" when the photo is farther from the training photos than the run's threshold."""
+        if isinstance(assessment, torch.Tensor):
+            assessment = Assessment(assessment)
+        values, indices = assessment.probs.topk(min(topk, len(self.classes)))
         ranked = [(self.classes[i], float(v)) for v, i in zip(values.tolist(), indices.tolist())]
-        return Prediction(ranked[0][0], ranked[0][1], ranked)
+        distance = assessment.distance
+        known = distance is None or self.unknown is None or distance <= self.unknown.threshold
+        return Prediction(ranked[0][0] if known else UNKNOWN, ranked[0][1], ranked, known, ranked[0][0], distance)
 
 
 def load_run(run_dir: str | Path, device: str | torch.device = "cpu") -> Classifier:
@@ -105,4 +135,4 @@ def load_run(run_dir: str | Path, device: str | torch.device = "cpu") -> Classif
     return Classifier.load(run_dir, device)
 
 
-__all__ = ["Classifier", "Prediction", "load_run"]
+__all__ = ["Assessment", "Classifier", "Prediction", "UNKNOWN", "load_run"]

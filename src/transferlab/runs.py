@@ -65,6 +65,9 @@ class RunSummary:
     feature_compute_seconds: float = 0.0  # what computing the features took, also when read from the cache
     probe_C: float | None = None  # a probe head: the L2 strength cross-validation chose
     probe_cv_accuracy: float | None = None  # ... and its mean accuracy over the folds of the training images
+    unknown_threshold: float | None = None  # predict answers "unknown" above it (see unknown.py)
+    unknown_known_rejected: float | None = None  # share of known photos it turns away (cross-validated on val)
+    unknown_seconds: float = 0.0  # fitting it (features of every photo with the best weights)
 
     @property
     def fresh_seconds(self) -> float | None:

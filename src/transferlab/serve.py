@@ -71,9 +71,10 @@ def create_app(run_dir: str | Path, max_bytes: int = MAX_BYTES, max_pixels: int 
         finally:
             slots.release()
         with lock:
-            probs = classifier.probabilities(crop.unsqueeze(0))[0]
-        prediction = classifier.rank(probs, topk)
+            assessment = classifier.assess(crop.unsqueeze(0))[0]
+        prediction = classifier.rank(assessment, topk)
         return {"file": file.filename, "label": prediction.label, "probability": prediction.probability,
+                "known": prediction.known, "nearest": prediction.nearest,
                 "topk": [{"label": label, "probability": p} for label, p in prediction.topk]}
 
     return app
@@ -162,7 +163,7 @@ PAGE = """<!doctype html>
 <h1>What is in the photo?</h1>
 <p>Classes: {{CLASSES}}</p>
 <label id="drop">Drop a photo here, or click to choose one (at most {{MAX_MB}} MB)
- <input id="file" type="file" accept="image/*" hidden></label>
+ <input id="file" type="file" accept="image/*,.heic,.heif,.avif" hidden></label>
 <img id="preview" alt="your photo">
 <p id="error" role="alert"></p>
 <h2 id="label"></h2>
@@ -180,7 +181,9 @@ async function classify(file) {
   const body = await response.json();
   if (!response.ok) { document.getElementById('label').textContent = '';
     document.getElementById('error').textContent = body.detail; return; }
-  document.getElementById('label').textContent = body.label + ' (' + (100 * body.probability).toFixed(1) + '%)';
+  document.getElementById('label').textContent = body.known === false
+    ? 'unknown: like none of the classes (nearest: ' + body.nearest + ')'
+    : body.label + ' (' + (100 * body.probability).toFixed(1) + '%)';
   const bars = document.getElementById('bars');
   for (const t of body.topk) {  // built as elements with textContent: a class name is never parsed as markup
     const row = document.createElement('div'); row.className = 'row';

@@ -153,7 +153,29 @@ def train(config: TrainConfig, prepared: PreparedData | None = None, resume_dir:
         status = "interrupted"
         log.warning("interrupted: %s keeps the best checkpoint so far (epoch %s)", run.dir, run.saver.best["epoch"])
     feature_seconds = run.summary.feature_seconds - features_before
-    return run.finish(config.strategy, status, time.perf_counter() - start - feature_seconds, dist)
+    epoch_seconds = time.perf_counter() - start - feature_seconds
+    if status == "completed" and dist.main and run.saver.best["epoch"]:
+        status = _fit_unknown(run, prepared, dist)
+    return run.finish(config.strategy, status, epoch_seconds, dist)
+
+
+def _fit_unknown(run: OpenRun, prepared: PreparedData, dist: Dist) -> str:
+    """The run's "unknown" detector from its best weights (`unknown.calibrate_run`); Ctrl-C skips it."""
+    from .unknown import calibrate_run
+
+    start = time.perf_counter()
+    try:
+        detector = calibrate_run(run.dir, prepared, dist.device)
+    except KeyboardInterrupt:
+        log.warning("interrupted while fitting the 'unknown' threshold: predict will answer a class for every photo")
+        return "interrupted"
+    summary = run.summary
+    summary.unknown_threshold, summary.unknown_known_rejected = detector.threshold, detector.known_rejected
+    summary.unknown_seconds = time.perf_counter() - start
+    log.info("unknown: photos farther than %.3f from the training photos are answered 'unknown' (turns away "
+             "about %.0f%% of known photos, cross-validated on val; %.0f s)", detector.threshold,
+             100 * detector.known_rejected, summary.unknown_seconds)
+    return "completed"
 
 
 def probe_stage(model: TransferModel, prepared: PreparedData, config: TrainConfig, dist: Dist,

@@ -1,0 +1,113 @@
+""""None of my classes": answer `unknown` for a photo that is like no training photo.
+
+With two classes the largest softmax probability is high for almost anything, so it cannot tell a stranger from a
+known photo (`benchmarks/unknown_photos.py` measures it). What does is distance in feature space: a photo of a known
+class lies near training photos of it; a stranger lies far from all of them. The score of a photo is the mean
+cosine distance of its pooled backbone features (the run's own backbone, best weights) to its `K` nearest training
+photos (centre crops). The threshold is chosen on the validation photos (the `QUANTILE` of their scores: about 5%
+of known photos are turned away), and the share of known photos it rejects is estimated by cross-validation over
+the validation photos (threshold from the other folds), so the figure is not the one the threshold was fitted to.
+Stored with the run (`unknown.safetensors`: the training features and the threshold), used by predict, the web app
+and exports (which also output the features).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+K = 5
+QUANTILE = 0.95  # of the validation photos' scores: the threshold
+FILE = "unknown.safetensors"
+METHOD = (f"mean cosine distance of the backbone's pooled features to the {K} nearest training photos; above the "
+          "threshold the answer is 'unknown'")
+
+
+@dataclass
+class UnknownDetector:
+    bank: torch.Tensor  # (N, D) L2-normalised features of the training photos (centre crops)
+    threshold: float
+    known_rejected: float  # cross-validated share of known (validation) photos the threshold calls unknown
+    k: int = K
+
+    def scores(self, features: torch.Tensor) -> torch.Tensor:
+        """Mean cosine distance of each row of `features` to its k nearest training photos."""
+        unit = torch.nn.functional.normalize(features.float(), dim=1)
+        distances = 1.0 - unit @ self.bank.T
+        k = min(self.k, self.bank.shape[0])
+        return distances.topk(k, dim=1, largest=False).values.mean(1)
+
+    def describe(self) -> dict:
+        return {"method": METHOD, "k": self.k, "threshold": self.threshold, "quantile": QUANTILE,
+                "known_rejected": self.known_rejected, "training_photos": int(self.bank.shape[0])}
+
+
+def fit_detector(train_features: torch.Tensor, val_features: torch.Tensor, folds: int = 5,
+                 seed: int = 0) -> UnknownDetector:
+    """Threshold at the QUANTILE of the validation photos' scores; the share of known photos rejected estimated on
+    held-out folds of the validation photos."""
+    detector = UnknownDetector(torch.nn.functional.normalize(train_features.float(), dim=1), 0.0, 0.0)
+    scores = detector.scores(val_features).numpy()
+    detector.threshold = float(np.quantile(scores, QUANTILE))
+    order = np.random.default_rng(seed).permutation(len(scores))
+    rejected = []
+    for held in np.array_split(order, max(2, min(folds, len(scores)))):
+        rest = np.setdiff1d(order, held)
+        if len(rest) and len(held):
+            rejected.append(float((scores[held] > np.quantile(scores[rest], QUANTILE)).mean()))
+    detector.known_rejected = float(np.mean(rejected)) if rejected else float("nan")
+    return detector
+
+
+def save_detector(detector: UnknownDetector, run_dir: Path) -> Path:
+    from safetensors.torch import save_file
+
+    path = Path(run_dir) / FILE
+    tmp = path.with_name(path.name + ".tmp")
+    save_file({"bank": detector.bank.contiguous()}, tmp, metadata={"detector": json.dumps(detector.describe())})
+    tmp.replace(path)
+    return path
+
+
+def load_detector(run_dir: str | Path) -> UnknownDetector | None:
+    """The run's detector, or None (a run trained before it existed: every answer is a known class)."""
+    from safetensors import safe_open
+
+    path = Path(run_dir) / FILE
+    if not path.exists():
+        return None
+    with safe_open(path, "pt") as handle:
+        about = json.loads(handle.metadata()["detector"])
+        bank = handle.get_tensor("bank")
+    return UnknownDetector(bank, about["threshold"], about["known_rejected"], about["k"])
+
+
+@torch.inference_mode()
+def backbone_features(backbone: torch.nn.Module, spec, crops: list[torch.Tensor], device: torch.device,
+                      batch_size: int = 64) -> torch.Tensor:
+    """Pooled features of uint8 evaluation crops (3, S, S), in eval mode."""
+    from .presets import normalize
+
+    backbone.eval()
+    out = [backbone(normalize(torch.stack(crops[i:i + batch_size]).to(device), spec)).float().cpu()
+           for i in range(0, len(crops), batch_size)]
+    return torch.cat(out) if out else torch.zeros(0, spec.feature_dim)
+
+
+def calibrate_run(run_dir: Path, prepared, device: torch.device | str = "cpu") -> UnknownDetector:
+    """Fit and save the detector of a trained run from its best weights and its decoded photos."""
+    from .features import centre_crop
+    from .predict import Classifier
+
+    classifier = Classifier.load(run_dir, device)
+    backbone, spec = classifier.model.backbone, classifier.spec
+    train = backbone_features(backbone, spec, [centre_crop(p, spec) for p in prepared.train.images],
+                              classifier.device)
+    val = backbone_features(backbone, spec, list(prepared.val.images), classifier.device)
+    detector = fit_detector(train, val)
+    save_detector(detector, run_dir)
+    return detector
