@@ -8,14 +8,16 @@ Python API (everything the `transferlab` command does):
     clf = load_run(result.results[0].run_dir)
     clf.predict("my_cat.png")
 
-Each command has its function: train, compare, resume, diagnose (doctor), evaluate_run, Classifier.predict_files
-(predict), export_run, create_app (serve); plot_* return matplotlib Figures that notebooks show inline.
+Each command has its function: train, compare, resume, diagnose and check_labels (doctor), split_folder (split),
+collect_photos (collect), evaluate_run, Classifier.predict_files (predict), export_run, create_app (serve);
+plot_* return matplotlib Figures that notebooks show inline.
 
 The data path, one module each: folder -> samples (`data`) -> pictures decoded once (`images`, `presets`,
 `decoding`, `prepare`) -> frozen-backbone features, cached (`features`) -> model (`backbones`, `weights`, `model`)
 -> batches (`loaders`) and epochs (`engine`), stage by stage (`training`, `comparison`) -> run folder (`runs`) ->
-evaluation and report (`evaluate`, `results`, `plots`, `report`). Beside it: `doctor`, `fingerprints` and
-`quarantine_folder` (checking a photo folder), `predict`, `export`, `serve`, `cli`.
+evaluation and report (`evaluate`, `results`, `plots`, `report`). Before it, building the folder: `collect`
+(downloads), `inspection`, `doctor`, `fingerprints`, `label_issues` and `quarantine_folder` (checking it), `splitting`
+(train/val without leaks). After it: `predict` (with `unknown`), `export`, `serve`; and the `cli`.
 
 Importing the package loads nothing heavy: each name below is imported from its module on first use.
 """
@@ -33,6 +35,8 @@ _EXPORTS = {
     "DatasetError": ("errors", "DatasetError"), "TransferlabError": ("errors", "TransferlabError"),
     "load_dataset": ("data", "load_dataset"), "load_rgb": ("images", "load_rgb"),
     "diagnose": ("doctor", "diagnose"), "quarantine": ("quarantine_folder", "quarantine"),
+    "check_labels": ("label_issues", "check_labels"), "split_folder": ("splitting", "split_folder"),
+    "collect_photos": ("collect", "collect"),
     "restore": ("quarantine_folder", "restore"),
     "prepare_data": ("prepare", "prepare_data"),
     "RunResult": ("training", "RunResult"), "train": ("training", "train"), "resume": ("resuming", "resume"),
