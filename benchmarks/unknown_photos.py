@@ -5,8 +5,8 @@ photos (chosen at random: the run's validation set, on which the threshold is fi
 as *unseen known photos*. A run is trained on it as a user would (`transferlab train COPY --strategy S`), then
 predicts the unseen known photos and every photo (train and val) of the STRANGER classes. Reported: the share of
 strangers answered "unknown" and the share of unseen known photos turned away; and, for comparison, the same two
-shares when the largest softmax probability is thresholded instead (at its own 95% point on the run's validation
-photos, the same rule).
+shares when the largest softmax probability is thresholded instead (chosen on the run's validation photos by the
+same conformal rule).
 
     python benchmarks/unknown_photos.py ../shared/datasets/animals4 --known cat,dog --strangers ant,bee --draws 3
 """
@@ -30,7 +30,7 @@ from transferlab import DataConfig, TrainConfig, train  # noqa: E402
 from transferlab.data import load_dataset  # noqa: E402
 from transferlab.images import is_image_file  # noqa: E402
 from transferlab.predict import Classifier  # noqa: E402
-from transferlab.unknown import QUANTILE  # noqa: E402
+from transferlab.unknown import conformal_threshold  # noqa: E402
 
 
 def photos(folder: Path) -> list[Path]:
@@ -80,7 +80,7 @@ def one_draw(args: argparse.Namespace, seed: int, strangers: list[Path]) -> dict
         _, val_top = answers(classifier, val)
         known_unknown, known_top = answers(classifier, held_back)
         stranger_unknown, stranger_top = answers(classifier, strangers)
-    softmax_threshold = float(np.quantile(val_top, 1 - QUANTILE))  # below it: the 5% least sure validation photos
+    softmax_threshold = -conformal_threshold(-val_top)  # the same rule: below it, at most 5% of known photos
     return {
         "seed": seed, "strategy": args.strategy, "backbone": run.summary.backbone, "train_seconds": round(seconds, 1),
         "val_accuracy": run.best_val_acc, "threshold": classifier.unknown.threshold,

@@ -52,7 +52,9 @@ class Photos(BaseHTTPRequestHandler):
     def do_GET(self) -> None:  # noqa: N802 - http.server's name
         path = self.path
         Photos.hits[path] += 1
-        if path.startswith("/photo/"):
+        if path == "/my%20cat%C3%A9.jpg":  # what a browser sends for "my caté.jpg"
+            self._send(_jpeg(70))
+        elif path.startswith("/photo/"):
             self._send(_jpeg(int(path.split("/")[-1].split(".")[0])))
         elif path == "/resized.jpg":  # photo 2, smaller and re-encoded
             buffer = io.BytesIO()
@@ -131,7 +133,7 @@ def _rows(out: Path) -> dict[str, dict]:
 
 
 def test_photos_are_saved_and_every_failure_is_rejected_by_name(server, tmp_path):
-    urls = _lists(tmp_path / "urls", server, cat=["/photo/1.jpg", "/photo/2.jpg", "/phone.heic", "/slow.jpg",
+    urls = _lists(tmp_path / "urls", server, cat=["/photo/1.jpg", "/my caté.jpg", "/phone.heic", "/slow.jpg",
                                                   "/truncated.jpg", "/cut.jpg", "/error.jpg"],
                   dog=["/photo/3.jpg", "/missing.jpg", "/huge.jpg", "/endless.jpg", "/loop", "/to-file",
                        "/chain/3", "/chain/9"])
@@ -139,7 +141,7 @@ def test_photos_are_saved_and_every_failure_is_rejected_by_name(server, tmp_path
     result = collect(urls, out, FAST, quiet=True)
     rows = _rows(out)
     reasons = {name: row["reason"] for name, row in rows.items() if row["status"] == "failed"}
-    assert result.saved == {"cat": 3, "dog": 2}  # 1, 2, the HEIC; 3 and the 3-redirect chain
+    assert result.saved == {"cat": 3, "dog": 2}  # 1, the name with a space and an accent, the HEIC; 3, the chain
     assert "HTTP 404" in reasons["/missing.jpg"]
     assert "timed out" in reasons["/slow.jpg"] and "after 2 tries" in reasons["/slow.jpg"]
     assert "truncated" in reasons["/truncated.jpg"] and "truncated" in reasons["/cut.jpg"]

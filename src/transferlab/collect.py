@@ -106,6 +106,7 @@ def fetch(url: str, limits: Limits) -> bytes:
     """The body of `url`, within the limits; FetchFailed says why not and whether a retry may help."""
     if not url.lower().startswith(("http://", "https://")):
         raise FetchFailed("not an http(s) URL")
+    url = urllib.parse.quote(url, safe=":/?#[]@!$&'()*+,;=%~")  # spaces and non-ASCII as a browser sends them
     opener = urllib.request.build_opener(_redirects(limits.redirects))
     start = time.monotonic()
     try:
