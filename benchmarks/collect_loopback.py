@@ -19,7 +19,7 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
@@ -46,7 +46,7 @@ def handler(files: dict[str, Path], latency: float) -> type[BaseHTTPRequestHandl
 
         def do_GET(self) -> None:  # noqa: N802
             time.sleep(latency)
-            key = urlsplit(self.path).path.lstrip("/")
+            key = unquote(urlsplit(self.path).path).lstrip("/")
             name = key.rsplit("/", 1)[-1]
             if key in files:
                 body = files[key].read_bytes()

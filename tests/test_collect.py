@@ -154,6 +154,7 @@ def test_photos_are_saved_and_every_failure_is_rejected_by_name(server, tmp_path
     assert {row["file"] for row in rows.values() if row["status"] == "saved"} == {
         str(p.relative_to(out)) for p in saved}  # sources.csv names each file's URL
     assert any(p.suffix == ".heic" for p in saved) and not list(out.rglob("*.part"))
+    assert sorted(p.name.rsplit("-", 1)[0] for p in saved) == ["1", "3", "3", "my_cat", "phone"]  # as in the URLs
 
 
 def test_a_rerun_fetches_only_what_is_missing(server, tmp_path):

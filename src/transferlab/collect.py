@@ -283,7 +283,7 @@ def _keep(download_: Download, out: Path, library: Library, result: CollectResul
     if library.holds(download_.data, download_.print_):
         result.duplicates += 1
         return [url, label, "", "duplicate", "the folder already holds this picture", len(download_.data)]
-    name = hashlib.sha1(url.encode()).hexdigest()[:16] + EXTENSIONS[download_.picture_format]
+    name = file_name(url, EXTENSIONS[download_.picture_format])
     path = out / label / name
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{name}.{os.getpid()}.part")
@@ -292,6 +292,14 @@ def _keep(download_: Download, out: Path, library: Library, result: CollectResul
     library.add(download_.data, download_.print_)
     result.saved[label] = result.saved.get(label, 0) + 1
     return [url, label, f"{label}/{name}", "saved", "", len(download_.data)]
+
+
+def file_name(url: str, extension: str) -> str:
+    """A readable, safe and unique name: the URL's own file name (letters, digits, '-', '_' kept; at most 40
+    characters) and 8 hex digits of the URL's hash, with the extension of the format the bytes are in."""
+    stem = Path(urllib.parse.unquote(urllib.parse.urlsplit(url).path)).stem
+    stem = "".join(c if c.isascii() and (c.isalnum() or c in "-_") else "_" for c in stem).strip("_.")[:40]
+    return f"{stem or 'photo'}-{hashlib.sha1(url.encode()).hexdigest()[:8]}{extension}"
 
 
 def _finished_urls(sources: Path) -> set[str]:
