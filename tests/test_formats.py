@@ -82,4 +82,4 @@ def test_predict_and_the_web_app_read_heic_and_avif(trained_run, tmp_path, capsy
     client = TestClient(create_app(trained_run))
     for path, kind in ((heic, "image/heic"), (avif, "image/avif")):
         response = client.post("/predict", files={"file": (path.name, io.BytesIO(path.read_bytes()), kind)})
-        assert response.status_code == 200 and response.json()["label"] in ("red", "green", "blue")
+        assert response.status_code == 200 and response.json()["nearest"] in ("red", "green", "blue")
