@@ -155,17 +155,18 @@ def train(config: TrainConfig, prepared: PreparedData | None = None, resume_dir:
     feature_seconds = run.summary.feature_seconds - features_before
     epoch_seconds = time.perf_counter() - start - feature_seconds
     if status == "completed" and dist.main and run.saver.best["epoch"]:
-        status = _fit_unknown(run, prepared, dist)
+        status = _fit_unknown(run, prepared, config, model, precision, dist)
     return run.finish(config.strategy, status, epoch_seconds, dist)
 
 
-def _fit_unknown(run: OpenRun, prepared: PreparedData, dist: Dist) -> str:
-    """The run's "unknown" detector from its best weights (`unknown.calibrate_run`); Ctrl-C skips it."""
-    from .unknown import calibrate_run
+def _fit_unknown(run: OpenRun, prepared: PreparedData, config: TrainConfig, model: TransferModel,
+                 precision: torch.dtype | None, dist: Dist) -> str:
+    """The run's "unknown" detector (`unknown.fit_for_run`), by rank 0; Ctrl-C skips it."""
+    from .unknown import fit_for_run
 
     start = time.perf_counter()
     try:
-        detector = calibrate_run(run.dir, prepared, dist.device)
+        detector = fit_for_run(run.dir, prepared, config, model.backbone, precision, dist.device)
     except KeyboardInterrupt:
         log.warning("interrupted while fitting the 'unknown' threshold: predict will answer a class for every photo")
         return "interrupted"

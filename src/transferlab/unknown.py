@@ -121,3 +121,20 @@ def calibrate_run(run_dir: Path, prepared, device: torch.device | str = "cpu") -
     detector = fit_detector(train, val)
     save_detector(detector, run_dir)
     return detector
+
+
+def fit_for_run(run_dir: Path, prepared, config, backbone: torch.nn.Module, precision: torch.dtype | None,
+                device: torch.device) -> UnknownDetector:
+    """Fit and save a finished run's detector. A frozen backbone (extract) never trained, so its centre-crop
+    features are the pretrained ones the probe used: read from the feature cache. Otherwise `calibrate_run`."""
+    if config.strategy != "extract":
+        return calibrate_run(run_dir, prepared, device)
+    from .distributed import Dist
+    from .features import features_for
+
+    alone = Dist(0, 1, 0, device)  # called by rank 0 alone: no collective calls
+    features = features_for(backbone, prepared.spec, prepared.train, prepared.val, 0, config.recipe.batch_size,
+                            precision, alone, config.feature_cache, True, centre=True)
+    detector = fit_detector(features.train_centre, features.val)
+    save_detector(detector, run_dir)
+    return detector
