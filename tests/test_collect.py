@@ -67,7 +67,7 @@ class Photos(BaseHTTPRequestHandler):
             pillow_heif.from_pillow(photo_like(40)).save(buffer, quality=90)
             self._send(buffer.getvalue(), "image/heic")
         elif path == "/slow.jpg":
-            time.sleep(3)
+            time.sleep(6)
             self._send(_jpeg(50))
         elif path == "/truncated.jpg":
             body = _jpeg(51)
@@ -117,7 +117,7 @@ def server():
     httpd.server_close()
 
 
-FAST = Limits(concurrency=4, timeout=0.5, deadline=2.0, retries=1, backoff=0.01, max_bytes=2_000_000)
+FAST = Limits(concurrency=4, timeout=1.5, deadline=4.0, retries=1, backoff=0.01, max_bytes=2_000_000)  # busy CPUs
 
 
 def _lists(folder: Path, base: str, **classes: list[str]) -> Path:
@@ -141,6 +141,8 @@ def test_photos_are_saved_and_every_failure_is_rejected_by_name(server, tmp_path
     result = collect(urls, out, FAST, quiet=True)
     rows = _rows(out)
     reasons = {name: row["reason"] for name, row in rows.items() if row["status"] == "failed"}
+    assert set(reasons) == {"/slow.jpg", "/truncated.jpg", "/cut.jpg", "/error.jpg", "/missing.jpg", "/huge.jpg",
+                            "/endless.jpg", "/loop", "/to-file", "/chain/9"}, reasons
     assert result.saved == {"cat": 3, "dog": 2}  # 1, the name with a space and an accent, the HEIC; 3, the chain
     assert "HTTP 404" in reasons["/missing.jpg"]
     assert "timed out" in reasons["/slow.jpg"] and "after 2 tries" in reasons["/slow.jpg"]
@@ -190,7 +192,7 @@ def test_a_flaky_server_is_retried_with_back_off(server, tmp_path):
 
 def test_csv_lists_and_bad_lists(server, tmp_path, capsys):
     listing = tmp_path / "urls.csv"
-    listing.write_text(f"url,label\n{server}/photo/7.jpg,cat\n{server}/photo/8.jpg,dog\n")
+    listing.write_text(f"\ufeffurl,label\n{server}/photo/7.jpg,cat\n{server}/photo/8.jpg,dog\n")  # as Excel saves
     assert main(["collect", str(listing), "--out", str(tmp_path / "photos"), "--timeout", "1", "-q"]) == 0
     out = capsys.readouterr().out
     assert "cat: 1 photo(s) saved" in out and "2 saved" in out
@@ -201,6 +203,8 @@ def test_csv_lists_and_bad_lists(server, tmp_path, capsys):
     assert main(["collect", str(tmp_path / "strange.csv"), "--out", str(tmp_path / "p3"), "-q"]) == 2
     assert "'unknown'" in capsys.readouterr().err
     assert main(["collect", str(tmp_path / "nowhere"), "--out", str(tmp_path / "p4"), "-q"]) == 2
+    assert main(["collect", str(listing), "--out", str(listing), "-q"]) == 2  # a file, not a folder
+    assert "is a file" in capsys.readouterr().err
 
 
 def test_an_interrupted_collect_keeps_what_finished_and_resumes(server, tmp_path, monkeypatch):

@@ -88,7 +88,7 @@ def read_url_lists(source: str | Path) -> list[tuple[str, str]]:
         if not pairs:
             raise UsageError(f"{source}: no URLs (expected <class>.txt files, one URL a line)")
     elif source.is_file():
-        with source.open(newline="", errors="replace") as handle:
+        with source.open(newline="", encoding="utf-8-sig", errors="replace") as handle:  # a spreadsheet's BOM too
             reader = csv.DictReader(handle)
             if not {"url", "label"} <= set(reader.fieldnames or ()):
                 raise UsageError(f"{source}: a CSV needs the columns url,label (found {reader.fieldnames})")
@@ -232,6 +232,8 @@ def collect(source: str | Path, out: str | Path, limits: Limits = Limits(), quie
 
     start = time.monotonic()
     out = Path(out).expanduser()
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"{out} is a file: give a folder to collect into")
     pairs = read_url_lists(source)
     if out.is_dir() and {d.name.lower() for d in out.iterdir() if d.is_dir()} & {"train", "val", "valid"}:
         raise UsageError(f"{out} is split into train/ and val/: collect into a class-folder folder, then split it")
