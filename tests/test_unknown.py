@@ -49,6 +49,21 @@ def test_predict_answers_unknown_with_the_nearest_class(trained_run, tmp_path, c
     assert "unknown - like none of the training photos (nearest class" in capsys.readouterr().out
 
 
+def test_evaluate_reports_how_many_photos_of_a_folder_are_answered_unknown(trained_run, tmp_path):
+    from transferlab.evaluate import evaluate_run
+
+    own = evaluate_run(trained_run, quiet=True, write=False)
+    strangers = tmp_path / "strangers"
+    for k, name in enumerate(("red", "green", "blue")):  # the run's classes, filled with scenes like none of its photos
+        for split in ("train", "val"):
+            (strangers / split / name).mkdir(parents=True)
+            for i in range(3):
+                photo_like(100 + 10 * k + i + (5 if split == "val" else 0)).save(strangers / split / name / f"{i}.jpg")
+    other = evaluate_run(trained_run, strangers, quiet=True, write=False)
+    assert own.answered_unknown is not None and own.answered_unknown <= 0.5
+    assert other.answered_unknown == 1.0 and "100.0% answered 'unknown'" in other.summary_line()
+
+
 def test_a_run_without_a_detector_answers_a_class(trained_run, tmp_path):
     old = tmp_path / "old-run"
     shutil.copytree(trained_run, old)

@@ -41,6 +41,7 @@ class Evaluation:
     labels: np.ndarray  # (N,) true class indices
     probs: np.ndarray  # (N, C) predicted probabilities
     skipped: list[tuple[str, str]] = field(default_factory=list)
+    answered_unknown: float | None = None  # share of these photos answered "unknown" (None: the run has no detector)
 
     @property
     def predicted(self) -> np.ndarray:
@@ -83,12 +84,14 @@ class Evaluation:
         return {"images": len(self.labels), "correct": int(self.correct.sum()), "accuracy": self.accuracy,
                 "accuracy_ci95": [low, high], "macro_f1": self.macro_f1, "ece": self.calibration_error,
                 "per_class": self.per_class(), "confusion": self.confusion().tolist(), "classes": self.classes,
-                "skipped": [list(s) for s in self.skipped]}
+                "skipped": [list(s) for s in self.skipped], "answered_unknown": self.answered_unknown}
 
     def summary_line(self) -> str:
         low, high = self.accuracy_interval()
         return (f"accuracy {self.accuracy:.1%} ({int(self.correct.sum())}/{len(self.labels)}; 95% Wilson CI "
-                f"{low:.1%}-{high:.1%}), macro F1 {self.macro_f1:.3f}, ECE {self.calibration_error:.3f}")
+                f"{low:.1%}-{high:.1%}), macro F1 {self.macro_f1:.3f}, ECE {self.calibration_error:.3f}"
+                + ("" if self.answered_unknown is None else
+                   f"; {self.answered_unknown:.1%} answered 'unknown' (like none of the training photos)"))
 
 
 def wilson_interval(successes: int, trials: int, confidence: float = 0.95) -> tuple[float, float]:
@@ -110,7 +113,7 @@ def evaluate_run(run_dir: str | Path, data: str | Path | None = None, tta: bool 
                            None if data else cfg["max_per_class"])
     if dataset.classes != classifier.classes:
         raise DatasetError(f"the folder's classes {dataset.classes} differ from the model's {classifier.classes}")
-    paths, labels, probs, skipped = [], [], [], []
+    paths, labels, probs, skipped, unknown = [], [], [], [], []
     label_of = {s.path: s.label for s in dataset.val}
     for path, result in classifier.predict_files([s.path for s in dataset.val], tta=tta, workers=workers,
                                                  quiet=quiet):
@@ -120,7 +123,9 @@ def evaluate_run(run_dir: str | Path, data: str | Path | None = None, tta: bool 
         paths.append(str(path))
         labels.append(label_of[path])
         probs.append(result.probs.numpy())
-    evaluation = Evaluation(run_dir, classifier.classes, paths, np.array(labels), np.stack(probs), skipped)
+        unknown.append(not classifier.rank(result).known)
+    evaluation = Evaluation(run_dir, classifier.classes, paths, np.array(labels), np.stack(probs), skipped,
+                            float(np.mean(unknown)) if classifier.unknown is not None and unknown else None)
     if write:
         write_evaluation(evaluation, evaluation_dir(run_dir, data))
     return evaluation
