@@ -8,6 +8,7 @@ import json
 import os
 from pathlib import Path
 
+import pillow_heif
 import pytest
 
 from conftest import photo_like
@@ -31,11 +32,12 @@ def scattered(tmp_path: Path) -> Path:
     photo_like(600).save(root / "cat" / "both.jpg")
     (root / "dog" / "both_again.jpg").write_bytes((root / "cat" / "both.jpg").read_bytes())
     (root / "dog" / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really")
+    pillow_heif.from_pillow(photo_like(700)).save(root / "dog" / "phone.heic", quality=90)  # a phone's photo
     return root
 
 
 def _names(folder: Path) -> set[str]:
-    return {p.name for p in folder.rglob("*.jpg")}
+    return {p.name for p in folder.rglob("*") if p.suffix in (".jpg", ".heic")}
 
 
 def test_split_keeps_copies_together_and_leaves_out_two_labels(scattered, tmp_path, capsys):
@@ -50,8 +52,9 @@ def test_split_keeps_copies_together_and_leaves_out_two_labels(scattered, tmp_pa
     assert "cat/both.jpg = dog/both_again.jpg" in printed and "dog/broken.jpg" in printed
     assert "cat: " in printed and "1 group(s) of copies kept on one side" in printed
     manifest = json.loads((out / "split.json").read_text())
-    assert manifest["counts"]["val"] == {"cat": 3, "dog": 2}  # round(13 x 0.25) = 3 (cat: 10 + 3 copies), round(10 x 0.25) = 2
-    assert sum(manifest["counts"]["train"].values()) + sum(manifest["counts"]["val"].values()) == 23
+    assert manifest["counts"]["val"] == {"cat": 3, "dog": 3}  # round(13 x 0.25) = 3 (cat: 10 + 3 copies), dog 11 -> 3
+    assert sum(manifest["counts"]["train"].values()) + sum(manifest["counts"]["val"].values()) == 24
+    assert "phone.heic" in train | val
     assert (scattered / "cat" / "cat0.jpg").exists()  # copies: the source is untouched
 
 
