@@ -96,31 +96,15 @@ def load_detector(run_dir: str | Path) -> UnknownDetector | None:
     return UnknownDetector(bank, about["threshold"], about["known_rejected"], about["k"])
 
 
-@torch.inference_mode()
-def backbone_features(backbone: torch.nn.Module, spec, crops: list[torch.Tensor], device: torch.device,
-                      batch_size: int = 64) -> torch.Tensor:
-    """Pooled features of uint8 evaluation crops (3, S, S), in eval mode."""
-    from .presets import normalize
-
-    backbone.eval()
-    out = [backbone(normalize(torch.stack(crops[i:i + batch_size]).to(device), spec)).float().cpu()
-           for i in range(0, len(crops), batch_size)]
-    return torch.cat(out) if out else torch.zeros(0, spec.feature_dim)
-
-
 def calibrate_run(run_dir: Path, prepared, device: torch.device | str = "cpu") -> UnknownDetector:
     """Fit and save the detector of a trained run from its best weights and its decoded photos."""
-    from .features import centre_crop
+    from .features import extract_features
     from .predict import Classifier
 
     classifier = Classifier.load(run_dir, device)
-    backbone, spec = classifier.model.backbone, classifier.spec
-    train = backbone_features(backbone, spec, [centre_crop(p, spec) for p in prepared.train.images],
-                              classifier.device)
-    val = backbone_features(backbone, spec, list(prepared.val.images), classifier.device)
-    detector = fit_detector(train, val)
-    save_detector(detector, run_dir)
-    return detector
+    features = extract_features(classifier.model.backbone, classifier.spec, prepared.train, prepared.val, 0, 64,
+                                classifier.device, quiet=True, centre=True)
+    return _fit_and_save(features, run_dir)
 
 
 def fit_for_run(run_dir: Path, prepared, config, backbone: torch.nn.Module, precision: torch.dtype | None,
@@ -135,6 +119,11 @@ def fit_for_run(run_dir: Path, prepared, config, backbone: torch.nn.Module, prec
     alone = Dist(0, 1, 0, device)  # called by rank 0 alone: no collective calls
     features = features_for(backbone, prepared.spec, prepared.train, prepared.val, 0, config.recipe.batch_size,
                             precision, alone, config.feature_cache, True, centre=True)
+    return _fit_and_save(features, run_dir)
+
+
+def _fit_and_save(features, run_dir: Path) -> UnknownDetector:
+    """The detector of centre-crop training features and validation features (a `features.FeatureCache`), saved."""
     detector = fit_detector(features.train_centre, features.val)
     save_detector(detector, run_dir)
     return detector
