@@ -62,7 +62,7 @@ def check_labels(root: str | Path, backbone: str = "auto", weights: str | None =
     from .config import DataConfig, TrainConfig
     from .features import every_image_features
     from .prepare import prepare_data
-    from .probe import cross_val_probabilities
+    from .probe import cross_val_probabilities, usable_folds
 
     start = time.perf_counter()
     name, why = resolve_backbone(backbone, weights)
@@ -89,12 +89,13 @@ def check_labels(root: str | Path, backbone: str = "auto", weights: str | None =
                           float(probabilities[i, suggested[i]]), kind, float(distance[i]), float(z[i]))
 
     strangers = [i for i in np.argsort(-z) if z[i] > OUTLIER_Z]  # like no photo at all: not a question of class
-    issues = [issue(i, "label") for i in order if suggested[i] != labels[i] and z[i] <= OUTLIER_Z]
-    issues += [issue(i, "outlier") for i in strangers]
-    check = LabelCheck(str(base), name, min(folds, int(np.bincount(labels).min())), len(labels),
-                       float((suggested == labels).mean()), 0.0, issues, [rel[i] for i in order])
+    chosen = [(i, "label") for i in order if suggested[i] != labels[i] and z[i] <= OUTLIER_Z]
+    chosen += [(i, "outlier") for i in strangers]
+    check = LabelCheck(str(base), name, usable_folds(y, len(classes), folds), len(labels),
+                       float((suggested == labels).mean()), 0.0, [issue(i, kind) for i, kind in chosen],
+                       [rel[i] for i in order])
     if out is not None:
-        check.page = str(write_page(check, [paths[rel.index(i.path)] for i in issues], Path(out)))
+        check.page = str(write_page(check, [paths[i] for i, _ in chosen], Path(out)))
     check.seconds = time.perf_counter() - start
     return check
 

@@ -73,7 +73,7 @@ def _fit_probe(features: torch.Tensor, labels: torch.Tensor, num_classes: int, f
     mean, std = x.mean(0), x.std(0, unbiased=False)
     std = std.clamp(min=1e-3 * float(std.mean()) + 1e-12)  # a (near-)constant feature is not blown up into a big weight
     z = (x - mean) / std
-    folds = max(2, min(folds, int(torch.bincount(y, minlength=num_classes).min())))
+    folds = usable_folds(y, num_classes, folds)
     splits = []
     for a, b in StratifiedKFold(folds, shuffle=True, random_state=seed).split(z.numpy(), y.numpy()):
         basis = _row_space(z[a])
@@ -98,6 +98,11 @@ def _fit_probe(features: torch.Tensor, labels: torch.Tensor, num_classes: int, f
     weight = (w[:-1] / std[:, None]).T  # fold the standardisation into the layer
     bias = w[-1] - (w[:-1] * (mean / std)[:, None]).sum(0)
     return Probe(weight.float(), bias.float(), grid[best], scores[best], folds, time.perf_counter() - start)
+
+
+def usable_folds(labels: torch.Tensor, num_classes: int, folds: int) -> int:
+    """The folds a stratified split can make: at most the smallest class's count, at least 2."""
+    return max(2, min(folds, int(torch.bincount(labels, minlength=num_classes).min())))
 
 
 def _temperature(logits: torch.Tensor, labels: torch.Tensor) -> float:
@@ -186,7 +191,7 @@ def cross_val_probabilities(features: torch.Tensor, labels: torch.Tensor, num_cl
     cross-validation) fitted on the other folds, so every image is judged by a model that never saw it."""
     from sklearn.model_selection import StratifiedKFold
 
-    folds = max(2, min(folds, int(torch.bincount(labels, minlength=num_classes).min())))
+    folds = usable_folds(labels, num_classes, folds)
     probabilities = torch.zeros(len(labels), num_classes)
     for fit_rows, held_rows in StratifiedKFold(folds, shuffle=True, random_state=seed).split(
             features.numpy(), labels.numpy()):
