@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import UsageError
-from .fingerprints import HASH_DISTANCE, Fingerprint, fingerprint, same_picture
+from .fingerprints import Fingerprint, candidates, fingerprint, same_picture
 
 SOURCES = "sources.csv"
 FIELDS = ("url", "label", "file", "status", "reason", "bytes")
@@ -211,17 +211,14 @@ class Library:
             self.prints = [p for p in (i.fingerprint() for i in infos) if p is not None]
         self.hashes = np.array([p.phash for p in self.prints], dtype=np.uint64)
 
-    def holds(self, data: bytes, print_: Fingerprint) -> bool:
-        if hashlib.sha256(data).hexdigest() in self.digests:
+    def holds(self, digest: str, print_: Fingerprint) -> bool:
+        """Same bytes (sha256 `digest`), or a confirmed near-duplicate of a picture already held."""
+        if digest in self.digests:
             return True
-        if len(self.hashes):
-            near = np.nonzero(np.bitwise_count(self.hashes ^ np.uint64(print_.phash)) <= HASH_DISTANCE)[0]
-            if any(same_picture(self.prints[int(k)], print_) for k in near):
-                return True
-        return False
+        return any(same_picture(self.prints[int(k)], print_) for k in candidates(self.hashes, print_.phash))
 
-    def add(self, data: bytes, print_: Fingerprint) -> None:
-        self.digests.add(hashlib.sha256(data).hexdigest())
+    def add(self, digest: str, print_: Fingerprint) -> None:
+        self.digests.add(digest)
         self.prints.append(print_)
         self.hashes = np.append(self.hashes, np.uint64(print_.phash))
 
@@ -282,7 +279,8 @@ def _keep(download_: Download, out: Path, library: Library, result: CollectResul
     if download_.reason:
         result.failed.append((url, download_.reason))
         return [url, label, "", "failed", download_.reason, 0]
-    if library.holds(download_.data, download_.print_):
+    digest = hashlib.sha256(download_.data).hexdigest()
+    if library.holds(digest, download_.print_):
         result.duplicates += 1
         return [url, label, "", "duplicate", "the folder already holds this picture", len(download_.data)]
     name = file_name(url, EXTENSIONS[download_.picture_format])
@@ -291,7 +289,7 @@ def _keep(download_: Download, out: Path, library: Library, result: CollectResul
     tmp = path.with_name(f".{name}.{os.getpid()}.part")
     tmp.write_bytes(download_.data)
     tmp.replace(path)
-    library.add(download_.data, download_.print_)
+    library.add(digest, download_.print_)
     result.saved[label] = result.saved.get(label, 0) + 1
     return [url, label, f"{label}/{name}", "saved", "", len(download_.data)]
 

@@ -44,14 +44,18 @@ def same_picture(a: Fingerprint, b: Fingerprint) -> bool:
     return float(diff.mean()) <= THUMB_DIFFERENCE
 
 
+def candidates(hashes: np.ndarray, phash: int) -> np.ndarray:
+    """Positions in `hashes` (uint64 pHashes) within HASH_DISTANCE bits of `phash`: pairs still to be confirmed."""
+    return np.nonzero(np.bitwise_count(hashes ^ np.uint64(phash)) <= HASH_DISTANCE)[0]
+
+
 def near_duplicate_pairs(prints: list[Fingerprint | None]) -> list[tuple[int, int]]:
     """Index pairs of confirmed near-duplicates (pHash within HASH_DISTANCE bits, then thumbnails compared)."""
     valid = [i for i, p in enumerate(prints) if p is not None]
     hashes = np.array([prints[i].phash for i in valid], dtype=np.uint64)
     pairs = []
     for position, i in enumerate(valid[:-1]):
-        distances = np.bitwise_count(hashes[position] ^ hashes[position + 1:])
-        for offset in np.nonzero(distances <= HASH_DISTANCE)[0]:
+        for offset in candidates(hashes[position + 1:], hashes[position]):
             j = valid[position + 1 + int(offset)]
             if same_picture(prints[i], prints[j]):
                 pairs.append((i, j))
