@@ -214,8 +214,8 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     if args.json:
         document = json.loads(report.to_json())
         if check is not None:
-            document["label_check"] = {k: v for k, v in check.as_dict().items() if k != "issues"}
-            document["label_issues"] = check.as_dict()["issues"]
+            document["label_check"] = check.as_dict()
+            document["label_issues"] = document["label_check"].pop("issues")
         print(json.dumps(document, indent=2))
     else:
         print(format_report(report))

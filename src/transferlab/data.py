@@ -66,6 +66,7 @@ def load_dataset(
         raise DatasetError(f"{root}: no such folder")
     train_dir = _child(root, ("train",))
     val_dir = _child(root, VAL_DIR_NAMES)
+    excluded: list[list[Path]] = []  # only a split made here leaves pictures out
     if train_dir and val_dir:
         train_files, ignored = scan_classes(train_dir)
         val_files, ignored_val = scan_classes(val_dir)
@@ -89,7 +90,7 @@ def load_dataset(
     if max_per_class:
         train = _subset(train, max_per_class, seed)
         val = _subset(val, max_per_class, seed)
-    return Dataset(root, classes, train, val, layout, ignored, excluded if not (train_dir and val_dir) else [])
+    return Dataset(root, classes, train, val, layout, ignored, excluded)
 
 
 def picture_groups(root: Path, samples: list[Sample], classes: list[str], quiet: bool = True,

@@ -193,10 +193,6 @@ def plot_reliability(evaluation: Evaluation) -> Figure:
     return fig
 
 
-def _gallery(evaluation: Evaluation, indices: list[int], title: str, caption) -> Figure:
-    return gallery(evaluation.paths, indices, title, caption)
-
-
 def plot_top_losses(evaluation: Evaluation, count: int = 12) -> Figure:
     """The most confidently wrong images: true label, predicted label and its probability."""
     wrong = np.nonzero(~evaluation.correct)[0]
@@ -209,7 +205,7 @@ def plot_top_losses(evaluation: Evaluation, count: int = 12) -> Figure:
                 f"{Path(evaluation.paths[i]).name}", True)
 
     title = f"Top losses: the {len(order)} most confidently wrong" if order else "No validation image was wrong"
-    return _gallery(evaluation, order, title, caption)
+    return gallery(evaluation.paths, order, title, caption)
 
 
 def plot_prediction_grid(evaluation: Evaluation, count: int = 16, seed: int = 0) -> Figure:
@@ -223,7 +219,7 @@ def plot_prediction_grid(evaluation: Evaluation, count: int = 16, seed: int = 0)
         mark = "" if p == t else "  WRONG"
         return f"predicted {classes[p]} ({evaluation.probs[i, p]:.0%}) / true {classes[t]}{mark}", p != t
 
-    return _gallery(evaluation, chosen, "Predictions on validation images", caption)
+    return gallery(evaluation.paths, chosen, "Predictions on validation images", caption)
 
 
 def write_predictions(evaluation: Evaluation, path: Path) -> None:
