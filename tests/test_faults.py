@@ -319,7 +319,9 @@ def test_ctrl_c_during_compares_evaluation_keeps_and_reports_what_finished(tiny_
                  "--epochs", "1", "--out", str(tmp_path), "--name", "c", "-q", "--workers", "0"])
     assert code == 130
     report = (tmp_path / "c" / "report.md").read_text()
-    assert "| extract |" in report and "Use extract" in report
+    assert "| extract |" in report and "| finetune |" in report  # both trained; finetune's evaluation was cut
+    assert "Use " in report and "nan" not in report
+    assert (tmp_path / "c" / "extract" / "evaluation").is_dir()
 
 
 def test_compare_on_a_bad_folder_leaves_no_folder(tmp_path, capsys):

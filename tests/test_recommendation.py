@@ -51,6 +51,22 @@ def test_cheapest_cell_not_shown_worse_is_recommended_over_the_most_accurate():
     assert "add validation images" in answer.settle
 
 
+def test_a_cell_without_per_image_results_is_compared_by_its_accuracy_not_waved_through():
+    # Its evaluation was interrupted: no per-image results, only the summary's accuracy over 12 images. 4 of 12
+    # against 12 of 12 is far outside the noise, so the faster cell must not be recommended (it once was: no pairing
+    # gave an interval of nan and a p of 1).
+    slow, fast = _run("extract", "efficientnet_lite0", 1.0, 20), _run("finetune", "efficientnet_lite0", 4 / 12, 10)
+    slow.summary.val_images = fast.summary.val_images = 12
+    fast.correct = fast.paths = None
+    answer = recommend([slow, fast])
+    assert answer.recommended == answer.best == "extract (efficientnet_lite0, batch 32)"
+    assert answer.comparisons[0].worse and answer.comparisons[0].high < 0
+    assert "unpaired bootstrap" in answer.method
+    # ... while one a single image behind stays a candidate, and the cheaper one is used
+    fast.summary.best_val_acc = 11 / 12
+    assert recommend([slow, fast]).recommended == "finetune (efficientnet_lite0, batch 32)"
+
+
 def test_headline_names_the_winning_second_backbone():
     runs = [_run("extract", "efficientnet_lite0", 0.85, 10), _run("extract", "efficientnet_lite2", 0.96, 20)]
     answer = recommend(runs)

@@ -1,7 +1,8 @@
 """The answer: which cell (backbone, strategy, batch size) to use, with the evidence for it.
 
 The most accurate cell is the one with the highest mean accuracy over its seeds. Every other cell is compared with
-it by a paired bootstrap over the validation images and seeds both completed (pairing images by path), and the
+it by a paired bootstrap over the validation images and seeds both completed (pairing images by path; a cell
+without per-image results, say its evaluation was interrupted, by an unpaired bootstrap of the two accuracies), and the
 two-sided p-values are corrected for the number of comparisons by Holm's method. The recommended cell is the
 cheapest (lowest mean time a run of its own takes: frozen features counted as computed, even where a run read
 them from the cache another cell filled) of the most accurate one and the cells not shown to be worse (corrected
@@ -16,7 +17,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from .results import Cell, LoadedRun, by_cell, format_seconds, mean, paired_correct
-from .stats import paired_bootstrap
+from .stats import Difference, paired_bootstrap, unpaired_bootstrap
 
 ALPHA = 0.05
 SMALL_VALIDATION = 200  # fewer validation images than this: intervals are wide, and the report says so
@@ -80,10 +81,7 @@ def recommend(runs: list[LoadedRun]) -> Recommendation | None:
     seconds = {cell: mean([r.summary.fresh_seconds for r in group]) for cell, group in cells.items()}
     best = max(cells, key=lambda c: (accuracy[c], -(seconds[c] or 0.0)))
     others = [cell for cell in cells if cell != best]
-    raw = []
-    for cell in others:
-        a, b = paired_correct(cells[cell], cells[best])
-        raw.append(paired_bootstrap(a, b, cell.label, best.label) if a is not None else None)
+    raw = [_difference(cells[cell], cells[best], cell, best, accuracy) for cell in others]
     adjusted = holm([d.p_value if d else 1.0 for d in raw])
     comparisons = [CellComparison(cell.label, d.diff, d.low, d.high, d.p_value, p, d.diff < 0 and p < ALPHA)
                    if d else CellComparison(cell.label, accuracy[cell] - accuracy[best], float("nan"),
@@ -98,7 +96,21 @@ def recommend(runs: list[LoadedRun]) -> Recommendation | None:
         best.label, accuracy[best], seconds[best], chosen.label, accuracy[chosen], seconds[chosen],
         cells[best][0].name, cells[chosen][0].name, val_images,
         _sentence(best, chosen, accuracy, seconds, against, comparisons), _settle(comparisons, val_images, against),
-        comparisons, next((d.method for d in raw if d), ""))
+        comparisons, "; ".join(dict.fromkeys(d.method for d in raw if d)))
+
+
+def _difference(group: list[LoadedRun], best_group: list[LoadedRun], cell: Cell, best: Cell,
+                accuracy: dict) -> Difference | None:
+    """A cell against the most accurate: paired over the images and seeds both evaluated; where per-image results
+    are missing (an evaluation interrupted or skipped), unpaired from the two accuracies and their image counts;
+    None when not even the image counts are known."""
+    a, b = paired_correct(group, best_group)
+    if a is not None:
+        return paired_bootstrap(a, b, cell.label, best.label)
+    images = [sum(r.summary.val_images for r in g) for g in (group, best_group)]
+    if min(images) <= 0:
+        return None
+    return unpaired_bootstrap(accuracy[cell], images[0], accuracy[best], images[1], cell.label, best.label)
 
 
 def _sentence(best: Cell, chosen: Cell, accuracy: dict, seconds: dict, against: CellComparison | None,

@@ -134,7 +134,7 @@ def _answer_lines(answer: Recommendation | None) -> list[str]:
     if answer is None or not answer.comparisons:
         return [answer.settle, ""] if answer and answer.settle else []
     lines = ["## Is the difference real?", "",
-             f"Each cell against the most accurate, {answer.best}: {answer.method}, images paired by path; "
+             f"Each cell against the most accurate, {answer.best}: {answer.method}; "
              "p-values corrected for the number of comparisons by Holm's method.", "",
              "| cell | minus the most accurate | 95% CI | p | Holm p | shown worse |", "|---|---|---|---|---|---|"]
     for c in answer.comparisons:

@@ -25,6 +25,7 @@ class Difference:
     p_value: float  # two-sided bootstrap p-value
     seeds: int
     images: int
+    paired: bool = True  # False: compared from the two accuracies alone (one cell has no per-image results)
 
     @property
     def significant(self) -> bool:
@@ -32,8 +33,10 @@ class Difference:
 
     @property
     def method(self) -> str:
+        if not self.paired:
+            return f"unpaired bootstrap of the two accuracies over {self.images} validation images, {RESAMPLES:,} resamples"
         return (f"paired bootstrap over {self.images} validation images"
-                + (f" and {self.seeds} seeds" if self.seeds > 1 else "") + f", {RESAMPLES:,} resamples")
+                + (f" and {self.seeds} seeds" if self.seeds > 1 else "") + f", {RESAMPLES:,} resamples, images paired by path")
 
     def sentence(self) -> str:
         method = self.method
@@ -64,6 +67,21 @@ def paired_bootstrap(correct_a: np.ndarray, correct_b: np.ndarray, a: str = "a",
     low, high = np.percentile(diffs, [2.5, 97.5])
     p_value = min(1.0, 2 * min((diffs <= 0).mean(), (diffs >= 0).mean()))
     return Difference(a, b, observed, float(low), float(high), float(p_value), seeds, images)
+
+
+def unpaired_bootstrap(accuracy_a: float, images_a: int, accuracy_b: float, images_b: int, a: str = "a",
+                       b: str = "b", resamples: int = RESAMPLES, seed: int = 0) -> Difference:
+    """95% interval for accuracy(a) - accuracy(b) when only the two accuracies and their image counts are known
+    (a run whose per-image results are missing, e.g. its evaluation was interrupted): each accuracy is redrawn as
+    a binomial share of its images. Wider than the paired interval, never narrower than the data allow."""
+    rng = np.random.default_rng(seed)
+    draws_a = rng.binomial(images_a, min(max(accuracy_a, 0.0), 1.0), resamples) / images_a
+    draws_b = rng.binomial(images_b, min(max(accuracy_b, 0.0), 1.0), resamples) / images_b
+    diffs = draws_a - draws_b
+    low, high = np.percentile(diffs, [2.5, 97.5])
+    p_value = min(1.0, 2 * min((diffs <= 0).mean(), (diffs >= 0).mean()))
+    return Difference(a, b, accuracy_a - accuracy_b, float(low), float(high), float(p_value), 1,
+                      min(images_a, images_b), paired=False)
 
 
 def bootstrap_interval(correct: np.ndarray, resamples: int = RESAMPLES, seed: int = 0) -> tuple[float, float]:
