@@ -67,6 +67,18 @@ def test_a_cell_without_per_image_results_is_compared_by_its_accuracy_not_waved_
     assert recommend([slow, fast]).recommended == "finetune (efficientnet_lite0, batch 32)"
 
 
+def test_a_run_cut_short_is_not_recommended_for_the_time_it_did_not_spend():
+    whole, cut = _run("extract", "efficientnet_lite0", 0.95, 20), _run("finetune", "efficientnet_lite0", 0.95, 8)
+    cut.summary.status, cut.summary.epochs_completed = "interrupted", 2
+    cut.config["recipe"]["epochs"] = 10
+    answer = recommend([whole, cut])
+    assert answer.recommended == "extract (efficientnet_lite0, batch 32)"
+    assert "Not recommended because cut short" in answer.sentence and "2 of 10 epochs" in answer.sentence
+    whole.summary.best_val_acc, whole.correct[:100] = 0.5, False  # now the finished cell is shown worse
+    answer = recommend([whole, cut])
+    assert answer.recommended == "finetune (efficientnet_lite0, batch 32)" and "no finished cell" in answer.sentence
+
+
 def test_headline_names_the_winning_second_backbone():
     runs = [_run("extract", "efficientnet_lite0", 0.85, 10), _run("extract", "efficientnet_lite2", 0.96, 20)]
     answer = recommend(runs)

@@ -89,13 +89,15 @@ def recommend(runs: list[LoadedRun]) -> Recommendation | None:
                    for cell, d, p in zip(others, raw, adjusted)]
     worse = {c.cell for c in comparisons if c.worse}
     candidates = [best] + [cell for cell in others if cell.label not in worse]
-    chosen = min(candidates, key=lambda c: (seconds[c] if seconds[c] is not None else float("inf"), -accuracy[c]))
+    finished = [cell for cell in candidates if all(r.summary.status == "completed" for r in cells[cell])]
+    chosen = min(finished or candidates,  # a run cut short looks cheap: its time is not a whole run's
+                 key=lambda c: (seconds[c] if seconds[c] is not None else float("inf"), -accuracy[c]))
     val_images = max((len(r.correct) for g in cells.values() for r in g if r.correct is not None), default=0)
     against = next((c for c in comparisons if c.cell == chosen.label), None)
     return Recommendation(
         best.label, accuracy[best], seconds[best], chosen.label, accuracy[chosen], seconds[chosen],
         cells[best][0].name, cells[chosen][0].name, val_images,
-        _sentence(best, chosen, accuracy, seconds, against, comparisons), _settle(comparisons, val_images, against),
+        _sentence(best, chosen, accuracy, seconds, against, comparisons) + _cut_short(cells, chosen), _settle(comparisons, val_images, against),
         comparisons, "; ".join(dict.fromkeys(d.method for d in raw if d)))
 
 
@@ -126,6 +128,20 @@ def _sentence(best: Cell, chosen: Cell, accuracy: dict, seconds: dict, against: 
     return (f"Use {what(chosen)}{speed}. The most accurate is {what(best)}; {chosen.label} is "
             f"{against.diff * 100:+.1f} points from it (95% CI {against.low * 100:+.1f} to {against.high * 100:+.1f}, "
             f"Holm-corrected p = {against.p_holm:.2f}): not shown to be worse.")
+
+
+def _cut_short(cells: dict[Cell, list[LoadedRun]], chosen: Cell) -> str:
+    """Which cells have a run that stopped before its last epoch (Ctrl-C): their accuracy is what the epochs they
+    ran reached and their time is not a whole run's, so they are used only when no finished cell is a candidate."""
+    short = [(cell, r) for cell, group in cells.items() for r in group if r.summary.status != "completed"]
+    if not short:
+        return ""
+    what = ", ".join(f"{cell.label} ({r.summary.epochs_completed} of {r.config['recipe']['epochs']} epochs)"
+                     for cell, r in short)
+    if any(cell == chosen for cell, _ in short):
+        return (f" Cut short: {what}; no finished cell is a candidate, so the accuracy and time above are those of "
+                "the epochs it ran (`transferlab train --resume RUN` finishes it).")
+    return f" Not recommended because cut short (its time is not a whole run's): {what}."
 
 
 def _settle(comparisons: list[CellComparison], val_images: int, chosen: CellComparison | None) -> str:
