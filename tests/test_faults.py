@@ -324,6 +324,29 @@ def test_ctrl_c_during_compares_evaluation_keeps_and_reports_what_finished(tiny_
     assert (tmp_path / "c" / "extract" / "evaluation").is_dir()
 
 
+def test_resuming_a_compare_run_cut_short_writes_the_answer_again(tiny_dataset, tmp_path, monkeypatch):
+    import transferlab.runs as runs_module
+
+    real, calls = runs_module.append_metrics, []
+
+    def second_epoch_interrupted(run_dir, record):
+        calls.append(record)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        real(run_dir, record)
+
+    monkeypatch.setattr(runs_module, "append_metrics", second_epoch_interrupted)
+    args = ["--backbone", "efficientnet_lite0", "--epochs", "3", "--out", str(tmp_path), "--name", "c", "-q"]
+    assert main(["compare", str(tiny_dataset), "--strategies", "finetune", *args]) == 130
+    cut = (tmp_path / "c" / "report.md").read_text()
+    assert "Cut short: finetune (efficientnet_lite0, batch 32) after 1 of 3 epochs" in cut
+    monkeypatch.setattr(runs_module, "append_metrics", real)
+    assert main(["train", "--resume", str(tmp_path / "c" / "finetune"), "-q"]) == 0
+    report = (tmp_path / "c" / "report.md").read_text()
+    assert "Cut short" not in report and "Use finetune" in report
+    assert (tmp_path / "c" / "finetune" / "evaluation" / "predictions.csv").exists()
+
+
 def test_compare_on_a_bad_folder_leaves_no_folder(tmp_path, capsys):
     (tmp_path / "photos" / "only").mkdir(parents=True)
     assert main(["compare", str(tmp_path / "photos"), "--out", str(tmp_path / "runs"), "-q"]) == 2

@@ -73,7 +73,7 @@ def test_a_run_cut_short_is_not_recommended_for_the_time_it_did_not_spend():
     cut.config["recipe"]["epochs"] = 10
     answer = recommend([whole, cut])
     assert answer.recommended == "extract (efficientnet_lite0, batch 32)"
-    assert "Not recommended because cut short" in answer.sentence and "2 of 10 epochs" in answer.sentence
+    assert "Not recommended because cut short" in answer.sentence and "after 2 of 10 epochs" in answer.sentence
     whole.summary.best_val_acc, whole.correct[:100] = 0.5, False  # now the finished cell is shown worse
     answer = recommend([whole, cut])
     assert answer.recommended == "finetune (efficientnet_lite0, batch 32)" and "no finished cell" in answer.sentence

@@ -92,12 +92,14 @@ def recommend(runs: list[LoadedRun]) -> Recommendation | None:
     finished = [cell for cell in candidates if all(r.summary.status == "completed" for r in cells[cell])]
     chosen = min(finished or candidates,  # a run cut short looks cheap: its time is not a whole run's
                  key=lambda c: (seconds[c] if seconds[c] is not None else float("inf"), -accuracy[c]))
-    val_images = max((len(r.correct) for g in cells.values() for r in g if r.correct is not None), default=0)
+    val_images = max((len(r.correct) if r.correct is not None else r.summary.val_images
+                      for g in cells.values() for r in g), default=0)
     against = next((c for c in comparisons if c.cell == chosen.label), None)
     return Recommendation(
         best.label, accuracy[best], seconds[best], chosen.label, accuracy[chosen], seconds[chosen],
         cells[best][0].name, cells[chosen][0].name, val_images,
-        _sentence(best, chosen, accuracy, seconds, against, comparisons) + _cut_short(cells, chosen), _settle(comparisons, val_images, against),
+        _sentence(best, chosen, accuracy, seconds, against, comparisons) + _cut_short(cells, chosen),
+        _settle(comparisons, val_images, against),
         comparisons, "; ".join(dict.fromkeys(d.method for d in raw if d)))
 
 
@@ -136,7 +138,7 @@ def _cut_short(cells: dict[Cell, list[LoadedRun]], chosen: Cell) -> str:
     short = [(cell, r) for cell, group in cells.items() for r in group if r.summary.status != "completed"]
     if not short:
         return ""
-    what = ", ".join(f"{cell.label} ({r.summary.epochs_completed} of {r.config['recipe']['epochs']} epochs)"
+    what = ", ".join(f"{cell.label} after {r.summary.epochs_completed} of {r.config['recipe']['epochs']} epochs"
                      for cell, r in short)
     if any(cell == chosen for cell, _ in short):
         return (f" Cut short: {what}; no finished cell is a candidate, so the accuracy and time above are those of "

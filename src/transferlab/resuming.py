@@ -1,9 +1,12 @@
 """Resuming a run (`transferlab train --resume RUN [--epochs N]`): from its last finished epoch, with its own
-settings, on the same classes; a finished run says so and does nothing, unless `--epochs N` extends it."""
+settings, on the same classes; a finished run says so and does nothing, unless `--epochs N` extends it. A run of a
+comparison, once finished, is evaluated and its compare folder's report written again, so the answer counts it."""
 
 from __future__ import annotations
 
 import dataclasses
+import logging
+import os
 from pathlib import Path
 
 from .config import TrainConfig, to_dict, train_config_from_dict
@@ -12,6 +15,8 @@ from .errors import DatasetError, RunNotFound, UsageError
 from .runs import LAST_STATE, META_FILE, read_summary
 from .storage import read_json, save_json
 from .training import RunResult, plan_stages, train
+
+log = logging.getLogger("transferlab")
 
 
 def resume(run_dir: str | Path, epochs: int | None = None) -> RunResult:
@@ -31,7 +36,23 @@ def resume(run_dir: str | Path, epochs: int | None = None) -> RunResult:
         config = _extended(config, epochs, summary.epochs_completed)
         save_json({**to_dict(config), "resolved": resolved}, run_dir / "config.json")
     check_unchanged(config, resolved, run_dir)
-    return train(config, resume_dir=run_dir)
+    result = train(config, resume_dir=run_dir)
+    refresh_comparison(run_dir)
+    return result
+
+
+def refresh_comparison(run_dir: Path) -> Path | None:
+    """A run inside a compare folder (compare.json beside it): evaluate it on its validation images and write the
+    compare report again, so the recommendation weighs the finished run (not the one cut short). Rank 0 only."""
+    if not (run_dir.parent / "compare.json").exists() or int(os.environ.get("RANK", "0")) != 0:
+        return None
+    from .evaluate import evaluate_run
+    from .report import write_report
+
+    evaluate_run(run_dir, quiet=True)
+    report = write_report(run_dir.parent)
+    log.info("%s is part of a comparison: its report is written again with the finished run: %s", run_dir.name, report)
+    return report
 
 
 def saved_config(saved: dict, run_dir: Path) -> TrainConfig:

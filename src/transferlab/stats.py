@@ -34,9 +34,11 @@ class Difference:
     @property
     def method(self) -> str:
         if not self.paired:
-            return f"unpaired bootstrap of the two accuracies over {self.images} validation images, {RESAMPLES:,} resamples"
+            return (f"unpaired bootstrap of the two accuracies over {self.images} validation images, "
+                    f"{RESAMPLES:,} resamples")
         return (f"paired bootstrap over {self.images} validation images"
-                + (f" and {self.seeds} seeds" if self.seeds > 1 else "") + f", {RESAMPLES:,} resamples, images paired by path")
+                + (f" and {self.seeds} seeds" if self.seeds > 1 else "")
+                + f", {RESAMPLES:,} resamples, images paired by path")
 
     def sentence(self) -> str:
         method = self.method
