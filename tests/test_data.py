@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 
 import pytest
 
 from conftest import make_folder
 from transferlab.data import DatasetError, load_dataset
+from transferlab.doctor import diagnose
 
 
 def test_train_val_layout_is_discovered(tiny_dataset):
@@ -53,11 +55,27 @@ def test_non_image_files_are_ignored_and_listed(tiny_dataset):
      "only one class"),
     (lambda root: __import__("shutil").rmtree(root / "val"), "found train/ but not its partner"),
 ])
-def test_broken_folders_raise_one_line_errors(tiny_dataset, break_it, message):
+def test_broken_folders_raise_one_line_errors_that_the_doctor_reports_first(tiny_dataset, break_it, message):
     break_it(tiny_dataset)
     with pytest.raises(DatasetError, match=message) as error:
         load_dataset(tiny_dataset)
     assert "\n" not in str(error.value)
+    report = diagnose(tiny_dataset, workers=0, quiet=True, use_cache=False)
+    assert report.findings[0].kind == "layout" and report.findings[0].severity == "error"
+    assert re.search(message, report.findings[0].message)
+
+
+def test_zip_and_nas_leftovers_are_neither_classes_nor_photos(tiny_dataset):
+    (tiny_dataset / "train" / "__MACOSX" / "red").mkdir(parents=True)  # what unzipping a Mac's zip leaves
+    (tiny_dataset / "train" / "__MACOSX" / "red" / "._red_0.jpg").write_bytes(b"\x00\x05\x16\x07")
+    (tiny_dataset / "val" / "red" / "@eaDir").mkdir()  # a NAS's thumbnails inside a class folder
+    (tiny_dataset / "val" / "red" / "red_0.jpg").rename(tiny_dataset / "val" / "red" / "@eaDir" / "thumb.jpg")
+    dataset = load_dataset(tiny_dataset)
+    assert dataset.classes == ["blue", "green", "red"]
+    assert not [s for s in dataset.train + dataset.val if "@eaDir" in str(s.path) or "__MACOSX" in str(s.path)]
+    report = diagnose(tiny_dataset, workers=0, quiet=True, use_cache=False)
+    assert not [f for f in report.findings if f.severity == "error"]
+    assert report.files_scanned == len(dataset.train) + len(dataset.val)
 
 
 def test_folder_without_images_raises(tmp_path):

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import DatasetError
-from .images import IMAGE_EXTENSIONS, is_image_file
+from .images import IMAGE_EXTENSIONS, is_hidden_name, is_image_file
 
 VAL_DIR_NAMES = ("val", "valid", "validation")
 
@@ -64,24 +64,13 @@ def load_dataset(
     root = Path(root).expanduser()
     if not root.is_dir():
         raise DatasetError(f"{root}: no such folder")
-    train_dir = _child(root, ("train",))
-    val_dir = _child(root, VAL_DIR_NAMES)
+    files, val_files, ignored, layout = class_files(root)
     excluded: list[list[Path]] = []  # only a split made here leaves pictures out
-    if train_dir and val_dir:
-        train_files, ignored = scan_classes(train_dir)
-        val_files, ignored_val = scan_classes(val_dir)
-        _check_same_classes(train_files, val_files, train_dir, val_dir)
-        classes = sorted(train_files)
-        train = to_samples(train_files, classes)
+    if val_files is not None:
+        classes = sorted(files)
+        train = to_samples(files, classes)
         val = to_samples(val_files, classes)
-        layout = f"{train_dir.name}/ and {val_dir.name}/ folders"
-        ignored += ignored_val
-    elif train_dir or val_dir:
-        present = (train_dir or val_dir).name
-        raise DatasetError(f"{root}: found {present}/ but not its partner; give both train/ and val/, "
-                           "or put class folders directly in the folder to split automatically")
     else:
-        files, ignored = scan_classes(root)
         classes = sorted(files)
         samples = to_samples(files, classes)
         groups = picture_groups(root, samples, classes, quiet)
@@ -91,6 +80,34 @@ def load_dataset(
         train = _subset(train, max_per_class, seed)
         val = _subset(val, max_per_class, seed)
     return Dataset(root, classes, train, val, layout, ignored, excluded)
+
+
+def class_files(root: Path) -> tuple[dict[str, list[Path]], dict[str, list[Path]] | None, list[Path], str]:
+    """Each class's image files, from names alone (nothing decoded): (train, val, other files, layout) for
+    train/ + val/ folders; (all, None, other files, "") for one folder to split. A layout training refuses (one
+    split without its partner, an empty class folder, a single class, ...) raises DatasetError."""
+    train_dir = _child(root, ("train",))
+    val_dir = _child(root, VAL_DIR_NAMES)
+    if train_dir and val_dir:
+        train_files, ignored = scan_classes(train_dir)
+        val_files, ignored_val = scan_classes(val_dir)
+        _check_same_classes(train_files, val_files, train_dir, val_dir)
+        return train_files, val_files, ignored + ignored_val, f"{train_dir.name}/ and {val_dir.name}/ folders"
+    if train_dir or val_dir:
+        present = (train_dir or val_dir).name
+        raise DatasetError(f"{root}: found {present}/ but not its partner; give both train/ and val/, "
+                           "or put class folders directly in the folder to split automatically")
+    files, ignored = scan_classes(root)
+    return files, None, ignored, ""
+
+
+def layout_problem(root: Path) -> str | None:
+    """What training would refuse in a folder's layout (the message of its DatasetError), or None."""
+    try:
+        class_files(root)
+    except DatasetError as error:
+        return str(error)
+    return None
 
 
 def picture_groups(root: Path, samples: list[Sample], classes: list[str], quiet: bool = True,
@@ -174,7 +191,7 @@ def _child(root: Path, names: tuple[str, ...]) -> Path | None:
 
 def scan_classes(folder: Path) -> tuple[dict[str, list[Path]], list[Path]]:
     """Map each class sub-folder of `folder` to its image files (searched recursively)."""
-    class_dirs = [d for d in sorted(folder.iterdir()) if d.is_dir() and not d.name.startswith(".")]
+    class_dirs = [d for d in sorted(folder.iterdir()) if d.is_dir() and not is_hidden_name(d.name)]
     loose = [f for f in folder.iterdir() if f.is_file() and is_image_file(f)]
     if not class_dirs:
         hint = f" ({len(loose)} images lie loose in it)" if loose else ""
@@ -202,7 +219,7 @@ def scan_classes(folder: Path) -> tuple[dict[str, list[Path]], list[Path]]:
 
 
 def _hidden(path: Path, base: Path) -> bool:
-    return any(part.startswith(".") for part in path.relative_to(base).parts)
+    return any(is_hidden_name(part) for part in path.relative_to(base).parts)
 
 
 def _check_same_classes(train: dict, val: dict, train_dir: Path, val_dir: Path) -> None:

@@ -19,6 +19,7 @@ from collections import Counter, defaultdict
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from .data import layout_problem
 from .errors import DatasetError
 from .fingerprints import groups_from_pairs, near_duplicate_pairs
 from .inspection import FileInfo, exact_groups, inspect_folder, list_files
@@ -69,6 +70,9 @@ def diagnose(root: str | Path, workers: int | None = None, quiet: bool = False, 
     files, others = list_files(root)
     infos, cached = inspect_folder(root, workers, quiet, use_cache, files)
     findings = _findings(infos, others, root)
+    problem = layout_problem(root)
+    if problem:
+        findings.insert(0, Finding("layout", "error", f"train, compare and split refuse this folder: {problem}"))
     counts: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
     for info in infos:
         counts[info.split or "all"][info.label] += 1

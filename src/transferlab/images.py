@@ -46,6 +46,15 @@ def _register_heif() -> bool:
 HEIF_READABLE = _register_heif()
 
 
+SYSTEM_FOLDERS = frozenset({"__MACOSX", "@eaDir", "__pycache__", "$RECYCLE.BIN", "System Volume Information"})
+
+
+def is_hidden_name(name: str) -> bool:
+    """Hidden files and folders (a leading dot) and the folders archivers and operating systems leave behind
+    (`__MACOSX` from a zip, a NAS's `@eaDir` thumbnails, ...): never a class, never a class's photo."""
+    return name.startswith(".") or name in SYSTEM_FOLDERS
+
+
 def is_image_file(path: Path) -> bool:
     """True when the file name has an image extension this tool reads."""
     return path.suffix.lower() in IMAGE_EXTENSIONS
