@@ -101,3 +101,4 @@ def test_class_too_small_to_split_raises(tmp_path):
     root = make_folder(tmp_path / "d", {"a": 10, "b": 1}, split=False)
     with pytest.raises(DatasetError, match="class 'b' has 1 image"):
         load_dataset(root)
+    assert "class 'b' has 1 image" in diagnose(root, workers=0, quiet=True, use_cache=False).findings[0].message

@@ -101,10 +101,14 @@ def class_files(root: Path) -> tuple[dict[str, list[Path]], dict[str, list[Path]
     return files, None, ignored, ""
 
 
-def layout_problem(root: Path) -> str | None:
-    """What training would refuse in a folder's layout (the message of its DatasetError), or None."""
+def layout_problem(root: Path, val_fraction: float = 0.2) -> str | None:
+    """What training would refuse in a folder's layout (the message of its DatasetError), or None. One folder to
+    split is also checked for classes too small for `val_fraction` (copies not counted: a file-level check)."""
     try:
-        class_files(root)
+        files, val_files, _, _ = class_files(root)
+        if val_files is None:
+            for name, images in files.items():
+                check_splittable(name, len(images), val_fraction)
     except DatasetError as error:
         return str(error)
     return None
@@ -139,13 +143,10 @@ def split_samples(
     grouped = {i for g in units for i in g}
     units += [[i] for i in range(len(samples)) if i not in grouped and i not in left_out]
     counts = Counter(samples[u[0]].label for u in units for _ in u)
-    for label, count in ((label, counts.get(label, 0)) for label in range(len(classes))):
-        if count == 0:
+    for label in range(len(classes)):
+        if counts.get(label, 0) == 0:
             raise DatasetError(f"every image of class '{classes[label]}' is also filed under another class")
-        if round(count * val_fraction) < 1 or count - round(count * val_fraction) < 1:
-            raise DatasetError(
-                f"class '{classes[label]}' has {count} image(s): too few to split {val_fraction:.0%} off for "
-                "validation; add images or give train/ and val/ folders")
+        check_splittable(classes[label], counts[label], val_fraction)
     if not groups:
         from sklearn.model_selection import train_test_split
 
@@ -155,6 +156,13 @@ def split_samples(
         train, val = _split_units(samples, units, classes, val_fraction, seed)
     key = lambda s: (s.label, str(s.path))  # noqa: E731 - stable order for reproducible runs
     return sorted(train, key=key), sorted(val, key=key), [sorted(samples[i].path for i in g) for g in excluded]
+
+
+def check_splittable(name: str, count: int, val_fraction: float) -> None:
+    """A class of `count` images can give round(count x fraction) to validation and keep at least one to train."""
+    if round(count * val_fraction) < 1 or count - round(count * val_fraction) < 1:
+        raise DatasetError(f"class '{name}' has {count} image(s): too few to split {val_fraction:.0%} off for "
+                           "validation; add images or give train/ and val/ folders")
 
 
 def _split_units(samples: list[Sample], units: list[list[int]], classes: list[str], val_fraction: float,
