@@ -111,7 +111,8 @@ def test_class_names_reach_the_page_and_the_report_as_text(hostile_run):
 
 # --- the command line --------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("argv", [["--epochs", "0"], ["--batch-size", "-4"], ["--lr", "0"], ["--max-per-class", "0"]])
+@pytest.mark.parametrize("argv", [["--epochs", "0"], ["--batch-size", "-4"], ["--lr", "0"], ["--max-per-class", "0"],
+                                  ["--val-fraction", "1.5"]])
 def test_bad_numbers_are_one_line_errors_before_any_run_folder(tiny_dataset, tmp_path, capsys, argv):
     code = main(["train", str(tiny_dataset), "--strategy", "extract", "--out", str(tmp_path / "runs"), "-q", *argv])
     err = capsys.readouterr().err

@@ -79,6 +79,8 @@ class DataConfig:
     train_side: int | None = None  # training pictures keep at most this short side; None = 2x the input size
 
     def __post_init__(self) -> None:
+        if not 0.0 < self.val_fraction < 1.0:
+            raise UsageError(f"--val-fraction must be between 0 and 1, got {self.val_fraction}")
         if self.max_per_class is not None and self.max_per_class < 1:
             raise UsageError(f"--max-per-class must be at least 1, got {self.max_per_class}")
         if self.train_side is not None and self.train_side < 1:
