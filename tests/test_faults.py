@@ -325,7 +325,7 @@ def test_ctrl_c_during_compares_evaluation_keeps_and_reports_what_finished(tiny_
     assert (tmp_path / "c" / "extract" / "evaluation").is_dir()
 
 
-def test_resuming_a_compare_run_cut_short_writes_the_answer_again(tiny_dataset, tmp_path, monkeypatch):
+def test_resuming_a_compare_run_cut_short_writes_the_answer_again(tiny_dataset, tmp_path, monkeypatch, capsys):
     import transferlab.runs as runs_module
 
     real, calls = runs_module.append_metrics, []
@@ -338,9 +338,11 @@ def test_resuming_a_compare_run_cut_short_writes_the_answer_again(tiny_dataset, 
 
     monkeypatch.setattr(runs_module, "append_metrics", second_epoch_interrupted)
     args = ["--backbone", "efficientnet_lite0", "--epochs", "3", "--out", str(tmp_path), "--name", "c", "-q"]
-    assert main(["compare", str(tiny_dataset), "--strategies", "finetune", *args]) == 130
+    assert main(["compare", str(tiny_dataset), "--strategies", "finetune,extract", *args]) == 130
     cut = (tmp_path / "c" / "report.md").read_text()
     assert "Cut short: finetune (efficientnet_lite0, batch 32) after 1 of 3 epochs" in cut
+    assert "not run, the comparison was stopped first (the answer is among the cells that ran): extract " \
+           "(efficientnet_lite0, batch 32, seed 0)" in cut and "not run, " in capsys.readouterr().out
     monkeypatch.setattr(runs_module, "append_metrics", real)
     assert main(["train", "--resume", str(tmp_path / "c" / "finetune"), "-q"]) == 0
     report = (tmp_path / "c" / "report.md").read_text()

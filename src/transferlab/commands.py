@@ -85,12 +85,17 @@ def cmd_fit(args: argparse.Namespace) -> int:
 
 
 def _print_comparison(result, closing: str = "") -> int:
+    from .report import not_run
     from .results import load_runs, text_table
     from .runs import read_compare_summary
+    from .storage import read_json
 
     if int(os.environ.get("RANK", "0")) != 0:
         return 0  # under torchrun, rank 0 reports
-    print(text_table(load_runs(result.out_dir)))
+    runs = load_runs(result.out_dir)
+    print(text_table(runs))
+    for line in not_run(read_json(result.out_dir / "compare.json"), runs):
+        print(line.removeprefix("- "))
     for name, why in result.skipped_backbones.items():
         print(f"skipped {name}: {why}")
     summary = read_compare_summary(result.out_dir)

@@ -67,7 +67,8 @@ def write_report(compare_dir: str | Path, title: str = "transferlab comparison")
     cv = cross_validation_rows(read_json(compare_dir / "cv.json") if (compare_dir / "cv.json").exists() else {})
     write_compare_summary(compare_dir, CompareSummary(cell_rows(runs), answer.as_dict() if answer else None,
                                                       setup.get("skipped_backbones", {}), cv or None))
-    lines = [f"# {title}", ""] + _setup_lines(runs, setup.get("skipped_backbones", {}))
+    lines = [f"# {title}", ""] + _setup_lines(runs, setup.get("skipped_backbones", {}))[:-1] + not_run(setup, runs)
+    lines += [""]
     lines += ["## The answer", "", f"**{headline(answer)}**", ""] + _answer_lines(answer) + _cv_lines(cv)
     lines += ["## Results", "", f"{accuracies_line(runs)}.", "", markdown_table(runs), "",
               "Best val acc is the best epoch's accuracy, and that epoch was chosen on these same validation images, "
@@ -114,6 +115,22 @@ def _setup_lines(runs: list[LoadedRun], skipped_backbones: dict[str, str]) -> li
         + "".join(f"\n  - {kind}: `{a}` = `{b}`" for a, b, kind in duplicates),
         "",
     ]
+
+
+def not_run(setup: dict, runs: list[LoadedRun]) -> list[str]:
+    """The runs a comparison planned (compare.json) that never started, because it was stopped first: the answer
+    is among the cells that ran. (A `fit` plans as it goes: nothing to list.)"""
+    if not setup.get("config") or "budget_seconds" in setup:
+        return []
+    first = setup["config"]["seed"]
+    planned = [(backbone, strategy, size, first + k) for backbone in setup["backbones"] for k in range(setup["seeds"])
+               for size in setup["batch_sizes"] for strategy in setup["strategies"]]
+    done = {(r.config["backbone"], r.summary.strategy, r.config["recipe"]["batch_size"], r.config["seed"]) for r in runs}
+    missing = [f"{strategy} ({backbone}, batch {size}, seed {seed})" for backbone, strategy, size, seed in planned
+               if (backbone, strategy, size, seed) not in done]
+    if not missing:
+        return []
+    return [f"- not run, the comparison was stopped first (the answer is among the cells that ran): {'; '.join(missing)}"]
 
 
 def _cv_lines(rows: list[dict]) -> list[str]:
