@@ -124,6 +124,15 @@ def test_imbalance_is_reported(tmp_path):
     assert "'many' has 5.0x the images of 'few'" in _finding(report, "imbalance").message
 
 
+def test_one_class_filed_under_two_spellings_is_reported(tmp_path):
+    for i, label in enumerate(("Cat", "cat", "golden_retriever", "Golden Retriever", "dog")):
+        (tmp_path / label).mkdir()
+        photo_like(i * 7 + 1).save(tmp_path / label / "a.jpg")
+    report = diagnose(tmp_path, workers=0, quiet=True, use_cache=False)
+    twins = sorted(f.message for f in report.findings if f.kind == "twin-classes")
+    assert len(twins) == 2 and "'Cat' and 'cat'" in twins[0] and "'Golden Retriever' and 'golden_retriever'" in twins[1]
+
+
 def test_second_run_uses_the_cache_and_notices_changed_files(zoo, tmp_path, monkeypatch):
     monkeypatch.setenv("TRANSFERLAB_CACHE", str(tmp_path / "cache"))
     first = diagnose(zoo, workers=0, quiet=True)

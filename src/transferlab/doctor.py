@@ -91,6 +91,7 @@ def _findings(infos: list[FileInfo], others: list[Path], root: Path) -> list[Fin
                                 [f"{i.path}: {i.error}" for i in unreadable], [i.path for i in unreadable]))
     findings += _duplicate_findings(infos)
     findings += _imbalance_findings(infos)
+    findings += _twin_class_findings(infos)
     graphics = [i for i in infos if not i.error and i.colours < 64 and i.flat_share >= 0.5]
     if graphics:
         findings.append(Finding(
@@ -167,6 +168,18 @@ def _imbalance_findings(infos: list[FileInfo]) -> list[Finding]:
             findings.append(Finding("imbalance", "warning", f"{split}: class '{most[0]}' has {most[1] / least[1]:.1f}x "
                                     f"the images of '{least[0]}' ({most[1]} vs {least[1]})"))
     return findings
+
+
+def _twin_class_findings(infos: list[FileInfo]) -> list[Finding]:
+    """Class folders whose names differ only in case, spaces, '-' or '_' ('Cat', 'cat ', 'golden_retriever' and
+    'Golden Retriever'): most likely one class filed twice, which would split its photos between two labels."""
+    key = lambda name: "".join(ch for ch in name.casefold() if ch.isalnum())  # noqa: E731
+    twins: dict[str, set[str]] = defaultdict(set)
+    for info in infos:
+        twins[key(info.label)].add(info.label)
+    return [Finding("twin-classes", "warning", f"class folders {' and '.join(repr(n) for n in sorted(names))} "
+                    "differ only in case, spaces or punctuation: the same class twice? (merge them if so)")
+            for names in twins.values() if len(names) > 1]
 
 
 def format_report(report: DoctorReport) -> str:
