@@ -51,6 +51,13 @@ def test_cheapest_cell_not_shown_worse_is_recommended_over_the_most_accurate():
     assert "add validation images" in answer.settle
 
 
+def test_times_within_ten_percent_are_the_same_cost_and_the_more_accurate_is_used():
+    runs = [_run("finetune", "efficientnet_lite0", 0.950, 10.5), _run("extract", "efficientnet_lite0", 0.947, 10.0)]
+    assert recommend(runs).recommended == "finetune (efficientnet_lite0, batch 32)"  # 5% slower: no real cost
+    runs[0].summary.total_seconds = 11.5
+    assert recommend(runs).recommended == "extract (efficientnet_lite0, batch 32)"  # 15% slower
+
+
 def test_a_cell_without_per_image_results_is_compared_by_its_accuracy_not_waved_through():
     # Its evaluation was interrupted: no per-image results, only the summary's accuracy over 12 images. 4 of 12
     # against 12 of 12 is far outside the noise, so the faster cell must not be recommended (it once was: no pairing

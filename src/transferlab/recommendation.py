@@ -6,8 +6,9 @@ without per-image results, say its evaluation was interrupted, by an unpaired bo
 two-sided p-values are corrected for the number of comparisons by Holm's method. The recommended cell is the
 cheapest (lowest mean time a run of its own takes: frozen features counted as computed, even where a run read
 them from the cache another cell filled) of the most accurate one and the cells not shown to be worse (corrected
-p >= 0.05, or not behind at all). Where a comparison is undecided, the interval's width says what would settle it:
-more validation images narrow it; more seeds narrow only the run-to-run part.
+p >= 0.05, or not behind at all); times within 10% count as equal, and then the more accurate is taken. Where a
+comparison is undecided, the interval's width says what would settle it: more validation images narrow it; more
+seeds narrow only the run-to-run part.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from .results import Cell, LoadedRun, by_cell, format_seconds, mean, paired_corr
 from .stats import Difference, paired_bootstrap, unpaired_bootstrap
 
 ALPHA = 0.05
+SAME_TIME = 1.1  # times within 10% of each other are the same cost: run-to-run timing noise is of that order
 SMALL_VALIDATION = 200  # fewer validation images than this: intervals are wide, and the report says so
 
 
@@ -90,8 +92,7 @@ def recommend(runs: list[LoadedRun]) -> Recommendation | None:
     worse = {c.cell for c in comparisons if c.worse}
     candidates = [best] + [cell for cell in others if cell.label not in worse]
     finished = [cell for cell in candidates if all(r.summary.status == "completed" for r in cells[cell])]
-    chosen = min(finished or candidates,  # a run cut short looks cheap: its time is not a whole run's
-                 key=lambda c: (seconds[c] if seconds[c] is not None else float("inf"), -accuracy[c]))
+    chosen = _cheapest(finished or candidates, accuracy, seconds)  # a run cut short looks cheap: not whole
     val_images = max((len(r.correct) if r.correct is not None else r.summary.val_images
                       for g in cells.values() for r in g), default=0)
     against = next((c for c in comparisons if c.cell == chosen.label), None)
@@ -101,6 +102,15 @@ def recommend(runs: list[LoadedRun]) -> Recommendation | None:
         _sentence(best, chosen, accuracy, seconds, against, comparisons) + _cut_short(cells, chosen),
         _settle(comparisons, val_images, against),
         comparisons, "; ".join(dict.fromkeys(d.method for d in raw if d)))
+
+
+def _cheapest(pool: list[Cell], accuracy: dict, seconds: dict) -> Cell:
+    """The cheapest cell; times within SAME_TIME of the cheapest count as equal (timing noise), and of those the
+    most accurate is taken."""
+    cost = {c: seconds[c] if seconds[c] is not None else float("inf") for c in pool}
+    fastest = min(cost.values())
+    near = [c for c in pool if cost[c] <= fastest * SAME_TIME] or pool
+    return max(near, key=lambda c: (accuracy[c], -cost[c]))
 
 
 def _difference(group: list[LoadedRun], best_group: list[LoadedRun], cell: Cell, best: Cell,
