@@ -134,7 +134,7 @@ def _sentence(best: Cell, chosen: Cell, accuracy: dict, seconds: dict, against: 
         if not comparisons:
             return f"Use {what(best)}."
         beaten = sum(c.worse for c in comparisons)
-        return (f"Use {what(best)}, the most accurate and the cheapest of those not shown to be worse "
+        return (f"Use {what(best)}, the most accurate; no cell not shown to be worse is more than 10% faster "
                 f"({beaten} of {len(comparisons)} other cell(s) shown worse, Holm-corrected).")
     speed = (f", {seconds[best] / seconds[chosen]:.1f}x faster" if seconds[best] and seconds[chosen] else "")
     return (f"Use {what(chosen)}{speed}. The most accurate is {what(best)}; {chosen.label} is "
