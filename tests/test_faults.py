@@ -120,6 +120,37 @@ def test_bad_numbers_are_one_line_errors_before_any_run_folder(tiny_dataset, tmp
     assert not (tmp_path / "runs").exists()
 
 
+def test_a_reader_that_leaves_the_pipe_early_ends_predict_quietly(trained_run, tmp_path):
+    import subprocess
+    import sys
+
+    photos = []
+    for i in range(3):
+        photos.append(tmp_path / f"p{i}.png")
+        photos[-1].write_bytes(_png())
+    process = subprocess.Popen([sys.executable, "-m", "transferlab", "predict", str(trained_run), *map(str, photos)],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    process.stdout.close()  # `| head -0`: the reader is gone before the first line
+    assert process.wait(timeout=300) == 141
+    assert b"Traceback" not in process.stderr.read()
+
+
+def test_a_full_disk_is_one_line_not_a_traceback(monkeypatch, capsys):
+    import errno
+
+    from transferlab import commands
+
+    def full(args):
+        raise OSError(errno.ENOSPC, "No space left on device", "runs/r/model.safetensors")
+
+    monkeypatch.setitem(commands.COMMANDS, "backbones", full)
+    assert main(["backbones"]) == 1
+    assert capsys.readouterr().err == "error: No space left on device: runs/r/model.safetensors\n"
+    monkeypatch.setitem(commands.COMMANDS, "backbones", lambda args: open("/nonexistent/x"))
+    with pytest.raises(FileNotFoundError):  # other OS errors are bugs here, and keep their traceback
+        main(["backbones"])
+
+
 def test_topk_zero_is_a_one_line_error(trained_run, tmp_path, capsys):
     photo = tmp_path / "p.png"
     photo.write_bytes(_png())

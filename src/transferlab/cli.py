@@ -7,7 +7,9 @@ runs (`--help`, `backbones` and argument errors load no torch).
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
+import os
 import sys
 
 from .backbones import REGISTRY
@@ -15,6 +17,8 @@ from .config import DEFAULT_RECIPE, PRECISIONS, RECIPES, STRATEGIES
 from .errors import TransferlabError, UsageError
 
 log = logging.getLogger("transferlab")
+# the machine's refusals, not bugs: one line, exit 1 (a full disk, no permission, a read-only folder, a quota)
+MACHINE_ERRORS = {errno.ENOSPC, errno.EACCES, errno.EPERM, errno.EROFS, errno.EDQUOT}
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -168,6 +172,14 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:  # the commands keep and report what had finished; here only the line that says so
         print("interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `transferlab predict RUN photos/ | head`: the reader left; stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error when Python flushes
+        return 141
+    except OSError as error:
+        if error.errno not in MACHINE_ERRORS:
+            raise  # anything else is a bug and shows its traceback
+        print(f"error: {error.strerror}: {error.filename or ''}".rstrip(": "), file=sys.stderr)
+        return 1
     finally:
         distributed = sys.modules.get("torch.distributed")  # only if a command loaded torch
         if distributed is not None and distributed.is_available() and distributed.is_initialized():
