@@ -54,6 +54,7 @@ def test_non_image_files_are_ignored_and_listed(tiny_dataset):
     (lambda root: [__import__("shutil").rmtree(root / s / c) for s in ("train", "val") for c in ("red", "green")],
      "only one class"),
     (lambda root: __import__("shutil").rmtree(root / "val"), "found train/ but not its partner"),
+    (lambda root: (root / "val").rename(root / "test"), "found train/ and test/ but no val/"),
 ])
 def test_broken_folders_raise_one_line_errors_that_the_doctor_reports_first(tiny_dataset, break_it, message):
     break_it(tiny_dataset)

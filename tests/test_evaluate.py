@@ -11,7 +11,9 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from sklearn.metrics import f1_score
 
+from conftest import make_folder
 from transferlab import DataConfig, Recipe, TrainConfig, compare, train
 from transferlab.cli import main
 from transferlab.evaluate import Evaluation, evaluate_run, wilson_interval
@@ -68,6 +70,22 @@ def test_evaluate_run_writes_every_artefact_and_agrees_with_training(trained_run
     assert abs(evaluation.accuracy - summary["best_val_acc"]) <= 1 / len(evaluation.labels) + 1e-9
     saved = json.loads((out / "evaluation.json").read_text())
     assert saved["accuracy_ci95"][0] <= saved["accuracy"] <= saved["accuracy_ci95"][1]
+
+
+def test_another_folder_is_evaluated_whole_on_the_classes_it_holds(trained_run, tmp_path, capsys):
+    test = make_folder(tmp_path / "test", {"red": 3, "blue": 2}, split=False)  # a test set: no split, 2 of 3 classes
+    evaluation = evaluate_run(trained_run, test, quiet=True)
+    assert len(evaluation.labels) == 5 and sorted(set(evaluation.labels.tolist())) == [0, 2]  # blue, red
+    # macro F1 over the classes held or predicted (scikit-learn's default), not over all three
+    assert evaluation.macro_f1 == pytest.approx(f1_score(evaluation.labels, evaluation.predicted, average="macro"))
+    assert (trained_run / "evaluation-test" / "evaluation.json").exists()
+    (tmp_path / "kaggle").mkdir()
+    (tmp_path / "test").rename(tmp_path / "kaggle" / "test")  # train/ + test/: the test/ part
+    make_folder(tmp_path / "kaggle" / "train", {"red": 2, "green": 2}, split=False)
+    assert len(evaluate_run(trained_run, tmp_path / "kaggle", quiet=True, write=False).labels) == 5
+    make_folder(tmp_path / "zoo", {"red": 1, "zebra": 1}, split=False)
+    assert main(["evaluate", str(trained_run), str(tmp_path / "zoo"), "-q"]) == 2
+    assert "zebra are not classes of the model (blue, green, red)" in capsys.readouterr().err
 
 
 def test_predict_handles_every_mode_dirs_globs_and_bad_files(trained_run, tmp_path, capsys):

@@ -93,6 +93,12 @@ def class_files(root: Path) -> tuple[dict[str, list[Path]], dict[str, list[Path]
         val_files, ignored_val = scan_classes(val_dir)
         _check_same_classes(train_files, val_files, train_dir, val_dir)
         return train_files, val_files, ignored + ignored_val, f"{train_dir.name}/ and {val_dir.name}/ folders"
+    test_dir = _child(root, ("test",))
+    if train_dir and test_dir:
+        raise DatasetError(f"{root}: found {train_dir.name}/ and {test_dir.name}/ but no val/, and training picks its "
+                           f"best epoch on val/: split one off with `transferlab split {train_dir} --out NEW`, train "
+                           f"on NEW and keep {test_dir.name}/ for `transferlab evaluate RUN {test_dir}` at the end; "
+                           f"or rename {test_dir.name}/ to val/")
     if train_dir or val_dir:
         present = (train_dir or val_dir).name
         raise DatasetError(f"{root}: found {present}/ but not its partner; give both train/ and val/, "
@@ -197,7 +203,19 @@ def _child(root: Path, names: tuple[str, ...]) -> Path | None:
     return None
 
 
-def scan_classes(folder: Path) -> tuple[dict[str, list[Path]], list[Path]]:
+def evaluation_files(root: str | Path) -> tuple[dict[str, list[Path]], Path]:
+    """The labelled photos to evaluate a model on, and the folder they came from: a folder's test/ (else val/) when
+    it has one, else every photo of its class folders (a test set of its own). One class is enough."""
+    root = Path(root).expanduser()
+    if not root.is_dir():
+        raise DatasetError(f"{root}: no such folder")
+    folder = _child(root, ("test",)) or _child(root, VAL_DIR_NAMES) or root
+    if folder == root and _child(root, ("train",)):
+        raise DatasetError(f"{root}: found train/ but no test/ or val/ to evaluate on")
+    return scan_classes(folder, min_classes=1)[0], folder
+
+
+def scan_classes(folder: Path, min_classes: int = 2) -> tuple[dict[str, list[Path]], list[Path]]:
     """Map each class sub-folder of `folder` to its image files (searched recursively)."""
     class_dirs = [d for d in sorted(folder.iterdir()) if d.is_dir() and not is_hidden_name(d.name)]
     loose = [f for f in folder.iterdir() if f.is_file() and is_image_file(f)]
@@ -221,7 +239,7 @@ def scan_classes(folder: Path) -> tuple[dict[str, list[Path]], list[Path]]:
     empty = [name for name, images in files.items() if not images]
     if empty:
         raise DatasetError(f"{folder}: class folder(s) with no images: {', '.join(empty)}")
-    if len(files) < 2:
+    if len(files) < min_classes:
         raise DatasetError(f"{folder}: only one class ('{next(iter(files))}'); a classifier needs at least 2")
     return files, ignored
 

@@ -22,7 +22,7 @@ from sklearn.metrics import ConfusionMatrixDisplay, confusion_matrix, precision_
 from torchmetrics.functional.classification import multiclass_calibration_error
 
 from .decoding import DecodedSplit
-from .data import load_dataset
+from .data import evaluation_files, load_dataset
 from .errors import DatasetError
 from .engine import resolve_device
 from .gallery import gallery
@@ -66,7 +66,10 @@ class Evaluation:
 
     @property
     def macro_f1(self) -> float:
-        return float(np.mean([c["f1"] for c in self.per_class().values()]))
+        """Mean F1 over the classes these photos hold or were predicted as (scikit-learn's default set): a test
+        folder may hold some of the model's classes only, and a class nothing touched says nothing."""
+        seen = set(self.labels.tolist()) | set(self.predicted.tolist())
+        return float(np.mean([c["f1"] for i, c in enumerate(self.per_class().values()) if i in seen]))
 
     def confusion(self) -> np.ndarray:
         return confusion_matrix(self.labels, self.predicted, labels=range(len(self.classes)))
@@ -106,17 +109,10 @@ def evaluate_run(run_dir: str | Path, data: str | Path | None = None, tta: bool 
                  workers: int | None = None, quiet: bool = False, write: bool = True) -> Evaluation:
     """Predict the validation images (of the run's own dataset unless `data` is given) and evaluate."""
     run_dir = resolve_run(run_dir)
-    config = read_json(run_dir / "config.json")
     classifier = Classifier.load(run_dir)
-    cfg = config["data"]
-    dataset = load_dataset(data or cfg["root"], cfg["val_fraction"], cfg.get("split_seed", 0),
-                           None if data else cfg["max_per_class"])
-    if dataset.classes != classifier.classes:
-        raise DatasetError(f"the folder's classes {dataset.classes} differ from the model's {classifier.classes}")
+    label_of = _labelled_photos(run_dir, data, classifier.classes)
     paths, labels, probs, skipped, unknown = [], [], [], [], []
-    label_of = {s.path: s.label for s in dataset.val}
-    for path, result in classifier.predict_files([s.path for s in dataset.val], tta=tta, workers=workers,
-                                                 quiet=quiet):
+    for path, result in classifier.predict_files(list(label_of), tta=tta, workers=workers, quiet=quiet):
         if isinstance(result, str):
             skipped.append((str(path), result))
             continue
@@ -129,6 +125,23 @@ def evaluate_run(run_dir: str | Path, data: str | Path | None = None, tta: bool 
     if write:
         write_evaluation(evaluation, evaluation_dir(run_dir, data))
     return evaluation
+
+
+def _labelled_photos(run_dir: Path, data: str | Path | None, classes: list[str]) -> dict[Path, int]:
+    """Photo -> the model's class index: the run's own validation photos, or another folder's (`evaluation_files`:
+    its test/ or val/, else all its class folders), whose classes must be among the model's."""
+    if data is None:
+        cfg = read_json(run_dir / "config.json")["data"]
+        dataset = load_dataset(cfg["root"], cfg["val_fraction"], cfg.get("split_seed", 0), cfg["max_per_class"])
+        if dataset.classes != classes:
+            raise DatasetError(f"the folder's classes {dataset.classes} differ from the model's {classes}")
+        return {s.path: s.label for s in dataset.val}
+    files, folder = evaluation_files(data)
+    foreign = sorted(set(files) - set(classes))
+    if foreign:
+        raise DatasetError(f"{folder}: class folder(s) {', '.join(foreign)} are not classes of the model "
+                           f"({', '.join(classes)})")
+    return {path: classes.index(name) for name, paths in sorted(files.items()) for path in paths}
 
 
 def evaluation_dir(run_dir: Path, data: str | Path | None = None) -> Path:
