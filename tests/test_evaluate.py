@@ -83,6 +83,10 @@ def test_another_folder_is_evaluated_whole_on_the_classes_it_holds(trained_run, 
     (tmp_path / "test").rename(tmp_path / "kaggle" / "test")  # train/ + test/: the test/ part
     make_folder(tmp_path / "kaggle" / "train", {"red": 2, "green": 2}, split=False)
     assert len(evaluate_run(trained_run, tmp_path / "kaggle", quiet=True, write=False).labels) == 5
+    (tmp_path / "broken" / "red").mkdir(parents=True)
+    (tmp_path / "broken" / "red" / "cut.jpg").write_bytes(b"\xff\xd8\xff")
+    assert main(["evaluate", str(trained_run), str(tmp_path / "broken"), "-q"]) == 2
+    assert "none of the 1 photo(s) to evaluate could be read" in capsys.readouterr().err
     make_folder(tmp_path / "zoo", {"red": 1, "zebra": 1}, split=False)
     assert main(["evaluate", str(trained_run), str(tmp_path / "zoo"), "-q"]) == 2
     assert "zebra are not classes of the model (blue, green, red)" in capsys.readouterr().err

@@ -120,6 +120,9 @@ def evaluate_run(run_dir: str | Path, data: str | Path | None = None, tta: bool 
         labels.append(label_of[path])
         probs.append(result.probs.numpy())
         unknown.append(not classifier.rank(result).known)
+    if not paths:
+        raise DatasetError(f"none of the {len(skipped)} photo(s) to evaluate could be read: "
+                           + "; ".join(f"{path}: {why}" for path, why in skipped[:3]))
     evaluation = Evaluation(run_dir, classifier.classes, paths, np.array(labels), np.stack(probs), skipped,
                             float(np.mean(unknown)) if classifier.unknown is not None and unknown else None)
     if write:
