@@ -58,6 +58,23 @@ def test_times_within_ten_percent_are_the_same_cost_and_the_more_accurate_is_use
     assert recommend(runs).recommended == "extract (efficientnet_lite0, batch 32)"  # 15% slower
 
 
+def test_imbalanced_validation_classes_rank_cells_by_balanced_accuracy():
+    # 270 photos of class 0, 30 of class 1. "majority" is right on every class-0 photo and no class-1 photo (90%
+    # accuracy, 50% balanced); "balanced" misses 30 class-0 photos and no class-1 photo (90% accuracy, 94.4% balanced)
+    labels = np.array([0] * 270 + [1] * 30)
+    majority, balanced = _run("finetune", "efficientnet_lite0", 0.9, 10), _run("extract", "efficientnet_lite0", 0.9, 10)
+    majority.correct, balanced.correct = labels == 0, np.arange(300) >= 30
+    for run in (majority, balanced):
+        run.labels = labels
+    answer = recommend([majority, balanced])
+    assert answer.metric == "balanced accuracy" and answer.best == "extract (efficientnet_lite0, batch 32)"
+    assert answer.best_accuracy == pytest.approx((240 / 270 + 1) / 2)
+    assert answer.comparisons[0].worse and "imbalanced (30 to 270 photos)" in answer.sentence
+    assert "94.4% balanced accuracy in" in answer.sentence
+    labels[:] = np.arange(300) % 2  # 150 and 150: balanced classes, plain accuracy ranks the cells
+    assert recommend([majority, balanced]).metric == "accuracy"
+
+
 def test_a_cell_without_per_image_results_is_compared_by_its_accuracy_not_waved_through():
     # Its evaluation was interrupted: no per-image results, only the summary's accuracy over 12 images. 4 of 12
     # against 12 of 12 is far outside the noise, so the faster cell must not be recommended (it once was: no pairing

@@ -1,6 +1,7 @@
 """The answer: which cell (backbone, strategy, batch size) to use, with the evidence for it.
 
-The most accurate cell is the one with the highest mean accuracy over its seeds. Every other cell is compared with
+The most accurate cell is the one with the highest mean accuracy over its seeds (balanced accuracy, the mean of
+the per-class recalls, when the validation classes are imbalanced: the largest twice the smallest or more). Every other cell is compared with
 it by a paired bootstrap over the validation images and seeds both completed (pairing images by path; a cell
 without per-image results, say its evaluation was interrupted, by an unpaired bootstrap of the two accuracies), and the
 two-sided p-values are corrected for the number of comparisons by Holm's method. The recommended cell is the
@@ -13,6 +14,7 @@ seeds narrow only the run-to-run part.
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -22,7 +24,8 @@ from .stats import Difference, paired_bootstrap, unpaired_bootstrap
 
 ALPHA = 0.05
 SAME_TIME = 1.1  # times within 10% of each other are the same cost: run-to-run timing noise is of that order
-SMALL_VALIDATION = 200  # fewer validation images than this: intervals are wide, and the report says so
+SMALL_VALIDATION = 200
+IMBALANCE = 2.0  # validation classes this uneven (largest / smallest) or more: cells ranked by balanced accuracy  # fewer validation images than this: intervals are wide, and the report says so
 
 
 @dataclass
@@ -53,6 +56,7 @@ class Recommendation:
     settle: str  # what would settle an undecided comparison ("" when nothing is undecided)
     comparisons: list[CellComparison] = field(default_factory=list)
     method: str = ""  # how the comparisons were made (images, seeds, resamples)
+    metric: str = "accuracy"  # or "balanced accuracy" (imbalanced validation classes)
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -68,10 +72,28 @@ def holm(p_values: list[float]) -> list[float]:
     return adjusted
 
 
-def cell_accuracy(group: list[LoadedRun]) -> float | None:
-    """Mean over seeds of each run's accuracy on the validation images (its best epoch's model)."""
-    values = [float(r.correct.mean()) if r.correct is not None else r.summary.best_val_acc for r in group]
+def cell_accuracy(group: list[LoadedRun], weights: dict[str, float] | None = None) -> float | None:
+    """Mean over seeds of each run's accuracy on the validation images (its best epoch's model); with `weights`
+    (`balancing_weights`), its balanced accuracy."""
+    values = [(float(np.mean(r.correct * np.array([weights.get(p, 1.0) for p in r.paths]))) if weights
+               else float(r.correct.mean())) if r.correct is not None else r.summary.best_val_acc for r in group]
     return mean(values)
+
+
+def balancing_weights(runs: list[LoadedRun]) -> tuple[dict[str, float] | None, str]:
+    """When the validation classes are imbalanced (the largest IMBALANCE times the smallest or more), a weight per
+    validation photo, N / (K x its class's count), that turns accuracy into balanced accuracy (the mean of the
+    per-class recalls), and a sentence saying so; else (None, "")."""
+    run = next((r for r in runs if r.labels is not None and r.paths), None)
+    if run is None:
+        return None, ""
+    counts = Counter(run.labels.tolist())
+    if len(counts) < 2 or max(counts.values()) < IMBALANCE * min(counts.values()):
+        return None, ""
+    n, k = len(run.labels), len(counts)
+    weights = {p: n / (k * counts[label]) for p, label in zip(run.paths, run.labels.tolist())}
+    return weights, (f" The validation classes are imbalanced ({min(counts.values())} to {max(counts.values())} "
+                     "photos), so cells are ranked by balanced accuracy, the mean of the per-class recalls.")
 
 
 def recommend(runs: list[LoadedRun]) -> Recommendation | None:
@@ -79,11 +101,12 @@ def recommend(runs: list[LoadedRun]) -> Recommendation | None:
     cells = {cell: group for cell, group in by_cell(runs).items() if cell_accuracy(group) is not None}
     if not cells:
         return None
-    accuracy = {cell: cell_accuracy(group) for cell, group in cells.items()}
+    weights, balanced = balancing_weights(runs)
+    accuracy = {cell: cell_accuracy(group, weights) for cell, group in cells.items()}
     seconds = {cell: mean([r.summary.fresh_seconds for r in group]) for cell, group in cells.items()}
     best = max(cells, key=lambda c: (accuracy[c], -(seconds[c] or 0.0)))
     others = [cell for cell in cells if cell != best]
-    raw = [_difference(cells[cell], cells[best], cell, best, accuracy) for cell in others]
+    raw = [_difference(cells[cell], cells[best], cell, best, accuracy, weights) for cell in others]
     adjusted = holm([d.p_value if d else 1.0 for d in raw])
     comparisons = [CellComparison(cell.label, d.diff, d.low, d.high, d.p_value, p, d.diff < 0 and p < ALPHA)
                    if d else CellComparison(cell.label, accuracy[cell] - accuracy[best], float("nan"),
@@ -99,9 +122,12 @@ def recommend(runs: list[LoadedRun]) -> Recommendation | None:
     return Recommendation(
         best.label, accuracy[best], seconds[best], chosen.label, accuracy[chosen], seconds[chosen],
         cells[best][0].name, cells[chosen][0].name, val_images,
-        _sentence(best, chosen, accuracy, seconds, against, comparisons) + _cut_short(cells, chosen),
+        _sentence(best, chosen, accuracy, seconds, against, comparisons, "balanced accuracy " if weights else "")
+        + _cut_short(cells, chosen) + balanced,
         _settle(comparisons, val_images, against),
-        comparisons, "; ".join(dict.fromkeys(d.method for d in raw if d)))
+        comparisons, "; ".join(dict.fromkeys(d.method for d in raw if d))
+        + (", each image weighted by 1 / its class's count (balanced accuracy)" if weights and raw else ""),
+        "balanced accuracy" if weights else "accuracy")
 
 
 def _cheapest(pool: list[Cell], accuracy: dict, seconds: dict) -> Cell:
@@ -114,11 +140,11 @@ def _cheapest(pool: list[Cell], accuracy: dict, seconds: dict) -> Cell:
 
 
 def _difference(group: list[LoadedRun], best_group: list[LoadedRun], cell: Cell, best: Cell,
-                accuracy: dict) -> Difference | None:
+                accuracy: dict, weights: dict[str, float] | None = None) -> Difference | None:
     """A cell against the most accurate: paired over the images and seeds both evaluated; where per-image results
     are missing (an evaluation interrupted or skipped), unpaired from the two accuracies and their image counts;
     None when not even the image counts are known."""
-    a, b = paired_correct(group, best_group)
+    a, b = paired_correct(group, best_group, weights)
     if a is not None:
         return paired_bootstrap(a, b, cell.label, best.label)
     images = [sum(r.summary.val_images for r in g) for g in (group, best_group)]
@@ -128,13 +154,13 @@ def _difference(group: list[LoadedRun], best_group: list[LoadedRun], cell: Cell,
 
 
 def _sentence(best: Cell, chosen: Cell, accuracy: dict, seconds: dict, against: CellComparison | None,
-              comparisons: list[CellComparison]) -> str:
-    what = lambda c: f"{c.label}: {accuracy[c]:.1%} in {format_seconds(seconds[c])} on its own"  # noqa: E731
+              comparisons: list[CellComparison], metric: str = "") -> str:
+    what = lambda c: f"{c.label}: {accuracy[c]:.1%} {metric}in {format_seconds(seconds[c])} on its own"  # noqa: E731
     if chosen == best:
         if not comparisons:
             return f"Use {what(best)}."
         beaten = sum(c.worse for c in comparisons)
-        return (f"Use {what(best)}, the most accurate; no cell not shown to be worse is more than 10% faster "
+        return (f"Use {what(best)}, the most accurate, and no cell that may be as good is more than 10% faster "
                 f"({beaten} of {len(comparisons)} other cell(s) shown worse, Holm-corrected).")
     speed = (f", {seconds[best] / seconds[chosen]:.1f}x faster" if seconds[best] and seconds[chosen] else "")
     return (f"Use {what(chosen)}{speed}. The most accurate is {what(best)}; {chosen.label} is "

@@ -45,6 +45,7 @@ class LoadedRun:
     config: dict
     correct: np.ndarray | None  # per validation image: was the best model right? (None: not evaluated)
     paths: list[str] | None = None  # the validation images `correct` is about, in the same order
+    labels: np.ndarray | None = None  # their true classes (indices), in the same order
 
     @property
     def cell(self) -> Cell:
@@ -59,7 +60,8 @@ def load_runs(compare_dir: str | Path) -> list[LoadedRun]:
         runs.append(LoadedRun(run_dir.name, run_dir, read_summary(run_dir), read_metrics(run_dir),
                               read_json(run_dir / "config.json"),
                               evaluation.correct if evaluation is not None else None,
-                              evaluation.paths if evaluation is not None else None))
+                              evaluation.paths if evaluation is not None else None,
+                              evaluation.labels if evaluation is not None else None))
     return sorted(runs, key=lambda r: (r.config["backbone"], STRATEGY_ORDER.get(r.summary.strategy, 9),
                                        r.config["recipe"]["batch_size"], r.config["seed"], r.name))
 
@@ -76,9 +78,11 @@ def first_runs(runs: list[LoadedRun]) -> list[LoadedRun]:
     return [group[0] for group in by_cell(runs).values()]
 
 
-def paired_correct(a: list[LoadedRun], b: list[LoadedRun]) -> tuple[np.ndarray | None, np.ndarray | None]:
+def paired_correct(a: list[LoadedRun], b: list[LoadedRun], weights: dict[str, float] | None = None
+                   ) -> tuple[np.ndarray | None, np.ndarray | None]:
     """(seeds, images) arrays of right/wrong for two cells over the seeds both completed and the validation
-    images both evaluated, paired by image path (never by row position)."""
+    images both evaluated, paired by image path (never by row position). With `weights` (per path), each image
+    counts by its weight, so that the mean is a balanced accuracy."""
     seeds_a = {r.config["seed"]: r for r in a if r.correct is not None}
     seeds_b = {r.config["seed"]: r for r in b if r.correct is not None}
     common = sorted(set(seeds_a) & set(seeds_b))
@@ -90,8 +94,9 @@ def paired_correct(a: list[LoadedRun], b: list[LoadedRun]) -> tuple[np.ndarray |
         index_a = {p: i for i, p in enumerate(ra.paths or [])}
         index_b = {p: i for i, p in enumerate(rb.paths or [])}
         shared = sorted(set(index_a) & set(index_b))
-        rows_a.append(ra.correct[[index_a[p] for p in shared]])
-        rows_b.append(rb.correct[[index_b[p] for p in shared]])
+        scale = np.array([weights.get(p, 1.0) for p in shared]) if weights else 1
+        rows_a.append(ra.correct[[index_a[p] for p in shared]] * scale)
+        rows_b.append(rb.correct[[index_b[p] for p in shared]] * scale)
     if len({len(r) for r in rows_a}) != 1 or not len(rows_a[0]):
         return None, None
     return np.stack(rows_a), np.stack(rows_b)
