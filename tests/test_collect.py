@@ -19,7 +19,7 @@ from PIL import Image
 
 from conftest import photo_like
 from transferlab.cli import main
-from transferlab.collect import Limits, collect
+from transferlab.collect import FetchFailed, Limits, collect, encode_url
 
 
 def _jpeg(seed: int, size=(320, 240)) -> bytes:
@@ -228,3 +228,11 @@ def test_an_interrupted_collect_keeps_what_finished_and_resumes(server, tmp_path
     assert not list(out.rglob("*.part"))
     result = collect(urls, out, FAST, quiet=True)
     assert result.already == 3 and result.saved == {"cat": 3} and len(list((out / "cat").glob("*.jpg"))) == 6
+
+
+def test_addresses_are_sent_as_a_browser_sends_them():
+    assert encode_url("http://bücher.example/a b/ü.jpg?q=ä#top") == \
+        "http://xn--bcher-kva.example/a%20b/%C3%BC.jpg?q=%C3%A4"  # IDNA host, UTF-8 path, no fragment
+    assert encode_url("http://[::1]:8080/x%20y.jpg") == "http://[::1]:8080/x%20y.jpg"  # encoded stays encoded
+    with pytest.raises(FetchFailed, match="not a valid address"):
+        encode_url("http://example.com:99999/a.jpg")

@@ -106,7 +106,7 @@ def fetch(url: str, limits: Limits) -> bytes:
     """The body of `url`, within the limits; FetchFailed says why not and whether a retry may help."""
     if not url.lower().startswith(("http://", "https://")):
         raise FetchFailed("not an http(s) URL")
-    url = urllib.parse.quote(url, safe=":/?#[]@!$&'()*+,;=%~")  # spaces and non-ASCII as a browser sends them
+    url = encode_url(url)
     opener = urllib.request.build_opener(_redirects(limits.redirects))
     start = time.monotonic()
     try:
@@ -135,6 +135,23 @@ def fetch(url: str, limits: Limits) -> bytes:
     except (TimeoutError, ConnectionError, HTTPException, OSError) as error:
         reason = "truncated (connection closed early)" if isinstance(error, HTTPException) else f"{error}"
         raise FetchFailed(reason or type(error).__name__, retry=True) from None
+
+
+def encode_url(url: str) -> str:
+    """`url` as a browser sends it: a non-ASCII host name in IDNA (punycode), spaces and non-ASCII in the path and
+    query percent-encoded (what is encoded already is kept)."""
+    parts = urllib.parse.urlsplit(url)
+    try:
+        host = (parts.hostname or "").encode("idna").decode("ascii")
+        port = parts.port
+    except (UnicodeError, ValueError) as error:
+        raise FetchFailed(f"not a valid address ({error})") from None
+    host = f"[{host}]" if ":" in host else host  # IPv6
+    user = parts.netloc.rpartition("@")[0]
+    netloc = (f"{user}@" if user else "") + host + (f":{port}" if port else "")
+    safe = ":/?#[]@!$&'()*+,;=%~"
+    return urllib.parse.urlunsplit((parts.scheme, netloc, urllib.parse.quote(parts.path, safe),
+                                    urllib.parse.quote(parts.query, safe), ""))
 
 
 def _redirects(limit: int) -> urllib.request.HTTPRedirectHandler:
