@@ -203,6 +203,11 @@ def test_csv_lists_and_bad_lists(server, tmp_path, capsys):
     assert main(["collect", str(tmp_path / "strange.csv"), "--out", str(tmp_path / "p3"), "-q"]) == 2
     assert "'unknown'" in capsys.readouterr().err
     assert main(["collect", str(tmp_path / "nowhere"), "--out", str(tmp_path / "p4"), "-q"]) == 2
+    (tmp_path / "header.csv").write_text("url,label\n")  # a header and no rows: an error, not "0 saved"
+    assert main(["collect", str(tmp_path / "header.csv"), "--out", str(tmp_path / "p5"), "-q"]) == 2
+    assert "no URLs" in capsys.readouterr().err and not (tmp_path / "p5").exists()
+    (tmp_path / "short.csv").write_text("url,label\nhttp://127.0.0.1:1/x.jpg\n")  # a row without its label
+    assert main(["collect", str(tmp_path / "short.csv"), "--out", str(tmp_path / "p6"), "-q"]) == 2
     assert main(["collect", str(listing), "--out", str(listing), "-q"]) == 2  # a file, not a folder
     assert "is a file" in capsys.readouterr().err
 

@@ -92,7 +92,9 @@ def read_url_lists(source: str | Path) -> list[tuple[str, str]]:
             reader = csv.DictReader(handle)
             if not {"url", "label"} <= set(reader.fieldnames or ()):
                 raise UsageError(f"{source}: a CSV needs the columns url,label (found {reader.fieldnames})")
-            pairs = [(row["url"].strip(), row["label"].strip()) for row in reader if (row["url"] or "").strip()]
+            pairs = [(row["url"].strip(), (row["label"] or "").strip()) for row in reader if (row["url"] or "").strip()]
+        if not pairs:
+            raise UsageError(f"{source}: no URLs (expected rows url,label under the header)")
     else:
         raise UsageError(f"{source}: no such file or folder")
     for _, label in pairs:

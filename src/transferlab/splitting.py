@@ -50,7 +50,7 @@ def split_folder(src: str | Path, out: str | Path, val_fraction: float = 0.2, se
     if any(d.is_dir() and d.name.lower() in ("train", *VAL_DIR_NAMES) for d in src.iterdir()):
         raise DatasetError(f"{src} is already split into train/ and val/; split takes SRC/<class>/<images>")
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise UsageError(f"{out} is not empty: give a new folder for the split")
+        raise UsageError(f"{out} is {'not empty' if out.is_dir() else 'a file'}: give a new folder for the split")
     if out.resolve().is_relative_to(src.resolve()):
         raise UsageError(f"{out} is inside {src}: give a folder outside it")
     files, _ = scan_classes(src)
