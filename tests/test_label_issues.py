@@ -57,6 +57,17 @@ def test_label_check_text_names_the_suggestion(misfiled, tmp_path, capsys):
     assert "blue/stranger.png: blue, but like no other photo" in text and "Nothing was moved" in text
 
 
+def test_a_folder_the_label_check_cannot_split_still_gets_its_report(tmp_path, capsys):
+    for name, count in (("red", 5), ("green", 1)):
+        (tmp_path / name).mkdir()
+        for i in range(count):
+            synthetic_picture(COLOURS[name], 50 + i).save(tmp_path / name / f"{i}.png")
+    assert main(["doctor", str(tmp_path), "--labels", "--backbone", "efficientnet_lite0", "--out",
+                 str(tmp_path / "runs"), "-q"]) == 1
+    out = capsys.readouterr().out
+    assert out.startswith("dataset: ") and "ERROR: labels not checked: class 'green' has 1 image(s)" in out
+
+
 def test_outlier_scores_single_out_the_far_point():
     rng = np.random.default_rng(0)
     features = np.vstack([rng.normal([5, 0, 0, 0], 0.3, (20, 4)), [[0, 0, 0, 5]]])

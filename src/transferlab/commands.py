@@ -13,7 +13,7 @@ from pathlib import Path
 
 from .backbones import REGISTRY
 from .config import RECIPES, STRATEGIES, DataConfig, TrainConfig
-from .errors import UsageError
+from .errors import DatasetError, UsageError
 
 
 def config_from_args(args: argparse.Namespace, strategy: str = "finetune") -> TrainConfig:
@@ -215,12 +215,19 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     if args.folds < 2:
         raise UsageError("--folds needs at least 2")
     report = diagnose(args.data, args.workers, args.quiet, use_cache=not args.no_cache)
-    check = _check_labels(args) if args.labels else None
+    check, unchecked = None, ""
+    if args.labels:
+        try:
+            check = _check_labels(args)
+        except DatasetError as error:  # e.g. a class too small to split: the report above still stands
+            unchecked = f"labels not checked: {error}"
     if args.json:
         document = json.loads(report.to_json())
         if check is not None:
             document["label_check"] = check.as_dict()
             document["label_issues"] = document["label_check"].pop("issues")
+        elif unchecked:
+            document["label_check"] = {"error": unchecked}
         print(json.dumps(document, indent=2))
     else:
         print(format_report(report))
@@ -228,11 +235,13 @@ def cmd_doctor(args: argparse.Namespace) -> int:
             from .label_issues import format_check
 
             print(format_check(check))
+        elif unchecked:
+            print(f"ERROR: {unchecked}")
     if args.quarantine:
         moved = quarantine(report, args.quarantine)
         print(f"moved {len(moved)} file(s) to {args.quarantine} (manifest.json says why; --restore puts them back)",
               file=sys.stderr if args.json else sys.stdout)
-    return 1 if any(f.severity == "error" for f in report.findings) else 0
+    return 1 if unchecked or any(f.severity == "error" for f in report.findings) else 0
 
 
 def cmd_collect(args: argparse.Namespace) -> int:
