@@ -151,6 +151,18 @@ def test_a_full_disk_is_one_line_not_a_traceback(monkeypatch, capsys):
         main(["backbones"])
 
 
+@pytest.mark.parametrize("command", ["train", "compare", "fit"])
+def test_an_output_folder_inside_the_photo_folder_is_refused(tmp_path, capsys, monkeypatch, command):
+    photos = make_folder(tmp_path / "photos", {"red": 4, "green": 4}, split=False)
+    monkeypatch.chdir(photos)  # `transferlab train .` from inside it: runs/ would be a class next time
+    extra = ["--budget", "1m"] if command == "fit" else ["--backbone", "efficientnet_lite0"]
+    assert main([command, ".", "-q", *extra]) == 2
+    assert "is inside the photo folder" in capsys.readouterr().err and not (photos / "runs").exists()
+    split = make_folder(tmp_path / "split", {"red": 4, "green": 4})  # beside train/ and val/ it is no class
+    assert main(["train", str(split), "--out", str(split / "runs"), "--strategy", "extract", "--backbone",
+                 "efficientnet_lite0", "--epochs", "1", "-q", "--workers", "0"]) == 0
+
+
 def test_topk_zero_is_a_one_line_error(trained_run, tmp_path, capsys):
     photo = tmp_path / "p.png"
     photo.write_bytes(_png())

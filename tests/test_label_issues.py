@@ -59,10 +59,10 @@ def test_label_check_text_names_the_suggestion(misfiled, tmp_path, capsys):
 
 def test_a_folder_the_label_check_cannot_split_still_gets_its_report(tmp_path, capsys):
     for name, count in (("red", 5), ("green", 1)):
-        (tmp_path / name).mkdir()
+        (tmp_path / "photos" / name).mkdir(parents=True)
         for i in range(count):
-            synthetic_picture(COLOURS[name], 50 + i).save(tmp_path / name / f"{i}.png")
-    assert main(["doctor", str(tmp_path), "--labels", "--backbone", "efficientnet_lite0", "--out",
+            synthetic_picture(COLOURS[name], 50 + i).save(tmp_path / "photos" / name / f"{i}.png")
+    assert main(["doctor", str(tmp_path / "photos"), "--labels", "--backbone", "efficientnet_lite0", "--out",
                  str(tmp_path / "runs"), "-q"]) == 1
     out = capsys.readouterr().out
     assert out.startswith("dataset: ") and "ERROR: labels not checked: class 'green' has 1 image(s)" in out

@@ -19,6 +19,7 @@ from pathlib import Path
 from .backbones import REGISTRY
 from .comparison import Comparison, _write_report, usable_backbones
 from .config import TrainConfig, to_dict
+from .data import check_out_folder
 from .distributed import setup as setup_distributed
 from .engine import resolve_device
 from .errors import UsageError, WeightsUnavailable
@@ -46,6 +47,7 @@ def parse_duration(text: str) -> float:
 def fit_within(config: TrainConfig, budget: float, evaluate: bool = True) -> Comparison:
     """Probes on every available backbone, then two-stage on the most promising one, within `budget` seconds."""
     deadline = time.monotonic() + budget
+    check_out_folder(config.out, config.data.root)
     at_hand = [spec.name for spec in sorted(REGISTRY.values(), key=lambda s: (not s.offline, s.input_size))
                if spec.find_weights.missing(spec.variants[0]) is None]  # never downloads: time is short
     if not at_hand:

@@ -214,6 +214,10 @@ def cmd_doctor(args: argparse.Namespace) -> int:
         raise UsageError("give a photo folder (or --restore DIR)")
     if args.folds < 2:
         raise UsageError("--folds needs at least 2")
+    if args.labels:
+        from .data import check_out_folder
+
+        check_out_folder(args.out, args.data)  # before the inspection, not after it
     report = diagnose(args.data, args.workers, args.quiet, use_cache=not args.no_cache)
     check, unchecked = None, ""
     if args.labels:

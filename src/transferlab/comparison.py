@@ -19,7 +19,7 @@ from .backbones import resolve_backbone
 from .config import TrainConfig, to_dict
 from .distributed import setup as setup_distributed
 from .engine import resolve_device
-from .data import load_dataset
+from .data import check_out_folder, load_dataset
 from .errors import RunNotFound, UsageError, WeightsUnavailable
 from .prepare import prepare_data
 from .runs import new_run_dir
@@ -71,6 +71,7 @@ def compare(config: TrainConfig, strategies: tuple[str, ...] = ("finetune", "ext
         raise UsageError("--seeds must be at least 1")
     data = config.data
     load_dataset(data.root, data.val_fraction, data.split_seed, data.max_per_class)  # a bad folder: no run folder
+    check_out_folder(config.out, data.root)
     names, sizes = backbones or [config.backbone], batch_sizes or [config.recipe.batch_size]
     usable, skipped = usable_backbones(names, config.weights)
     if not usable:

@@ -15,7 +15,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import DatasetError
+from .errors import DatasetError, UsageError
 from .images import IMAGE_EXTENSIONS, is_hidden_name, is_image_file
 
 VAL_DIR_NAMES = ("val", "valid", "validation")
@@ -105,6 +105,19 @@ def class_files(root: Path) -> tuple[dict[str, list[Path]], dict[str, list[Path]
                            "or put class folders directly in the folder to split automatically")
     files, ignored = scan_classes(root)
     return files, None, ignored, ""
+
+
+def check_out_folder(out: str | Path, root: str | Path) -> None:
+    """Refuse an output folder where the photo folder's classes are read (`transferlab train .` inside a folder of
+    class folders would make runs/ a class of plots next time)."""
+    root, out = Path(root).expanduser().resolve(), Path(out).expanduser().resolve()
+    if not root.is_dir():
+        return  # load_dataset says so
+    splits = [_child(root, ("train",)), _child(root, VAL_DIR_NAMES)]
+    read = [d.resolve() for d in splits] if all(splits) else [root]
+    if any(out == d or out.is_relative_to(d) for d in read):
+        raise UsageError(f"--out {out} is inside the photo folder {root}, where every folder is read as a class: "
+                         "give an --out outside it")
 
 
 def layout_problem(root: Path, val_fraction: float = 0.2) -> str | None:

@@ -12,11 +12,14 @@ gradient scaler); the loaders make batches in pinned memory beside it.
 
 from __future__ import annotations
 
+import os
+import random
 import time
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass
 from typing import Callable
 
+import numpy as np
 import torch
 from torch import nn
 from tqdm.auto import tqdm
@@ -223,3 +226,13 @@ def evaluate_sums(module: nn.Module, batches: Batches, criterion: nn.Module | No
     module.train(was_training)
     return [loss_sum, correct, seen]
 
+
+def seed_everything(seed: int, deterministic: bool = False) -> None:
+    """Seed every generator; with `deterministic`, also forbid non-deterministic kernels."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    torch.use_deterministic_algorithms(deterministic, warn_only=False)
+    torch.backends.cudnn.benchmark = not deterministic
+    if deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")

@@ -60,11 +60,14 @@ def check_labels(root: str | Path, backbone: str = "auto", weights: str | None =
     """Rank the images of `root` most likely mislabeled and the outliers; write a gallery and a page into `out`."""
     from .backbones import resolve_backbone
     from .config import DataConfig, TrainConfig
+    from .data import check_out_folder
     from .features import every_image_features
     from .prepare import prepare_data
     from .probe import cross_val_probabilities, usable_folds
 
     start = time.perf_counter()
+    if out is not None:
+        check_out_folder(out, root)
     name, why = resolve_backbone(backbone, weights)
     if why:
         log.info("%s", why)

@@ -11,21 +11,20 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import os
-import random
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch import nn
 
 from .backbones import resolve_backbone
 from .config import Recipe, TrainConfig, to_dict
+from .data import check_out_folder
 from .distributed import Dist
 from .distributed import setup as setup_distributed
-from .engine import EpochRecord, TrainStep, autocast_dtype, fit, make_optimizer, make_scaler, resolve_device
+from .engine import (EpochRecord, TrainStep, autocast_dtype, fit, make_optimizer, make_scaler, resolve_device,
+                     seed_everything)
 from .features import features_for
 from .loaders import ImageLoader, PictureInputs, StageInputs, TensorInputs
 from .model import TransferModel, build_model, check_weights, count_parameters
@@ -86,17 +85,6 @@ def plan_stages(strategy: str, recipe: Recipe) -> list[Stage]:
     return [stage for stage in stages if stage.epochs > 0]
 
 
-def seed_everything(seed: int, deterministic: bool = False) -> None:
-    """Seed every generator; with `deterministic`, also forbid non-deterministic kernels."""
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-    torch.use_deterministic_algorithms(deterministic, warn_only=False)
-    torch.backends.cudnn.benchmark = not deterministic
-    if deterministic:
-        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-
-
 def train(config: TrainConfig, prepared: PreparedData | None = None, resume_dir: Path | None = None,
           deadline: float | None = None) -> RunResult:
     """Train one strategy and write its run directory. Ctrl-C stops it and keeps the best checkpoint so far;
@@ -104,10 +92,7 @@ def train(config: TrainConfig, prepared: PreparedData | None = None, resume_dir:
     dist = setup_distributed(resolve_device(config.device))
     if not dist.main:
         log.setLevel(logging.ERROR)
-    backbone, why = resolve_backbone(config.backbone, config.weights)
-    if backbone != config.backbone:
-        log.info("%s", why)
-        config = dataclasses.replace(config, backbone=backbone)  # the run's config.json names the resolved one
+    config = _resolved(config, check_out=prepared is None and resume_dir is None)
     if prepared is None or prepared.spec.name != config.backbone:
         check_weights(config.backbone, config.weights)  # before any photo is decoded
         prepared = prepare_data(config, dist)
@@ -157,6 +142,18 @@ def train(config: TrainConfig, prepared: PreparedData | None = None, resume_dir:
     if status == "completed" and dist.main and run.saver.best["epoch"]:
         status = _fit_unknown(run, prepared, config, model, precision, dist)
     return run.finish(config.strategy, status, epoch_seconds, dist)
+
+
+def _resolved(config: TrainConfig, check_out: bool) -> TrainConfig:
+    """The config with its backbone resolved (`auto` -> a name, for config.json); a run of its own also has its
+    output folder checked (not inside the photo folder)."""
+    if check_out:
+        check_out_folder(config.out, config.data.root)
+    backbone, why = resolve_backbone(config.backbone, config.weights)
+    if backbone == config.backbone:
+        return config
+    log.info("%s", why)
+    return dataclasses.replace(config, backbone=backbone)
 
 
 def _fit_unknown(run: OpenRun, prepared: PreparedData, config: TrainConfig, model: TransferModel,
