@@ -1,13 +1,14 @@
 """The answer: which cell (backbone, strategy, batch size) to use, with the evidence for it.
 
 The most accurate cell is the one with the highest mean accuracy over its seeds (balanced accuracy, the mean of
-the per-class recalls, when the validation classes are imbalanced: the largest twice the smallest or more). Every other cell is compared with
-it by a paired bootstrap over the validation images and seeds both completed (pairing images by path; a cell
-without per-image results, say its evaluation was interrupted, by an unpaired bootstrap of the two accuracies), and the
-two-sided p-values are corrected for the number of comparisons by Holm's method. The recommended cell is the
-cheapest (lowest mean time a run of its own takes: frozen features counted as computed, even where a run read
-them from the cache another cell filled) of the most accurate one and the cells not shown to be worse (corrected
-p >= 0.05, or not behind at all); times within 10% count as equal, and then the more accurate is taken. Where a
+the per-class recalls, when the validation classes are imbalanced: the largest twice the smallest or more). Every
+other cell is compared with it by a paired bootstrap over the validation images and seeds both completed (pairing
+images by path; a cell without per-image results, say its evaluation was interrupted, by an unpaired bootstrap of
+the two accuracies), and the two-sided p-values are corrected for the number of comparisons by Holm's method.
+The recommended cell is the cheapest (lowest mean time a run of its own takes: frozen features counted as
+computed, even where a run read them from the cache another cell filled) of the most accurate one and the cells
+not shown to be worse (corrected p >= 0.05, or not behind at all); times within 10% count as equal, and then the
+more accurate is taken; a run cut short is not recommended while a finished cell is a candidate. Where a
 comparison is undecided, the interval's width says what would settle it: more validation images narrow it; more
 seeds narrow only the run-to-run part.
 """
@@ -24,8 +25,8 @@ from .stats import Difference, paired_bootstrap, unpaired_bootstrap
 
 ALPHA = 0.05
 SAME_TIME = 1.1  # times within 10% of each other are the same cost: run-to-run timing noise is of that order
-SMALL_VALIDATION = 200
-IMBALANCE = 2.0  # validation classes this uneven (largest / smallest) or more: cells ranked by balanced accuracy  # fewer validation images than this: intervals are wide, and the report says so
+SMALL_VALIDATION = 200  # fewer validation images than this: intervals are wide, and the report says so
+IMBALANCE = 2.0  # validation classes this uneven (largest / smallest) or more: cells ranked by balanced accuracy
 
 
 @dataclass

@@ -125,12 +125,14 @@ def not_run(setup: dict, runs: list[LoadedRun]) -> list[str]:
     first = setup["config"]["seed"]
     planned = [(backbone, strategy, size, first + k) for backbone in setup["backbones"] for k in range(setup["seeds"])
                for size in setup["batch_sizes"] for strategy in setup["strategies"]]
-    done = {(r.config["backbone"], r.summary.strategy, r.config["recipe"]["batch_size"], r.config["seed"]) for r in runs}
+    done = {(r.config["backbone"], r.summary.strategy, r.config["recipe"]["batch_size"], r.config["seed"])
+            for r in runs}
     missing = [f"{strategy} ({backbone}, batch {size}, seed {seed})" for backbone, strategy, size, seed in planned
                if (backbone, strategy, size, seed) not in done]
     if not missing:
         return []
-    return [f"- not run, the comparison was stopped first (the answer is among the cells that ran): {'; '.join(missing)}"]
+    return ["- not run, the comparison was stopped first (the answer is among the cells that ran): "
+            + "; ".join(missing)]
 
 
 def _cv_lines(rows: list[dict]) -> list[str]:
