@@ -92,6 +92,14 @@ def test_another_folder_is_evaluated_whole_on_the_classes_it_holds(trained_run, 
     assert "zebra are not classes of the model (blue, green, red)" in capsys.readouterr().err
 
 
+def test_the_runs_own_single_folder_is_evaluated_on_its_validation_photos_only(tmp_path):
+    photos = make_folder(tmp_path / "photos", {"red": 8, "green": 8}, split=False)  # split 80/20 when training
+    run = train(_config(photos, tmp_path / "runs", strategy="extract")).run_dir
+    evaluation = evaluate_run(run, photos, quiet=True)  # not all 16: 12 of them trained the model
+    assert len(evaluation.labels) == 4 and evaluation.paths == evaluate_run(run, quiet=True, write=False).paths
+    assert (run / "evaluation" / "evaluation.json").exists() and not list(run.glob("evaluation-*"))
+
+
 def test_predict_handles_every_mode_dirs_globs_and_bad_files(trained_run, tmp_path, capsys):
     pics = tmp_path / "pics"
     (pics / "sub").mkdir(parents=True)

@@ -110,6 +110,7 @@ def evaluate_run(run_dir: str | Path, data: str | Path | None = None, tta: bool 
     """Predict the validation images (of the run's own dataset unless `data` is given) and evaluate."""
     run_dir = resolve_run(run_dir)
     classifier = Classifier.load(run_dir)
+    data = other_folder(run_dir, data)
     label_of = _labelled_photos(run_dir, data, classifier.classes)
     paths, labels, probs, skipped, unknown = [], [], [], [], []
     for path, result in classifier.predict_files(list(label_of), tta=tta, workers=workers, quiet=quiet):
@@ -128,6 +129,15 @@ def evaluate_run(run_dir: str | Path, data: str | Path | None = None, tta: bool 
     if write:
         write_evaluation(evaluation, evaluation_dir(run_dir, data))
     return evaluation
+
+
+def other_folder(run_dir: Path, data: str | Path | None) -> str | Path | None:
+    """`data`, or None when it is the run's own photo folder: then its validation photos are evaluated, never the
+    ones it trained on (a single folder is split; read whole, it would hold the training photos)."""
+    if data is None:
+        return None
+    own = read_json(Path(run_dir) / "config.json")["data"]["root"]
+    return None if Path(data).expanduser().resolve() == Path(own).expanduser().resolve() else data
 
 
 def _labelled_photos(run_dir: Path, data: str | Path | None, classes: list[str]) -> dict[Path, int]:
@@ -150,6 +160,7 @@ def _labelled_photos(run_dir: Path, data: str | Path | None, classes: list[str])
 def evaluation_dir(run_dir: Path, data: str | Path | None = None) -> Path:
     """Where an evaluation is written: `evaluation/` for the run's own validation images (what reports and the
     paired comparisons read), `evaluation-<folder name>/` for another folder, so it never replaces them."""
+    data = other_folder(run_dir, data)
     return Path(run_dir) / ("evaluation" if data is None else f"evaluation-{Path(data).resolve().name}")
 
 
