@@ -30,6 +30,19 @@ def photo_like(seed: int, size=(320, 240)) -> Image.Image:
     return Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8), "RGB")
 
 
+def ctrl_c_on_call(real, n: int):
+    """`real`, except that its n-th call raises KeyboardInterrupt instead (Ctrl-C at that moment)."""
+    calls = []
+
+    def wrapper(*args, **kwargs):
+        calls.append(args)
+        if len(calls) == n:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    return wrapper
+
+
 def make_folder(root: Path, per_class: dict[str, int], split: bool = True, ext: str = ".jpg") -> Path:
     """DATA/train|val/<class>/*.jpg (split=True) or DATA/<class>/*.jpg with synthetic pictures."""
     seed = 0

@@ -14,7 +14,7 @@ import torch
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from conftest import make_folder
+from conftest import ctrl_c_on_call, make_folder
 from transferlab import DataConfig, Recipe, TrainConfig, train
 from transferlab.cli import main
 from transferlab.serve import BodyLimit, create_app
@@ -350,15 +350,7 @@ def test_ctrl_c_during_compares_evaluation_keeps_and_reports_what_finished(tiny_
                                                                             capsys):
     import transferlab.evaluate as evaluate
 
-    real, calls = evaluate.evaluate_decoded, []
-
-    def second_interrupted(*args, **kwargs):
-        calls.append(1)
-        if len(calls) == 2:
-            raise KeyboardInterrupt
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(evaluate, "evaluate_decoded", second_interrupted)
+    monkeypatch.setattr(evaluate, "evaluate_decoded", ctrl_c_on_call(evaluate.evaluate_decoded, 2))
     code = main(["compare", str(tiny_dataset), "--strategies", "extract,finetune", "--backbone", "efficientnet_lite0",
                  "--epochs", "1", "--out", str(tmp_path), "--name", "c", "-q", "--workers", "0"])
     assert code == 130
@@ -371,15 +363,8 @@ def test_ctrl_c_during_compares_evaluation_keeps_and_reports_what_finished(tiny_
 def test_resuming_a_compare_run_cut_short_writes_the_answer_again(tiny_dataset, tmp_path, monkeypatch, capsys):
     import transferlab.runs as runs_module
 
-    real, calls = runs_module.append_metrics, []
-
-    def second_epoch_interrupted(run_dir, record):
-        calls.append(record)
-        if len(calls) == 2:
-            raise KeyboardInterrupt
-        real(run_dir, record)
-
-    monkeypatch.setattr(runs_module, "append_metrics", second_epoch_interrupted)
+    real = runs_module.append_metrics
+    monkeypatch.setattr(runs_module, "append_metrics", ctrl_c_on_call(real, 2))  # during the second epoch
     args = ["--backbone", "efficientnet_lite0", "--epochs", "3", "--out", str(tmp_path), "--name", "c", "-q"]
     assert main(["compare", str(tiny_dataset), "--strategies", "finetune,extract", *args]) == 130
     cut = (tmp_path / "c" / "report.md").read_text()
@@ -403,15 +388,8 @@ def test_ctrl_c_during_doctor_keeps_what_was_inspected(tiny_dataset, monkeypatch
     import transferlab.doctor as doctor
     import transferlab.inspection as inspection
 
-    real, calls = inspection._inspect_job, []
-
-    def third_interrupted(item):
-        calls.append(item)
-        if len(calls) == 3:
-            raise KeyboardInterrupt
-        return real(item)
-
-    monkeypatch.setattr(inspection, "_inspect_job", third_interrupted)
+    real = inspection._inspect_job
+    monkeypatch.setattr(inspection, "_inspect_job", ctrl_c_on_call(real, 3))
     with pytest.raises(KeyboardInterrupt):
         doctor.diagnose(tiny_dataset, workers=0, quiet=True)
     monkeypatch.setattr(inspection, "_inspect_job", real)

@@ -10,7 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import make_folder
+from conftest import ctrl_c_on_call, make_folder
 from transferlab import DataConfig, Recipe, TrainConfig, train
 from transferlab.model import build_model
 from transferlab.predict import Classifier
@@ -74,16 +74,7 @@ def test_unreadable_file_is_skipped_and_counted(tiny_dataset, tmp_path):
 def test_ctrl_c_leaves_a_usable_run_with_the_best_checkpoint(tiny_dataset, tmp_path, monkeypatch):
     import transferlab.runs as runs_module
 
-    calls = []
-    real_append = runs_module.append_metrics
-
-    def interrupt_on_second_epoch(run_dir, record):
-        calls.append(record)
-        if len(calls) == 2:
-            raise KeyboardInterrupt
-        real_append(run_dir, record)
-
-    monkeypatch.setattr(runs_module, "append_metrics", interrupt_on_second_epoch)
+    monkeypatch.setattr(runs_module, "append_metrics", ctrl_c_on_call(runs_module.append_metrics, 2))
     with pytest.raises(TrainingInterrupted) as stop:
         train(_config(tiny_dataset, tmp_path / "runs", strategy="extract", epochs=5))
     run = stop.value.result.run_dir

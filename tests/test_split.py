@@ -11,7 +11,7 @@ from pathlib import Path
 import pillow_heif
 import pytest
 
-from conftest import photo_like
+from conftest import ctrl_c_on_call, photo_like
 from transferlab.cli import main
 from transferlab.data import load_dataset
 
@@ -85,15 +85,7 @@ def test_split_refuses_a_non_empty_destination_and_a_split_source(scattered, tmp
 def test_an_interrupted_split_leaves_no_half_made_folder(scattered, tmp_path, monkeypatch):
     import transferlab.splitting as splitting
 
-    real, calls = splitting._place, []
-
-    def interrupted(source, dest, link):
-        calls.append(source)
-        if len(calls) == 5:
-            raise KeyboardInterrupt
-        real(source, dest, link)
-
-    monkeypatch.setattr(splitting, "_place", interrupted)
+    monkeypatch.setattr(splitting, "_place", ctrl_c_on_call(splitting._place, 5))
     assert main(["split", str(scattered), "--out", str(tmp_path / "cut"), "-q"]) == 130
     assert sorted(p.name for p in tmp_path.iterdir()) == ["scattered"]  # neither DST nor its partial folder
 
