@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import DatasetError, UsageError
-from .images import IMAGE_EXTENSIONS, is_hidden_name, is_image_file
+from .images import IMAGE_EXTENSIONS, is_hidden_below, is_hidden_name, is_image_file
 
 VAL_DIR_NAMES = ("val", "valid", "validation")
 
@@ -65,13 +65,12 @@ def load_dataset(
     if not root.is_dir():
         raise DatasetError(f"{root}: no such folder")
     files, val_files, ignored, layout = class_files(root)
+    classes = sorted(files)
     excluded: list[list[Path]] = []  # only a split made here leaves pictures out
     if val_files is not None:
-        classes = sorted(files)
         train = to_samples(files, classes)
         val = to_samples(val_files, classes)
     else:
-        classes = sorted(files)
         samples = to_samples(files, classes)
         groups = picture_groups(root, samples, classes, quiet)
         train, val, excluded = split_samples(samples, classes, val_fraction, seed, groups)
@@ -86,8 +85,7 @@ def class_files(root: Path) -> tuple[dict[str, list[Path]], dict[str, list[Path]
     """Each class's image files, from names alone (nothing decoded): (train, val, other files, layout) for
     train/ + val/ folders; (all, None, other files, "") for one folder to split. A layout training refuses (one
     split without its partner, an empty class folder, a single class, ...) raises DatasetError."""
-    train_dir = _child(root, ("train",))
-    val_dir = _child(root, VAL_DIR_NAMES)
+    train_dir, val_dir = split_dirs(root)
     if train_dir and val_dir:
         train_files, ignored = scan_classes(train_dir)
         val_files, ignored_val = scan_classes(val_dir)
@@ -113,7 +111,7 @@ def check_out_folder(out: str | Path, root: str | Path) -> None:
     root, out = Path(root).expanduser().resolve(), Path(out).expanduser().resolve()
     if not root.is_dir():
         return  # load_dataset says so
-    splits = [_child(root, ("train",)), _child(root, VAL_DIR_NAMES)]
+    splits = split_dirs(root)
     read = [d.resolve() for d in splits] if all(splits) else [root]
     if any(out == d or out.is_relative_to(d) for d in read):
         raise UsageError(f"--out {out} is inside the photo folder {root}, where every folder is read as a class: "
@@ -209,6 +207,11 @@ def _split_units(samples: list[Sample], units: list[list[int]], classes: list[st
     return train, val
 
 
+def split_dirs(root: Path) -> tuple[Path | None, Path | None]:
+    """The folder's train/ and val/ (or valid/, validation/) sub-folders, each None where missing."""
+    return _child(root, ("train",)), _child(root, VAL_DIR_NAMES)
+
+
 def _child(root: Path, names: tuple[str, ...]) -> Path | None:
     for entry in sorted(root.iterdir()):
         if entry.is_dir() and entry.name.lower() in names:
@@ -242,7 +245,7 @@ def scan_classes(folder: Path, min_classes: int = 2) -> tuple[dict[str, list[Pat
     files: dict[str, list[Path]] = {}
     ignored: list[Path] = list(loose)
     for class_dir in class_dirs:
-        found = [p for p in sorted(class_dir.rglob("*")) if p.is_file() and not _hidden(p, class_dir)]
+        found = [p for p in sorted(class_dir.rglob("*")) if p.is_file() and not is_hidden_below(p, class_dir)]
         images = [p for p in found if is_image_file(p)]
         ignored += [p for p in found if not is_image_file(p)]
         files[class_dir.name] = images
@@ -255,10 +258,6 @@ def scan_classes(folder: Path, min_classes: int = 2) -> tuple[dict[str, list[Pat
     if len(files) < min_classes:
         raise DatasetError(f"{folder}: only one class ('{next(iter(files))}'); a classifier needs at least 2")
     return files, ignored
-
-
-def _hidden(path: Path, base: Path) -> bool:
-    return any(is_hidden_name(part) for part in path.relative_to(base).parts)
 
 
 def _check_same_classes(train: dict, val: dict, train_dir: Path, val_dir: Path) -> None:

@@ -55,6 +55,11 @@ def is_hidden_name(name: str) -> bool:
     return name.startswith(".") or name in SYSTEM_FOLDERS
 
 
+def is_hidden_below(path: Path, base: Path) -> bool:
+    """A file under `base` inside a hidden or left-behind folder, or hidden itself (`is_hidden_name`)."""
+    return any(map(is_hidden_name, path.relative_to(base).parts))
+
+
 def is_image_file(path: Path) -> bool:
     """True when the file name has an image extension this tool reads."""
     return path.suffix.lower() in IMAGE_EXTENSIONS

@@ -23,7 +23,7 @@ from PIL import Image
 from .data import VAL_DIR_NAMES
 from .errors import UnreadableImage
 from .fingerprints import Fingerprint, fingerprint, groups_from_pairs, near_duplicate_pairs
-from .images import is_hidden_name, is_image_file, load_rgb
+from .images import is_hidden_below, is_hidden_name, is_image_file, load_rgb
 from .parallel import parallel_imap
 from .storage import cache_dir
 
@@ -122,7 +122,7 @@ def list_files(root: Path) -> tuple[list[tuple[Path, str, str]], list[Path]]:
         for class_dir in sorted(d for d in folder.iterdir() if d.is_dir() and not is_hidden_name(d.name)
                                 and inside in d.resolve().parents):  # a symlink out of the dataset: not followed
             for path in sorted(class_dir.rglob("*")):
-                if not path.is_file() or any(map(is_hidden_name, path.relative_to(class_dir).parts)):
+                if not path.is_file() or is_hidden_below(path, class_dir):
                     continue
                 if is_image_file(path):
                     files.append((path, split, class_dir.name))

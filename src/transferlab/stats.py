@@ -65,10 +65,13 @@ def paired_bootstrap(correct_a: np.ndarray, correct_b: np.ndarray, a: str = "a",
         rows = rng.integers(0, seeds, seeds)
         cols = rng.integers(0, images, images)
         diffs[r] = per_image_diff[np.ix_(rows, cols)].mean()
-    observed = float(per_image_diff.mean())
+    return Difference(a, b, float(per_image_diff.mean()), *_interval_and_p(diffs), seeds, images)
+
+
+def _interval_and_p(diffs: np.ndarray) -> tuple[float, float, float]:
+    """The 95% percentile interval of resampled differences and the two-sided bootstrap p-value."""
     low, high = np.percentile(diffs, [2.5, 97.5])
-    p_value = min(1.0, 2 * min((diffs <= 0).mean(), (diffs >= 0).mean()))
-    return Difference(a, b, observed, float(low), float(high), float(p_value), seeds, images)
+    return float(low), float(high), float(min(1.0, 2 * min((diffs <= 0).mean(), (diffs >= 0).mean())))
 
 
 def unpaired_bootstrap(accuracy_a: float, images_a: int, accuracy_b: float, images_b: int, a: str = "a",
@@ -79,11 +82,8 @@ def unpaired_bootstrap(accuracy_a: float, images_a: int, accuracy_b: float, imag
     rng = np.random.default_rng(seed)
     draws_a = rng.binomial(images_a, min(max(accuracy_a, 0.0), 1.0), resamples) / images_a
     draws_b = rng.binomial(images_b, min(max(accuracy_b, 0.0), 1.0), resamples) / images_b
-    diffs = draws_a - draws_b
-    low, high = np.percentile(diffs, [2.5, 97.5])
-    p_value = min(1.0, 2 * min((diffs <= 0).mean(), (diffs >= 0).mean()))
-    return Difference(a, b, accuracy_a - accuracy_b, float(low), float(high), float(p_value), 1,
-                      min(images_a, images_b), paired=False)
+    return Difference(a, b, accuracy_a - accuracy_b, *_interval_and_p(draws_a - draws_b), 1, min(images_a, images_b),
+                      paired=False)
 
 
 def bootstrap_interval(correct: np.ndarray, resamples: int = RESAMPLES, seed: int = 0) -> tuple[float, float]:
