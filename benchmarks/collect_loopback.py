@@ -23,10 +23,15 @@ from urllib.parse import unquote, urlsplit
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from transferlab.images import is_image_file  # noqa: E402
+from transferlab.data.images import is_image_file  # noqa: E402
 
-FAILURES = {"missing.jpg": "404", "page.jpg": "HTML page", "stall.jpg": "stalls", "half.jpg": "half a file",
-            "loop.jpg": "redirect loop"}
+FAILURES = {
+    "missing.jpg": "404",
+    "page.jpg": "HTML page",
+    "stall.jpg": "stalls",
+    "half.jpg": "half a file",
+    "loop.jpg": "redirect loop",
+}
 
 
 def class_photos(root: Path) -> dict[str, list[Path]]:
@@ -35,7 +40,8 @@ def class_photos(root: Path) -> dict[str, list[Path]]:
     for folder in folders:
         for class_dir in sorted(d for d in folder.iterdir() if d.is_dir()):
             found.setdefault(class_dir.name, []).extend(
-                sorted(p for p in class_dir.iterdir() if p.is_file() and is_image_file(p)))
+                sorted(p for p in class_dir.iterdir() if p.is_file() and is_image_file(p))
+            )
     return found
 
 
@@ -105,8 +111,19 @@ def main() -> None:
         urls.append(f"{base}/{first}?copy={label}")  # the same photo at a second address
         (args.urls / f"{label}.txt").write_text("\n".join(urls) + "\n")
     print(f"serving {len(files)} photos + {len(FAILURES)} failures and 1 repeated photo per class at {base}")
-    command = [sys.executable, "-m", "transferlab", "collect", str(args.urls), "--out", str(args.out), "--timeout",
-               args.timeout, "--retries", "1"]
+    command = [
+        sys.executable,
+        "-m",
+        "transferlab",
+        "collect",
+        str(args.urls),
+        "--out",
+        str(args.out),
+        "--timeout",
+        args.timeout,
+        "--retries",
+        "1",
+    ]
     for run in ("first run", "second run (resumed)"):
         start = time.perf_counter()
         subprocess.run(command, check=False)

@@ -31,15 +31,15 @@ import numpy as np
 import torch
 
 from transferlab import DataConfig, TrainConfig, train
-from transferlab.backbones import get_spec
+from transferlab.analysis.evaluate import evaluate_decoded
+from transferlab.analysis.stats import paired_bootstrap
 from transferlab.config import DEFAULT_RECIPE, RECIPES
-from transferlab.data import Dataset, load_dataset
-from transferlab.decoding import decode_split
-from transferlab.evaluate import evaluate_decoded
-from transferlab.model import create_backbone
-from transferlab.prepare import PreparedData
-from transferlab.presets import normalize, train_side
-from transferlab.stats import paired_bootstrap
+from transferlab.data.decoding import decode_split
+from transferlab.data.layout import Dataset, load_dataset
+from transferlab.data.prepare import PreparedData
+from transferlab.data.presets import normalize, train_side
+from transferlab.models.backbones import get_spec
+from transferlab.models.model import create_backbone
 
 VARIANTS = ("a default extract", "b reference extract", "c sklearn probe", "d probe on views", "d probe centre+views")
 
@@ -50,7 +50,7 @@ def centre_features(decoded, backbone_name: str) -> torch.Tensor:
     out = []
     with torch.inference_mode():
         for i in range(0, len(decoded), 64):
-            out.append(backbone(normalize(torch.stack(decoded.images[i:i + 64]), spec)).float())
+            out.append(backbone(normalize(torch.stack(decoded.images[i : i + 64]), spec)).float())
     return torch.cat(out)
 
 
@@ -62,9 +62,11 @@ def sklearn_probe(x: np.ndarray, y: np.ndarray, x_val: np.ndarray) -> np.ndarray
     from sklearn.preprocessing import StandardScaler
 
     folds = min(5, int(np.bincount(y).min()))
-    search = GridSearchCV(make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000)),
-                          {"logisticregression__C": np.logspace(-4, 2, 13)},
-                          cv=StratifiedKFold(folds, shuffle=True, random_state=0))
+    search = GridSearchCV(
+        make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000)),
+        {"logisticregression__C": np.logspace(-4, 2, 13)},
+        cv=StratifiedKFold(folds, shuffle=True, random_state=0),
+    )
     return search.fit(x, y).predict(x_val)
 
 
@@ -82,18 +84,33 @@ def draw_split(labels: np.ndarray, val_share: float, per_class: int | None, seed
 
 
 def run_split(data, decoded_train, decoded_val, centre, labels, idx_train, idx_val, backbone, out) -> dict:
-    dataset = Dataset(data.root, data.classes, [data.samples[i] for i in idx_train],
-                      [data.samples[i] for i in idx_val], "re-split", [])
+    dataset = Dataset(
+        data.root,
+        data.classes,
+        [data.samples[i] for i in idx_train],
+        [data.samples[i] for i in idx_val],
+        "re-split",
+        [],
+    )
     prepared = PreparedData(dataset, get_spec(backbone), decoded_train.subset(idx_train), decoded_val.subset(idx_val))
     results = {}
-    recipes = {"a default extract": RECIPES[DEFAULT_RECIPE], "b reference extract": RECIPES["reference"],
-               "d probe on views": dataclasses.replace(RECIPES[DEFAULT_RECIPE], head_solver="probe",
-                                                       probe_features="views"),
-               "d probe centre+views": dataclasses.replace(RECIPES[DEFAULT_RECIPE], head_solver="probe",
-                                                           probe_features="both")}
+    recipes = {
+        "a default extract": RECIPES[DEFAULT_RECIPE],
+        "b reference extract": RECIPES["reference"],
+        "d probe on views": dataclasses.replace(RECIPES[DEFAULT_RECIPE], head_solver="probe", probe_features="views"),
+        "d probe centre+views": dataclasses.replace(
+            RECIPES[DEFAULT_RECIPE], head_solver="probe", probe_features="both"
+        ),
+    }
     for name, recipe in recipes.items():
-        config = TrainConfig(DataConfig(str(data.root)), strategy="extract", backbone=backbone, recipe=recipe,
-                             out=str(out), quiet=True)
+        config = TrainConfig(
+            data=DataConfig(root=str(data.root)),
+            strategy="extract",
+            backbone=backbone,
+            recipe=recipe,
+            out=str(out),
+            quiet=True,
+        )
         run = train(config, prepared)
         results[name] = evaluate_decoded(run.run_dir, prepared.val, write=False).correct
     predicted = sklearn_probe(centre[idx_train].numpy(), labels[idx_train], centre[idx_val].numpy())
@@ -121,34 +138,52 @@ def main() -> None:
     labels = decoded_train.labels.numpy()
     centre = centre_features(decoded_val, args.backbone)
     val_share = len(given.val) / len(samples)
-    print(f"{len(data.samples)} photos, {len(given.classes)} classes, validation share {val_share:.0%}; "
-          f"backbone {args.backbone}; default recipe '{DEFAULT_RECIPE}'")
+    print(
+        f"{len(data.samples)} photos, {len(given.classes)} classes, validation share {val_share:.0%}; "
+        f"backbone {args.backbone}; default recipe '{DEFAULT_RECIPE}'"
+    )
     for group in args.groups.split(","):
         per_class = None if group == "all" else int(group)
         correct = defaultdict(list)
         for draw in range(args.draws):
             idx_train, idx_val = draw_split(labels, val_share, per_class, seed=1000 * draw + (per_class or 0))
-            results = run_split(data, decoded_train, decoded_val, centre, labels, idx_train, idx_val,
-                                args.backbone, out)
+            results = run_split(
+                data, decoded_train, decoded_val, centre, labels, idx_train, idx_val, args.backbone, out
+            )
             for name in VARIANTS:
                 correct[name].append(results[name])
-            print(f"[{group}] draw {draw}: {len(idx_train)} train / {len(idx_val)} val: "
-                  + ", ".join(f"{name[0]} {results[name].mean():.1%}" for name in VARIANTS), flush=True)
-        print(f"\n| group | variant | accuracy per draw | mean | minus (c): mean [95% CI] |\n|---|---|---|---|---|")
+            print(
+                f"[{group}] draw {draw}: {len(idx_train)} train / {len(idx_val)} val: "
+                + ", ".join(f"{name[0]} {results[name].mean():.1%}" for name in VARIANTS),
+                flush=True,
+            )
+        print("\n| group | variant | accuracy per draw | mean | minus (c): mean [95% CI] |\n|---|---|---|---|---|")
         for name in VARIANTS:
             per_draw = ", ".join(f"{c.mean():.1%}" for c in correct[name])
             diff = paired_bootstrap(np.stack(correct[name]), np.stack(correct["c sklearn probe"]))
-            print(f"| {group} | {name} | {per_draw} | {np.mean([c.mean() for c in correct[name]]):.1%} | "
-                  f"{diff.diff * 100:+.2f} [{diff.low * 100:+.2f}, {diff.high * 100:+.2f}] |")
+            print(
+                f"| {group} | {name} | {per_draw} | {np.mean([c.mean() for c in correct[name]]):.1%} | "
+                f"{diff.diff * 100:+.2f} [{diff.low * 100:+.2f}, {diff.high * 100:+.2f}] |"
+            )
         print(flush=True)
     print("extract on the folder as given, features computed (no cache), one process:")
     for name in ("reference", DEFAULT_RECIPE):
-        config = TrainConfig(DataConfig(args.data), strategy="extract", backbone=args.backbone,
-                             recipe=RECIPES[name], out=str(out), quiet=True, feature_cache=False)
+        config = TrainConfig(
+            data=DataConfig(root=args.data),
+            strategy="extract",
+            backbone=args.backbone,
+            recipe=RECIPES[name],
+            out=str(out),
+            quiet=True,
+            feature_cache=False,
+        )
         start = time.perf_counter()
         result = train(config)
-        print(f"  recipe {name}: total {result.summary.total_seconds:.1f} s (wall {time.perf_counter() - start:.1f} s),"
-              f" val accuracy {result.best_val_acc:.1%}", flush=True)
+        print(
+            f"  recipe {name}: total {result.summary.total_seconds:.1f} s (wall {time.perf_counter() - start:.1f} s),"
+            f" val accuracy {result.best_val_acc:.1%}",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

@@ -26,13 +26,13 @@ import numpy as np
 
 from speed import DEFAULT_DATA, plain_tutorial
 from transferlab import DataConfig, TrainConfig, train
-from transferlab.backbones import get_spec
+from transferlab.analysis.evaluate import evaluate_decoded
+from transferlab.analysis.stats import paired_bootstrap
 from transferlab.config import RECIPES
-from transferlab.evaluate import evaluate_decoded
-from transferlab.presets import train_side
+from transferlab.data.prepare import prepare_data
+from transferlab.data.presets import train_side
+from transferlab.models.backbones import get_spec
 from transferlab.runs import read_metrics
-from transferlab.stats import paired_bootstrap
-from transferlab.prepare import prepare_data
 
 
 def _key(path: str | Path) -> str:
@@ -42,22 +42,35 @@ def _key(path: str | Path) -> str:
 
 def transferlab_runs(data: Path, backbone: str, side: int, seeds: list[int], epochs: int, out: Path) -> list[dict]:
     """(b) at one training-picture size: decode once, then one fine-tuning run per seed on those pictures."""
-    config = TrainConfig(DataConfig(str(data), train_side=side), strategy="finetune", backbone=backbone,
-                         recipe=replace(RECIPES["reference"], epochs=epochs), out=str(out), quiet=True,
-                         feature_cache=False)
+    config = TrainConfig(
+        data=DataConfig(root=str(data), train_side=side),
+        strategy="finetune",
+        backbone=backbone,
+        recipe=replace(RECIPES["reference"], epochs=epochs),
+        out=str(out),
+        quiet=True,
+        feature_cache=False,
+    )
     prepared = prepare_data(config)
     runs = []
     for seed in seeds:
         result = train(replace(config, seed=seed), prepared)
         evaluation = evaluate_decoded(result.run_dir, prepared.val, write=False)
         seconds = [m["seconds"] for m in read_metrics(result.run_dir)]
-        run = {"name": f"(b) transferlab, train pictures <= {side} px", "seed": seed,
-               "best": result.summary.best_val_acc, "best_epoch": result.summary.best_epoch,
-               "per_epoch": float(np.mean(seconds)),
-               "val_correct": {_key(p): bool(c) for p, c in zip(evaluation.paths, evaluation.correct)}}
+        run = {
+            "name": f"(b) transferlab, train pictures <= {side} px",
+            "seed": seed,
+            "best": result.summary.best_val_acc,
+            "best_epoch": result.summary.best_epoch,
+            "per_epoch": float(np.mean(seconds)),
+            "val_correct": {_key(p): bool(c) for p, c in zip(evaluation.paths, evaluation.correct)},
+        }
         if abs(evaluation.accuracy - run["best"]) > 1e-9:
-            print(f"note: the best checkpoint re-evaluated gives {evaluation.accuracy:.1%}, training logged "
-                  f"{run['best']:.1%}", flush=True)
+            print(
+                f"note: the best checkpoint re-evaluated gives {evaluation.accuracy:.1%}, training logged "
+                f"{run['best']:.1%}",
+                flush=True,
+            )
         print(f"done: {run['name']}, seed {seed}: best {run['best']:.1%} at epoch {run['best_epoch']}", flush=True)
         runs.append(run)
     return runs
@@ -73,17 +86,27 @@ def main() -> None:
     parser.add_argument("--json", help="also write every run's results here")
     args = parser.parse_args()
     data, seeds = Path(args.data), [int(s) for s in args.seeds.split(",")]
-    sides = ([int(s) for s in args.sides.split(",")] if args.sides
-             else [train_side(get_spec(args.backbone)), get_spec(args.backbone).resize_size])
+    sides = (
+        [int(s) for s in args.sides.split(",")]
+        if args.sides
+        else [train_side(get_spec(args.backbone)), get_spec(args.backbone).resize_size]
+    )
     out = Path(tempfile.mkdtemp(prefix="transferlab-seeds-"))
 
     variants: dict[str, list[dict]] = {}
     name = "(a) tutorial loop (crops from the full-size photo)"
     for seed in seeds:  # first, before transferlab tunes this process's allocator (as in speed.py)
         run = plain_tutorial(data, args.backbone, "finetune", args.epochs, seed)
-        variants.setdefault(name, []).append({"name": name, "seed": seed, "best": run["best"],
-                                              "best_epoch": run["best_epoch"], "per_epoch": run["per_epoch"],
-                                              "val_correct": {_key(p): c for p, c in run["val_correct"].items()}})
+        variants.setdefault(name, []).append(
+            {
+                "name": name,
+                "seed": seed,
+                "best": run["best"],
+                "best_epoch": run["best_epoch"],
+                "per_epoch": run["per_epoch"],
+                "val_correct": {_key(p): c for p, c in run["val_correct"].items()},
+            }
+        )
     for side in sides:
         runs = transferlab_runs(data, args.backbone, side, seeds, args.epochs, out)
         variants[runs[0]["name"]] = runs
@@ -94,8 +117,10 @@ def main() -> None:
     for name, runs in variants.items():
         accs = np.array([r["best"] for r in runs])
         spread = accs.std(ddof=1) if len(accs) > 1 else 0.0
-        print(f"| {name} | {', '.join(f'{a:.1%}' for a in accs)} | {accs.mean():.1%} ± {spread:.1%} | "
-              f"{', '.join(str(r['best_epoch']) for r in runs)} | {np.mean([r['per_epoch'] for r in runs]):.1f} |")
+        print(
+            f"| {name} | {', '.join(f'{a:.1%}' for a in accs)} | {accs.mean():.1%} ± {spread:.1%} | "
+            f"{', '.join(str(r['best_epoch']) for r in runs)} | {np.mean([r['per_epoch'] for r in runs]):.1f} |"
+        )
 
     names = list(variants)
     shared = sorted(set.intersection(*(set(r["val_correct"]) for runs in variants.values() for r in runs)))

@@ -23,8 +23,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from transferlab.images import is_image_file  # noqa: E402
-from transferlab.label_issues import check_labels  # noqa: E402
+from transferlab.curate.label_issues import check_labels  # noqa: E402
+from transferlab.data.images import is_image_file  # noqa: E402
 
 
 def flipped_copy(source: Path, target: Path, flips: int, seed: int) -> list[str]:
@@ -58,20 +58,43 @@ def main() -> None:
             start = time.perf_counter()
             check = check_labels(copy, args.backbone, quiet=True)
             seconds = time.perf_counter() - start
-        top = [issue.path for issue in check.issues[:args.top]]
+        top = [issue.path for issue in check.issues[: args.top]]
         ranks = sorted(check.ranking.index(path) + 1 for path in moved)
         found = sum(path in top for path in moved)
-        rows.append({"seed": seed, "found_in_top": found, "ranks": ranks, "seconds": round(seconds, 1),
-                     "backbone": check.backbone, "cv_accuracy": round(check.cv_accuracy, 4)})
-        print(f"draw {seed}: {found} of {args.flips} flipped labels in the first {args.top} suspects "
-              f"(their ranks: {ranks}); {check.backbone}, {seconds:.0f} s", flush=True)
+        listed = [issue.path for issue in check.issues if issue.kind == "label"]
+        listed_flipped = sum(path in listed for path in moved)
+        rows.append(
+            {
+                "seed": seed,
+                "found_in_top": found,
+                "listed_wrong": len(listed),  # the "likely wrong label" list: its length
+                "listed_flipped": listed_flipped,  # ... the flipped photos in it (recall)
+                "precision_lower_bound": round(listed_flipped / max(len(listed), 1), 3),  # the folder's own errors
+                "ambiguous": sum(issue.kind == "ambiguous" for issue in check.issues),  # count as misses here
+                "estimated_errors": check.estimated_errors,
+                "ranks": ranks,
+                "seconds": round(seconds, 1),
+                "backbone": check.backbone,
+                "cv_accuracy": round(check.cv_accuracy, 4),
+            }
+        )
+        print(
+            f"draw {seed}: {found} of {args.flips} flipped labels in the first {args.top} suspects "
+            f"(their ranks: {ranks}); 'likely wrong label' lists {len(listed)}, {listed_flipped} of them flipped; "
+            f"estimated errors {check.estimated_errors}; {check.backbone}, {seconds:.0f} s",
+            flush=True,
+        )
     found = [row["found_in_top"] for row in rows]
     mean = sum(found) / len(found)
-    print(f"mean {mean:.1f} of {args.flips} in the first {args.top} (min {min(found)}, max {max(found)}) over "
-          f"{len(rows)} draws")
+    print(
+        f"mean {mean:.1f} of {args.flips} in the first {args.top} (min {min(found)}, max {max(found)}) over "
+        f"{len(rows)} draws; the 'likely wrong label' list held {sum(r['listed_flipped'] for r in rows)} of "
+        f"{args.flips * len(rows)} flipped photos in {sum(r['listed_wrong'] for r in rows)} listed"
+    )
     if args.out:
-        args.out.write_text(json.dumps({"draws": rows, "mean_found": mean, "flips": args.flips, "top": args.top},
-                                       indent=2))
+        args.out.write_text(
+            json.dumps({"draws": rows, "mean_found": mean, "flips": args.flips, "top": args.top}, indent=2)
+        )
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ import httpx
 import uvicorn
 from PIL import Image
 
-from transferlab.serve import create_app
+from transferlab.inference.serve import create_app
 
 
 def main() -> None:
@@ -76,9 +76,11 @@ def main() -> None:
     thread.join(timeout=10)
     ordered = sorted(latencies)
     p95 = ordered[int(0.95 * (len(ordered) - 1))] if ordered else float("nan")
-    print(f"{args.clients} clients, {wall:.1f}s, image {name} ({len(payload) // 1024} KiB): "
-          f"{len(latencies) / wall:.1f} requests/s, p50 {statistics.median(ordered) * 1000:.0f} ms, "
-          f"p95 {p95 * 1000:.0f} ms, errors {errors[0]}")
+    print(
+        f"{args.clients} clients, {wall:.1f}s, image {name} ({len(payload) // 1024} KiB): "
+        f"{len(latencies) / wall:.1f} requests/s, p50 {statistics.median(ordered) * 1000:.0f} ms, "
+        f"p95 {p95 * 1000:.0f} ms, errors {errors[0]}"
+    )
 
 
 if __name__ == "__main__":

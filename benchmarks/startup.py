@@ -80,8 +80,10 @@ def main() -> None:
         results[name] = median_seconds(command, args.repeats, env)
         print(f"{name:48s} {results[name]:6.2f} s")
     torch_s, plain = results["python -c 'import torch'"], results["plain script: torch + model + one photo"]
-    print(f"--help / import torch: {results['transferlab --help'] / torch_s:.2f}; "
-          f"predict / plain script: {results['transferlab predict RUN one.jpg'] / plain:.2f}")
+    print(
+        f"--help / import torch: {results['transferlab --help'] / torch_s:.2f}; "
+        f"predict / plain script: {results['transferlab predict RUN one.jpg'] / plain:.2f}"
+    )
 
 
 if __name__ == "__main__":

@@ -27,10 +27,10 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from transferlab import DataConfig, TrainConfig, train  # noqa: E402
-from transferlab.data import load_dataset  # noqa: E402
-from transferlab.images import is_image_file  # noqa: E402
-from transferlab.predict import Classifier  # noqa: E402
-from transferlab.unknown import conformal_threshold  # noqa: E402
+from transferlab.data.images import is_image_file  # noqa: E402
+from transferlab.data.layout import load_dataset  # noqa: E402
+from transferlab.inference.predict import Classifier  # noqa: E402
+from transferlab.inference.unknown import conformal_threshold  # noqa: E402
 
 
 def photos(folder: Path) -> list[Path]:
@@ -47,8 +47,8 @@ def known_copy(data: Path, target: Path, known: list[str], seed: int) -> list[Pa
             files = photos(data / split / name)
             if split == "val":
                 rng.shuffle(files)
-                held_back += files[len(files) // 2:]
-                files = files[:len(files) // 2]
+                held_back += files[len(files) // 2 :]
+                files = files[: len(files) // 2]
             for path in files:
                 os.link(path, target / split / name / path.name)
     return held_back
@@ -71,8 +71,14 @@ def one_draw(args: argparse.Namespace, seed: int, strangers: list[Path]) -> dict
         copy = Path(tmp) / "known"
         held_back = known_copy(args.data, copy, args.known, seed)
         start = time.perf_counter()
-        config = TrainConfig(DataConfig(str(copy)), strategy=args.strategy, backbone=args.backbone, seed=seed,
-                             out=str(Path(tmp) / "runs"), quiet=True)
+        config = TrainConfig(
+            data=DataConfig(root=str(copy)),
+            strategy=args.strategy,
+            backbone=args.backbone,
+            seed=seed,
+            out=str(Path(tmp) / "runs"),
+            quiet=True,
+        )
         run = train(config)
         seconds = time.perf_counter() - start
         classifier = Classifier.load(run.run_dir)
@@ -82,14 +88,24 @@ def one_draw(args: argparse.Namespace, seed: int, strangers: list[Path]) -> dict
         stranger_unknown, stranger_top = answers(classifier, strangers)
     softmax_threshold = -conformal_threshold(-val_top)  # the same rule: below it, at most 5% of known photos
     return {
-        "seed": seed, "strategy": args.strategy, "backbone": run.summary.backbone, "train_seconds": round(seconds, 1),
-        "val_accuracy": run.best_val_acc, "threshold": classifier.unknown.threshold,
+        "seed": seed,
+        "strategy": args.strategy,
+        "backbone": run.summary.backbone,
+        "train_seconds": round(seconds, 1),
+        "val_accuracy": run.best_val_acc,
+        "threshold": classifier.unknown.threshold,
         "known_rejected_estimate": classifier.unknown.known_rejected,
-        "unseen_known": len(known_unknown), "strangers": len(stranger_unknown),
-        "distance": {"strangers_unknown": float(stranger_unknown.mean()), "known_rejected": float(known_unknown.mean())},
-        "max_softmax": {"strangers_unknown": float((stranger_top < softmax_threshold).mean()),
-                        "known_rejected": float((known_top < softmax_threshold).mean()),
-                        "strangers_mean_top_probability": float(stranger_top.mean())},
+        "unseen_known": len(known_unknown),
+        "strangers": len(stranger_unknown),
+        "distance": {
+            "strangers_unknown": float(stranger_unknown.mean()),
+            "known_rejected": float(known_unknown.mean()),
+        },
+        "max_softmax": {
+            "strangers_unknown": float((stranger_top < softmax_threshold).mean()),
+            "known_rejected": float((known_top < softmax_threshold).mean()),
+            "strangers_mean_top_probability": float(stranger_top.mean()),
+        },
     }
 
 
@@ -104,23 +120,29 @@ def main() -> None:
     parser.add_argument("--out", type=Path, help="write the figures as JSON here")
     args = parser.parse_args()
     args.known = args.known.split(",")
-    strangers = [p for name in args.strangers.split(",") for split in ("train", "val")
-                 for p in photos(args.data / split / name)]
+    strangers = [
+        p for name in args.strangers.split(",") for split in ("train", "val") for p in photos(args.data / split / name)
+    ]
     rows = []
     for seed in range(args.draws):
         row = one_draw(args, seed, strangers)
         rows.append(row)
         d, s = row["distance"], row["max_softmax"]
-        print(f"draw {seed} ({row['backbone']}, {row['strategy']}, val acc {row['val_accuracy']:.1%}, "
-              f"{row['train_seconds']:.0f} s): distance: {d['strangers_unknown']:.1%} of {row['strangers']} strangers "
-              f"unknown, {d['known_rejected']:.1%} of {row['unseen_known']} unseen known photos turned away "
-              f"(estimate at training {row['known_rejected_estimate']:.1%}); max softmax: "
-              f"{s['strangers_unknown']:.1%} / {s['known_rejected']:.1%} (strangers' mean top probability "
-              f"{s['strangers_mean_top_probability']:.1%})", flush=True)
+        print(
+            f"draw {seed} ({row['backbone']}, {row['strategy']}, val acc {row['val_accuracy']:.1%}, "
+            f"{row['train_seconds']:.0f} s): distance: {d['strangers_unknown']:.1%} of {row['strangers']} strangers "
+            f"unknown, {d['known_rejected']:.1%} of {row['unseen_known']} unseen known photos turned away "
+            f"(estimate at training {row['known_rejected_estimate']:.1%}); max softmax: "
+            f"{s['strangers_unknown']:.1%} / {s['known_rejected']:.1%} (strangers' mean top probability "
+            f"{s['strangers_mean_top_probability']:.1%})",
+            flush=True,
+        )
     mean = lambda key, part: float(np.mean([r[key][part] for r in rows]))  # noqa: E731
-    print(f"mean over {len(rows)} draws: distance {mean('distance', 'strangers_unknown'):.1%} strangers unknown, "
-          f"{mean('distance', 'known_rejected'):.1%} known turned away; max softmax "
-          f"{mean('max_softmax', 'strangers_unknown'):.1%} / {mean('max_softmax', 'known_rejected'):.1%}")
+    print(
+        f"mean over {len(rows)} draws: distance {mean('distance', 'strangers_unknown'):.1%} strangers unknown, "
+        f"{mean('distance', 'known_rejected'):.1%} known turned away; max softmax "
+        f"{mean('max_softmax', 'strangers_unknown'):.1%} / {mean('max_softmax', 'known_rejected'):.1%}"
+    )
     if args.out:
         args.out.write_text(json.dumps({"draws": rows, "known": args.known, "strangers": args.strangers}, indent=2))
 

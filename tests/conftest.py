@@ -75,7 +75,13 @@ def trained_run(tmp_path_factory) -> Path:
     from transferlab import DataConfig, Recipe, TrainConfig, train
 
     root = make_folder(tmp_path_factory.mktemp("data"), {"red": 6, "green": 6, "blue": 6})
-    config = TrainConfig(DataConfig(str(root)), strategy="extract", backbone="efficientnet_lite0",
-                         recipe=Recipe(epochs=2, batch_size=8), out=str(tmp_path_factory.mktemp("runs")),
-                         quiet=True, workers=0)
+    config = TrainConfig(
+        data=DataConfig(root=str(root)),
+        strategy="extract",
+        backbone="efficientnet_lite0",
+        recipe=Recipe(epochs=2, batch_size=8),
+        out=str(tmp_path_factory.mktemp("runs")),
+        quiet=True,
+        workers=0,
+    )
     return train(config).run_dir

@@ -8,9 +8,9 @@ import pytest
 import torch
 import torchvision
 
-from transferlab.backbones import get_spec
 from transferlab.errors import WeightsUnavailable
-from transferlab.model import create_backbone
+from transferlab.models.backbones import get_spec
+from transferlab.models.model import create_backbone
 
 
 def _reference_resnet18_state():

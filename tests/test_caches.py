@@ -12,16 +12,26 @@ import torch
 from PIL import Image
 
 from transferlab import DataConfig, Recipe, TrainConfig, train
-from transferlab import decoding, features, storage
-from transferlab.model import create_backbone
-from transferlab.data import Sample, load_dataset
-from transferlab.presets import train_side
-from transferlab.prepare import prepare_data
+from transferlab.data import decoding
+from transferlab.data.layout import Sample, load_dataset
+from transferlab.data.prepare import prepare_data
+from transferlab.data.presets import train_side
+from transferlab.models.model import create_backbone
+from transferlab.training import features
+from transferlab.utils import storage
 
 
 def _extract(root, out, **kwargs) -> TrainConfig:
-    return TrainConfig(DataConfig(str(root)), strategy="extract", backbone="efficientnet_lite0",
-                       recipe=Recipe(epochs=2, batch_size=8), out=str(out), quiet=True, workers=0, **kwargs)
+    return TrainConfig(
+        data=DataConfig(root=str(root)),
+        strategy="extract",
+        backbone="efficientnet_lite0",
+        recipe=Recipe(epochs=2, batch_size=8),
+        out=str(out),
+        quiet=True,
+        workers=0,
+        **kwargs,
+    )
 
 
 def _strip(result) -> list[dict]:
@@ -70,8 +80,17 @@ def test_features_of_a_share_equal_the_same_rows_of_the_whole(tiny_dataset):
     val_split = decoding.decode_split(dataset.val, spec.resize_size, spec.input_size, workers=0, quiet=True)
     whole = features.extract_features(backbone, spec, train_split, val_split, 2, 8, torch.device("cpu"), quiet=True)
     share = [1, 4, 6, 7]
-    part = features.extract_features(backbone, spec, train_split.subset(share), val_split.subset([0]), 2, 3,
-                                  torch.device("cpu"), quiet=True, train_index=share)
+    part = features.extract_features(
+        backbone,
+        spec,
+        train_split.subset(share),
+        val_split.subset([0]),
+        2,
+        3,
+        torch.device("cpu"),
+        quiet=True,
+        train_index=share,
+    )
     torch.testing.assert_close(part.train, whole.train[:, share], rtol=1e-4, atol=1e-4)
     assert not torch.allclose(whole.train[0], whole.train[1])  # two views are two different crops
 
@@ -94,12 +113,17 @@ def test_training_decodes_train_pictures_at_twice_the_input_size(tmp_path):
         for name, colour in (("red", (200, 30, 30)), ("blue", (30, 30, 200))):
             (root / split / name).mkdir(parents=True)
             Image.new("RGB", (800, 600), colour).save(root / split / name / "a.png")
-    prepared = prepare_data(TrainConfig(DataConfig(str(root)), backbone="efficientnet_lite0", workers=0, quiet=True))
+    prepared = prepare_data(
+        TrainConfig(data=DataConfig(root=str(root)), backbone="efficientnet_lite0", workers=0, quiet=True)
+    )
     assert train_side(prepared.spec) == 2 * prepared.spec.input_size == 448
     assert {tuple(p.shape) for p in prepared.train.images} == {(3, 448, 597)}
     assert {tuple(p.shape) for p in prepared.val.images} == {(3, 224, 224)}
-    smaller = prepare_data(TrainConfig(DataConfig(str(root), train_side=300), backbone="efficientnet_lite0",
-                                       workers=0, quiet=True))
+    smaller = prepare_data(
+        TrainConfig(
+            data=DataConfig(root=str(root), train_side=300), backbone="efficientnet_lite0", workers=0, quiet=True
+        )
+    )
     assert {tuple(p.shape) for p in smaller.train.images} == {(3, 300, 400)}
 
 
@@ -128,10 +152,41 @@ def test_decode_store_is_chosen_from_dataset_size_and_free_memory(tiny_dataset, 
 
 
 def test_training_with_disk_decoded_pictures_matches_memory(tiny_dataset, tmp_path):
-    config = TrainConfig(DataConfig(str(tiny_dataset)), strategy="finetune", backbone="efficientnet_lite0",
-                         recipe=Recipe(epochs=1, batch_size=8), out=str(tmp_path), quiet=True, workers=0,
-                         deterministic=True)
+    config = TrainConfig(
+        data=DataConfig(root=str(tiny_dataset)),
+        strategy="finetune",
+        backbone="efficientnet_lite0",
+        recipe=Recipe(epochs=1, batch_size=8),
+        out=str(tmp_path),
+        quiet=True,
+        workers=0,
+        deterministic=True,
+    )
     memory = train(config)
     disk = train(dataclasses.replace(config, decode_cache="disk"))
     torch.use_deterministic_algorithms(False)
     assert _strip(memory) == _strip(disk)
+
+
+def test_an_inconsistent_feature_cache_entry_is_a_miss_never_a_crash(tiny_dataset, tmp_path, caplog):
+    from safetensors.torch import save_file
+
+    from transferlab.utils import storage
+
+    config = TrainConfig(
+        data=DataConfig(root=str(tiny_dataset)),
+        strategy="extract",
+        backbone="efficientnet_lite0",
+        recipe=Recipe(epochs=1, batch_size=8),
+        out=str(tmp_path),
+        quiet=True,
+        workers=0,
+    )
+    first = train(config)
+    entries = list((storage.cache_dir() / "features").glob("*.safetensors"))  # the head's, and the centre crops'
+    assert len(entries) == 2
+    for entry in entries:
+        save_file({"train": torch.zeros(1, 0, 1280), "val": torch.zeros(0, 1280)}, entry)  # what a bad run left
+    again = train(config)
+    assert again.summary.features_from_cache is False and again.best_val_acc == first.best_val_acc
+    assert "ignoring the feature cache" in caplog.text

@@ -33,8 +33,28 @@ def test_backbones_lists_the_registry(capsys):
 
 
 def test_train_then_predict_rgba_png_and_report_bad_file(tiny_dataset, tmp_path, capsys):
-    assert main(["train", str(tiny_dataset), "--strategy", "extract", "--backbone", "efficientnet_lite0",
-                 "--epochs", "1", "--out", str(tmp_path / "runs"), "--name", "r", "-q", "--workers", "0"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                str(tiny_dataset),
+                "--strategy",
+                "extract",
+                "--backbone",
+                "efficientnet_lite0",
+                "--epochs",
+                "1",
+                "--out",
+                str(tmp_path / "runs"),
+                "--name",
+                "r",
+                "-q",
+                "--workers",
+                "0",
+            ]
+        )
+        == 0
+    )
     assert "best val accuracy" in capsys.readouterr().out
     rgba = tmp_path / "transparent.png"
     Image.new("RGBA", (64, 64), (200, 40, 40, 0)).save(rgba)

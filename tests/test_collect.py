@@ -19,7 +19,8 @@ from PIL import Image
 
 from conftest import photo_like
 from transferlab.cli import main
-from transferlab.collect import FetchFailed, Limits, collect, encode_url
+from transferlab.curate.collect import collect
+from transferlab.curate.fetching import FetchFailed, Limits, encode_url
 
 
 def _jpeg(seed: int, size=(320, 240)) -> bytes:
@@ -133,16 +134,28 @@ def _rows(out: Path) -> dict[str, dict]:
 
 
 def test_photos_are_saved_and_every_failure_is_rejected_by_name(server, tmp_path):
-    urls = _lists(tmp_path / "urls", server, cat=["/photo/1.jpg", "/my caté.jpg", "/phone.heic", "/slow.jpg",
-                                                  "/truncated.jpg", "/cut.jpg", "/error.jpg"],
-                  dog=["/photo/3.jpg", "/missing.jpg", "/huge.jpg", "/endless.jpg", "/loop", "/to-file",
-                       "/chain/3", "/chain/9"])
+    urls = _lists(
+        tmp_path / "urls",
+        server,
+        cat=["/photo/1.jpg", "/my caté.jpg", "/phone.heic", "/slow.jpg", "/truncated.jpg", "/cut.jpg", "/error.jpg"],
+        dog=["/photo/3.jpg", "/missing.jpg", "/huge.jpg", "/endless.jpg", "/loop", "/to-file", "/chain/3", "/chain/9"],
+    )
     out = tmp_path / "photos"
     result = collect(urls, out, FAST, quiet=True)
     rows = _rows(out)
     reasons = {name: row["reason"] for name, row in rows.items() if row["status"] == "failed"}
-    assert set(reasons) == {"/slow.jpg", "/truncated.jpg", "/cut.jpg", "/error.jpg", "/missing.jpg", "/huge.jpg",
-                            "/endless.jpg", "/loop", "/to-file", "/chain/9"}, reasons
+    assert set(reasons) == {
+        "/slow.jpg",
+        "/truncated.jpg",
+        "/cut.jpg",
+        "/error.jpg",
+        "/missing.jpg",
+        "/huge.jpg",
+        "/endless.jpg",
+        "/loop",
+        "/to-file",
+        "/chain/9",
+    }, reasons
     assert result.saved == {"cat": 3, "dog": 2}  # 1, the name with a space and an accent, the HEIC; 3, the chain
     assert "HTTP 404" in reasons["/missing.jpg"]
     assert "timed out" in reasons["/slow.jpg"] and "after 2 tries" in reasons["/slow.jpg"]
@@ -154,7 +167,8 @@ def test_photos_are_saved_and_every_failure_is_rejected_by_name(server, tmp_path
     saved = sorted(p for p in out.rglob("*") if p.is_file() and p.name != "sources.csv")
     assert len(saved) == 5 and all(Image.open(p).size for p in saved)
     assert {row["file"] for row in rows.values() if row["status"] == "saved"} == {
-        str(p.relative_to(out)) for p in saved}  # sources.csv names each file's URL
+        str(p.relative_to(out)) for p in saved
+    }  # sources.csv names each file's URL
     assert any(p.suffix == ".heic" for p in saved) and not list(out.rglob("*.part"))
     assert sorted(p.name.rsplit("-", 1)[0] for p in saved) == ["1", "3", "3", "my_cat", "phone"]  # as in the URLs
 
@@ -185,8 +199,7 @@ def test_a_flaky_server_is_retried_with_back_off(server, tmp_path):
     urls = _lists(tmp_path / "urls", server, cat=["/flaky.jpg"])
     result = collect(urls, tmp_path / "photos", FAST, quiet=True)
     assert result.saved == {"cat": 1} and Photos.hits["/flaky.jpg"] == 2
-    no_retry = collect(_lists(tmp_path / "urls2", server, dog=["/missing.jpg"]), tmp_path / "photos", FAST,
-                       quiet=True)
+    no_retry = collect(_lists(tmp_path / "urls2", server, dog=["/missing.jpg"]), tmp_path / "photos", FAST, quiet=True)
     assert no_retry.failed and Photos.hits["/missing.jpg"] == 1  # a 404 is not retried
 
 
@@ -213,7 +226,7 @@ def test_csv_lists_and_bad_lists(server, tmp_path, capsys):
 
 
 def test_an_interrupted_collect_keeps_what_finished_and_resumes(server, tmp_path, monkeypatch):
-    import transferlab.collect as module
+    import transferlab.curate.collect as module
 
     urls = _lists(tmp_path / "urls", server, cat=[f"/photo/{n}.jpg" for n in range(10, 16)])
     out = tmp_path / "photos"
@@ -236,8 +249,10 @@ def test_an_interrupted_collect_keeps_what_finished_and_resumes(server, tmp_path
 
 
 def test_addresses_are_sent_as_a_browser_sends_them():
-    assert encode_url("http://bücher.example/a b/ü.jpg?q=ä#top") == \
-        "http://xn--bcher-kva.example/a%20b/%C3%BC.jpg?q=%C3%A4"  # IDNA host, UTF-8 path, no fragment
+    assert (
+        encode_url("http://bücher.example/a b/ü.jpg?q=ä#top")
+        == "http://xn--bcher-kva.example/a%20b/%C3%BC.jpg?q=%C3%A4"
+    )  # IDNA host, UTF-8 path, no fragment
     assert encode_url("http://[::1]:8080/x%20y.jpg") == "http://[::1]:8080/x%20y.jpg"  # encoded stays encoded
     with pytest.raises(FetchFailed, match="not a valid address"):
         encode_url("http://example.com:99999/a.jpg")

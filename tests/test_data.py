@@ -8,8 +8,8 @@ from collections import Counter
 import pytest
 
 from conftest import make_folder
-from transferlab.data import DatasetError, load_dataset
-from transferlab.doctor import diagnose
+from transferlab.curate.doctor import diagnose
+from transferlab.data.layout import DatasetError, load_dataset
 
 
 def test_train_val_layout_is_discovered(tiny_dataset):
@@ -48,14 +48,21 @@ def test_non_image_files_are_ignored_and_listed(tiny_dataset):
     assert [p.name for p in dataset.ignored_files] == ["notes.txt"]
 
 
-@pytest.mark.parametrize("break_it, message", [
-    (lambda root: __import__("shutil").rmtree(root / "val" / "red"), "red .* have no folder in"),
-    (lambda root: [p.unlink() for p in (root / "train" / "red").iterdir()], "no images: red"),
-    (lambda root: [__import__("shutil").rmtree(root / s / c) for s in ("train", "val") for c in ("red", "green")],
-     "only one class"),
-    (lambda root: __import__("shutil").rmtree(root / "val"), "found train/ but not its partner"),
-    (lambda root: (root / "val").rename(root / "test"), "found train/ and test/ but no val/"),
-])
+@pytest.mark.parametrize(
+    "break_it, message",
+    [
+        (lambda root: __import__("shutil").rmtree(root / "val" / "red"), "red .* have no folder in"),
+        (lambda root: [p.unlink() for p in (root / "train" / "red").iterdir()], "no images: red"),
+        (
+            lambda root: [
+                __import__("shutil").rmtree(root / s / c) for s in ("train", "val") for c in ("red", "green")
+            ],
+            "only one class",
+        ),
+        (lambda root: __import__("shutil").rmtree(root / "val"), "found train/ but not its partner"),
+        (lambda root: (root / "val").rename(root / "test"), "found train/ and test/ but no val/"),
+    ],
+)
 def test_broken_folders_raise_one_line_errors_that_the_doctor_reports_first(tiny_dataset, break_it, message):
     break_it(tiny_dataset)
     with pytest.raises(DatasetError, match=message) as error:

@@ -13,8 +13,8 @@ import pytest
 from PIL import Image
 
 from conftest import photo_like
-from transferlab.doctor import diagnose
-from transferlab.quarantine_folder import quarantine, restore
+from transferlab.curate.doctor import diagnose
+from transferlab.curate.quarantine import quarantine, restore
 
 
 def _jpeg_bytes(image: Image.Image, **kwargs) -> bytes:
@@ -48,7 +48,7 @@ def zoo(tmp_path):
     palette = photo_like(3).convert("P")
     palette.save(cat / "palette.png", transparency=0)
     photo_like(4).convert("CMYK").save(cat / "cmyk.jpg")
-    Image.fromarray((np.asarray(photo_like(5).convert("L"), dtype=np.uint16) * 257)).save(cat / "sixteen.png")
+    Image.fromarray(np.asarray(photo_like(5).convert("L"), dtype=np.uint16) * 257).save(cat / "sixteen.png")
     photo_like(6).convert("L").save(cat / "grey.jpg")
     exif = Image.Exif()
     exif[0x0112] = 6
@@ -149,9 +149,15 @@ def test_quarantine_moves_problem_files_and_restore_puts_them_back(zoo, tmp_path
     jail = tmp_path / "quarantine"
     moved = quarantine(report, jail)
     moved_names = {m["from"].split("zoo/")[1] for m in moved}
-    assert {"train/cat/zero.jpg", "val/dog/leaked.jpg", "train/dog/resized_copy.jpg",
-            "train/dog/image_not_found.png", "train/cat/photo1.jpg", "train/dog/also_a_cat.jpg"} <= moved_names
+    assert {
+        "train/cat/zero.jpg",
+        "val/dog/leaked.jpg",
+        "train/dog/resized_copy.jpg",
+        "train/cat/photo1.jpg",
+        "train/dog/also_a_cat.jpg",
+    } <= moved_names
     assert "train/dog/photo0.jpg" not in moved_names  # the train copy of a leaked photo stays
+    assert "train/dog/image_not_found.png" not in moved_names  # few colours alone move nothing (see below)
     assert (jail / "val" / "dog" / "leaked.jpg").exists() and not (zoo / "val" / "dog" / "leaked.jpg").exists()
     manifest = json.loads((jail / "manifest.json").read_text())
     assert any(e["reasons"] == ["leakage"] for e in manifest["moved"])
@@ -165,11 +171,25 @@ def test_quarantine_moves_problem_files_and_restore_puts_them_back(zoo, tmp_path
 def test_training_warns_about_leakage_before_it_starts(tmp_path, caplog):
     from conftest import make_folder
     from transferlab import DataConfig, TrainConfig
-    from transferlab.prepare import duplicate_problems, prepare_data
+    from transferlab.data.prepare import duplicate_problems, prepare_data
 
     root = make_folder(tmp_path / "d", {"red": 4, "blue": 4})
     (root / "val" / "red" / "copy.jpg").write_bytes((root / "train" / "red" / "red_0.jpg").read_bytes())
     with caplog.at_level(logging.WARNING, logger="transferlab"):
-        prepared = prepare_data(TrainConfig(DataConfig(str(root)), backbone="efficientnet_lite0", quiet=True))
+        prepared = prepare_data(TrainConfig(data=DataConfig(root=str(root)), backbone="efficientnet_lite0", quiet=True))
     assert "leakage between train and val" in caplog.text and "copy.jpg" in caplog.text
     assert [kind for *_, kind in duplicate_problems(prepared)] == ["leakage between train and val"]
+
+
+def test_a_possible_graphic_moves_only_when_the_label_check_finds_it_far_from_every_photo(zoo):
+    report = diagnose(zoo, workers=0, quiet=True, use_cache=False)
+    assert _finding(report, "not-a-photo").severity == "info" and not report.problem_files().get(
+        "train/dog/image_not_found.png"
+    )
+    cleared = diagnose(zoo, workers=0, quiet=True)
+    cleared.confirm_graphics(set())  # the model finds it like the other photos: a note, nothing to move
+    assert not [f for f in cleared.findings if f.kind == "not-a-photo"]
+    assert [f.split(":")[0] for f in _finding(cleared, "few-colours").files] == ["train/dog/image_not_found.png"]
+    report.confirm_graphics({"train/dog/image_not_found.png"})  # an outlier in feature space too: confirmed
+    assert _finding(report, "not-a-photo").severity == "warning"
+    assert report.problem_files()["train/dog/image_not_found.png"] == ["not-a-photo"]

@@ -9,17 +9,31 @@ import pytest
 
 from conftest import ANIMALS4
 from transferlab.cli import main
-from transferlab.data import load_dataset
-from transferlab.predict import Classifier
+from transferlab.data.layout import load_dataset
+from transferlab.inference.predict import Classifier
 
-pytestmark = [pytest.mark.e2e,
-              pytest.mark.skipif(not ANIMALS4.is_dir(), reason=f"real photos not found at {ANIMALS4}")]
+pytestmark = [pytest.mark.e2e, pytest.mark.skipif(not ANIMALS4.is_dir(), reason=f"real photos not found at {ANIMALS4}")]
 
 
 def test_compare_on_real_photos_then_reload_and_predict(tmp_path, capsys):
     out = tmp_path / "runs"
-    code = main(["compare", str(ANIMALS4), "--backbone", "efficientnet_lite0", "--epochs", "1",
-                 "--max-per-class", "6", "--out", str(out), "--name", "cmp", "-q"])
+    code = main(
+        [
+            "compare",
+            str(ANIMALS4),
+            "--backbone",
+            "efficientnet_lite0",
+            "--epochs",
+            "1",
+            "--max-per-class",
+            "6",
+            "--out",
+            str(out),
+            "--name",
+            "cmp",
+            "-q",
+        ]
+    )
     assert code == 0
     printed = capsys.readouterr().out
     assert "finetune" in printed and "extract" in printed and "best val acc" in printed

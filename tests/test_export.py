@@ -10,8 +10,9 @@ import onnxruntime
 import pytest
 import torch
 
+from conftest import make_folder
 from transferlab.cli import main
-from transferlab.export import ParityError, export_run
+from transferlab.inference.export import ParityError, export_run
 
 pytestmark = pytest.mark.filterwarnings("ignore::FutureWarning")
 
@@ -33,8 +34,8 @@ def test_onnx_export_has_metadata_dynamic_batch_and_parity(trained_run, tmp_path
 def test_exports_carry_the_unknown_threshold_and_training_features(trained_run, tmp_path):
     from safetensors.torch import load_file
 
-    from transferlab.predict import Classifier
-    from transferlab.unknown import UnknownDetector
+    from transferlab.inference.predict import Classifier
+    from transferlab.inference.unknown import UnknownDetector
 
     result = export_run(trained_run, "onnx", tmp_path / "m.onnx")
     about = json.loads(result.metadata_path.read_text())["unknown"]
@@ -61,7 +62,7 @@ def test_torchscript_export_carries_metadata_and_matches(trained_run, tmp_path):
 
 
 def test_parity_failure_is_loud(trained_run, tmp_path, monkeypatch, capsys):
-    import transferlab.export as export_module
+    import transferlab.inference.export as export_module
 
     monkeypatch.setattr(export_module, "parity", lambda *args: 0.5)
     with pytest.raises(ParityError, match="differ from PyTorch's by 5.00e-01"):
@@ -73,3 +74,37 @@ def test_parity_failure_is_loud(trained_run, tmp_path, monkeypatch, capsys):
 def test_export_command_prints_the_parity_figure(trained_run, tmp_path, capsys):
     assert main(["export", str(trained_run), "--format", "onnx", "--out", str(tmp_path / "c.onnx")]) == 0
     assert "max |logit difference|" in capsys.readouterr().out
+
+
+def test_export_checks_parity_on_real_photos_or_fails_clearly(tmp_path, capsys):
+    root = make_folder(tmp_path / "photos", {"red": 4, "green": 4})
+    assert (
+        main(
+            [
+                "train",
+                str(root),
+                "--strategy",
+                "extract",
+                "--backbone",
+                "efficientnet_lite0",
+                "--out",
+                str(tmp_path / "runs"),
+                "--name",
+                "r",
+                "-q",
+                "--workers",
+                "0",
+            ]
+        )
+        == 0
+    )
+    run = tmp_path / "runs" / "r"
+    assert json.loads((run / "config.json").read_text())["resolved"]["data_root"] == str(root.resolve())
+    moved = root.rename(tmp_path / "moved")  # the photos are gone from where the run saw them
+    capsys.readouterr()
+    assert main(["export", str(run), "--out", str(tmp_path / "m.onnx")]) == 1
+    assert "pass --images DIR" in capsys.readouterr().err and not (tmp_path / "m.onnx").exists()
+    assert main(["export", str(run), "--out", str(tmp_path / "m.onnx"), "--images", str(moved / "val")]) == 0
+    captured = capsys.readouterr()
+    assert "parity on 4 images" in captured.out
+    assert "Replaced initializer" not in captured.err and captured.err.count("\n") <= 2  # no optimizer chatter

@@ -3,15 +3,17 @@ pinned memory or processes, and the same loop runs under bf16 autocast and under
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 
 from transferlab import DataConfig, Recipe, TrainConfig, train
-from transferlab.decoding import decode_split
-from transferlab.backbones import get_spec
-from transferlab.data import load_dataset
-from transferlab.engine import TrainStep, autocast_dtype, fit, make_optimizer, make_scaler
-from transferlab.loaders import ImageLoader, TensorInputs, loader_settings
+from transferlab.data.decoding import decode_split
+from transferlab.data.layout import load_dataset
+from transferlab.data.loaders import ImageLoader, TensorInputs, loader_settings
+from transferlab.models.backbones import get_spec
+from transferlab.training.engine import TrainStep, autocast_dtype, fit, make_optimizer, make_scaler
 
 CPU = torch.device("cpu")
 
@@ -24,8 +26,8 @@ def test_precision_auto_is_float32_on_cpu_and_explicit_choices_are_honoured():
 
 
 def test_unknown_precision_is_a_clear_error(tiny_dataset):
-    with pytest.raises(ValueError, match="unknown precision 'fp8'"):
-        TrainConfig(DataConfig(str(tiny_dataset)), precision="fp8")
+    with pytest.raises(ValueError, match="precision must be one of auto, off, bf16, fp16, got 'fp8'"):
+        TrainConfig(data=DataConfig(root=str(tiny_dataset)), precision="fp8")
 
 
 def test_loader_settings_come_from_the_device_and_cores():
@@ -60,17 +62,35 @@ def test_training_loop_runs_under_autocast_and_gradient_scaling(dtype):
     optimizer, scheduler = make_optimizer(list(model.parameters()), recipe)
     scaler = make_scaler(CPU, dtype)
     records = []
-    fit(model, TrainStep(optimizer, scheduler, torch.nn.CrossEntropyLoss(), dtype, scaler),
-        TensorInputs(x[None], y, x, y, 16, CPU), range(1, recipe.epochs + 1), CPU, records.append, quiet=True)
+    fit(
+        model,
+        TrainStep(optimizer, scheduler, torch.nn.CrossEntropyLoss(), dtype, scaler),
+        TensorInputs(x[None], y, x, y, 16, CPU),
+        range(1, recipe.epochs + 1),
+        CPU,
+        records.append,
+        quiet=True,
+    )
     assert records[-1].val_acc > 0.8 and records[-1].train_loss < records[0].train_loss
     if dtype is torch.float16:
         assert scaler.get_scale() > 0 and scaler.state_dict()  # the scaler took part and has state to resume
 
 
-def test_run_records_its_precision(tiny_dataset, tmp_path):
-    config = TrainConfig(DataConfig(str(tiny_dataset)), strategy="extract", backbone="efficientnet_lite0",
-                         recipe=Recipe(epochs=1, batch_size=8), out=str(tmp_path), quiet=True, workers=0)
-    assert train(config).summary.precision == "float32"
+@pytest.mark.parametrize(("precision", "recorded"), [("auto", "float32"), ("bf16", "bfloat16")])
+def test_run_records_its_precision(tiny_dataset, tmp_path, precision, recorded):
+    config = TrainConfig(
+        precision=precision,
+        data=DataConfig(root=str(tiny_dataset)),
+        strategy="extract",
+        backbone="efficientnet_lite0",
+        recipe=Recipe(epochs=1, batch_size=8),
+        out=str(tmp_path),
+        quiet=True,
+        workers=0,
+    )
+    run = train(config)
+    assert run.summary.precision == recorded
+    assert json.loads((run.run_dir / "summary.json").read_text())["precision"] == recorded
 
 
 def test_training_loop_accepts_a_compiled_module():
@@ -81,6 +101,14 @@ def test_training_loop_accepts_a_compiled_module():
     recipe = Recipe(epochs=2, lr=0.05)
     optimizer, scheduler = make_optimizer(list(model.parameters()), recipe)
     records = []
-    fit(compiled, TrainStep(optimizer, scheduler, torch.nn.CrossEntropyLoss()), TensorInputs(x[None], y, x, y, 16, CPU),
-        range(1, recipe.epochs + 1), CPU, records.append, quiet=True, eval_module=compiled)
+    fit(
+        compiled,
+        TrainStep(optimizer, scheduler, torch.nn.CrossEntropyLoss()),
+        TensorInputs(x[None], y, x, y, 16, CPU),
+        range(1, recipe.epochs + 1),
+        CPU,
+        records.append,
+        quiet=True,
+        eval_module=compiled,
+    )
     assert [r.epoch for r in records] == [1, 2]

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from transferlab.images import UnreadableImage, load_rgb
+from transferlab.data.images import UnreadableImage, load_rgb
 
 
 def _saved(image: Image.Image, fmt: str, **params) -> io.BytesIO:
@@ -89,10 +89,13 @@ def test_jpeg_draft_keeps_short_side_at_least_requested():
     assert min(out.size) >= 256 and out.size[0] < 2000
 
 
-@pytest.mark.parametrize("content, reason", [
-    (b"", "identify"),
-    (b"this is not an image", "identify"),
-])
+@pytest.mark.parametrize(
+    "content, reason",
+    [
+        (b"", "identify"),
+        (b"this is not an image", "identify"),
+    ],
+)
 def test_non_images_raise_unreadable_image(tmp_path, content, reason):
     path = tmp_path / "bad.jpg"
     path.write_bytes(content)

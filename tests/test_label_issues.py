@@ -11,7 +11,7 @@ import pytest
 
 from conftest import COLOURS, photo_like, synthetic_picture
 from transferlab.cli import main
-from transferlab.label_issues import neighbour_distance, robust_z
+from transferlab.curate.label_issues import neighbour_distance, robust_z
 
 
 @pytest.fixture(scope="module")
@@ -32,8 +32,21 @@ def misfiled(tmp_path_factory) -> Path:
 
 def test_misfiled_pictures_come_first_with_their_class_and_the_stranger_is_an_outlier(misfiled, tmp_path, capsys):
     before = sorted(p.relative_to(misfiled) for p in misfiled.rglob("*"))
-    code = main(["doctor", str(misfiled), "--labels", "--backbone", "efficientnet_lite0", "--json", "--out",
-                 str(tmp_path / "out"), "--workers", "0", "-q"])
+    code = main(
+        [
+            "doctor",
+            str(misfiled),
+            "--labels",
+            "--backbone",
+            "efficientnet_lite0",
+            "--json",
+            "--out",
+            str(tmp_path / "out"),
+            "--workers",
+            "0",
+            "-q",
+        ]
+    )
     document = json.loads(capsys.readouterr().out)
     issues = document["label_issues"]
     assert code == 0
@@ -50,8 +63,23 @@ def test_misfiled_pictures_come_first_with_their_class_and_the_stranger_is_an_ou
 
 
 def test_label_check_text_names_the_suggestion(misfiled, tmp_path, capsys):
-    assert main(["doctor", str(misfiled), "--labels", "--backbone", "efficientnet_lite0", "--out",
-                 str(tmp_path / "out"), "--workers", "0", "-q"]) == 0
+    assert (
+        main(
+            [
+                "doctor",
+                str(misfiled),
+                "--labels",
+                "--backbone",
+                "efficientnet_lite0",
+                "--out",
+                str(tmp_path / "out"),
+                "--workers",
+                "0",
+                "-q",
+            ]
+        )
+        == 0
+    )
     text = capsys.readouterr().out
     assert "green/really_red0.png: filed green" in text and "looks like red" in text
     assert "blue/stranger.png: blue, but like no other photo" in text and "Nothing was moved" in text
@@ -62,8 +90,21 @@ def test_a_folder_the_label_check_cannot_split_still_gets_its_report(tmp_path, c
         (tmp_path / "photos" / name).mkdir(parents=True)
         for i in range(count):
             synthetic_picture(COLOURS[name], 50 + i).save(tmp_path / "photos" / name / f"{i}.png")
-    assert main(["doctor", str(tmp_path / "photos"), "--labels", "--backbone", "efficientnet_lite0", "--out",
-                 str(tmp_path / "runs"), "-q"]) == 1
+    assert (
+        main(
+            [
+                "doctor",
+                str(tmp_path / "photos"),
+                "--labels",
+                "--backbone",
+                "efficientnet_lite0",
+                "--out",
+                str(tmp_path / "runs"),
+                "-q",
+            ]
+        )
+        == 1
+    )
     out = capsys.readouterr().out
     assert out.startswith("dataset: ") and "ERROR: labels not checked: class 'green' has 1 image(s)" in out
 

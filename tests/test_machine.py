@@ -6,12 +6,13 @@ import os
 import subprocess
 import sys
 
-CHECK = "from transferlab.machine import keep_freed_memory as k; print(k(), k())"
+CHECK = "from transferlab.utils.machine import keep_freed_memory as k; print(k(), k())"
 
 
 def _run(env: dict) -> str:
-    return subprocess.run([sys.executable, "-c", CHECK], env=env, capture_output=True, text=True,
-                          check=True).stdout.strip()
+    return subprocess.run(
+        [sys.executable, "-c", CHECK], env=env, capture_output=True, text=True, check=True
+    ).stdout.strip()
 
 
 def test_allocator_is_tuned_once_on_glibc_linux():

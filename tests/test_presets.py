@@ -9,7 +9,7 @@ import torch
 from PIL import Image
 from torchvision.transforms.v2 import functional as F
 
-from transferlab.presets import decoded_view, eval_view, train_view
+from transferlab.data.presets import decoded_view, eval_view, train_view
 
 
 @pytest.mark.parametrize("size", [(300, 200), (200, 300), (256, 256), (1001, 333), (97, 250), (640, 480)])

@@ -12,8 +12,8 @@ from sklearn.linear_model import LogisticRegression
 
 from transferlab import DataConfig, Recipe, TrainConfig, train
 from transferlab.config import DEFAULT_RECIPE, RECIPES
-from transferlab.predict import Classifier
-from transferlab.probe import C_GRID, _logistic, _row_space, fit_probe
+from transferlab.inference.predict import Classifier
+from transferlab.training.probe import C_GRID, _logistic, _row_space, fit_probe
 
 
 def _blobs(n: int, dim: int, classes: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -47,8 +47,14 @@ def test_probe_folds_the_standardisation_into_one_linear_layer():
 
 def test_default_extract_fits_the_head_as_a_probe_in_one_record(tiny_dataset, tmp_path):
     assert RECIPES[DEFAULT_RECIPE].head_solver == "probe"
-    config = TrainConfig(DataConfig(str(tiny_dataset)), strategy="extract", backbone="efficientnet_lite0",
-                         out=str(tmp_path), quiet=True, workers=0)
+    config = TrainConfig(
+        data=DataConfig(root=str(tiny_dataset)),
+        strategy="extract",
+        backbone="efficientnet_lite0",
+        out=str(tmp_path),
+        quiet=True,
+        workers=0,
+    )
     result = train(config)
     metrics = [json.loads(line) for line in (result.run_dir / "metrics.jsonl").read_text().splitlines()]
     assert [m["stage"] for m in metrics] == ["probe"]
@@ -59,7 +65,14 @@ def test_default_extract_fits_the_head_as_a_probe_in_one_record(tiny_dataset, tm
 
 
 def test_reference_recipe_keeps_the_tutorials_sgd_head(tiny_dataset, tmp_path):
-    config = TrainConfig(DataConfig(str(tiny_dataset)), strategy="extract", backbone="efficientnet_lite0",
-                         recipe=Recipe(epochs=3, batch_size=8), out=str(tmp_path), quiet=True, workers=0)
+    config = TrainConfig(
+        data=DataConfig(root=str(tiny_dataset)),
+        strategy="extract",
+        backbone="efficientnet_lite0",
+        recipe=Recipe(epochs=3, batch_size=8),
+        out=str(tmp_path),
+        quiet=True,
+        workers=0,
+    )
     metrics = (train(config).run_dir / "metrics.jsonl").read_text().splitlines()
     assert [json.loads(m)["stage"] for m in metrics] == ["head", "head", "head"]

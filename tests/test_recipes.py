@@ -5,14 +5,22 @@ from __future__ import annotations
 import torch
 
 from transferlab.config import RECIPES, Recipe
-from transferlab.engine import EarlyStopping, TrainStep, fit, make_optimizer
-from transferlab.loaders import TensorInputs
+from transferlab.data.loaders import TensorInputs
+from transferlab.training.engine import EarlyStopping, TrainStep, fit, make_optimizer
 
 
 def test_reference_recipe_is_the_tutorials():
     r = RECIPES["reference"]
     assert (r.epochs, r.batch_size, r.optimizer, r.lr, r.momentum, r.schedule, r.step_size, r.gamma) == (
-        25, 32, "sgd", 0.001, 0.9, "step", 7, 0.1)
+        25,
+        32,
+        "sgd",
+        0.001,
+        0.9,
+        "step",
+        7,
+        0.1,
+    )
     optimizer, scheduler = make_optimizer([torch.nn.Parameter(torch.zeros(1))], r)
     assert isinstance(optimizer, torch.optim.SGD) and isinstance(scheduler, torch.optim.lr_scheduler.StepLR)
 
@@ -37,6 +45,13 @@ def test_early_stopping_stops_after_patience_epochs_without_improvement():
         return stopping.update(record.val_acc)
 
     inputs = TensorInputs(features[None], labels, features[:0], labels[:0], 8, torch.device("cpu"))  # val acc stays 0
-    fit(head, TrainStep(optimizer, scheduler, torch.nn.CrossEntropyLoss()), inputs, range(1, recipe.epochs + 1),
-        torch.device("cpu"), on_epoch, quiet=True)
+    fit(
+        head,
+        TrainStep(optimizer, scheduler, torch.nn.CrossEntropyLoss()),
+        inputs,
+        range(1, recipe.epochs + 1),
+        torch.device("cpu"),
+        on_epoch,
+        quiet=True,
+    )
     assert [r.epoch for r in seen] == [1, 2, 3]  # epoch 1 is the best; 2 and 3 bring nothing; stop

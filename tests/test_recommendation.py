@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 import torch
 
-from transferlab.backbones import get_spec, resolve_backbone
+from transferlab.analysis.plots import pareto_front
+from transferlab.analysis.recommendation import holm, recommend
+from transferlab.analysis.results import LoadedRun
 from transferlab.cli import main
-from transferlab.plots import pareto_front
-from transferlab.recommendation import holm, recommend
-from transferlab.results import LoadedRun
+from transferlab.models.backbones import get_spec, resolve_backbone
 from transferlab.runs import RunSummary, read_compare_summary, resolve_run
 
 PATHS = [f"val/{i}.jpg" for i in range(300)]
@@ -21,8 +21,10 @@ PATHS = [f"val/{i}.jpg" for i in range(300)]
 
 def _run(strategy: str, backbone: str, accuracy: float, seconds: float, seed: int = 0, shift: int = 0) -> LoadedRun:
     correct = np.zeros(len(PATHS), dtype=bool)
-    correct[np.roll(np.arange(len(PATHS)), shift)[:round(accuracy * len(PATHS))]] = True
-    summary = RunSummary("completed", strategy, backbone, total_seconds=seconds, best_val_acc=accuracy)
+    correct[np.roll(np.arange(len(PATHS)), shift)[: round(accuracy * len(PATHS))]] = True
+    summary = RunSummary(
+        status="completed", strategy=strategy, backbone=backbone, total_seconds=seconds, best_val_acc=accuracy
+    )
     config = {"backbone": backbone, "seed": seed, "recipe": {"batch_size": 32}}
     return LoadedRun(f"{backbone}-{strategy}", None, summary, [], config, correct, list(PATHS))
 
@@ -33,8 +35,11 @@ def test_holm_adjusts_in_step_down_order():
 
 
 def test_headline_names_the_winning_third_strategy():
-    runs = [_run("finetune", "efficientnet_lite0", 0.80, 300), _run("extract", "efficientnet_lite0", 0.82, 10),
-            _run("two-stage", "efficientnet_lite0", 0.97, 200)]
+    runs = [
+        _run("finetune", "efficientnet_lite0", 0.80, 300),
+        _run("extract", "efficientnet_lite0", 0.82, 10),
+        _run("two-stage", "efficientnet_lite0", 0.97, 200),
+    ]
     answer = recommend(runs)
     assert answer.best == "two-stage (efficientnet_lite0, batch 32)" == answer.recommended
     assert answer.sentence.startswith("Use two-stage (efficientnet_lite0, batch 32): 97.0%")
@@ -42,8 +47,11 @@ def test_headline_names_the_winning_third_strategy():
 
 
 def test_cheapest_cell_not_shown_worse_is_recommended_over_the_most_accurate():
-    runs = [_run("finetune", "efficientnet_lite0", 0.950, 300), _run("extract", "efficientnet_lite0", 0.947, 10),
-            _run("extract", "efficientnet_lite2", 0.70, 5)]
+    runs = [
+        _run("finetune", "efficientnet_lite0", 0.950, 300),
+        _run("extract", "efficientnet_lite0", 0.947, 10),
+        _run("extract", "efficientnet_lite2", 0.70, 5),
+    ]
     answer = recommend(runs)
     assert answer.best == "finetune (efficientnet_lite0, batch 32)"
     assert answer.recommended == "extract (efficientnet_lite0, batch 32)"  # 1 image behind, not shown worse
@@ -138,24 +146,44 @@ def test_auto_prefers_resnet50_when_its_weights_are_at_hand(monkeypatch):
 
 
 def test_auto_falls_back_to_the_most_accurate_offline_backbone(monkeypatch):
-    from transferlab.weights import TorchvisionWeights
+    from transferlab.models.weights import TorchvisionWeights
 
     monkeypatch.setattr(TorchvisionWeights, "missing", lambda self, variant: "not in the cache")
     name, why = resolve_backbone("auto")
     assert get_spec(name).offline and "auto never downloads" in why
-    installed = [s for s in (get_spec(f"efficientnet_lite{k}") for k in (0, 1, 2)) if not s.find_weights.missing("IMAGENET")]
+    installed = [
+        s for s in (get_spec(f"efficientnet_lite{k}") for k in (0, 1, 2)) if not s.find_weights.missing("IMAGENET")
+    ]
     assert name == max(installed, key=lambda s: s.imagenet_top1).name
 
 
-def test_compare_skips_a_backbone_without_weights_and_predict_uses_the_recommended_run(tiny_dataset, tmp_path,
-                                                                                         monkeypatch, capsys):
+def test_compare_skips_a_backbone_without_weights_and_predict_uses_the_recommended_run(
+    tiny_dataset, tmp_path, monkeypatch, capsys
+):
     def offline(*args, **kwargs):
         raise OSError("no network")
 
     monkeypatch.setattr(torch.hub, "load_state_dict_from_url", offline)
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
-    code = main(["compare", str(tiny_dataset), "--strategies", "extract", "--backbones", "resnet18,efficientnet_lite0",
-                 "--epochs", "1", "--out", str(tmp_path / "runs"), "--name", "c", "-q", "--workers", "0"])
+    code = main(
+        [
+            "compare",
+            str(tiny_dataset),
+            "--strategies",
+            "extract",
+            "--backbones",
+            "resnet18,efficientnet_lite0",
+            "--epochs",
+            "1",
+            "--out",
+            str(tmp_path / "runs"),
+            "--name",
+            "c",
+            "-q",
+            "--workers",
+            "0",
+        ]
+    )
     assert code == 0
     out = capsys.readouterr().out
     assert "skipped resnet18" in out and out.count("Use extract (efficientnet_lite0, batch") == 1
@@ -169,7 +197,7 @@ def test_compare_skips_a_backbone_without_weights_and_predict_uses_the_recommend
     assert json.loads(capsys.readouterr().out)["label"] == "red"
     from fastapi.testclient import TestClient
 
-    from transferlab.serve import create_app
+    from transferlab.inference.serve import create_app
 
     assert TestClient(create_app(folder)).get("/health").json()["run"] == str(folder / "extract")
     assert main(["export", str(folder), "--out", str(tmp_path / "m.onnx")]) == 0
@@ -177,8 +205,28 @@ def test_compare_skips_a_backbone_without_weights_and_predict_uses_the_recommend
 
 
 def test_cv_scores_every_image_with_a_probe_that_never_saw_it(tiny_dataset, tmp_path, capsys):
-    assert main(["compare", str(tiny_dataset), "--strategies", "extract", "--backbone", "efficientnet_lite0",
-                 "--cv", "3", "--out", str(tmp_path), "--name", "c", "-q", "--workers", "0"]) == 0
+    assert (
+        main(
+            [
+                "compare",
+                str(tiny_dataset),
+                "--strategies",
+                "extract",
+                "--backbone",
+                "efficientnet_lite0",
+                "--cv",
+                "3",
+                "--out",
+                str(tmp_path),
+                "--name",
+                "c",
+                "-q",
+                "--workers",
+                "0",
+            ]
+        )
+        == 0
+    )
     summary = read_compare_summary(tmp_path / "c")
     (row,) = summary.cross_validation
     assert row["backbone"] == "efficientnet_lite0" and row["folds"] == 3 and row["images"] == 24 + 12
@@ -187,7 +235,7 @@ def test_cv_scores_every_image_with_a_probe_that_never_saw_it(tiny_dataset, tmp_
 
 
 def test_cross_validated_probabilities_come_from_models_that_never_saw_the_image():
-    from transferlab.probe import cross_val_probabilities
+    from transferlab.training.probe import cross_val_probabilities
 
     torch.manual_seed(0)
     x = torch.randn(40, 6)

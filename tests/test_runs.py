@@ -12,16 +12,23 @@ from PIL import Image
 
 from conftest import ctrl_c_on_call, make_folder
 from transferlab import DataConfig, Recipe, TrainConfig, train
-from transferlab.model import build_model
-from transferlab.predict import Classifier
+from transferlab.inference.predict import Classifier
+from transferlab.models.model import build_model
 from transferlab.runs import WEIGHTS_FILE, save_checkpoint
-from transferlab.training import TrainingInterrupted
+from transferlab.training.trainer import TrainingInterrupted
 
 
 def _config(root, out, **kwargs) -> TrainConfig:
     recipe = Recipe(epochs=kwargs.pop("epochs", 2), batch_size=8)
-    return TrainConfig(DataConfig(str(root)), backbone="efficientnet_lite0", recipe=recipe, out=str(out),
-                       quiet=True, workers=0, **kwargs)
+    return TrainConfig(
+        data=DataConfig(root=str(root)),
+        backbone="efficientnet_lite0",
+        recipe=recipe,
+        out=str(out),
+        quiet=True,
+        workers=0,
+        **kwargs,
+    )
 
 
 def test_saved_model_predicts_exactly_what_it_predicted_before(tmp_path):
@@ -96,10 +103,18 @@ def test_a_run_alone_and_inside_compare_give_the_same_results(tmp_path):
     from transferlab import compare
 
     root = make_folder(tmp_path / "d", {"red": 12, "green": 12, "blue": 12})  # 36 train: decoding starts workers
-    config = TrainConfig(DataConfig(str(root)), strategy="extract", backbone="efficientnet_lite0",
-                         recipe=Recipe(epochs=2, batch_size=8), quiet=True, workers=2)
+    config = TrainConfig(
+        data=DataConfig(root=str(root)),
+        strategy="extract",
+        backbone="efficientnet_lite0",
+        recipe=Recipe(epochs=2, batch_size=8),
+        quiet=True,
+        workers=2,
+    )
     alone = train(dataclasses.replace(config, out=str(tmp_path / "alone")))
     inside = compare(dataclasses.replace(config, out=str(tmp_path / "cmp")), ("extract",), evaluate=False)
-    strip = lambda run: [{k: v for k, v in m.items() if "seconds" not in k}  # noqa: E731
-                         for m in map(json.loads, (run / "metrics.jsonl").read_text().splitlines())]
+    strip = lambda run: [  # noqa: E731
+        {k: v for k, v in m.items() if "seconds" not in k}  # noqa: E731
+        for m in map(json.loads, (run / "metrics.jsonl").read_text().splitlines())
+    ]
     assert strip(alone.run_dir) == strip(inside.results[0].run_dir)

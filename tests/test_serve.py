@@ -15,7 +15,7 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 from conftest import ANIMALS4, COLOURS, REPO, photo_like, synthetic_picture
-from transferlab.serve import create_app
+from transferlab.inference.serve import create_app
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = REPO / "test-artifacts"
@@ -56,13 +56,16 @@ def test_a_photo_of_no_class_is_answered_unknown_with_the_nearest_class(client):
     assert body["nearest"] in ("blue", "green", "red") and body["nearest"] == body["topk"][0]["label"]
 
 
-@pytest.mark.parametrize("content, status, message", [
-    (b"", 400, "empty upload"),
-    (b"just some text, not an image", 415, "not an image"),
-    (b"\x89PNG\r\n\x1a\n" + b"\x00" * 300_000, 413, "upload too large"),
-    (None, 413, "too many pixels"),  # a small file whose header says 2000x1000 pixels
-    (b"\xff\xd8\xff\xe0" + b"\x00" * 100, 415, "not an image"),  # a JPEG signature and nothing else
-])
+@pytest.mark.parametrize(
+    "content, status, message",
+    [
+        (b"", 400, "empty upload"),
+        (b"just some text, not an image", 415, "not an image"),
+        (b"\x89PNG\r\n\x1a\n" + b"\x00" * 300_000, 413, "upload too large"),
+        (None, 413, "too many pixels"),  # a small file whose header says 2000x1000 pixels
+        (b"\xff\xd8\xff\xe0" + b"\x00" * 100, 415, "not an image"),  # a JPEG signature and nothing else
+    ],
+)
 def test_bad_uploads_get_clear_4xx_and_the_server_keeps_serving(client, content, status, message):
     if content is None:
         content = _png(size=(2000, 1000))
@@ -114,9 +117,19 @@ def test_browser_upload_shows_the_predicted_label(trained_run, tmp_path):
     expected = answer["label"]
     try:
         with sync_playwright() as playwright:
-            browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=[
-                "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-sync",
-                "--disable-background-networking", "--disable-component-update"])
+            browser = playwright.chromium.launch(
+                executable_path=str(CHROMIUM),
+                headless=True,
+                args=[
+                    "--no-sandbox",
+                    "--disable-gpu",
+                    "--disable-quic",
+                    "--no-first-run",
+                    "--disable-sync",
+                    "--disable-background-networking",
+                    "--disable-component-update",
+                ],
+            )
             page = browser.new_page()
             page.goto(f"http://127.0.0.1:{port}/")
             page.set_input_files("#file", str(photo))

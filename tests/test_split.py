@@ -13,7 +13,7 @@ import pytest
 
 from conftest import ctrl_c_on_call, photo_like
 from transferlab.cli import main
-from transferlab.data import load_dataset
+from transferlab.data.layout import load_dataset
 
 
 @pytest.fixture
@@ -83,7 +83,7 @@ def test_split_refuses_a_non_empty_destination_and_a_split_source(scattered, tmp
 
 
 def test_an_interrupted_split_leaves_no_half_made_folder(scattered, tmp_path, monkeypatch):
-    import transferlab.splitting as splitting
+    import transferlab.curate.splitting as splitting
 
     monkeypatch.setattr(splitting, "_place", ctrl_c_on_call(splitting._place, 5))
     assert main(["split", str(scattered), "--out", str(tmp_path / "cut"), "-q"]) == 130

@@ -7,7 +7,7 @@ import copy
 
 import torch
 
-from transferlab.model import build_model
+from transferlab.models.model import build_model
 
 
 def _step(model, parameters, steps: int = 2):

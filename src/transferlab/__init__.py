@@ -4,7 +4,7 @@ transfer strategy (fine-tuning, feature extraction or two-stage) to use, with ev
 Python API (everything the `transferlab` command does):
 
     from transferlab import TrainConfig, DataConfig, train, compare, load_run
-    result = compare(TrainConfig(DataConfig("photos/"), backbone="efficientnet_lite0"))
+    result = compare(TrainConfig(data=DataConfig(root="photos/"), backbone="efficientnet_lite0"))
     clf = load_run(result.results[0].run_dir)
     clf.predict("my_cat.png")
 
@@ -12,14 +12,11 @@ Each command has its function: train, compare, resume, diagnose and check_labels
 collect_photos (collect), evaluate_run, Classifier.predict_files (predict), export_run, create_app (serve);
 plot_* return matplotlib Figures that notebooks show inline.
 
-The data path, one module each: folder -> samples (`data`) -> pictures decoded once (`images`, `presets`,
-`decoding`, `prepare`) -> frozen-backbone features, cached (`features`) -> model (`backbones`, `weights`, `model`)
--> batches (`loaders`) and epochs (`engine`), stage by stage (`training`, `comparison`) -> run folder (`runs`) ->
-evaluation and report (`evaluate`, `results`, `plots`, `report`). Before it, building the folder: `collect`
-(downloads), `inspection`, `doctor`, `fingerprints`, `label_issues` and `quarantine_folder` (checking it), `splitting`
-(train/val without leaks). After it: `predict` (with `unknown`), `export`, `serve`; and the `cli`.
-
-Importing the package loads nothing heavy: each name below is imported from its module on first use.
+The subpackages are the architecture, each one concern, each importing only the layers below it
+(docs/architecture.md; tests/test_architecture.py enforces it): `utils`, `models`, `data`, `inference`,
+`analysis`, `training`, `curate`, `cli`; beside them `config` (settings), `errors` (what users see) and `runs`
+(the run-folder contract). Importing the package loads nothing heavy: each name below is imported from its module
+on first use.
 """
 
 from __future__ import annotations
@@ -28,25 +25,41 @@ import importlib
 from typing import Any
 
 _EXPORTS = {
-    "BACKBONES": ("backbones", "REGISTRY"), "register": ("backbones", "register"),
-    "create_backbone": ("model", "create_backbone"),
-    "RECIPES": ("config", "RECIPES"), "DataConfig": ("config", "DataConfig"), "Recipe": ("config", "Recipe"),
+    "BACKBONES": ("models.backbones", "REGISTRY"),
+    "register": ("models.backbones", "register"),
+    "create_backbone": ("models.model", "create_backbone"),
+    "RECIPES": ("config", "RECIPES"),
+    "DataConfig": ("config", "DataConfig"),
+    "Recipe": ("config", "Recipe"),
     "TrainConfig": ("config", "TrainConfig"),
-    "DatasetError": ("errors", "DatasetError"), "TransferlabError": ("errors", "TransferlabError"),
-    "load_dataset": ("data", "load_dataset"), "load_rgb": ("images", "load_rgb"),
-    "diagnose": ("doctor", "diagnose"), "quarantine": ("quarantine_folder", "quarantine"),
-    "check_labels": ("label_issues", "check_labels"), "split_folder": ("splitting", "split_folder"),
-    "collect_photos": ("collect", "collect"),
-    "restore": ("quarantine_folder", "restore"),
-    "prepare_data": ("prepare", "prepare_data"),
-    "RunResult": ("training", "RunResult"), "train": ("training", "train"), "resume": ("resuming", "resume"),
-    "Comparison": ("comparison", "Comparison"), "compare": ("comparison", "compare"),
-    "evaluate_run": ("evaluate", "evaluate_run"), "export_run": ("export", "export_run"),
-    "Classifier": ("predict", "Classifier"), "Prediction": ("predict", "Prediction"), "load_run": ("predict", "load_run"),
-    "load_runs": ("results", "load_runs"), "text_table": ("results", "text_table"),
-    "plot_curves": ("plots", "plot_curves"), "plot_accuracy_vs_time": ("plots", "plot_accuracy_vs_time"),
-    "plot_time_breakdown": ("plots", "plot_time_breakdown"), "write_report": ("report", "write_report"),
-    "create_app": ("serve", "create_app"),
+    "DatasetError": ("errors", "DatasetError"),
+    "TransferlabError": ("errors", "TransferlabError"),
+    "load_dataset": ("data.layout", "load_dataset"),
+    "load_rgb": ("data.images", "load_rgb"),
+    "diagnose": ("curate.doctor", "diagnose"),
+    "quarantine": ("curate.quarantine", "quarantine"),
+    "check_labels": ("curate.label_issues", "check_labels"),
+    "split_folder": ("curate.splitting", "split_folder"),
+    "collect_photos": ("curate.collect", "collect"),
+    "restore": ("curate.quarantine", "restore"),
+    "prepare_data": ("data.prepare", "prepare_data"),
+    "RunResult": ("training.run_folder", "RunResult"),
+    "train": ("training.trainer", "train"),
+    "resume": ("training.resuming", "resume"),
+    "Comparison": ("training.comparison", "Comparison"),
+    "compare": ("training.comparison", "compare"),
+    "evaluate_run": ("analysis.evaluate", "evaluate_run"),
+    "export_run": ("inference.export", "export_run"),
+    "Classifier": ("inference.predict", "Classifier"),
+    "Prediction": ("inference.predict", "Prediction"),
+    "load_run": ("inference.predict", "load_run"),
+    "load_runs": ("analysis.results", "load_runs"),
+    "text_table": ("analysis.results", "text_table"),
+    "plot_curves": ("analysis.plots", "plot_curves"),
+    "plot_accuracy_vs_time": ("analysis.plots", "plot_accuracy_vs_time"),
+    "plot_time_breakdown": ("analysis.plots", "plot_time_breakdown"),
+    "write_report": ("analysis.report", "write_report"),
+    "create_app": ("inference.serve", "create_app"),
 }
 
 __all__ = sorted(_EXPORTS)
@@ -56,7 +69,7 @@ def __getattr__(name: str) -> Any:
     if name not in _EXPORTS:
         raise AttributeError(f"module 'transferlab' has no attribute '{name}'")
     module, attribute = _EXPORTS[name]
-    value = getattr(importlib.import_module(f".{module}", __name__), attribute)
+    value = getattr(importlib.import_module(f"transferlab.{module}"), attribute)
     globals()[name] = value
     return value
 

@@ -1,5 +1,5 @@
 """`python -m transferlab ...` runs the command-line interface."""
 
-from .cli import main
+from transferlab.cli import main
 
 raise SystemExit(main())

@@ -1,32 +1,42 @@
-"""Configuration as plain dataclasses: what to train on, with what, and how (saved as JSON with every run by
-`runs`). Imports nothing heavy: the command line builds these before any library loads."""
+"""Configuration as keyword-only dataclasses: what to train on, with what, and how (saved as JSON with every run by
+`runs`). Each checks its own settings on creation, so the command line and the Python API share one validation
+(`errors.InvalidSetting` names the setting as the caller wrote it). The fixed vocabularies are `Literal`s.
+Imports nothing heavy: the command line builds these before any library loads."""
 
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal, get_args
 
-from .errors import UsageError
+from transferlab.errors import InvalidSetting, UsageError, above, at_least, one_of
 
-STRATEGIES = ("finetune", "extract", "two-stage")
-PRECISIONS = ("auto", "off", "bf16", "fp16")
-HEAD_SOLVERS = ("sgd", "probe")
-PROBE_FEATURES = ("centre", "views", "both")
+Strategy = Literal["finetune", "extract", "two-stage"]
+Precision = Literal["auto", "off", "bf16", "fp16"]
+HeadSolver = Literal["sgd", "probe"]
+ProbeFeatures = Literal["centre", "views", "both"]
+DecodeCache = Literal["auto", "memory", "disk"]
+Optimizer = Literal["sgd", "adamw"]
+Schedule = Literal["step", "cosine"]
+STRATEGIES: tuple[Strategy, ...] = get_args(Strategy)
+PRECISIONS: tuple[Precision, ...] = get_args(Precision)
+HEAD_SOLVERS: tuple[HeadSolver, ...] = get_args(HeadSolver)
+PROBE_FEATURES: tuple[ProbeFeatures, ...] = get_args(ProbeFeatures)
+DECODE_CACHES: tuple[DecodeCache, ...] = get_args(DecodeCache)
 
 
-@dataclass
+@dataclass(kw_only=True)
 class Recipe:
     """Optimisation schedule. The default is the reference project's (PyTorch transfer-learning tutorial) recipe."""
 
     name: str = "reference"
     epochs: int = 25
     batch_size: int = 32
-    optimizer: str = "sgd"  # "sgd" (with momentum) or "adamw"
+    optimizer: Optimizer = "sgd"  # "sgd" (with momentum) or "adamw"
     lr: float = 0.001
     momentum: float = 0.9
     weight_decay: float = 0.0
-    schedule: str = "step"  # "step" (StepLR) or "cosine" (cosine annealing to zero over `epochs`)
+    schedule: Schedule = "step"  # "step" (StepLR) or "cosine" (cosine annealing to zero over `epochs`)
     step_size: int = 7  # StepLR: multiply the learning rate by `gamma` every `step_size` epochs
     gamma: float = 0.1
     label_smoothing: float = 0.0
@@ -39,22 +49,17 @@ class Recipe:
     # it in one go (L2 logistic regression, strength chosen by cross-validation on the training images; `probe`)
     # on the frozen features of `probe_features`: "centre" (centre crops), "views" (`--views` augmented views) or
     # "both"
-    head_solver: str = "sgd"
-    probe_features: str = "centre"
+    head_solver: HeadSolver = "sgd"
+    probe_features: ProbeFeatures = "centre"
 
     def __post_init__(self) -> None:
-        for name, least in (("epochs", 0), ("batch_size", 1), ("head_epochs", 0), ("step_size", 1)):
-            if getattr(self, name) < least:
-                raise UsageError(f"--{name.replace('_', '-')} must be at least {least}, got {getattr(self, name)}")
-        if not self.lr > 0:
-            raise UsageError(f"--lr must be more than 0, got {self.lr}")
-        if self.patience is not None and self.patience < 1:
-            raise UsageError(f"patience must be at least 1 epoch, got {self.patience}")
-        if self.head_solver not in HEAD_SOLVERS:
-            raise UsageError(f"unknown head solver '{self.head_solver}'; choose one of {', '.join(HEAD_SOLVERS)}")
-        if self.probe_features not in PROBE_FEATURES:
-            raise UsageError(f"unknown probe features '{self.probe_features}'; "
-                             f"choose one of {', '.join(PROBE_FEATURES)}")
+        for name, least in (("epochs", 0), ("batch_size", 1), ("head_epochs", 0), ("step_size", 1), ("patience", 1)):
+            at_least(name, getattr(self, name), least)
+        above("lr", self.lr, 0)
+        one_of("optimizer", self.optimizer, get_args(Optimizer))
+        one_of("schedule", self.schedule, get_args(Schedule))
+        one_of("head_solver", self.head_solver, HEAD_SOLVERS)
+        one_of("probe_features", self.probe_features, PROBE_FEATURES)
 
 
 RECIPES: dict[str, Recipe] = {
@@ -62,14 +67,25 @@ RECIPES: dict[str, Recipe] = {
     # Aims at the reference recipe's accuracy in far less time: a few epochs of AdamW with a cosine schedule,
     # label smoothing, and early stopping once validation accuracy stops improving; the head of a frozen backbone
     # (extract, and two-stage's first stage) fitted as a cross-validated linear probe on centre-crop features.
-    "fast": Recipe(name="fast", epochs=8, optimizer="adamw", lr=0.001, weight_decay=0.05, schedule="cosine",
-                   label_smoothing=0.1, patience=3, head_epochs=5, backbone_lr_scale=0.1, head_solver="probe",
-                   probe_features="centre"),
+    "fast": Recipe(
+        name="fast",
+        epochs=8,
+        optimizer="adamw",
+        lr=0.001,
+        weight_decay=0.05,
+        schedule="cosine",
+        label_smoothing=0.1,
+        patience=3,
+        head_epochs=5,
+        backbone_lr_scale=0.1,
+        head_solver="probe",
+        probe_features="centre",
+    ),
 }
 DEFAULT_RECIPE = "fast"  # measured by benchmarks/extract_protocol.py (README: "Recipes and strategies")
 
 
-@dataclass
+@dataclass(kw_only=True)
 class DataConfig:
     root: str
     val_fraction: float = 0.2  # used only when the folder has no train/ and val/ sub-folders
@@ -80,17 +96,15 @@ class DataConfig:
 
     def __post_init__(self) -> None:
         if not 0.0 < self.val_fraction < 1.0:
-            raise UsageError(f"--val-fraction must be between 0 and 1, got {self.val_fraction}")
-        if self.max_per_class is not None and self.max_per_class < 1:
-            raise UsageError(f"--max-per-class must be at least 1, got {self.max_per_class}")
-        if self.train_side is not None and self.train_side < 1:
-            raise UsageError("train_side must be a positive number of pixels")
+            raise InvalidSetting("val_fraction", f"must be between 0 and 1, got {self.val_fraction}")
+        at_least("max_per_class", self.max_per_class, 1)
+        at_least("train_side", self.train_side, 1)
 
 
-@dataclass
+@dataclass(kw_only=True)
 class TrainConfig:
     data: DataConfig
-    strategy: str = "finetune"
+    strategy: Strategy = "finetune"
     backbone: str = "auto"  # a registry name, or "auto" (backbones.resolve_backbone)
     weights: str | None = None  # weights file, or a variant name such as IMAGENET1K_V2; None = default
     recipe: Recipe = field(default_factory=lambda: dataclasses.replace(RECIPES[DEFAULT_RECIPE]))
@@ -98,30 +112,27 @@ class TrainConfig:
     deterministic: bool = False  # bit-reproducible on CPU (torch deterministic algorithms)
     views: int = 1  # extract: augmented views per training image whose features are cached (see README)
     device: str = "auto"  # "auto", "cpu", "cuda", "cuda:1", ...
-    precision: str = "auto"  # mixed precision: "auto" (bf16 on GPUs that have it, else fp16; off on CPU), "off", ...
+    precision: Precision = (
+        "auto"  # mixed precision: "auto" (bf16 on GPUs that have it, else fp16; off on CPU), "off", ...
+    )
     compile: bool = False  # torch.compile the trained network (worth it on a GPU for long runs)
     workers: int | None = None  # image-decoding processes; None = one per CPU core (at most 8)
     loader_workers: int | None = None  # batch-making processes while training; None = chosen from the machine
     feature_cache: bool = True  # keep frozen features on disk, keyed by backbone + weights + pictures + views
-    decode_cache: str = "auto"  # decoded pictures: "memory", "disk" (memory-mapped) or "auto" (from sizes)
+    decode_cache: DecodeCache = "auto"  # decoded pictures: "memory", "disk" (memory-mapped) or "auto" (from sizes)
     out: str = "runs"
     name: str | None = None  # run folder name; None = "<strategy>-<backbone>-<timestamp>"
     quiet: bool = False
 
     def __post_init__(self) -> None:
-        if self.strategy not in STRATEGIES:
-            raise UsageError(f"unknown strategy '{self.strategy}'; choose one of {', '.join(STRATEGIES)}")
-        if self.recipe.epochs < 1 and self.strategy != "two-stage":  # two-stage with 0: its head stage alone
-            raise UsageError(f"--epochs must be at least 1, got {self.recipe.epochs}")
-        if self.views < 1:
-            raise UsageError("--views must be at least 1")
-        for name in ("workers", "loader_workers"):
-            if getattr(self, name) is not None and getattr(self, name) < 0:
-                raise UsageError(f"--{name.replace('_', '-')} cannot be negative")
-        if self.precision not in PRECISIONS:
-            raise UsageError(f"unknown precision '{self.precision}'; choose one of {', '.join(PRECISIONS)}")
-        if self.decode_cache not in ("auto", "memory", "disk"):
-            raise UsageError(f"unknown decode cache '{self.decode_cache}'; choose auto, memory or disk")
+        one_of("strategy", self.strategy, STRATEGIES)
+        if self.strategy != "two-stage":  # two-stage with 0 epochs: its head stage alone
+            at_least("epochs", self.recipe.epochs, 1)
+        at_least("views", self.views, 1)
+        at_least("workers", self.workers, 0)
+        at_least("loader_workers", self.loader_workers, 0)
+        one_of("precision", self.precision, PRECISIONS)
+        one_of("decode_cache", self.decode_cache, DECODE_CACHES)
 
 
 def to_dict(config: Any) -> dict:
@@ -130,8 +141,13 @@ def to_dict(config: Any) -> dict:
 
 
 def train_config_from_dict(data: dict) -> TrainConfig:
-    """Rebuild a TrainConfig from the JSON saved in a run directory."""
+    """Rebuild a TrainConfig from the JSON saved in a run directory; a setting this version does not know is a
+    `UsageError` naming it (the file was written by another version, or edited by hand)."""
     data = dict(data)
+    for kind, values in ((DataConfig, data.get("data", {})), (Recipe, data.get("recipe", {})), (TrainConfig, data)):
+        unknown = sorted(set(values) - {f.name for f in dataclasses.fields(kind)})
+        if unknown:
+            raise UsageError(f"unknown setting(s) {', '.join(unknown)} in {kind.__name__}")
     data["data"] = DataConfig(**{**data["data"], "background": tuple(data["data"]["background"])})
     data["recipe"] = Recipe(**data["recipe"])
     return TrainConfig(**data)

@@ -17,6 +17,37 @@ class UsageError(TransferlabError, ValueError):
     """A bad option or argument (the command line exits 2)."""
 
 
+class InvalidSetting(UsageError):
+    """A setting outside what it may be, named as the caller wrote it: `str()` says `seeds must be at least 1` to a
+    Python caller, and the command line prints `as_flag()`, `--seeds must be at least 1`. Settings are checked once,
+    where the Python API and the command line both pass (the config dataclasses and the API functions)."""
+
+    def __init__(self, name: str, problem: str):
+        self.name, self.problem = name, problem
+        super().__init__(f"{name} {problem}")
+
+    def as_flag(self) -> str:
+        return f"--{self.name.replace('_', '-')} {self.problem}"
+
+
+def at_least(name: str, value: float | None, least: float) -> None:
+    """Raise `InvalidSetting` when `value` (None: not set) is below `least`."""
+    if value is not None and value < least:
+        raise InvalidSetting(name, f"must be at least {least}, got {value}")
+
+
+def above(name: str, value: float, bound: float) -> None:
+    """Raise `InvalidSetting` unless `value` is more than `bound`."""
+    if not value > bound:
+        raise InvalidSetting(name, f"must be more than {bound}, got {value}")
+
+
+def one_of(name: str, value: object, choices: tuple[str, ...]) -> None:
+    """Raise `InvalidSetting` unless `value` is one of `choices`."""
+    if value not in choices:
+        raise InvalidSetting(name, f"must be one of {', '.join(choices)}, got '{value}'")
+
+
 class DatasetError(UsageError):
     """A problem with the photo folder itself, explained in one line."""
 

@@ -7,8 +7,8 @@
     <run>/last.pt         the state to resume from after the last finished epoch
 
 Every file is written atomically (temporary file + rename). Weights are safetensors: loading a run never
-unpickles anything. `CheckpointSaver` is what training calls after each epoch: it owns the best-so-far and
-writes the metrics line, the best weights and the resume state, in an order that survives a kill at any moment.
+unpickles anything. Training writes them after each epoch through `training.checkpoint.CheckpointSaver`; this
+module is the contract every reader (predict, evaluate, the report) relies on, and imports no training code.
 """
 
 from __future__ import annotations
@@ -17,30 +17,53 @@ import dataclasses
 import json
 import platform
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Literal
 
 import torch
 from safetensors.torch import load_file, save_file
 
-from .engine import EarlyStopping, EpochRecord
-from .errors import RunNotFound
-from .storage import read_json, save_json
-
-if TYPE_CHECKING:
-    from .distributed import Dist
+from transferlab.config import Strategy
+from transferlab.errors import RunNotFound
+from transferlab.utils.storage import read_json, save_json
 
 WEIGHTS_FILE = "model.safetensors"
 META_FILE = "model.json"
 
 
-@dataclass
+Status = Literal["running", "completed", "interrupted"]
+StageName = Literal["head", "probe", "finetune", ""]  # "" in metrics written before stages had names
+
+
+@dataclass(kw_only=True)
+class EpochRecord:
+    """One line of metrics.jsonl: a finished epoch (or a probe's one fit) of one training stage."""
+
+    epoch: int
+    lr: float
+    train_loss: float
+    train_acc: float
+    val_loss: float
+    val_acc: float
+    seconds: float  # the whole epoch: training and validation
+    data_seconds: float  # training time spent waiting for the next batch
+    compute_seconds: float  # training time spent in forward, backward and the optimizer step
+    val_seconds: float
+    train_samples: int = 0  # images trained on this epoch, over all processes
+    val_samples: int = 0  # images validated this epoch, over all processes
+    stage: StageName = ""  # "head" (head on cached features) or "finetune" (whole network on pictures)
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(kw_only=True)
 class RunSummary:
     """summary.json: what a run did and where its time went. Written by `write_summary`, read by `read_summary`."""
 
-    status: str  # "running", "completed" or "interrupted"
-    strategy: str
+    status: Status
+    strategy: Strategy
     backbone: str
     processes: int = 1
     train_images: int = 0
@@ -106,7 +129,7 @@ def read_summary(run_dir: str | Path) -> RunSummary:
     return RunSummary(**{k: v for k, v in data.items() if k in known})
 
 
-@dataclass
+@dataclass(kw_only=True)
 class CompareSummary:
     """summary.json of a compare folder: every cell's numbers and the recommendation, as data (written with the
     report by `write_compare_summary`, read by `read_compare_summary`; `resolve_run` follows it)."""
@@ -159,8 +182,12 @@ def new_run_dir(out: str | Path, name: str | None, default_name: str) -> Path:
 def versions() -> dict[str, str]:
     import torchvision
 
-    return {"python": platform.python_version(), "torch": torch.__version__, "torchvision": torchvision.__version__,
-            "transferlab": _own_version()}
+    return {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "torchvision": torchvision.__version__,
+        "transferlab": _own_version(),
+    }
 
 
 def _own_version() -> str:
@@ -197,62 +224,14 @@ def load_checkpoint(run_dir: str | Path) -> tuple[dict[str, torch.Tensor], dict]
     run_dir = Path(run_dir)
     weights, meta = run_dir / WEIGHTS_FILE, run_dir / META_FILE
     if not weights.exists() or not meta.exists():
-        raise RunNotFound(f"{run_dir}: no saved model ({WEIGHTS_FILE} and {META_FILE}); "
-                                "was the run stopped before its first epoch ended?")
+        raise RunNotFound(
+            f"{run_dir}: no saved model ({WEIGHTS_FILE} and {META_FILE}); "
+            "was the run stopped before its first epoch ended?"
+        )
     return load_file(weights), json.loads(meta.read_text())
 
 
-# --- resuming ---------------------------------------------------------------------------------------------
-
-LAST_STATE = "last.pt"
-
-
-def rng_state(generator: torch.Generator) -> dict:
-    """Every random generator training draws from: torch (CPU and CUDA), Python, NumPy, the shuffling generator."""
-    import random
-
-    import numpy as np
-
-    kind, keys, pos, has_gauss, cached = np.random.get_state()
-    return {"torch": torch.get_rng_state(), "generator": generator.get_state(),
-            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-            "python": random.getstate(), "numpy": (kind, torch.from_numpy(keys.astype("int64")), pos, has_gauss, cached)}
-
-
-def set_rng_state(state: dict, generator: torch.Generator) -> None:
-    import random
-
-    import numpy as np
-
-    torch.set_rng_state(state["torch"])
-    generator.set_state(state["generator"])
-    if state["cuda"] and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-    random.setstate(state["python"])
-    kind, keys, pos, has_gauss, cached = state["numpy"]
-    np.random.set_state((kind, keys.numpy().astype("uint32"), pos, has_gauss, cached))
-
-
-def save_training_state(run_dir: Path, epoch: int, model: torch.nn.Module, optimizer, scheduler,
-                        rng_per_rank: list[dict], best: dict, scaler=None, stage: str = "",
-                        stopping: dict | None = None) -> None:
-    """Everything needed to continue after `epoch`, written atomically (a kill leaves the previous one intact).
-
-    `stage` names the training stage whose optimizer is saved (two-stage runs change optimizer midway);
-    `stopping` is the early-stopping count, and why training stopped early, if it did."""
-    state = {"epoch": epoch, "stage": stage, "model": model.state_dict(),
-             "optimizer": optimizer.state_dict() if optimizer is not None else None,
-             "scheduler": scheduler.state_dict() if scheduler is not None else None,
-             "scaler": scaler.state_dict() if scaler is not None else None,
-             "rng": rng_per_rank, "best": dict(best), "stopping": stopping}
-    tmp = run_dir / (LAST_STATE + ".tmp")
-    torch.save(state, tmp)
-    tmp.replace(run_dir / LAST_STATE)
-
-
-def load_training_state(run_dir: Path) -> dict:
-    """The state saved by `save_training_state` (loaded with weights_only: no code runs from the file)."""
-    return torch.load(Path(run_dir) / LAST_STATE, map_location="cpu", weights_only=True)
+LAST_STATE = "last.pt"  # the resume state, written by `training.checkpoint`
 
 
 def truncate_metrics(run_dir: Path, epochs: int) -> None:
@@ -261,47 +240,3 @@ def truncate_metrics(run_dir: Path, epochs: int) -> None:
     tmp = run_dir / "metrics.jsonl.tmp"
     tmp.write_text("".join(json.dumps(r) + "\n" for r in kept))
     tmp.replace(run_dir / "metrics.jsonl")
-
-
-class CheckpointSaver:
-    """Owns best-so-far (as timm's CheckpointSaver does). Called after every epoch: appends the metrics line,
-    writes the best weights when the epoch improved on them, then the resume state; returns a reason to stop early
-    when the stage's patience has run out, or when another epoch like the last would end past `deadline`.
-
-    Order matters for a Ctrl-C or kill at any point: metrics line, then best weights, then `best`, then the resume
-    state; each file is replaced atomically, and `best` never names weights that were not written.
-    """
-
-    def __init__(self, run_dir: Path, model: torch.nn.Module, metadata: dict, dist: "Dist",
-                 generator: torch.Generator, best: dict | None = None, records: list[EpochRecord] | None = None):
-        self.run_dir, self.model, self.metadata, self.dist, self.generator = run_dir, model, metadata, dist, generator
-        self.best = dict(best) if best else {"epoch": None, "acc": -1.0}
-        self.records = list(records or [])
-        self.stage, self.optimizer, self.scheduler, self.scaler = "", None, None, None
-        self.stopping = EarlyStopping(None)
-        self.deadline: float | None = None  # time.monotonic() by which training must end (`fit --budget`)
-
-    def begin_stage(self, stage: str, optimizer, scheduler, scaler, patience: int | None) -> None:
-        """The optimizer, schedule and scaler the next epochs' resume state holds; patience counts from here."""
-        self.stage, self.optimizer, self.scheduler, self.scaler = stage, optimizer, scheduler, scaler
-        self.stopping = EarlyStopping(patience)
-
-    def __call__(self, record: EpochRecord) -> str | None:
-        improved = record.val_acc > self.best["acc"]
-        rng = self.dist.gather(rng_state(self.generator))
-        if self.dist.main:
-            append_metrics(self.run_dir, record.as_dict())
-            if improved:
-                save_checkpoint(self.run_dir, self.model,
-                                {**self.metadata, "best_epoch": record.epoch, "val_acc": record.val_acc})
-        self.records.append(record)
-        if improved:
-            self.best.update(epoch=record.epoch, acc=record.val_acc)
-        stop = self.stopping.update(record.val_acc)
-        if stop is None and self.deadline is not None and time.monotonic() + record.seconds > self.deadline:
-            stop = "the time budget would run out during another epoch"
-        if self.dist.main:
-            save_training_state(self.run_dir, record.epoch, self.model, self.optimizer, self.scheduler, rng,
-                                self.best, self.scaler, self.stage, {**self.stopping.state(), "stopped": stop})
-        self.dist.barrier()
-        return stop

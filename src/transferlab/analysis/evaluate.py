@@ -1,0 +1,218 @@
+"""Evaluate a trained run on validation images, with the uncertainty a careful reader needs.
+
+`evaluate_run(run_dir)` predicts every validation image of the run's dataset (or of another folder) with the
+saved best weights and reports: accuracy with a 95% Wilson confidence interval (scipy), per-class
+precision/recall/F1 and macro F1 (scikit-learn), the confusion matrix, expected calibration error (torchmetrics)
+with a reliability diagram, the most confidently wrong images (top losses), and a prediction grid like the
+reference project's. Everything lands in `<run>/evaluation/`.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from transferlab.analysis.evaluation import CALIBRATION_BINS, Evaluation, wilson_interval
+from transferlab.analysis.evaluation_plots import (
+    plot_confusion,
+    plot_prediction_grid,
+    plot_reliability,
+    plot_top_losses,
+)
+from transferlab.data.decoding import DecodedSplit
+from transferlab.data.layout import evaluation_files, load_dataset
+from transferlab.errors import DatasetError
+from transferlab.inference.predict import Classifier
+from transferlab.runs import resolve_run
+from transferlab.utils.device import resolve_device
+from transferlab.utils.storage import read_json
+
+__all__ = ["CALIBRATION_BINS", "Evaluation", "evaluate_decoded", "evaluate_run", "read_evaluation", "wilson_interval"]
+
+
+def evaluate_run(
+    run_dir: str | Path,
+    data: str | Path | None = None,
+    tta: bool = False,
+    workers: int | None = None,
+    quiet: bool = False,
+    write: bool = True,
+) -> Evaluation:
+    """Predict the validation images (of the run's own dataset unless `data` is given) and evaluate."""
+    run_dir = resolve_run(run_dir)
+    classifier = Classifier.load(run_dir)
+    data = other_folder(run_dir, data)
+    label_of = _labelled_photos(run_dir, data, classifier.classes)
+    paths, labels, probs, skipped, unknown = [], [], [], [], []
+    for path, result in classifier.predict_files(list(label_of), tta=tta, workers=workers, quiet=quiet):
+        if isinstance(result, str):
+            skipped.append((str(path), result))
+            continue
+        paths.append(str(path))
+        labels.append(label_of[path])
+        probs.append(result.probs.numpy())
+        unknown.append(not classifier.rank(result).known)
+    if not paths:
+        raise DatasetError(
+            f"none of the {len(skipped)} photo(s) to evaluate could be read: "
+            + "; ".join(f"{path}: {why}" for path, why in skipped[:3])
+        )
+    evaluation = Evaluation(
+        run_dir,
+        classifier.classes,
+        paths,
+        np.array(labels),
+        np.stack(probs),
+        skipped,
+        float(np.mean(unknown)) if classifier.unknown is not None and unknown else None,
+    )
+    if write:
+        write_evaluation(evaluation, evaluation_dir(run_dir, data))
+    return evaluation
+
+
+def other_folder(run_dir: Path, data: str | Path | None) -> str | Path | None:
+    """`data`, or None when it is the run's own photo folder: then its validation photos are evaluated, never the
+    ones it trained on (a single folder is split; read whole, it would hold the training photos)."""
+    if data is None:
+        return None
+    own = read_json(Path(run_dir) / "config.json")["data"]["root"]
+    return None if Path(data).expanduser().resolve() == Path(own).expanduser().resolve() else data
+
+
+def _labelled_photos(run_dir: Path, data: str | Path | None, classes: list[str]) -> dict[Path, int]:
+    """Photo -> the model's class index: the run's own validation photos, or another folder's (`evaluation_files`:
+    its test/ or val/, else all its class folders), whose classes must be among the model's."""
+    if data is None:
+        cfg = read_json(run_dir / "config.json")["data"]
+        dataset = load_dataset(cfg["root"], cfg["val_fraction"], cfg.get("split_seed", 0), cfg["max_per_class"])
+        if dataset.classes != classes:
+            raise DatasetError(f"the folder's classes {dataset.classes} differ from the model's {classes}")
+        return {s.path: s.label for s in dataset.val}
+    files, folder = evaluation_files(data)
+    foreign = sorted(set(files) - set(classes))
+    if foreign:
+        raise DatasetError(
+            f"{folder}: class folder(s) {', '.join(foreign)} are not classes of the model ({', '.join(classes)})"
+        )
+    return {path: classes.index(name) for name, paths in sorted(files.items()) for path in paths}
+
+
+def evaluation_dir(run_dir: Path, data: str | Path | None = None) -> Path:
+    """Where an evaluation is written: `evaluation/` for the run's own validation images (what reports and the
+    paired comparisons read), `evaluation-<folder name>/` for another folder, so it never replaces them."""
+    data = other_folder(run_dir, data)
+    return Path(run_dir) / ("evaluation" if data is None else f"evaluation-{Path(data).resolve().name}")
+
+
+def evaluate_decoded(run_dir: str | Path, val: DecodedSplit, device: str = "cpu", write: bool = True) -> Evaluation:
+    """Evaluate a run's best weights on already-decoded validation crops (what `compare` holds in memory)."""
+    run_dir = Path(run_dir)
+    classifier = Classifier.load(run_dir, resolve_device(device))
+    probs = []
+    for start in range(0, len(val), 64):
+        probs.append(classifier.probabilities(torch.stack(val.images[start : start + 64])).numpy())
+    evaluation = Evaluation(
+        run_dir,
+        classifier.classes,
+        [str(p) for p in val.paths],
+        val.labels.numpy(),
+        np.concatenate(probs),
+        [(str(p), why) for p, why in val.skipped],
+    )
+    if write:
+        write_evaluation(evaluation, run_dir / "evaluation")
+    return evaluation
+
+
+# --- plots ------------------------------------------------------------------------------------------------
+
+
+def write_predictions(evaluation: Evaluation, path: Path) -> None:
+    """One row per image: path, true and predicted class, probability of each class."""
+    with open(path, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["path", "true", "predicted", "correct"] + [f"p_{c}" for c in evaluation.classes])
+        for i, file in enumerate(evaluation.paths):
+            writer.writerow(
+                [
+                    file,
+                    evaluation.classes[evaluation.labels[i]],
+                    evaluation.classes[evaluation.predicted[i]],
+                    int(evaluation.correct[i]),
+                ]
+                + [f"{p:.9g}" for p in evaluation.probs[i]]
+            )
+
+
+def read_evaluation(run_dir: Path) -> Evaluation | None:
+    """An Evaluation rebuilt from a run's evaluation/predictions.csv (None if the run was not evaluated)."""
+    path = Path(run_dir) / "evaluation" / "predictions.csv"
+    if not path.exists():
+        return None
+    with open(path, newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    classes = [k[2:] for k in rows[0] if k.startswith("p_")] if rows else []
+    probs = np.array([[float(r[f"p_{c}"]) for c in classes] for r in rows])
+    labels = np.array([classes.index(r["true"]) for r in rows])
+    return Evaluation(Path(run_dir), classes, [r["path"] for r in rows], labels, probs)
+
+
+def per_class_table(evaluation: Evaluation) -> str:
+    lines = ["| class | precision | recall | F1 | images |", "|---|---|---|---|---|"]
+    for name, row in evaluation.per_class().items():
+        lines.append(f"| {name} | {row['precision']:.3f} | {row['recall']:.3f} | {row['f1']:.3f} | {row['support']} |")
+    lines.append(f"| **macro** | | | **{evaluation.macro_f1:.3f}** | {len(evaluation.labels)} |")
+    return "\n".join(lines)
+
+
+def confusion_table(evaluation: Evaluation) -> str:
+    classes = evaluation.classes
+    lines = ["| true \\ predicted | " + " | ".join(classes) + " |", "|---|" + "---|" * len(classes)]
+    for name, row in zip(classes, evaluation.confusion()):
+        lines.append(f"| {name} | " + " | ".join(str(v) for v in row) + " |")
+    return "\n".join(lines)
+
+
+def write_evaluation(evaluation: Evaluation, out_dir: Path) -> None:
+    """Write evaluation.json, the plots and evaluation.md into `out_dir`."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    figures = {
+        "confusion_matrix.png": plot_confusion(evaluation),
+        "reliability.png": plot_reliability(evaluation),
+        "top_losses.png": plot_top_losses(evaluation),
+        "predictions.png": plot_prediction_grid(evaluation),
+    }
+    for name, fig in figures.items():
+        fig.savefig(out_dir / name, dpi=100)
+    (out_dir / "evaluation.json").write_text(json.dumps(evaluation.summary(), indent=2))
+    write_predictions(evaluation, out_dir / "predictions.csv")
+    (out_dir / "evaluation.md").write_text(evaluation_markdown(evaluation))
+
+
+def evaluation_markdown(evaluation: Evaluation, prefix: str = "", heading: str = "##") -> str:
+    """The evaluation as markdown; `prefix` is the plots' folder relative to where the markdown lives."""
+    skipped = f"\n\n{len(evaluation.skipped)} unreadable file(s) skipped." if evaluation.skipped else ""
+    return "\n".join(
+        [
+            f"{heading} Evaluation: `{evaluation.run_dir.name}`",
+            "",
+            evaluation.summary_line() + skipped,
+            "",
+            per_class_table(evaluation),
+            "",
+            confusion_table(evaluation),
+            "",
+            f"![confusion matrix]({prefix}confusion_matrix.png)",
+            f"![reliability]({prefix}reliability.png)",
+            "",
+            f"![top losses]({prefix}top_losses.png)",
+            "",
+            f"![predictions]({prefix}predictions.png)",
+            "",
+        ]
+    )

@@ -1,0 +1,116 @@
+"""The evaluation record: what `evaluate` measured of a run on its validation photos, and the Wilson interval its
+accuracy is reported with. Kept apart so that the evaluation's plots and readers need not import the evaluator."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from scipy.stats import binomtest
+from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
+from torchmetrics.functional.classification import multiclass_calibration_error
+
+CALIBRATION_BINS = 15
+
+
+@dataclass
+class Evaluation:
+    run_dir: Path
+    classes: list[str]
+    paths: list[str]
+    labels: np.ndarray  # (N,) true class indices
+    probs: np.ndarray  # (N, C) predicted probabilities
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+    answered_unknown: float | None = None  # share of these photos answered "unknown" (None: the run has no detector)
+
+    @property
+    def predicted(self) -> np.ndarray:
+        return self.probs.argmax(1)
+
+    @property
+    def correct(self) -> np.ndarray:
+        return self.predicted == self.labels
+
+    @property
+    def accuracy(self) -> float:
+        return float(self.correct.mean())
+
+    def accuracy_interval(self, confidence: float = 0.95) -> tuple[float, float]:
+        return wilson_interval(int(self.correct.sum()), len(self.labels), confidence)
+
+    def per_class(self) -> dict[str, dict[str, float]]:
+        precision, recall, f1, support = precision_recall_fscore_support(
+            self.labels, self.predicted, labels=range(len(self.classes)), zero_division=0
+        )
+        return {
+            name: {
+                "precision": float(precision[i]),
+                "recall": float(recall[i]),
+                "f1": float(f1[i]),
+                "support": int(support[i]),
+            }
+            for i, name in enumerate(self.classes)
+        }
+
+    @property
+    def macro_f1(self) -> float:
+        """Mean F1 over the classes these photos hold or were predicted as (scikit-learn's default set): a test
+        folder may hold some of the model's classes only, and a class nothing touched says nothing."""
+        seen = set(self.labels.tolist()) | set(self.predicted.tolist())
+        return float(np.mean([c["f1"] for i, c in enumerate(self.per_class().values()) if i in seen]))
+
+    def confusion(self) -> np.ndarray:
+        return confusion_matrix(self.labels, self.predicted, labels=range(len(self.classes)))
+
+    @property
+    def calibration_error(self) -> float:
+        return float(
+            multiclass_calibration_error(
+                torch.from_numpy(self.probs).float(),
+                torch.from_numpy(self.labels),
+                num_classes=len(self.classes),
+                n_bins=CALIBRATION_BINS,
+                norm="l1",
+            )
+        )
+
+    def losses(self) -> np.ndarray:
+        return -np.log(np.clip(self.probs[np.arange(len(self.labels)), self.labels], 1e-12, None))
+
+    def summary(self) -> dict:
+        low, high = self.accuracy_interval()
+        return {
+            "images": len(self.labels),
+            "correct": int(self.correct.sum()),
+            "accuracy": self.accuracy,
+            "accuracy_ci95": [low, high],
+            "macro_f1": self.macro_f1,
+            "ece": self.calibration_error,
+            "per_class": self.per_class(),
+            "confusion": self.confusion().tolist(),
+            "classes": self.classes,
+            "skipped": [list(s) for s in self.skipped],
+            "answered_unknown": self.answered_unknown,
+        }
+
+    def summary_line(self) -> str:
+        low, high = self.accuracy_interval()
+        return (
+            f"accuracy {self.accuracy:.1%} ({int(self.correct.sum())}/{len(self.labels)}; 95% Wilson CI "
+            f"{low:.1%}-{high:.1%}), macro F1 {self.macro_f1:.3f}, ECE {self.calibration_error:.3f}"
+            + (
+                ""
+                if self.answered_unknown is None
+                else f"; {self.answered_unknown:.1%} answered 'unknown' (like none of the training photos)"
+            )
+        )
+
+
+def wilson_interval(successes: int, trials: int, confidence: float = 0.95) -> tuple[float, float]:
+    """Wilson score interval for a proportion (scipy's binomtest)."""
+    if trials == 0:
+        return 0.0, 1.0
+    interval = binomtest(successes, trials).proportion_ci(confidence_level=confidence, method="wilson")
+    return float(interval.low), float(interval.high)

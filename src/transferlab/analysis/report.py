@@ -1,0 +1,300 @@
+"""The comparison report: `write_report(compare_dir)` writes the plots, `report.md` and a self-contained
+`report.html` (images embedded) from the runs' files, so a report can be rebuilt from disk at any time. The numbers
+come from `results`, the figures from `plots`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from transferlab.analysis.evaluate import evaluation_markdown, read_evaluation
+from transferlab.analysis.plots import plot_accuracy_vs_time, plot_curves, plot_time_breakdown, time_breakdown
+from transferlab.analysis.recommendation import Recommendation, cell_rows, cross_validation_rows, headline, recommend
+from transferlab.analysis.results import (
+    LoadedRun,
+    accuracies_line,
+    first_runs,
+    format_seconds,
+    load_runs,
+    markdown_table,
+)
+from transferlab.runs import CompareSummary, write_compare_summary
+from transferlab.utils.storage import read_json
+
+
+def explain_times(runs: list[LoadedRun]) -> str:
+    """Plain-words account of why the strategies' times differ."""
+    firsts = first_runs(runs)
+    lines = ["Each cell's first run:", ""] if len(runs) > len(firsts) else []
+    for run in firsts:
+        s = run.summary
+        parts = ", ".join(f"{name} {format_seconds(sec)}" for name, sec in time_breakdown(s).items() if sec > 0.05)
+        lines.append(f"- **{run.cell.label}** ({format_seconds(s.total_seconds)}): {parts}.")
+    head = firsts[0].cell if firsts else None  # the strategies of the first backbone and batch size
+    done = {r.summary.strategy: r.summary for r in firsts if head and r.cell[::2] == head[::2]}
+    ft, ex = done.get("finetune"), done.get("extract")
+    if ft is not None and ex is not None and ex.total_seconds and ft.total_seconds is not None:
+        ratio = ft.total_seconds / ex.total_seconds
+        lines.append("")
+        lines.append(
+            f"Fine-tuning took {ratio:.1f}x as long as feature extraction. Fine-tuning runs the whole network "
+            f"forward and backward on every image in every epoch ({format_seconds(ft.compute_seconds)} of "
+            f"training compute). Feature extraction here runs the frozen backbone forward once per cached view "
+            f"({format_seconds(ex.feature_seconds)}"
+            f"{', read from the feature cache of an earlier run' if ex.features_from_cache else ''}) and then "
+            f"trains only the linear head on stored feature vectors ({format_seconds(ex.compute_seconds)} in "
+            "all). Both decoded each photo once "
+            f"({format_seconds(ft.decode_seconds)}, shared): in the reference project every epoch decoded and "
+            "resized every photo again and re-ran the frozen backbone, which is why its feature extraction was "
+            "barely faster than fine-tuning."
+        )
+    two_stage = [r for r in firsts if r.summary.strategy == "two-stage"]
+    if two_stage:
+        ts, recipe = two_stage[0].summary, two_stage[0].config["recipe"]
+        lines.append("")
+        lines.append(
+            f"Two-stage first trained the head on cached features for {recipe['head_epochs']} epochs "
+            f"({format_seconds(ts.feature_seconds)} for the features"
+            f"{', read from the cache' if ts.features_from_cache else ''}), then fine-tuned the whole network "
+            f"for up to {recipe['epochs']} epochs with the backbone at {recipe['backbone_lr_scale']:g}x the head's "
+            f"learning rate ({format_seconds(ts.compute_seconds)} of training compute in all)."
+        )
+    return "\n".join(lines)
+
+
+def write_report(compare_dir: str | Path, title: str = "transferlab comparison") -> Path:
+    """Write plots, report.md, a self-contained report.html and the compare summary (with the recommendation)
+    into a compare folder; return report.md's path."""
+    compare_dir = Path(compare_dir)
+    runs = load_runs(compare_dir)
+    for name, plot in (
+        ("curves.png", plot_curves),
+        ("accuracy_vs_time.png", plot_accuracy_vs_time),
+        ("time_breakdown.png", plot_time_breakdown),
+    ):
+        plot(runs).savefig(compare_dir / name, dpi=110)
+    setup = read_json(compare_dir / "compare.json") if (compare_dir / "compare.json").exists() else {}
+    answer = recommend(runs)
+    cv = cross_validation_rows(read_json(compare_dir / "cv.json") if (compare_dir / "cv.json").exists() else {})
+    write_compare_summary(
+        compare_dir,
+        CompareSummary(
+            cells=cell_rows(runs),
+            recommendation=answer.as_dict() if answer else None,
+            skipped_backbones=setup.get("skipped_backbones", {}),
+            cross_validation=cv or None,
+        ),
+    )
+    lines = [f"# {title}", ""] + _setup_lines(runs, setup.get("skipped_backbones", {}))[:-1] + not_run(setup, runs)
+    lines += [""]
+    lines += ["## The answer", "", f"**{headline(answer)}**", ""] + _answer_lines(answer) + _cv_lines(cv)
+    lines += [
+        "## Results",
+        "",
+        f"{accuracies_line(runs)}.",
+        "",
+        markdown_table(runs),
+        "",
+        "Best val acc is the best epoch's accuracy, and that epoch was chosen on these same validation images, "
+        "so it is optimistic; the final-epoch accuracy is not selected (a probe has one step: both are the "
+        "same). The 95% CI is Wilson's for one run, and a bootstrap over validation images and seeds for "
+        "several. Total time counts decoding the photos (done once per backbone and shared, but counted in "
+        "each run, as a run on its own would pay it), computing cached features, training and validating.",
+        "",
+    ]
+    lines += _plot_lines(runs)
+    for run in first_runs(runs):
+        evaluation = read_evaluation(run.dir)
+        if evaluation is not None:
+            lines += [evaluation_markdown(evaluation, prefix=f"{run.name}/evaluation/", heading="##"), ""]
+    path = compare_dir / "report.md"
+    path.write_text("\n".join(lines))
+    write_html(path, title)
+    return path
+
+
+def _plot_lines(runs: list[LoadedRun]) -> list[str]:
+    """The report's sections on time and learning, each with its plot."""
+    return [
+        "## Why the times differ",
+        "",
+        explain_times(runs),
+        "",
+        "![where the time went](time_breakdown.png)",
+        "",
+        "## Learning curves",
+        "",
+        "![curves](curves.png)",
+        "",
+        "## Accuracy against time",
+        "",
+        "Circled: the Pareto front (no other cell is both more accurate and faster).",
+        "",
+        "![accuracy vs time](accuracy_vs_time.png)",
+        "",
+    ]
+
+
+def _setup_lines(runs: list[LoadedRun], skipped_backbones: dict[str, str]) -> list[str]:
+    """What was compared: data, images, backbones and their weights, recipe, skipped files and backbones."""
+    if not runs:
+        return []
+    first = runs[0].config
+    resolved = first.get("resolved", {})
+    skipped = resolved.get("skipped_files", [])
+    duplicates = resolved.get("duplicate_problems", [])
+    seeds = sorted({r.config["seed"] for r in runs})
+    weights = {r.config["backbone"]: r.config.get("resolved", {}).get("weights", {}) for r in runs}
+    recipe = first["recipe"]
+    return [
+        f"- data: `{first['data']['root']}` ({resolved.get('layout')}); "
+        f"classes: {', '.join(resolved.get('classes', []))}",
+        f"- images: {_counts_line(resolved.get('counts', {}))}",
+        "- backbones: "
+        + "; ".join(f"{name} (weights: {w.get('source')}, {w.get('name')})" for name, w in weights.items())
+        + f"; device: {resolved.get('device')}; training seeds: {', '.join(map(str, seeds))}",
+        f"- recipe `{recipe['name']}`: {recipe_line(recipe)}"
+        + (
+            f"; extract caches {first['views']} augmented view(s) per training image"
+            if recipe.get("head_solver", "sgd") == "sgd"
+            else ""
+        ),
+        *[f"- backbone {name} skipped: {why}" for name, why in skipped_backbones.items()],
+        f"- unreadable files skipped: {len(skipped)}" + "".join(f"\n  - `{p}`: {why}" for p, why in skipped),
+        f"- duplicate problems found while decoding: {len(duplicates)}"
+        + "".join(f"\n  - {kind}: `{a}` = `{b}`" for a, b, kind in duplicates),
+        "",
+    ]
+
+
+def not_run(setup: dict, runs: list[LoadedRun]) -> list[str]:
+    """The runs a comparison planned (compare.json) that never started, because it was stopped first: the answer
+    is among the cells that ran. (A `fit` plans as it goes: nothing to list.)"""
+    if not setup.get("config") or "budget_seconds" in setup:
+        return []
+    first = setup["config"]["seed"]
+    planned = [
+        (backbone, strategy, size, first + k)
+        for backbone in setup["backbones"]
+        for k in range(setup["seeds"])
+        for size in setup["batch_sizes"]
+        for strategy in setup["strategies"]
+    ]
+    done = {
+        (r.config["backbone"], r.summary.strategy, r.config["recipe"]["batch_size"], r.config["seed"]) for r in runs
+    }
+    missing = [
+        f"{strategy} ({backbone}, batch {size}, seed {seed})"
+        for backbone, strategy, size, seed in planned
+        if (backbone, strategy, size, seed) not in done
+    ]
+    if not missing:
+        return []
+    return [
+        "- not run, the comparison was stopped first (the answer is among the cells that ran): " + "; ".join(missing)
+    ]
+
+
+def _cv_lines(rows: list[dict]) -> list[str]:
+    if not rows:
+        return []
+    lines = [
+        f"### Cross-validated over every image ({rows[0]['folds']} folds, {rows[0]['images']} images)",
+        "",
+        "The probe (extract's head) fitted on the other folds and scored on each held-out image, train and "
+        "validation images alike, so the backbone choice rests on every image, not on the validation split "
+        "alone:",
+        "",
+        "| backbone | accuracy | 95% CI | minus the best | p | Holm p |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['backbone']} | {r['accuracy']:.1%} | {r['low']:.1%}-{r['high']:.1%} | "
+            f"{r['diff'] * 100:+.1f} points | {r['p_value']:.3f} | {r['p_holm']:.3f} |"
+        )
+    return lines + [""]
+
+
+def _answer_lines(answer: Recommendation | None) -> list[str]:
+    """Every cell against the most accurate one: difference, interval, raw and Holm-corrected p-values."""
+    if answer is None or not answer.comparisons:
+        return [answer.settle, ""] if answer and answer.settle else []
+    lines = [
+        "## Is the difference real?",
+        "",
+        f"Each cell against the most accurate, {answer.best}: {answer.method}; "
+        "p-values corrected for the number of comparisons by Holm's method.",
+        "",
+        "| cell | minus the most accurate | 95% CI | p | Holm p | shown worse |",
+        "|---|---|---|---|---|---|",
+    ]
+    for c in answer.comparisons:
+        lines.append(
+            f"| {c.cell} | {c.diff * 100:+.1f} points | {c.low * 100:+.1f} to {c.high * 100:+.1f} | "
+            f"{c.p_value:.3f} | {c.p_holm:.3f} | {'yes' if c.worse else 'no'} |"
+        )
+    return lines + ["", answer.settle, ""] if answer.settle else lines + [""]
+
+
+def recipe_line(recipe: dict) -> str:
+    """A recipe in words, e.g. "25 epochs, batch 32, SGD lr 0.001 momentum 0.9, StepLR(7, 0.1)"."""
+    optimizer = recipe.get("optimizer", "sgd")
+    parts = [f"{recipe['epochs']} epochs", f"batch {recipe['batch_size']}"]
+    parts.append(
+        f"SGD lr {recipe['lr']} momentum {recipe['momentum']}" if optimizer == "sgd" else f"AdamW lr {recipe['lr']}"
+    )
+    if recipe.get("weight_decay"):
+        parts.append(f"weight decay {recipe['weight_decay']}")
+    parts.append(
+        f"StepLR({recipe['step_size']}, {recipe['gamma']})"
+        if recipe.get("schedule", "step") == "step"
+        else "cosine schedule"
+    )
+    if recipe.get("label_smoothing"):
+        parts.append(f"label smoothing {recipe['label_smoothing']}")
+    if recipe.get("patience"):
+        parts.append(f"early stopping after {recipe['patience']} epochs without improvement")
+    return ", ".join(parts)
+
+
+def write_html(markdown_path: Path, title: str) -> Path:
+    """report.html next to report.md: one self-contained file, images embedded, readable offline."""
+    import base64
+    import re
+
+    import markdown
+
+    converter = markdown.Markdown(extensions=["tables"])
+    # Raw HTML in the text (a class folder named "<img src=x onerror=...>") is shown as text, never run.
+    converter.preprocessors.deregister("html_block")
+    converter.inlinePatterns.deregister("html")
+    body = converter.convert(markdown_path.read_text())
+
+    def embed(match: re.Match) -> str:
+        image = markdown_path.parent / match.group(2)
+        if not image.exists():
+            return match.group(0)
+        data = base64.b64encode(image.read_bytes()).decode()
+        return f'{match.group(1)}data:image/png;base64,{data}"'
+
+    body = re.sub(r'(<img alt="[^"]*" src=")([^"]+)"', embed, body)
+    style = (
+        "body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}"
+        "table{border-collapse:collapse;margin:1em 0}th,td{border:1px solid #ccc;padding:4px 8px;text-align:left}"
+        "th{background:#f3f3f3}img{max-width:100%}code{background:#f6f6f6;padding:0 3px}"
+    )
+    html = (
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{title}</title><style>{style}</style></head>"
+        f"<body>{body}</body></html>"
+    )
+    path = markdown_path.with_suffix(".html")
+    path.write_text(html)
+    return path
+
+
+def _counts_line(counts: dict) -> str:
+    parts = []
+    for split, per_class in counts.items():
+        parts.append(f"{split} {sum(per_class.values())} (" + ", ".join(f"{k} {v}" for k, v in per_class.items()) + ")")
+    return "; ".join(parts)

@@ -1,0 +1,160 @@
+"""Use a trained run: `Classifier.load(run_dir).predict(image_or_path)`.
+
+The picture goes through exactly the preprocessing used for validation during training (`images.load_rgb`,
+then `presets.decoded_view` and `presets.eval_view`), so any image mode works and results match training.
+A photo like no training photo is answered `unknown` (with the nearest class) when the run has a detector
+(`unknown.py`; runs trained before it existed answer a class for everything).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO, cast
+
+import torch
+from PIL import Image
+
+from transferlab.data.decoding import Decode
+from transferlab.data.images import load_rgb
+from transferlab.data.presets import decoded_view, eval_view, normalize
+from transferlab.errors import at_least
+from transferlab.inference.unknown import UnknownDetector, load_detector
+from transferlab.models.backbones import BackboneSpec
+from transferlab.models.model import TransferModel, build_model
+from transferlab.runs import load_checkpoint, resolve_run
+from transferlab.utils.machine import keep_freed_memory
+from transferlab.utils.parallel import parallel_map
+
+UNKNOWN = "unknown"
+
+
+@dataclass
+class Prediction:
+    label: str  # the class, or "unknown" for a photo like no training photo
+    probability: float  # of the most likely class
+    topk: list[tuple[str, float]]
+    known: bool = True
+    nearest: str = ""  # the most likely class, also when the answer is "unknown"
+    distance: float | None = None  # to the training photos (None: the run has no detector)
+
+
+@dataclass
+class Assessment:
+    """One photo as the model sees it: class probabilities and its distance to the training photos."""
+
+    probs: torch.Tensor
+    distance: float | None = None
+
+
+class Classifier:
+    """A trained model together with its classes and preprocessing."""
+
+    def __init__(
+        self,
+        model: TransferModel,
+        spec: BackboneSpec,
+        classes: list[str],
+        metadata: dict,
+        device: str | torch.device = "cpu",
+        unknown: UnknownDetector | None = None,
+    ):
+        self.device = torch.device(device)
+        self.unknown = unknown
+        self.model = model.to(self.device).eval()
+        self.spec = spec
+        self.classes = classes
+        self.metadata = metadata
+        self.background = tuple(metadata.get("background", (255, 255, 255)))
+
+    @classmethod
+    def load(cls, run_dir: str | Path, device: str | torch.device = "cpu") -> Classifier:
+        """Load the best weights of a run directory, or of the run a compare folder recommends (no pickle)."""
+        keep_freed_memory()
+        run_dir = resolve_run(run_dir)
+        state, meta = load_checkpoint(run_dir)
+        model, spec, _ = build_model(meta["backbone"], len(meta["classes"]), meta["strategy"], pretrained=False)
+        model.load_state_dict(state)
+        return cls(model, spec, meta["classes"], meta, device, load_detector(run_dir))
+
+    def preprocess(self, image: str | Path | BinaryIO | Image.Image) -> torch.Tensor:
+        """One picture (path, open file or PIL image) -> the uint8 (3, S, S) evaluation crop."""
+        picture = load_rgb(image, self.background, min_side=self.spec.resize_size)
+        return eval_view(decoded_view(picture, self.spec.resize_size), self.spec.input_size)
+
+    @torch.inference_mode()
+    def logits(self, crops: torch.Tensor) -> torch.Tensor:
+        """Logits for a uint8 batch of evaluation crops (N, 3, S, S)."""
+        return self.model(normalize(crops.to(self.device), self.spec)).float().cpu()
+
+    def probabilities(self, crops: torch.Tensor, tta: bool = False) -> torch.Tensor:
+        """Class probabilities for a uint8 batch of crops; `tta` averages with the horizontally flipped crops."""
+        return torch.stack([a.probs for a in self.assess(crops, tta)])
+
+    @torch.inference_mode()
+    def assess(self, crops: torch.Tensor, tta: bool = False) -> list[Assessment]:
+        """Probabilities (averaged with the flipped crops with `tta`) and distance to the training photos."""
+        features = self.model.backbone(normalize(crops.to(self.device), self.spec))
+        probs = self.model.head(features).float().softmax(1).cpu()
+        if tta:
+            flipped = self.model.backbone(normalize(crops.flip(-1).to(self.device), self.spec))
+            probs = (probs + self.model.head(flipped).float().softmax(1).cpu()) / 2
+        distances = self.unknown.scores(features.float().cpu()).tolist() if self.unknown else [None] * len(probs)
+        return [Assessment(p, d) for p, d in zip(probs, distances)]
+
+    def predict_files(
+        self,
+        paths: Sequence[str | Path],
+        batch_size: int = 32,
+        tta: bool = False,
+        workers: int | None = None,
+        quiet: bool = True,
+    ) -> Iterator[tuple[Path, Assessment | str]]:
+        """Stream (path, assessment) per file, batch by batch; an unreadable file yields (path, reason)."""
+        at_least("batch_size", batch_size, 1)
+        return self._predict_files(paths, batch_size, tta, workers, quiet)
+
+    def _predict_files(
+        self, paths: Sequence[str | Path], batch_size: int, tta: bool, workers: int | None, quiet: bool
+    ) -> Iterator[tuple[Path, Assessment | str]]:
+        crop = Decode(self.spec.resize_size, self.spec.input_size, self.background, fingerprints=False)
+        chunk = max(batch_size, 64)
+        for start in range(0, len(paths), chunk):
+            group = [Path(p) for p in paths[start : start + chunk]]
+            results = [result for result, _ in parallel_map(crop, group, workers, "predict", quiet)]
+            good = [i for i, r in enumerate(results) if not isinstance(r, str)]
+            assessed: dict[int, Assessment] = {}
+            for b in range(0, len(good), batch_size):
+                index = good[b : b + batch_size]
+                batch = torch.stack([torch.from_numpy(results[i]) for i in index])
+                assessed.update(zip(index, self.assess(batch, tta)))
+            for i, path in enumerate(group):
+                yield path, assessed[i] if i in assessed else cast(str, results[i])  # not assessed: unreadable
+
+    def predict(self, image: str | Path | Image.Image, topk: int = 3) -> Prediction:
+        """Class, probability and the top-k classes for one picture."""
+        return self.predict_many([image], topk)[0]
+
+    def predict_many(self, images: list, topk: int = 3) -> list[Prediction]:
+        return [self.rank(a, topk) for a in self.assess(torch.stack([self.preprocess(i) for i in images]))]
+
+    def rank(self, assessment: Assessment | torch.Tensor, topk: int = 3) -> Prediction:
+        """One photo's assessment (or bare probabilities) -> its answer and the top-k (label, probability) pairs;
+        the answer is "unknown" when the photo is farther from the training photos than the run's threshold."""
+        at_least("topk", topk, 1)
+        if isinstance(assessment, torch.Tensor):
+            assessment = Assessment(assessment)
+        values, indices = assessment.probs.topk(min(topk, len(self.classes)))
+        ranked = [(self.classes[i], float(v)) for v, i in zip(values.tolist(), indices.tolist())]
+        distance = assessment.distance
+        known = distance is None or self.unknown is None or distance <= self.unknown.threshold
+        return Prediction(ranked[0][0] if known else UNKNOWN, ranked[0][1], ranked, known, ranked[0][0], distance)
+
+
+def load_run(run_dir: str | Path, device: str | torch.device = "cpu") -> Classifier:
+    """Shorthand for `Classifier.load`."""
+    return Classifier.load(run_dir, device)
+
+
+__all__ = ["Assessment", "Classifier", "Prediction", "UNKNOWN", "load_run"]

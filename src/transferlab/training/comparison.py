@@ -1,0 +1,172 @@
+"""Compare cells on the same data: the Python API behind `transferlab compare`.
+
+A cell is one backbone, one strategy and one batch size. Backbones whose weights cannot be had are skipped before
+any photo is decoded, with their reason. For each remaining backbone the photos are prepared once
+(`prepare.prepare_data`); every strategy and batch size trains on the same split, decoded pictures and recipe,
+`seeds` times each; every run is evaluated; then the report is written (`report.write_report`), and with it the
+recommendation (`recommendation`), kept as data in the compare folder's `summary.json` (`runs.CompareSummary`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from transferlab.config import STRATEGIES, Strategy, TrainConfig
+from transferlab.data.layout import check_out_folder, load_dataset
+from transferlab.data.prepare import prepare_data
+from transferlab.errors import InvalidSetting, WeightsUnavailable, at_least, one_of
+from transferlab.training.driver import open_folder, run_plan, train_and_evaluate, usable_backbones, write_report
+from transferlab.training.run_folder import RunResult
+from transferlab.utils.device import resolve_device
+from transferlab.utils.distributed import Dist
+from transferlab.utils.distributed import setup as setup_distributed
+from transferlab.utils.storage import read_json, save_json
+
+log = logging.getLogger("transferlab")
+
+
+@dataclass(kw_only=True)
+class Comparison:
+    """What `compare` and `fit_within` return: the folder, its runs and report, and what was left out."""
+
+    out_dir: Path
+    results: list[RunResult]
+    report: Path
+    interrupted: bool = False
+    skipped_backbones: dict[str, str] = field(default_factory=dict)  # backbone -> why it was left out
+
+
+def compare(
+    config: TrainConfig,
+    strategies: tuple[Strategy, ...] = ("finetune", "extract"),
+    seeds: int = 1,
+    evaluate: bool = True,
+    backbones: list[str] | None = None,
+    batch_sizes: list[int] | None = None,
+    cv: int | None = None,
+) -> Comparison:
+    """Train every cell (backbone x strategy x batch size) on the same split, `seeds` times each (training seeds
+    config.seed, config.seed + 1, ...); evaluate every run; then write the report and the recommendation. With
+    `cv` K, also cross-validate the probe (extract's head) over every image of each backbone, K folds.
+
+    Each run gets its own folder inside one compare folder. Ctrl-C stops the comparison, keeps every finished
+    run and the interrupted run's best checkpoint, and still writes the report.
+    """
+    _check_settings(strategies, seeds, batch_sizes, cv)
+    data = config.data
+    load_dataset(data.root, data.val_fraction, data.split_seed, data.max_per_class)  # a bad folder: no run folder
+    check_out_folder(config.out, data.root)
+    names, sizes = backbones or [config.backbone], batch_sizes or [config.recipe.batch_size]
+    usable, skipped = usable_backbones(names, config.weights)
+    if not usable:
+        raise WeightsUnavailable("no backbone to compare: " + "; ".join(f"{k}: {v}" for k, v in skipped.items()))
+    dist = setup_distributed(resolve_device(config.device))
+    tag = usable[0] if len(usable) == 1 else f"{len(usable)}backbones"
+    out_dir = open_folder(
+        config,
+        dist,
+        f"compare-{tag}",
+        {
+            "strategies": list(strategies),
+            "seeds": seeds,
+            "backbones": usable,
+            "batch_sizes": sizes,
+            "skipped_backbones": skipped,
+        },
+    )
+    grid = len(usable) > 1 or len(sizes) > 1
+    results: list[RunResult] = []
+
+    def every_backbone() -> bool:
+        for backbone in usable:
+            base = dataclasses.replace(config, backbone=backbone, out=str(out_dir))
+            if _compare_backbone(base, strategies, seeds, sizes, grid, evaluate, dist, results, cv):
+                return True
+        return False
+
+    interrupted = run_plan(out_dir, dist, every_backbone)
+    return Comparison(
+        out_dir=out_dir,
+        results=results,
+        report=write_report(out_dir, dist),
+        interrupted=interrupted,
+        skipped_backbones=skipped,
+    )
+
+
+def _check_settings(strategies: tuple[str, ...], seeds: int, batch_sizes: list[int] | None, cv: int | None) -> None:
+    """`compare`'s own settings (the config checks the rest), named as the caller wrote them."""
+    if not strategies:
+        raise InvalidSetting("strategies", "must name at least one strategy")
+    for strategy in strategies:
+        one_of("strategies", strategy, STRATEGIES)
+    at_least("seeds", seeds, 1)
+    at_least("cv", cv, 2)
+    for size in batch_sizes or []:
+        at_least("batch_sizes", size, 1)
+
+
+def _compare_backbone(
+    config: TrainConfig,
+    strategies: tuple[Strategy, ...],
+    seeds: int,
+    sizes: list[int],
+    grid: bool,
+    evaluate: bool,
+    dist: Dist,
+    results: list[RunResult],
+    cv: int | None = None,
+) -> bool:
+    """Every strategy and batch size of one backbone on its prepared data; True when interrupted."""
+    prepared = prepare_data(config, dist)
+    if cv and dist.main:
+        cross_validate(config, prepared, cv, Path(config.out))
+    for k in range(seeds):  # seeds outside, cells inside: an interruption leaves complete sets
+        for batch in sizes:
+            for strategy in strategies:
+                seed = config.seed + k
+                name = (f"{config.backbone}-{strategy}-b{batch}" if grid else strategy) + (
+                    f"-seed{seed}" if seeds > 1 else ""
+                )
+                run_config = dataclasses.replace(
+                    config,
+                    strategy=strategy,
+                    seed=seed,
+                    name=name,
+                    recipe=dataclasses.replace(config.recipe, batch_size=batch),
+                )
+                if train_and_evaluate(run_config, prepared, dist, evaluate, results):
+                    return True
+    return False
+
+
+def cross_validate(config: TrainConfig, prepared, folds: int, out_dir: Path) -> dict:
+    """K-fold cross-validation of the probe over every image (train and val) on centre-crop features: each image
+    judged by a head that never saw it. Added to `cv.json` in the compare folder, one entry per backbone."""
+    from transferlab.training.features import every_image_features
+    from transferlab.training.probe import cross_val_probabilities
+
+    x, y, paths = every_image_features(config, prepared)
+    probabilities = cross_val_probabilities(x, y, len(prepared.dataset.classes), folds, config.seed)
+    correct = (probabilities.argmax(1) == y).tolist()
+    entry = {
+        "folds": folds,
+        "images": len(y),
+        "accuracy": sum(correct) / len(y),
+        "paths": [str(p) for p in paths],
+        "correct": correct,
+    }
+    path = out_dir / "cv.json"
+    saved = read_json(path) if path.exists() else {}
+    save_json({**saved, config.backbone: entry}, path)
+    log.info(
+        "cross-validated probe, %s: %.1f%% over %d images (%d folds)",
+        config.backbone,
+        100 * entry["accuracy"],
+        len(y),
+        folds,
+    )
+    return entry

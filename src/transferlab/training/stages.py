@@ -1,0 +1,162 @@
+"""The stages of a strategy and what each trains on.
+
+`plan_stages` turns a strategy into stages (finetune: pictures; extract: features; two-stage: features, then
+pictures); `stage_inputs` gives a stage its inputs (cached frozen features, or decoded pictures through the loaders)
+and the module and parameters that train; `probe_stage` fits a probe head in one step; `wrap` adds
+DistributedDataParallel and torch.compile.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import cast
+
+import torch
+from torch import nn
+
+from transferlab.config import Recipe, TrainConfig
+from transferlab.data.loaders import ImageLoader, PictureInputs, StageInputs, TensorInputs
+from transferlab.data.prepare import PreparedData
+from transferlab.models.model import TransferModel
+from transferlab.runs import (
+    EpochRecord,
+    RunSummary,
+    StageName,
+)
+from transferlab.training.features import features_for
+from transferlab.training.probe import fit_head
+from transferlab.utils.distributed import Dist
+
+log = logging.getLogger("transferlab")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Stage:
+    """A stretch of epochs (numbered over the whole run) that trains one part of the model on one kind of input:
+    "head" trains the head on cached features, "finetune" trains the whole network on pictures."""
+
+    name: StageName
+    first: int
+    last: int
+
+    @property
+    def epochs(self) -> int:
+        return self.last - self.first + 1
+
+
+def plan_stages(strategy: str, recipe: Recipe) -> list[Stage]:
+    """finetune: all epochs on pictures; extract: all on features; two-stage: `head_epochs` on features, then
+    `epochs` on pictures. With the recipe's "probe" head solver, the head is fitted in one step ("probe", one
+    epoch) instead of trained on features by epochs."""
+    if strategy == "finetune":
+        return [Stage(name="finetune", first=1, last=recipe.epochs)]
+    head = (
+        Stage(name="probe", first=1, last=1)
+        if recipe.head_solver == "probe"
+        else Stage(name="head", first=1, last=recipe.head_epochs)
+    )
+    if strategy == "extract":
+        return [head] if head.name == "probe" else [Stage(name="head", first=1, last=recipe.epochs)]
+    stages = [head, Stage(name="finetune", first=head.last + 1, last=head.last + recipe.epochs)]
+    return [stage for stage in stages if stage.epochs > 0]
+
+
+def probe_stage(
+    model: TransferModel,
+    prepared: PreparedData,
+    config: TrainConfig,
+    dist: Dist,
+    precision: torch.dtype | None,
+    summary: RunSummary,
+) -> EpochRecord:
+    """The "probe" stage: frozen features (centre crops and/or views), then the head fitted by cross-validated
+    logistic regression (`probe.fit_head`); its one record."""
+    recipe = config.recipe
+    views = config.views if recipe.probe_features in ("views", "both") else 0
+    features = features_for(
+        model.backbone,
+        prepared.spec,
+        prepared.train,
+        prepared.val,
+        views,
+        recipe.batch_size,
+        precision,
+        dist,
+        config.feature_cache,
+        config.quiet,
+        centre=recipe.probe_features in ("centre", "both"),
+    )
+    summary.add_features(features)
+    record, probe = fit_head(cast(nn.Linear, model.head[-1]), features, recipe.probe_features, seed=config.seed)
+    summary.probe_C, summary.probe_cv_accuracy = probe.C, probe.cv_accuracy
+    log.info(
+        "probe: C=%g chosen by %d-fold cross-validation (%.1f%% there); val accuracy %.1f%%",
+        probe.C,
+        probe.folds,
+        100 * probe.cv_accuracy,
+        100 * record.val_acc,
+    )
+    return record
+
+
+def stage_inputs(
+    stage: Stage,
+    model: TransferModel,
+    prepared: PreparedData,
+    config: TrainConfig,
+    dist: Dist,
+    precision: torch.dtype | None,
+    order,
+    summary: RunSummary,
+) -> tuple[StageInputs, nn.Module, list]:
+    """(inputs, the module that trains, its parameters or parameter groups) for `stage`.
+
+    "head": the frozen backbone's features (computed once or read from the cache) and the head alone.
+    "finetune": decoded pictures, augmented each epoch, and the whole network (two-stage: the backbone at
+    `backbone_lr_scale` x the head's learning rate).
+    """
+    recipe, val_share = config.recipe, dist.shard(len(prepared.val))
+    if stage.name == "head":
+        features = features_for(
+            model.backbone, prepared.spec, prepared.train, prepared.val, config.views, recipe.batch_size,
+            precision, dist, config.feature_cache, config.quiet,
+        )  # fmt: skip
+        summary.add_features(features)
+        inputs = TensorInputs(
+            features.train, features.train_labels, features.val, features.val_labels, recipe.batch_size,
+            dist.device, order, val_share,
+        )  # fmt: skip
+        return inputs, model.head, model.trainable_parameters()
+    if model.frozen:  # two-stage: the head has learned on features; now everything trains
+        model.unfreeze_backbone()
+    parameters = (
+        model.parameter_groups(recipe.lr, recipe.backbone_lr_scale)
+        if config.strategy == "two-stage"
+        else model.trainable_parameters()
+    )
+    train_loader = ImageLoader(
+        prepared.train,
+        prepared.spec,
+        recipe.batch_size,
+        dist.device,
+        augment=True,
+        workers=config.loader_workers,
+        seed=config.seed,
+    )
+    val_loader = ImageLoader(
+        prepared.val, prepared.spec, recipe.batch_size, dist.device, augment=False, workers=config.loader_workers
+    )
+    return PictureInputs(train_loader, val_loader, order, val_share), model, parameters
+
+
+def wrap(module: nn.Module, config: TrainConfig, stage: Stage, dist: Dist) -> nn.Module:
+    """DistributedDataParallel under torchrun; torch.compile for fine-tuning stages with --compile."""
+    if dist.enabled:
+        from torch.nn.parallel import DistributedDataParallel
+
+        device_ids = [dist.device.index] if dist.device.type == "cuda" else None
+        module = DistributedDataParallel(module, device_ids=device_ids)
+    if config.compile and stage.name == "finetune":
+        module = cast(nn.Module, torch.compile(module))
+    return module
