@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 DATA ?=
 EPOCHS ?= 3
 
-.PHONY: install test demo clean
+.PHONY: install test lint types docs demo clean
 
 install: $(VENV)/.installed
 
@@ -19,7 +19,17 @@ CHROMIUM := /usr/bin/chromium
 $(CHROMIUM):
 	apt-get update -qq && apt-get install -y -qq chromium
 
-test: install $(CHROMIUM)
+lint: install
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
+
+types: install
+	$(BIN)/mypy
+
+docs: install
+	$(BIN)/mkdocs build --strict --quiet
+
+test: install $(CHROMIUM) lint types docs
 	$(BIN)/pytest -q
 
 # DATA empty: download the PyTorch tutorial's ants/bees photos (needs internet).
@@ -28,4 +38,4 @@ demo: install
 	$(BIN)/transferlab compare $(DATA) --backbone efficientnet_lite0 --epochs $(EPOCHS)
 
 clean:
-	rm -rf $(VENV) runs .pytest_cache
+	rm -rf $(VENV) runs build .pytest_cache .mypy_cache .ruff_cache
