@@ -1,0 +1,376 @@
+// transferlab studio: the page. Plain JavaScript, no library, nothing from the network but this studio's own API.
+// Every name from the folder (classes, files) is put on the page with textContent, never parsed as markup.
+'use strict';
+
+const $ = id => document.getElementById(id);
+const state = { cls: null, split: 'train', offset: 0, page: 60, classes: [], isSplit: false, runs: [] };
+
+function el(tag, props = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [key, value] of Object.entries(props)) {
+    if (key === 'onclick' || key === 'onchange') node[key] = value; else if (key === 'text') node.textContent = value;
+    else node.setAttribute(key, value);
+  }
+  node.append(...children);
+  return node;
+}
+
+function say(text) { $('message').textContent = text || ''; }
+
+async function api(path, options = {}) {
+  const response = await fetch(path, options);
+  const type = response.headers.get('content-type') || '';
+  const body = type.includes('json') ? await response.json() : await response.text();
+  if (!response.ok) throw new Error(body.detail || body || response.statusText);
+  return body;
+}
+
+const post = (path, body) => api(path, { method: 'POST', headers: { 'content-type': 'application/json' },
+  body: JSON.stringify(body || {}) });
+
+function thumbUrl(path) { return '/api/thumb?path=' + encodeURIComponent(path); }
+
+// --- tabs ------------------------------------------------------------------------------------------------------
+for (const button of document.querySelectorAll('#tabs button')) {
+  button.onclick = () => show(button.dataset.view);
+}
+function show(view) {
+  for (const b of document.querySelectorAll('#tabs button')) b.classList.toggle('active', b.dataset.view === view);
+  for (const s of document.querySelectorAll('.view')) s.classList.toggle('active', s.id === view);
+  say('');
+  if (view === 'results' || view === 'try' || view === 'ship') loadRuns();
+}
+
+// --- 1 photos ----------------------------------------------------------------------------------------------------
+async function loadState() {
+  const s = await api('/api/state');
+  state.classes = s.classes; state.isSplit = s.split;
+  $('folder').textContent = s.folder;
+  $('split-button').classList.toggle('hidden', s.split);
+  $('split-choice').classList.toggle('hidden', !s.split);
+  const list = $('classes'); list.replaceChildren();
+  for (const c of s.classes) {
+    const counts = Object.entries(c.counts).map(([k, v]) => k === 'all' ? v : `${k} ${v}`).join(', ');
+    list.append(el('li', { class: c.name === state.cls ? 'active' : '', onclick: () => openClass(c.name),
+      'data-class': c.name }, el('span', { text: c.name }), el('small', { text: ` (${counts})` })));
+  }
+  loadJournal();
+}
+
+async function openClass(name) {
+  state.cls = name; state.offset = 0;
+  $('class-title').textContent = name; $('add').classList.remove('hidden');
+  $('grid').replaceChildren();
+  await loadState();
+  await morePhotos();
+}
+
+async function morePhotos() {
+  const q = new URLSearchParams({ cls: state.cls, offset: state.offset, limit: state.page });
+  const page = await api('/api/photos?' + q);
+  for (const path of page.photos) $('grid').append(photoCard(path));
+  state.offset += page.photos.length;
+  $('more').classList.toggle('hidden', state.offset >= page.total);
+  $('count').textContent = `${state.offset} of ${page.total} shown`;
+}
+$('more').onclick = morePhotos;
+
+function classChoice(exclude) {
+  const select = el('select', {}, el('option', { value: '', text: 'move to...' }));
+  for (const c of state.classes) if (c.name !== exclude) select.append(el('option', { value: c.name, text: c.name }));
+  return select;
+}
+
+function photoCard(path, extra) {
+  const parts = path.split('/');
+  const cls = state.isSplit ? parts[1] : parts[0];
+  const select = classChoice(cls);
+  select.onchange = () => select.value && move(path, select.value);
+  const card = el('div', { class: 'thumb', 'data-path': path },
+    el('img', { src: thumbUrl(path), alt: path, loading: 'lazy' }),
+    el('div', { class: 'name', title: path, text: parts[parts.length - 1] }));
+  if (extra) card.append(extra);
+  card.append(select, el('button', { text: 'set aside', onclick: () => aside(path) }));
+  return card;
+}
+
+async function move(path, to, reason) {
+  try { await post('/api/move', { path, to, reason }); say(`moved ${path} to ${to}`); await refresh(); }
+  catch (e) { say(e.message); }
+}
+async function aside(path, reason) {
+  try { await post('/api/aside', { path, reason }); say(`set aside ${path}`); await refresh(); }
+  catch (e) { say(e.message); }
+}
+async function refresh() {
+  if (state.cls) await openClass(state.cls); else await loadState();
+  if (state.checked) startCheck(false);  // the findings follow the folder (the doctor's cache makes it quick)
+}
+
+async function loadJournal() {
+  const { entries } = await api('/api/journal');
+  const list = $('journal'); list.replaceChildren();
+  for (const e of entries.slice(0, 30)) {
+    const item = el('li', { 'data-id': e.id }, el('span', { text: `${e.kind}: ${e.target}${e.reason ? ' (' + e.reason + ')' : ''} ` }));
+    if (e.state === 'done' && e.kind !== 'undo') {
+      item.append(el('button', { text: 'undo', onclick: async () => {
+        try { await post('/api/undo', { id: e.id }); say('undone'); await refresh(); } catch (err) { say(err.message); }
+      } }));
+    } else item.append(el('small', { text: e.state }));
+    list.append(item);
+  }
+}
+
+$('new-class').onsubmit = async event => {
+  event.preventDefault();
+  try { await post('/api/classes', { name: $('class-name').value }); const n = $('class-name').value;
+    $('class-name').value = ''; await openClass(n); } catch (e) { say(e.message); }
+};
+
+$('split-button').onclick = async () => {
+  try { const r = await post('/api/split', { val_fraction: 0.2, seed: 0 }); say(`split into ${r.folder}`);
+    state.cls = null; $('grid').replaceChildren(); await loadState(); } catch (e) { say(e.message); }
+};
+
+async function addFiles(files) {
+  for (const file of files) await addBlob(file, file.name);
+  await refresh();
+}
+async function addBlob(blob, name) {
+  const form = new FormData();
+  form.append('cls', state.cls); form.append('split', state.isSplit ? $('split-choice').value : 'all');
+  form.append('file', blob, name);
+  try { const r = await api('/api/upload', { method: 'POST', body: form }); say(`added ${r.added}`); }
+  catch (e) { say(e.message); }
+}
+$('files').onchange = () => addFiles($('files').files);
+dropZone($('drop'), files => addFiles(files));
+
+function dropZone(zone, take) {
+  zone.addEventListener('dragover', e => { e.preventDefault(); zone.classList.add('over'); });
+  zone.addEventListener('dragleave', () => zone.classList.remove('over'));
+  zone.addEventListener('drop', e => { e.preventDefault(); zone.classList.remove('over'); take(e.dataTransfer.files); });
+}
+
+async function startCamera(video) {
+  const stream = await navigator.mediaDevices.getUserMedia({ video: true, audio: false });
+  video.srcObject = stream;
+  await new Promise(resolve => { if (video.readyState >= 2) resolve(); else video.onloadeddata = resolve; });
+  return stream;
+}
+function frame(video) {
+  const canvas = el('canvas');
+  canvas.width = video.videoWidth; canvas.height = video.videoHeight;
+  canvas.getContext('2d').drawImage(video, 0, 0);
+  return new Promise(resolve => canvas.toBlob(resolve, 'image/jpeg', 0.92));
+}
+let cameraStream = null;
+$('camera-start').onclick = async () => {
+  try { cameraStream = await startCamera($('video')); $('camera').classList.remove('hidden'); }
+  catch (e) { say('no webcam: ' + e.message); }
+};
+$('capture').onclick = async () => { await addBlob(await frame($('video')), `webcam-${Date.now()}.jpg`); await refresh(); };
+$('camera-stop').onclick = () => {
+  if (cameraStream) cameraStream.getTracks().forEach(t => t.stop());
+  $('camera').classList.add('hidden');
+};
+
+// findings: the doctor's, then the label check's, each photo with its reason and what to do
+$('check').onclick = () => startCheck(false);
+$('check-labels').onclick = () => startCheck(true);
+async function startCheck(labels) {
+  state.checked = true;
+  try { await post('/api/check', { labels }); pollFindings(); } catch (e) { say(e.message); }
+}
+async function pollFindings() {
+  const f = await api('/api/findings');
+  const running = f.doctor.status === 'running' || f.labels.status === 'running';
+  $('check-status').textContent = running ? 'checking...' : [f.doctor.error, f.labels.error].filter(Boolean).join('; ');
+  showFindings(f);
+  if (running) setTimeout(pollFindings, 1000);
+}
+function showFindings(f) {
+  const box = $('findings'); box.replaceChildren();
+  const report = f.doctor.report;
+  if (report) {
+    for (const finding of report.findings) {
+      const div = el('div', { class: 'finding ' + finding.severity, 'data-kind': finding.kind },
+        el('strong', { text: `${finding.severity}: ${finding.message}` }));
+      const grid = el('div', { class: 'grid' });
+      for (const path of (finding.photos || []).slice(0, 24)) grid.append(photoCard(path, el('div', { text: finding.kind })));
+      div.append(grid); box.append(div);
+    }
+    if (!report.findings.length) box.append(el('p', { text: 'The doctor found nothing wrong.' }));
+  }
+  const check = f.labels.check;
+  if (check) {
+    const head = check.estimated_errors !== undefined
+      ? `About ${check.estimated_errors} photos in this folder have the wrong label (estimated); the most likely:`
+      : 'Photos whose label the model doubts:';
+    box.append(el('h3', { text: head }));
+    for (const kind of ['label', 'ambiguous', 'outlier']) {
+      const issues = check.issues.filter(i => i.kind === kind);
+      if (!issues.length) continue;
+      const title = { label: 'Likely wrong label', ambiguous: 'Looks like two classes', outlier: 'An unusual photo' }[kind];
+      const div = el('div', { class: 'finding warning', 'data-kind': kind }, el('strong', { text: `${title} (${issues.length})` }));
+      const grid = el('div', { class: 'grid' });
+      for (const issue of issues.slice(0, 24)) {
+        const why = el('div', { text: kind === 'outlier' ? `far from every photo (z ${issue.outlier_z.toFixed(1)})`
+          : `${issue.label}? looks like ${issue.suggested} (${(100 * issue.p_suggested).toFixed(0)}%)` });
+        if (kind !== 'outlier') why.append(el('button', { text: `move to ${issue.suggested}`,
+          onclick: () => move(issue.path, issue.suggested, `label check: looks like ${issue.suggested}`) }));
+        grid.append(photoCard(issue.path, why));
+      }
+      div.append(grid); box.append(div);
+    }
+  }
+}
+
+// --- 2 train -----------------------------------------------------------------------------------------------------
+async function loadChoices() {
+  const { backbones, strategies } = await api('/api/backbones');
+  const s = $('strategies'); s.replaceChildren();
+  for (const name of strategies) {
+    s.append(el('label', {}, el('input', { type: 'checkbox', name: 'strategy', value: name,
+      ...(name !== 'two-stage' ? { checked: '' } : {}) }), ` ${name} `));
+  }
+  const b = $('backbones'); b.replaceChildren(el('span', { text: 'backbones: ' }));
+  for (const spec of backbones) {
+    const props = { type: 'checkbox', name: 'backbone', value: spec.name };
+    if (!spec.at_hand) props.disabled = ''; else if (spec.name === backbones.find(x => x.at_hand).name) props.checked = '';
+    b.append(el('label', { title: spec.at_hand ? '' : 'its weights are not on this machine' }, el('input', props),
+      ` ${spec.name} `));
+  }
+}
+
+$('train-form').onsubmit = async event => {
+  event.preventDefault();
+  const mode = document.querySelector('input[name=mode]:checked').value;
+  const body = { mode, budget: $('budget').value, seeds: Number($('seeds').value || 1),
+    strategies: [...document.querySelectorAll('input[name=strategy]:checked')].map(i => i.value),
+    backbones: [...document.querySelectorAll('input[name=backbone]:checked')].map(i => i.value) };
+  if ($('epochs').value) body.epochs = Number($('epochs').value);
+  try { await post('/api/train', body); follow(); } catch (e) { say(e.message); }
+};
+$('train-cancel').onclick = async () => { try { await post('/api/train/cancel'); say('cancelling: the runs keep what finished'); } catch (e) { say(e.message); } };
+
+function follow() {
+  const events = new EventSource('/api/train/events');
+  events.onmessage = message => showProgress(JSON.parse(message.data));
+  events.addEventListener('end', () => { events.close(); api('/api/train').then(showProgress); });
+}
+function seconds(s) { return s === null || s === undefined ? '' : s < 60 ? `${Math.round(s)} s` : `${Math.floor(s / 60)} min ${Math.round(s % 60)} s`; }
+function showProgress(p) {
+  const running = p.status === 'running';
+  $('train-start').disabled = running; $('train-cancel').disabled = !running;
+  $('train-status').textContent = `${p.status}${p.folder ? ': ' + p.folder : ''} ${running ? '(' + seconds(p.elapsed)
+    + ' so far' + (p.left !== null ? ', about ' + seconds(p.left) + ' left' : '') + ')' : ''}`;
+  const body = $('train-runs').tBodies[0]; body.replaceChildren();
+  for (const r of p.runs) {
+    const pct = v => v === null || v === undefined ? '' : (100 * v).toFixed(1) + '%';
+    body.append(el('tr', { 'data-run': r.name }, ...[r.name, r.stage || '', r.epoch ?? '', pct(r.val_acc), pct(r.best_val_acc),
+      r.status].map(v => el('td', { text: String(v) }))));
+  }
+  $('train-lines').textContent = (p.lines || []).join('\n');
+  $('train-answer').textContent = p.answer || '';
+}
+
+// --- 3 results ---------------------------------------------------------------------------------------------------
+async function loadRuns() {
+  const { runs } = await api('/api/runs');
+  state.runs = runs;
+  for (const id of ['result-run', 'try-run', 'ship-run']) {
+    const select = $(id), chosen = select.value;
+    select.replaceChildren(...runs.map(r => el('option', { value: r.name, text: `${r.name} (${r.kind})` })));
+    if (chosen && runs.some(r => r.name === chosen)) select.value = chosen;
+  }
+  if (runs.length) { showResults($('result-run').value); updateShip(); }
+}
+$('result-run').onchange = () => showResults($('result-run').value);
+
+async function showResults(name) {
+  const r = await api('/api/results?run=' + encodeURIComponent(name));
+  const answer = r.summary.recommendation;
+  $('result-answer').textContent = answer ? answer.sentence + (answer.settle ? ' ' + answer.settle : '') : '';
+  $('result-run-name').textContent = r.run;
+  const cells = $('cells').tBodies[0]; cells.replaceChildren();
+  for (const c of r.summary.cells || []) {
+    cells.append(el('tr', {}, el('td', { text: c.label }), el('td', { text: (100 * c.accuracy).toFixed(1) + '%' }),
+      el('td', { text: seconds(c.seconds) })));
+  }
+  $('plots').replaceChildren(...r.plots.map(p => el('img', { src: '/api/runfile?path=' + encodeURIComponent(name + '/' + p), alt: p })));
+  const ev = r.evaluation, perClass = $('per-class').tBodies[0]; perClass.replaceChildren();
+  $('confusion').replaceChildren(); $('cell-photos').replaceChildren(); $('wrong').replaceChildren();
+  if (!ev) return;
+  for (const [cls, s] of Object.entries(ev.per_class)) {
+    perClass.append(el('tr', {}, ...[cls, s.precision, s.recall, s.f1].map((v, i) => el('td', { text: i ? v.toFixed(3) : v })),
+      el('td', { text: String(s.support) })));
+  }
+  const table = $('confusion');
+  table.append(el('tr', {}, el('th', { text: 'true \\ predicted' }), ...ev.classes.map(c => el('th', { text: c }))));
+  ev.confusion.forEach((row, i) => {
+    table.append(el('tr', {}, el('th', { text: ev.classes[i] }), ...row.map((n, j) => el('td', {
+      class: 'cell' + (i !== j && n ? ' wrong' : ''), text: String(n), 'data-true': ev.classes[i], 'data-predicted': ev.classes[j],
+      onclick: () => cellPhotos(r.predictions, ev.classes[i], ev.classes[j]) }))));
+  });
+  const wrong = r.predictions.filter(p => p.true !== p.predicted).sort((a, b) => b.probability - a.probability);
+  const grid = el('div', { class: 'grid' });
+  for (const p of wrong.slice(0, 24)) {
+    const why = el('div', { text: `${p.true}, predicted ${p.predicted} (${(100 * p.probability).toFixed(0)}%)` });
+    if (p.photo) {
+      why.append(el('button', { text: `move to ${p.predicted}`, onclick: () => move(p.photo, p.predicted, `results: predicted ${p.predicted}`) }));
+      grid.append(photoCard(p.photo, why));
+    }
+  }
+  $('wrong').append(grid);
+}
+function cellPhotos(predictions, truth, predicted) {
+  const grid = $('cell-photos'); grid.replaceChildren(el('p', { text: `true ${truth}, predicted ${predicted}:` }));
+  for (const p of predictions.filter(p => p.true === truth && p.predicted === predicted && p.photo)) grid.append(photoCard(p.photo));
+}
+
+// --- 4 try -------------------------------------------------------------------------------------------------------
+async function tryBlob(blob, name) {
+  const preview = $('try-preview'); preview.src = URL.createObjectURL(blob); preview.classList.remove('hidden');
+  $('try-label').textContent = 'Thinking...'; $('try-bars').replaceChildren();
+  const form = new FormData(); form.append('file', blob, name);
+  try {
+    const body = await api('/api/predict?run=' + encodeURIComponent($('try-run').value), { method: 'POST', body: form });
+    $('try-label').textContent = body.known === false
+      ? `unknown: like none of the classes (nearest: ${body.nearest})` : `${body.label} (${(100 * body.probability).toFixed(1)}%)`;
+    for (const t of body.topk) {
+      $('try-bars').append(el('div', { class: 'row' }, el('span', { class: 'label', text: t.label }),
+        el('div', { class: 'bar', style: `width:${Math.max(2, 300 * t.probability)}px` }),
+        el('span', { class: 'pct', text: (100 * t.probability).toFixed(1) + '%' })));
+    }
+  } catch (e) { $('try-label').textContent = ''; say(e.message); }
+}
+$('try-file').onchange = () => $('try-file').files[0] && tryBlob($('try-file').files[0], $('try-file').files[0].name);
+dropZone($('try-drop'), files => files[0] && tryBlob(files[0], files[0].name));
+$('try-camera').onclick = async () => {
+  try { await startCamera($('try-video')); $('try-video').classList.remove('hidden'); $('try-capture').classList.remove('hidden'); }
+  catch (e) { say('no webcam: ' + e.message); }
+};
+$('try-capture').onclick = async () => tryBlob(await frame($('try-video')), 'webcam.jpg');
+
+// --- 5 ship ------------------------------------------------------------------------------------------------------
+function updateShip() {
+  const name = $('ship-run').value, run = state.runs.find(r => r.name === name);
+  $('download-run').href = '/api/download?what=run&run=' + encodeURIComponent(name);
+  $('download-onnx').href = '/api/download?what=onnx&run=' + encodeURIComponent(name);
+  $('download-onnx').classList.toggle('hidden', !(run && run.onnx));
+}
+$('ship-run').onchange = updateShip;
+$('export').onclick = async () => {
+  $('export-status').textContent = 'exporting and checking...';
+  try {
+    const r = await post('/api/export?run=' + encodeURIComponent($('ship-run').value));
+    $('export-status').textContent = `done: ${r.file}, largest difference from PyTorch ${r.max_abs_diff.toExponential(2)}`;
+    $('download-onnx').classList.remove('hidden');
+  } catch (e) { $('export-status').textContent = e.message; }
+};
+
+loadState().then(() => { if (!state.cls && state.classes.length) openClass(state.classes[0].name); })
+  .catch(e => say(e.message));
+loadChoices().catch(e => say(e.message));
+api('/api/train').then(p => { if (p.status !== 'idle') showProgress(p); if (p.status === 'running') follow(); });

@@ -1,0 +1,154 @@
+"""The studio in a real browser (Debian's Chromium driven by playwright), end to end on a small copy of the shared
+photos: see a flagged photo, move it and undo, add a photo by upload and one by the (fake) webcam, train a short run
+with its progress pushed to the page, see the answer, try a photo, download the ONNX export. A screenshot of each of
+the five views goes to docs/, so the pictures there stay true."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import ANIMALS4, REPO, make_folder
+
+CHROMIUM = Path("/usr/bin/chromium")
+ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-sync",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--use-fake-device-for-media-stream",
+    "--use-fake-ui-for-media-stream",
+]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _photos(root: Path) -> tuple[Path, bool]:
+    """8 cats and 8 dogs from the shared photos (hard links where possible), one cat filed twice; synthetic
+    colours when the shared photos are absent."""
+    if not ANIMALS4.is_dir():
+        return make_folder(root, {"red": 8, "green": 8}, split=False), False
+    for name in ("cat", "dog"):
+        (root / name).mkdir(parents=True)
+        for photo in sorted((ANIMALS4 / "train" / name).glob("*.jpg"))[:8]:
+            shutil.copy(photo, root / name / photo.name)
+    first = sorted((root / "cat").iterdir())[0]
+    shutil.copy(first, root / "cat" / f"copy-of-{first.name}")  # the doctor flags it: the same photo twice
+    return root, True
+
+
+@pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's chromium is not installed (make test installs it)")
+def test_the_whole_loop_in_a_browser(tmp_path):
+    import uvicorn
+    from playwright.sync_api import expect, sync_playwright
+
+    from transferlab.studio.app import create_studio
+
+    photos, real = _photos(tmp_path / "photos")
+    classes = sorted(p.name for p in photos.iterdir())
+    port = _free_port()
+    app = create_studio(photos, tmp_path / "runs", (f"127.0.0.1:{port}",))
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.05)
+    shots = REPO / "docs" / "images"
+    try:
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=ARGS)
+            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            dialogs: list[str] = []
+            errors: list[str] = []
+            page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+            page.on("pageerror", lambda error: errors.append(str(error)))
+            page.goto(f"http://127.0.0.1:{port}/")
+
+            # 1 photos: a flagged photo, moved and undone; one added by upload, one by the webcam
+            page.click(f"#classes li[data-class='{classes[0]}']")
+            expect(page.locator("#grid .thumb")).to_have_count(9 if real else 8)
+            page.click("#check")
+            flagged = page.locator("#findings .finding .thumb").first
+            expect(flagged).to_be_visible(timeout=60_000)
+            path = flagged.get_attribute("data-path")
+            flagged.locator("select").select_option(classes[1])
+            expect(page.locator("#journal li").first).to_contain_text(f"move: photos/{classes[1]}/")
+            assert (photos / classes[1] / Path(path).name).exists() and not (photos / path).exists()
+            page.locator("#journal li button", has_text="undo").first.click()
+            expect(page.locator("#journal li").first).to_contain_text("undo:")
+            assert (photos / path).exists()
+            page.click(f"#classes li[data-class='{classes[0]}']")
+            before = len(list((photos / classes[0]).iterdir()))
+            page.set_input_files("#files", str(sorted((photos / classes[1]).iterdir())[0]))
+            expect(page.locator("#message")).to_contain_text("added")
+            page.click("#camera-start")
+            expect(page.locator("#camera")).to_be_visible()
+            page.wait_for_function("document.getElementById('video').videoWidth > 0")
+            page.click("#capture")
+            expect(page.locator("#journal li").first).to_contain_text("webcam-")
+            assert len(list((photos / classes[0]).iterdir())) == before + 2
+            page.click("#camera-stop")
+            page.screenshot(path=str(tmp_path / "studio-photos.png"), full_page=True)
+
+            # 2 train: a short comparison, its progress pushed to the page as it goes
+            page.click("#tabs button[data-view=train]")
+            page.check("input[name=mode][value=compare]")
+            page.uncheck("input[name=strategy][value=finetune]")
+            page.fill("#epochs", "1")
+            page.click("#train-start")
+            expect(page.locator("#train-status")).to_contain_text("running", timeout=20_000)
+            expect(page.locator("#train-runs tbody tr")).to_have_count(1, timeout=120_000)
+            expect(page.locator("#train-status")).to_contain_text("finished", timeout=180_000)
+            expect(page.locator("#train-answer")).to_contain_text("Use extract")
+            page.screenshot(path=str(tmp_path / "studio-train.png"), full_page=True)
+
+            # 3 results: the answer, the table, per-class scores and the confusion matrix
+            page.click("#tabs button[data-view=results]")
+            page.wait_for_timeout(2000)
+            assert not errors, errors
+            expect(page.locator("#result-answer")).to_contain_text("Use extract")
+            expect(page.locator("#per-class tbody tr")).to_have_count(len(classes))
+            page.locator("#confusion td.cell").first.click()
+            page.screenshot(path=str(tmp_path / "studio-results.png"), full_page=True)
+
+            # 4 try: a photo of a class
+            page.click("#tabs button[data-view=try]")
+            page.set_input_files("#try-file", str(sorted((photos / classes[1]).iterdir())[-1]))
+            expect(page.locator("#try-bars .row")).to_have_count(len(classes))
+            label = page.locator("#try-label").inner_text()
+            assert any(label.startswith(c) for c in classes) or label.startswith("unknown")
+            page.screenshot(path=str(tmp_path / "studio-try.png"), full_page=True)
+
+            # 5 ship: export to ONNX (checked against PyTorch), then download it
+            page.click("#tabs button[data-view=ship]")
+            page.click("#export")
+            expect(page.locator("#download-onnx")).to_be_visible(timeout=180_000)
+            with page.expect_download() as download:
+                page.click("#download-onnx")
+            saved = tmp_path / "model.onnx"
+            download.value.save_as(saved)
+            assert saved.stat().st_size > 1_000_000
+            page.screenshot(path=str(tmp_path / "studio-ship.png"), full_page=True)
+            assert not dialogs  # no name was ever run as markup
+            assert not errors, errors
+            browser.close()
+        if real:  # the docs show the real photos only
+            shots.mkdir(exist_ok=True)
+            for view in ("photos", "train", "results", "try", "ship"):
+                shutil.copy(tmp_path / f"studio-{view}.png", shots / f"studio-{view}.png")
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
