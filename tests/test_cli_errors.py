@@ -30,6 +30,27 @@ def test_bad_numbers_are_one_line_errors_before_any_run_folder(tiny_dataset, tmp
     assert not (tmp_path / "runs").exists()
 
 
+@pytest.mark.parametrize(
+    ("python", "shell", "setting"),
+    [
+        ({"seeds": 0}, ["--seeds", "0"], "seeds must be at least 1, got 0"),
+        ({"cv": 1}, ["--cv", "1"], "cv must be at least 2, got 1"),
+        ({"strategies": ("extract", "probe")}, ["--strategies", "extract,probe"], "strategies must be one of"),
+    ],
+)
+def test_a_bad_setting_is_named_as_the_caller_wrote_it(tiny_dataset, tmp_path, capsys, python, shell, setting):
+    from transferlab import DataConfig, TrainConfig, compare
+    from transferlab.errors import InvalidSetting
+
+    config = TrainConfig(data=DataConfig(root=str(tiny_dataset)), out=str(tmp_path / "runs"), quiet=True)
+    with pytest.raises(InvalidSetting) as error:  # from Python: the argument's own name
+        compare(config, **python)
+    assert str(error.value).startswith(setting) and "--" not in str(error.value)
+    assert main(["compare", str(tiny_dataset), "--out", str(tmp_path / "runs"), "-q", *shell]) == 2
+    assert capsys.readouterr().err.startswith(f"error: --{setting}")  # from the shell: the flag
+    assert not (tmp_path / "runs").exists()
+
+
 def test_a_reader_that_leaves_the_pipe_early_ends_predict_quietly(trained_run, tmp_path):
     import subprocess
     import sys

@@ -31,6 +31,7 @@ log = logging.getLogger("transferlab")
 NEIGHBOURS = 5  # an outlier is far from its 5 nearest images (a stranger saved twice is still a stranger)
 OUTLIER_Z = 4.0  # robust z-score (median and MAD) of that distance above which an image is called an outlier
 SHOWN = 20
+TORN = 0.3  # a photo the model splits between its own class and another, each at least this likely, none confident
 
 
 IssueKind = Literal["label", "ambiguous", "outlier"]
@@ -175,8 +176,10 @@ def confident_learning(probabilities: np.ndarray, labels: np.ndarray) -> Verdict
     Each class j gets a threshold t_j: the mean probability of j over the photos filed under j (how sure the model
     is of that class's own photos). A photo's *confident class* is the most likely of the classes whose probability
     reaches their threshold. A photo filed under y whose confident class is another class is a label issue: a
-    *likely wrong label* when p(y) is under t_y, or *looks like two classes* when p(y) reaches t_y too. Photos no
-    class is confident about are left alone. The confident joint (filed class x confident class), scaled to each
+    *likely wrong label* when p(y) is under t_y, or *looks like two classes* when p(y) reaches t_y too. A photo no
+    class is confident about, split between its own class and another (each at least TORN), also looks like two
+    classes (a bouquet of both, or a hard photo); the other photos no class is confident about are left alone.
+    The confident joint (filed class x confident class), scaled to each
     class's count, estimates how many photos of the folder are misfiled: its off-diagonal sum.
     """
     n, k = probabilities.shape
@@ -191,7 +194,8 @@ def confident_learning(probabilities: np.ndarray, labels: np.ndarray) -> Verdict
     others[rows, labels] = -1.0
     suggested = np.where((confident_class >= 0) & (confident_class != labels), confident_class, others.argmax(1))
     misfiled = (confident_class >= 0) & (confident_class != labels)
-    kinds = np.where(misfiled, np.where(own >= thresholds[labels], "ambiguous", "label"), "")
+    torn = ~misfiled & (confident_class != labels) & (own >= TORN) & (others.max(1) >= TORN)  # split between two
+    kinds = np.where(misfiled & (own < thresholds[labels]), "label", np.where(misfiled | torn, "ambiguous", ""))
     joint = np.zeros((k, k))
     np.add.at(joint, (labels[has_confident], confident_class[has_confident]), 1)
     counts = np.bincount(labels, minlength=k)
@@ -269,7 +273,7 @@ def describe(check: LabelCheck) -> str:
         f"features (each by a head that never saw it; {check.cv_accuracy:.1%} agree with their label); about "
         f"{check.estimated_errors} are filed under a wrong class (confident learning's estimate). "
         f"{mislabeled} likely have a wrong label (another class is confident, their own is not; surest first), "
-        f"{ambiguous} look like two classes (both confident), {outliers} are unusual photos (robust z > "
+        f"{ambiguous} look like two classes (the model splits between two), {outliers} are unusual photos (robust z > "
         f"{OUTLIER_Z:g} of the distance to their {NEIGHBOURS} nearest images). Nothing was moved."
     )
 
