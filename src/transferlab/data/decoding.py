@@ -23,12 +23,12 @@ import numpy as np
 import torch
 from PIL import Image
 
-from transferlab.data.layout import Sample
-from transferlab.errors import UnreadableImage
 from transferlab.data.fingerprints import Fingerprint, fingerprint
 from transferlab.data.images import load_rgb
-from transferlab.utils.parallel import parallel_imap
+from transferlab.data.layout import Sample
 from transferlab.data.presets import decoded_view, eval_view, train_view
+from transferlab.errors import UnreadableImage
+from transferlab.utils.parallel import parallel_imap
 from transferlab.utils.storage import cache_dir
 
 log = logging.getLogger("transferlab")
@@ -56,13 +56,17 @@ class DecodedSplit:
             total.update(hashlib.blake2b(image.numpy().tobytes(), digest_size=16).digest())
         return total.hexdigest()
 
-    def subset(self, indices: list[int]) -> "DecodedSplit":
+    def subset(self, indices: list[int]) -> DecodedSplit:
         """The pictures at `indices` (timings and skipped files stay with the whole split)."""
-        return DecodedSplit([self.images[i] for i in indices], self.labels[indices], [self.paths[i] for i in indices],
-                            [self.fingerprints[i] for i in indices] if self.fingerprints else [])
+        return DecodedSplit(
+            [self.images[i] for i in indices],
+            self.labels[indices],
+            [self.paths[i] for i in indices],
+            [self.fingerprints[i] for i in indices] if self.fingerprints else [],
+        )
 
     @staticmethod
-    def merge(parts: list["DecodedSplit"], order: list[Path]) -> "DecodedSplit":
+    def merge(parts: list[DecodedSplit], order: list[Path]) -> DecodedSplit:
         """Put shards decoded by different processes back together in `order` (the original sample order)."""
         by_path = {path: (part, i) for part in parts for i, path in enumerate(part.paths)}
         kept = [path for path in order if path in by_path]
@@ -70,8 +74,11 @@ class DecodedSplit:
         return DecodedSplit(
             images=[part.images[i] for part, i in pick],
             labels=torch.stack([part.labels[i] for part, i in pick]) if pick else torch.zeros(0, dtype=torch.long),
-            paths=kept, fingerprints=[part.fingerprints[i] for part, i in pick],
-            skipped=[s for part in parts for s in part.skipped], seconds=max(p.seconds for p in parts))
+            paths=kept,
+            fingerprints=[part.fingerprints[i] for part, i in pick],
+            skipped=[s for part in parts for s in part.skipped],
+            seconds=max(p.seconds for p in parts),
+        )
 
 
 class Decode:
@@ -125,7 +132,7 @@ def estimate_decoded_bytes(samples: list[Sample], size: int, crop: int | None, p
 
 
 def choose_store(estimated_bytes: int, share: float = 0.5) -> str:
-    """"memory" when the decoded pictures take at most `share` of the available memory, else "disk"."""
+    """ "memory" when the decoded pictures take at most `share` of the available memory, else "disk"."""
     return "memory" if estimated_bytes <= share * available_memory() else "disk"
 
 
@@ -192,7 +199,9 @@ class _DiskSink:
             if not self.entries:
                 return []
             mapped = np.memmap(path, dtype=np.uint8, mode="c")
-            return [torch.from_numpy(mapped[offset:offset + int(np.prod(shape))].reshape(shape))
-                    for offset, shape in self.entries]
+            return [
+                torch.from_numpy(mapped[offset : offset + int(np.prod(shape))].reshape(shape))
+                for offset, shape in self.entries
+            ]
         finally:
             path.unlink()

@@ -7,9 +7,8 @@ similar scenes are not called duplicates. `groups_from_pairs` joins pairs into g
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -58,7 +57,7 @@ def near_duplicate_pairs(prints: Sequence[Fingerprint | None]) -> list[tuple[int
     hashes = np.array([present[i].phash for i in valid], dtype=np.uint64)
     pairs = []
     for position, i in enumerate(valid[:-1]):
-        for offset in candidates(hashes[position + 1:], hashes[position]):
+        for offset in candidates(hashes[position + 1 :], hashes[position]):
             j = valid[position + 1 + int(offset)]
             if same_picture(present[i], present[j]):
                 pairs.append((i, j))

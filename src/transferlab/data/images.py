@@ -23,8 +23,21 @@ from PIL import Image, ImageOps
 
 from transferlab.errors import UnreadableImage
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm",
-                    ".heic", ".heif", ".avif")
+IMAGE_EXTENSIONS = (
+    ".jpg",
+    ".jpeg",
+    ".png",
+    ".bmp",
+    ".gif",
+    ".webp",
+    ".tif",
+    ".tiff",
+    ".ppm",
+    ".pgm",
+    ".heic",
+    ".heif",
+    ".avif",
+)
 DEFAULT_BACKGROUND = (255, 255, 255)
 
 _ALPHA_MODES = {"RGBA", "LA", "PA", "RGBa", "La"}

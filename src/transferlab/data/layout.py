@@ -15,9 +15,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from transferlab.errors import DatasetError, UsageError
 from transferlab.data.images import IMAGE_EXTENSIONS, VAL_DIR_NAMES, is_hidden_below, is_hidden_name, is_image_file
-
+from transferlab.errors import DatasetError, UsageError
 
 
 @dataclass(frozen=True)
@@ -92,14 +91,18 @@ def class_files(root: Path) -> tuple[dict[str, list[Path]], dict[str, list[Path]
         return train_files, val_files, ignored + ignored_val, f"{train_dir.name}/ and {val_dir.name}/ folders"
     test_dir = _child(root, ("test",))
     if train_dir and test_dir:
-        raise DatasetError(f"{root}: found {train_dir.name}/ and {test_dir.name}/ but no val/, and training picks its "
-                           f"best epoch on val/: split one off with `transferlab split {train_dir} --out NEW`, train "
-                           f"on NEW and keep {test_dir.name}/ for `transferlab evaluate RUN {test_dir}` at the end; "
-                           f"or rename {test_dir.name}/ to val/")
+        raise DatasetError(
+            f"{root}: found {train_dir.name}/ and {test_dir.name}/ but no val/, and training picks its "
+            f"best epoch on val/: split one off with `transferlab split {train_dir} --out NEW`, train "
+            f"on NEW and keep {test_dir.name}/ for `transferlab evaluate RUN {test_dir}` at the end; "
+            f"or rename {test_dir.name}/ to val/"
+        )
     if train_dir or val_dir:
         present = (train_dir or val_dir or root).name
-        raise DatasetError(f"{root}: found {present}/ but not its partner; give both train/ and val/, "
-                           "or put class folders directly in the folder to split automatically")
+        raise DatasetError(
+            f"{root}: found {present}/ but not its partner; give both train/ and val/, "
+            "or put class folders directly in the folder to split automatically"
+        )
     files, ignored = scan_classes(root)
     return files, None, ignored, ""
 
@@ -113,8 +116,10 @@ def check_out_folder(out: str | Path, root: str | Path) -> None:
     splits = split_dirs(root)
     read = [d.resolve() for d in splits if d is not None] if all(splits) else [root]
     if any(out == d or out.is_relative_to(d) for d in read):
-        raise UsageError(f"--out {out} is inside the photo folder {root}, where every folder is read as a class: "
-                         "give an --out outside it")
+        raise UsageError(
+            f"--out {out} is inside the photo folder {root}, where every folder is read as a class: "
+            "give an --out outside it"
+        )
 
 
 def layout_problem(root: Path, val_fraction: float = 0.2) -> str | None:
@@ -130,8 +135,9 @@ def layout_problem(root: Path, val_fraction: float = 0.2) -> str | None:
     return None
 
 
-def picture_groups(root: Path, samples: list[Sample], classes: list[str], quiet: bool = True,
-                   workers: int | None = None) -> list[list[int]]:
+def picture_groups(
+    root: Path, samples: list[Sample], classes: list[str], quiet: bool = True, workers: int | None = None
+) -> list[list[int]]:
     """Groups (indices into `samples`) of copies of one picture: same bytes or confirmed near-duplicates."""
     from transferlab.data.inspection import duplicate_groups, inspect_folder
 
@@ -141,7 +147,10 @@ def picture_groups(root: Path, samples: list[Sample], classes: list[str], quiet:
 
 
 def split_samples(
-    samples: list[Sample], classes: list[str], val_fraction: float, seed: int,
+    samples: list[Sample],
+    classes: list[str],
+    val_fraction: float,
+    seed: int,
     groups: list[list[int]] | None = None,
 ) -> tuple[list[Sample], list[Sample], list[list[Path]]]:
     """Seeded, stratified split: each class keeps about `val_fraction` of its images for validation.
@@ -177,12 +186,15 @@ def split_samples(
 def check_splittable(name: str, count: int, val_fraction: float) -> None:
     """A class of `count` images can give round(count x fraction) to validation and keep at least one to train."""
     if round(count * val_fraction) < 1 or count - round(count * val_fraction) < 1:
-        raise DatasetError(f"class '{name}' has {count} image(s): too few to split {val_fraction:.0%} off for "
-                           "validation; add images or give train/ and val/ folders")
+        raise DatasetError(
+            f"class '{name}' has {count} image(s): too few to split {val_fraction:.0%} off for "
+            "validation; add images or give train/ and val/ folders"
+        )
 
 
-def _split_units(samples: list[Sample], units: list[list[int]], classes: list[str], val_fraction: float,
-                 seed: int) -> tuple[list[Sample], list[Sample]]:
+def _split_units(
+    samples: list[Sample], units: list[list[int]], classes: list[str], val_fraction: float, seed: int
+) -> tuple[list[Sample], list[Sample]]:
     """Per class, units (groups of copies, or single pictures) in a seeded random order fill validation up to
     round(count x fraction) images; a unit that would overshoot goes to training."""
     train: list[Sample] = []
@@ -193,8 +205,10 @@ def _split_units(samples: list[Sample], units: list[list[int]], classes: list[st
         count = sum(len(u) for u in mine)
         target, taken = round(count * val_fraction), 0
         if len(mine) < 2:
-            raise DatasetError(f"class '{classes[label]}' holds copies of a single picture only: nothing to "
-                               "validate on that training has not seen")
+            raise DatasetError(
+                f"class '{classes[label]}' holds copies of a single picture only: nothing to "
+                "validate on that training has not seen"
+            )
         for unit in mine:
             side = val if taken + len(unit) <= target else train
             side += [samples[i] for i in unit]
@@ -239,8 +253,10 @@ def scan_classes(folder: Path, min_classes: int = 2) -> tuple[dict[str, list[Pat
         raise DatasetError(f"{folder}: no class sub-folders{hint}; expected {folder}/<class name>/<images>")
     taken = [d.name for d in class_dirs if d.name.lower() == "unknown"]
     if taken:
-        raise DatasetError(f"{folder / taken[0]}: a class cannot be named '{taken[0]}': predict answers 'unknown' for "
-                           "photos of none of the classes; rename the folder (e.g. 'other')")
+        raise DatasetError(
+            f"{folder / taken[0]}: a class cannot be named '{taken[0]}': predict answers 'unknown' for "
+            "photos of none of the classes; rename the folder (e.g. 'other')"
+        )
     files: dict[str, list[Path]] = {}
     ignored: list[Path] = list(loose)
     for class_dir in class_dirs:

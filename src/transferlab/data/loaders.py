@@ -10,14 +10,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Callable, Iterable, Iterator, Protocol
+from typing import Protocol
 
 import torch
 
 from transferlab.data.decoding import DecodedSplit
-from transferlab.utils.parallel import cpu_cores
 from transferlab.data.presets import TrainPreset, normalize
+from transferlab.utils.parallel import cpu_cores
 
 Batches = Iterable[tuple[torch.Tensor, torch.Tensor]]
 
@@ -76,13 +77,25 @@ class ImageLoader:
     """Batches of normalized pictures from a decoded split, in the order given per epoch: augmented (random
     resized crop + flip) for training, the stored centre crops for evaluation."""
 
-    def __init__(self, split: DecodedSplit, spec, batch_size: int, device: torch.device, augment: bool,
-                 workers: int | None = None, seed: int = 0):
+    def __init__(
+        self,
+        split: DecodedSplit,
+        spec,
+        batch_size: int,
+        device: torch.device,
+        augment: bool,
+        workers: int | None = None,
+        seed: int = 0,
+    ):
         self.spec, self.device, self.batch_size, self.order = spec, device, batch_size, _Order()
         settings = loader_settings(device, workers)
         self.loader = torch.utils.data.DataLoader(
-            _Pictures(split, spec.input_size, augment), batch_size=batch_size, sampler=self.order,
-            generator=torch.Generator().manual_seed(seed), **settings)
+            _Pictures(split, spec.input_size, augment),
+            batch_size=batch_size,
+            sampler=self.order,
+            generator=torch.Generator().manual_seed(seed),
+            **settings,
+        )
 
     def batches(self, order: list[int]) -> SizedBatches:
         self.order.order = list(order)
@@ -94,8 +107,9 @@ class ImageLoader:
             yield normalize(pictures, self.spec), labels.to(self.device, non_blocking=True)
 
 
-def tensor_batches(features: torch.Tensor, labels: torch.Tensor, batch_size: int, device: torch.device,
-                   order: list[int] | None = None) -> SizedBatches:
+def tensor_batches(
+    features: torch.Tensor, labels: torch.Tensor, batch_size: int, device: torch.device, order: list[int] | None = None
+) -> SizedBatches:
     """Batches of cached feature vectors, in `order` (default: all, in turn)."""
     index = torch.tensor(order if order is not None else range(len(labels)), dtype=torch.long)
     return SizedBatches(_tensor_batches(features, labels, batch_size, device, index), -(-len(index) // batch_size))
@@ -103,7 +117,7 @@ def tensor_batches(features: torch.Tensor, labels: torch.Tensor, batch_size: int
 
 def _tensor_batches(features, labels, batch_size, device, order):
     for start in range(0, len(order), batch_size):
-        index = order[start:start + batch_size]
+        index = order[start : start + batch_size]
         yield features[index].to(device, non_blocking=True), labels[index].to(device, non_blocking=True)
 
 
@@ -130,12 +144,13 @@ class TensorInputs:
     order: Callable[[], list[int]] | None = None
     val_share: list[int] | None = None
 
-    def train_batches(self, epoch: int) -> "SizedBatches":
+    def train_batches(self, epoch: int) -> SizedBatches:
         order = self.order() if self.order else None
-        return tensor_batches(self.train[(epoch - 1) % len(self.train)], self.train_labels, self.batch_size,
-                              self.device, order)
+        return tensor_batches(
+            self.train[(epoch - 1) % len(self.train)], self.train_labels, self.batch_size, self.device, order
+        )
 
-    def val_batches(self) -> "SizedBatches":
+    def val_batches(self) -> SizedBatches:
         return tensor_batches(self.val, self.val_labels, self.batch_size, self.device, self.val_share)
 
 
@@ -148,8 +163,8 @@ class PictureInputs:
     order: Callable[[], list[int]]
     val_share: list[int]
 
-    def train_batches(self, epoch: int) -> "SizedBatches":
+    def train_batches(self, epoch: int) -> SizedBatches:
         return self.train.batches(self.order())
 
-    def val_batches(self) -> "SizedBatches":
+    def val_batches(self) -> SizedBatches:
         return self.val.batches(self.val_share)

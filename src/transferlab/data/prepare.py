@@ -14,16 +14,16 @@ from pathlib import Path
 
 import torch
 
-from transferlab.models.backbones import BackboneSpec, get_spec
 from transferlab.config import TrainConfig
-from transferlab.data.layout import Dataset, load_dataset
 from transferlab.data.decoding import DecodedSplit, choose_store, decode_split, estimate_decoded_bytes
-from transferlab.utils.distributed import Dist
-from transferlab.errors import DatasetError
 from transferlab.data.fingerprints import near_duplicate_pairs
+from transferlab.data.layout import Dataset, load_dataset
+from transferlab.data.presets import train_side
+from transferlab.errors import DatasetError
+from transferlab.models.backbones import BackboneSpec, get_spec
+from transferlab.utils.distributed import Dist
 from transferlab.utils.machine import keep_freed_memory
 from transferlab.utils.parallel import default_workers
-from transferlab.data.presets import train_side
 
 log = logging.getLogger("transferlab")
 
@@ -51,26 +51,39 @@ def prepare_data(config: TrainConfig, dist: Dist | None = None) -> PreparedData:
     dist = dist or Dist(0, 1, 0, torch.device("cpu"))
     keep_freed_memory()
     data = config.data
-    dataset = load_dataset(data.root, data.val_fraction, data.split_seed, data.max_per_class,
-                           quiet=config.quiet or not dist.main)
+    dataset = load_dataset(
+        data.root, data.val_fraction, data.split_seed, data.max_per_class, quiet=config.quiet or not dist.main
+    )
     for group in dataset.excluded:
         log.warning("left out of the split, one picture under two classes: %s", " = ".join(map(str, group)))
     spec = get_spec(config.backbone)
-    log.info("data: %s (%s); %d train / %d val images, classes: %s", dataset.root, dataset.layout,
-             len(dataset.train), len(dataset.val), ", ".join(dataset.classes))
+    log.info(
+        "data: %s (%s); %d train / %d val images, classes: %s",
+        dataset.root,
+        dataset.layout,
+        len(dataset.train),
+        len(dataset.val),
+        ", ".join(dataset.classes),
+    )
     workers = config.workers if config.workers is not None else max(1, default_workers() // dist.world)
     quiet = config.quiet or not dist.main
     side = data.train_side or train_side(spec)
     store: str = config.decode_cache
     if store == "auto":
-        estimate = (estimate_decoded_bytes(dataset.train, side, None)
-                    + estimate_decoded_bytes(dataset.val, spec.resize_size, spec.input_size))
+        estimate = estimate_decoded_bytes(dataset.train, side, None) + estimate_decoded_bytes(
+            dataset.val, spec.resize_size, spec.input_size
+        )
         store = choose_store(estimate)
-        log.info("decoded pictures: about %.0f MB, kept %s", estimate / 1e6,
-                 "in memory" if store == "memory" else "in a memory-mapped file (more than half the free memory)")
+        log.info(
+            "decoded pictures: about %.0f MB, kept %s",
+            estimate / 1e6,
+            "in memory" if store == "memory" else "in a memory-mapped file (more than half the free memory)",
+        )
     splits = []
-    for samples, size, crop, name in ((dataset.train, side, None, "train"),
-                                      (dataset.val, spec.resize_size, spec.input_size, "val")):
+    for samples, size, crop, name in (
+        (dataset.train, side, None, "train"),
+        (dataset.val, spec.resize_size, spec.input_size, "val"),
+    ):
         share = [samples[i] for i in dist.shard(len(samples))]
         part = decode_split(share, size, crop, data.background, workers, f"decode {name}", quiet, store)
         splits.append(DecodedSplit.merge(dist.gather(part), [s.path for s in samples]) if dist.enabled else part)

@@ -64,7 +64,7 @@ def eval_view(decoded: torch.Tensor, input_size: int) -> torch.Tensor:
 
         return F.center_crop(decoded, [input_size, input_size])
     top, left = int(round((height - input_size) / 2.0)), int(round((width - input_size) / 2.0))
-    return decoded[..., top:top + input_size, left:left + input_size]
+    return decoded[..., top : top + input_size, left : left + input_size]
 
 
 class TrainPreset:
@@ -73,10 +73,12 @@ class TrainPreset:
     def __init__(self, input_size: int):
         from torchvision.transforms import v2
 
-        self.transform = v2.Compose([
-            v2.RandomResizedCrop(input_size, antialias=True),
-            v2.RandomHorizontalFlip(),
-        ])
+        self.transform = v2.Compose(
+            [
+                v2.RandomResizedCrop(input_size, antialias=True),
+                v2.RandomHorizontalFlip(),
+            ]
+        )
 
     def __call__(self, decoded: torch.Tensor) -> torch.Tensor:
         return self.transform(decoded)
