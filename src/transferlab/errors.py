@@ -56,6 +56,19 @@ class WeightsUnavailable(TransferlabError, RuntimeError):
     """No pretrained weights could be found or fetched; the message says how to fix it."""
 
 
+def first_line(error: BaseException) -> str:
+    """An exception's message in one short line (a library's error can run to many)."""
+    return (str(error).strip().splitlines() or [type(error).__name__])[0][:120]
+
+
+class DamagedFile(TransferlabError):
+    """A file transferlab wrote and cannot read back: emptied, cut short, overwritten, or not what it should be."""
+
+    def __init__(self, path: object, problem: str, remedy: str):
+        self.path = path
+        super().__init__(f"{path} {problem}: {remedy}")
+
+
 class UnreadableImage(TransferlabError):
     """Raised when a file is not a decodable image; the message says why in one line."""
 

@@ -25,11 +25,14 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from transferlab.config import Strategy
-from transferlab.errors import RunNotFound
-from transferlab.utils.storage import read_json, save_json
+from transferlab.errors import DamagedFile, RunNotFound, first_line
+from transferlab.utils.storage import read_json_object, save_json, write_atomically
 
 WEIGHTS_FILE = "model.safetensors"
 META_FILE = "model.json"
+WEIGHTS_REMEDY = "the run's model is damaged; copy the run folder again from where it was trained, or train it again"
+SUMMARY_REMEDY = "the run's summary is damaged; copy the run folder again, or train it again"
+METRICS_REMEDY = "the run's epoch records are damaged; copy the run folder again, or train it again"
 
 
 Status = Literal["running", "completed", "interrupted"]
@@ -124,9 +127,14 @@ def write_summary(run_dir: Path, summary: RunSummary) -> None:
 
 
 def read_summary(run_dir: str | Path) -> RunSummary:
-    data = read_json(Path(run_dir) / "summary.json")
+    """summary.json; keys written by another version are ignored, a damaged file is a `DamagedFile`."""
+    path = Path(run_dir) / "summary.json"
+    data = read_json_object(path, SUMMARY_REMEDY)
     known = {f.name for f in dataclasses.fields(RunSummary)}
-    return RunSummary(**{k: v for k, v in data.items() if k in known})
+    try:
+        return RunSummary(**{k: v for k, v in data.items() if k in known})
+    except TypeError:  # a field it must have is missing
+        raise DamagedFile(path, "is damaged (a field is missing)", SUMMARY_REMEDY) from None
 
 
 @dataclass(kw_only=True)
@@ -147,11 +155,15 @@ def write_compare_summary(compare_dir: Path, summary: CompareSummary) -> None:
 
 def read_compare_summary(compare_dir: str | Path) -> CompareSummary | None:
     path = Path(compare_dir) / "summary.json"
-    data = read_json(path) if path.exists() else {}
+    remedy = "rebuild it: `transferlab train --resume` on one of its runs writes the report and summary again"
+    data = read_json_object(path, remedy) if path.exists() else {}
     if data.get("kind") != "compare":
         return None
     known = {f.name for f in dataclasses.fields(CompareSummary)}
-    return CompareSummary(**{k: v for k, v in data.items() if k in known})
+    try:
+        return CompareSummary(**{k: v for k, v in data.items() if k in known})
+    except TypeError:
+        raise DamagedFile(path, "is damaged (a field is missing)", remedy) from None
 
 
 def resolve_run(path: str | Path) -> Path:
@@ -170,13 +182,16 @@ def resolve_run(path: str | Path) -> Path:
 def new_run_dir(out: str | Path, name: str | None, default_name: str) -> Path:
     """Create a fresh run folder under `out` (adding -2, -3, ... if the name is taken)."""
     out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
     base = name or f"{default_name}-{time.strftime('%Y%m%d-%H%M%S')}"
     path, n = out / base, 1
-    while path.exists():
-        n += 1
-        path = out / f"{base}-{n}"
-    path.mkdir(parents=True)
-    return path
+    while True:  # mkdir either creates the folder or fails: two commands in the same second never share one
+        try:
+            path.mkdir()
+            return path
+        except FileExistsError:
+            n += 1
+            path = out / f"{base}-{n}"
 
 
 def versions() -> dict[str, str]:
@@ -205,18 +220,34 @@ def append_metrics(run_dir: Path, record: dict) -> None:
 
 
 def read_metrics(run_dir: str | Path) -> list[dict]:
+    """Every finished epoch's line; a last line cut short (killed while appending) is dropped, a damaged one before
+    it is a `DamagedFile`."""
     path = Path(run_dir) / "metrics.jsonl"
     if not path.exists():
         return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    try:
+        lines = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    except UnicodeDecodeError:
+        raise DamagedFile(path, "is damaged (not text)", METRICS_REMEDY) from None
+    records = []
+    for number, line in enumerate(lines, 1):
+        try:
+            record = json.loads(line)
+        except ValueError:
+            if number == len(lines):
+                break  # the line being written when the run was killed: that epoch never finished
+            raise DamagedFile(path, f"is damaged (line {number} is not JSON)", METRICS_REMEDY) from None
+        if not isinstance(record, dict):
+            raise DamagedFile(path, f"is damaged (line {number} is not a record)", METRICS_REMEDY)
+        records.append(record)
+    return records
 
 
 def save_checkpoint(run_dir: Path, model: torch.nn.Module, metadata: dict) -> None:
     """Write the weights (safetensors) and their metadata (JSON), each atomically."""
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    tmp = run_dir / (WEIGHTS_FILE + ".tmp")
-    save_file(state, tmp, metadata={"backbone": metadata["backbone"], "classes": json.dumps(metadata["classes"])})
-    tmp.replace(run_dir / WEIGHTS_FILE)
+    about = {"backbone": metadata["backbone"], "classes": json.dumps(metadata["classes"])}
+    write_atomically(run_dir / WEIGHTS_FILE, lambda tmp: save_file(state, tmp, metadata=about))
     save_json(metadata, run_dir / META_FILE)
 
 
@@ -228,7 +259,11 @@ def load_checkpoint(run_dir: str | Path) -> tuple[dict[str, torch.Tensor], dict]
             f"{run_dir}: no saved model ({WEIGHTS_FILE} and {META_FILE}); "
             "was the run stopped before its first epoch ended?"
         )
-    return load_file(weights), json.loads(meta.read_text())
+    try:
+        state = load_file(weights)
+    except Exception as error:  # noqa: BLE001 - safetensors says "invalid header", "incomplete", ... in its words
+        raise DamagedFile(weights, f"cannot be read ({first_line(error)})", WEIGHTS_REMEDY) from None
+    return state, read_json_object(meta, WEIGHTS_REMEDY)
 
 
 LAST_STATE = "last.pt"  # the resume state, written by `training.checkpoint`
@@ -236,7 +271,5 @@ LAST_STATE = "last.pt"  # the resume state, written by `training.checkpoint`
 
 def truncate_metrics(run_dir: Path, epochs: int) -> None:
     """Keep the first `epochs` lines of metrics.jsonl (a kill may have left a line past the saved state)."""
-    kept = read_metrics(run_dir)[:epochs]
-    tmp = run_dir / "metrics.jsonl.tmp"
-    tmp.write_text("".join(json.dumps(r) + "\n" for r in kept))
-    tmp.replace(run_dir / "metrics.jsonl")
+    text = "".join(json.dumps(r) + "\n" for r in read_metrics(run_dir)[:epochs])
+    write_atomically(run_dir / "metrics.jsonl", lambda tmp: tmp.write_text(text))

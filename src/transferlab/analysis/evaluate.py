@@ -29,7 +29,7 @@ from transferlab.errors import DatasetError
 from transferlab.inference.predict import Classifier
 from transferlab.runs import resolve_run
 from transferlab.utils.device import resolve_device
-from transferlab.utils.storage import read_json
+from transferlab.utils.storage import read_json, write_atomically
 
 __all__ = ["CALIBRATION_BINS", "Evaluation", "evaluate_decoded", "evaluate_run", "read_evaluation", "wilson_interval"]
 
@@ -134,6 +134,10 @@ def evaluate_decoded(run_dir: str | Path, val: DecodedSplit, device: str = "cpu"
 
 def write_predictions(evaluation: Evaluation, path: Path) -> None:
     """One row per image: path, true and predicted class, probability of each class."""
+    write_atomically(path, lambda tmp: _write_predictions(evaluation, tmp))
+
+
+def _write_predictions(evaluation: Evaluation, path: Path) -> None:
     with open(path, "w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["path", "true", "predicted", "correct"] + [f"p_{c}" for c in evaluation.classes])

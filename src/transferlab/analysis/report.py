@@ -19,7 +19,7 @@ from transferlab.analysis.results import (
     markdown_table,
 )
 from transferlab.runs import CompareSummary, write_compare_summary
-from transferlab.utils.storage import read_json
+from transferlab.utils.storage import read_json, write_atomically
 
 
 def explain_times(runs: list[LoadedRun]) -> str:
@@ -108,7 +108,8 @@ def write_report(compare_dir: str | Path, title: str = "transferlab comparison")
         if evaluation is not None:
             lines += [evaluation_markdown(evaluation, prefix=f"{run.name}/evaluation/", heading="##"), ""]
     path = compare_dir / "report.md"
-    path.write_text("\n".join(lines))
+    text = "\n".join(lines)
+    write_atomically(path, lambda tmp: tmp.write_text(text))
     write_html(path, title)
     return path
 
@@ -289,7 +290,7 @@ def write_html(markdown_path: Path, title: str) -> Path:
         f"<body>{body}</body></html>"
     )
     path = markdown_path.with_suffix(".html")
-    path.write_text(html)
+    write_atomically(path, lambda tmp: tmp.write_text(html))
     return path
 
 

@@ -31,7 +31,7 @@ import numpy as np
 
 from transferlab.curate.fetching import STOP, FetchFailed, Limits, fetch
 from transferlab.data.fingerprints import Fingerprint, candidates, fingerprint, same_picture
-from transferlab.errors import UsageError
+from transferlab.errors import DamagedFile, UsageError, first_line
 
 SOURCES = "sources.csv"
 FIELDS = ("url", "label", "file", "status", "reason", "bytes")
@@ -253,8 +253,17 @@ def _finished_urls(sources: Path) -> set[str]:
     """URLs an earlier run saved (file still there) or found to be copies: a rerun does not fetch them again."""
     if not sources.exists():
         return set()
-    with sources.open(newline="") as handle:
-        rows = list(csv.DictReader(handle))
+    remedy = (
+        "it records each download; move it aside and run collect again (photos already in the folder are found "
+        "by their bytes and kept)"
+    )
+    try:
+        with sources.open(newline="", encoding="utf-8") as handle:
+            rows = list(csv.DictReader(handle))
+    except (UnicodeDecodeError, csv.Error) as error:
+        raise DamagedFile(sources, f"is damaged ({first_line(error)})", remedy) from None
+    if rows and "url" not in rows[0]:
+        raise DamagedFile(sources, "is damaged (no url column)", remedy)
     return {
         row["url"]
         for row in rows

@@ -9,13 +9,12 @@ quarantine folder inside the dataset is refused, and nothing outside the dataset
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
 from transferlab.curate.doctor import DoctorReport
-from transferlab.errors import RunNotFound, UsageError
-from transferlab.utils.storage import save_json
+from transferlab.errors import DamagedFile, RunNotFound, UsageError
+from transferlab.utils.storage import read_json_object, save_json
 
 MANIFEST = "manifest.json"
 
@@ -27,7 +26,7 @@ def quarantine(report: DoctorReport, destination: str | Path) -> list[dict]:
     if destination == root or root in destination.parents:
         raise UsageError(f"the quarantine folder {destination} is inside the dataset {root}: choose one outside it")
     manifest_path = destination / MANIFEST
-    entries = json.loads(manifest_path.read_text())["moved"] if manifest_path.exists() else []
+    entries = _moved(manifest_path) if manifest_path.exists() else []
     destination.mkdir(parents=True, exist_ok=True)
     moved = []
     for relative, reasons in sorted(report.problem_files().items()):
@@ -47,7 +46,7 @@ def restore(destination: str | Path) -> tuple[list[str], list[str]]:
     manifest_path = Path(destination) / MANIFEST
     if not manifest_path.exists():
         raise RunNotFound(f"{manifest_path} not found: nothing to restore")
-    remaining = json.loads(manifest_path.read_text())["moved"]
+    remaining = _moved(manifest_path)
     restored, left = [], []
     for entry in list(remaining):
         source, target = Path(entry["to"]), Path(entry["from"])
@@ -62,6 +61,16 @@ def restore(destination: str | Path) -> tuple[list[str], list[str]]:
     if not remaining:
         manifest_path.unlink()
     return restored, left
+
+
+def _moved(manifest: Path) -> list[dict]:
+    """The moves a manifest records; a damaged manifest is a `DamagedFile` (the files are still in the folder)."""
+    remedy = "the quarantined files are still there, but where each came from is lost: move them back by hand"
+    data = read_json_object(manifest, remedy)
+    moved = data.get("moved")
+    if not isinstance(moved, list) or not all(isinstance(e, dict) and {"from", "to"} <= set(e) for e in moved):
+        raise DamagedFile(manifest, "is damaged (its list of moves is missing or malformed)", remedy)
+    return moved
 
 
 def free_name(path: Path) -> Path:

@@ -9,26 +9,27 @@ infos; `split` keeps each group on one side.
 
 from __future__ import annotations
 
-from typing import cast
-
 import hashlib
 import json
-import os
+import logging
 import warnings
 from collections import defaultdict
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 from PIL import Image
 
-from transferlab.errors import UnreadableImage
 from transferlab.data.fingerprints import Fingerprint, fingerprint, groups_from_pairs, near_duplicate_pairs
 from transferlab.data.images import VAL_DIR_NAMES, is_hidden_below, is_hidden_name, is_image_file, load_rgb
+from transferlab.errors import UnreadableImage
 from transferlab.utils.parallel import parallel_imap
-from transferlab.utils.storage import cache_dir
+from transferlab.utils.storage import cache_dir, write_atomically
 
 CACHE_VERSION = 1
+
+log = logging.getLogger("transferlab")
 
 
 @dataclass
@@ -101,8 +102,11 @@ def unidentified_reason(data: bytes) -> str:
     if head[4:12] in (b"ftypheic", b"ftypheix", b"ftypmif1", b"ftypavif"):
         from transferlab.data.images import HEIF_READABLE
 
-        return ("damaged HEIC/AVIF file" if HEIF_READABLE
-                else "unsupported format (HEIC: install pi-heif, or convert to JPEG)")
+        return (
+            "damaged HEIC/AVIF file"
+            if HEIF_READABLE
+            else "unsupported format (HEIC: install pi-heif, or convert to JPEG)"
+        )
     if head.lstrip().startswith((b"<svg", b"<?xml")):
         return "unsupported format (SVG vector graphic)"
     if head.lstrip().lower().startswith((b"<!doctype html", b"<html")):
@@ -120,8 +124,9 @@ def list_files(root: Path) -> tuple[list[tuple[Path, str, str]], list[Path]]:
     files, others = [], []
     for folder, split in folders:
         inside = root.resolve()
-        for class_dir in sorted(d for d in folder.iterdir() if d.is_dir() and not is_hidden_name(d.name)
-                                and inside in d.resolve().parents):  # a symlink out of the dataset: not followed
+        for class_dir in sorted(
+            d for d in folder.iterdir() if d.is_dir() and not is_hidden_name(d.name) and inside in d.resolve().parents
+        ):  # a symlink out of the dataset: not followed
             for path in sorted(class_dir.rglob("*")):
                 if not path.is_file() or is_hidden_below(path, class_dir):
                     continue
@@ -130,7 +135,6 @@ def list_files(root: Path) -> tuple[list[tuple[Path, str, str]], list[Path]]:
                 else:
                     others.append(path)
     return files, others
-
 
 
 def _cache_path(root: Path) -> Path:
@@ -142,24 +146,30 @@ def _inspect_job(item: tuple[Path, Path, str, str]) -> FileInfo:
     return inspect_file(*item)
 
 
-
 def _read_cache(path: Path) -> dict:
+    if not path.exists():
+        return {}
     try:
         data = json.loads(path.read_text())
         return data["files"] if data.get("version") == CACHE_VERSION else {}
-    except (OSError, ValueError, KeyError):
+    except (OSError, ValueError, KeyError, AttributeError, TypeError):
+        log.warning("ignoring the damaged inspection cache %s: inspecting every file again", path)
         return {}
 
 
 def _write_cache(path: Path, files: dict[str, dict]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")  # torchrun's processes may write at once
-    tmp.write_text(json.dumps({"version": CACHE_VERSION, "files": files}))
-    tmp.replace(path)
+    text = json.dumps({"version": CACHE_VERSION, "files": files})
+    write_atomically(path, lambda tmp: tmp.write_text(text))  # two doctors at once: the last one wins, whole
 
 
-def inspect_folder(root: Path, workers: int | None = None, quiet: bool = False, use_cache: bool = True,
-                   files: list[tuple[Path, str, str]] | None = None) -> tuple[list[FileInfo], int]:
+def inspect_folder(
+    root: Path,
+    workers: int | None = None,
+    quiet: bool = False,
+    use_cache: bool = True,
+    files: list[tuple[Path, str, str]] | None = None,
+) -> tuple[list[FileInfo], int]:
     """One FileInfo per image file of `root` (or per `files`, as (path, split, class)), and how many came from
     the cache. Files inspected before an interruption are cached, so they are not inspected again."""
     files = list_files(root)[0] if files is None else files
@@ -174,8 +184,9 @@ def inspect_folder(root: Path, workers: int | None = None, quiet: bool = False, 
             infos[index] = FileInfo(**{**hit, "split": split, "label": label})
         else:
             todo.append(index)
-    results = parallel_imap(_inspect_job, [(files[i][0], root, files[i][1], files[i][2]) for i in todo],
-                            workers, "inspect", quiet)
+    results = parallel_imap(
+        _inspect_job, [(files[i][0], root, files[i][1], files[i][2]) for i in todo], workers, "inspect", quiet
+    )
     try:
         for index, info in zip(todo, results):
             infos[index] = info

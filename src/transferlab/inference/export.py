@@ -26,7 +26,7 @@ from transferlab.errors import DatasetError, TransferlabError, UnreadableImage, 
 from transferlab.inference.predict import Classifier
 from transferlab.inference.unknown import FILE as UNKNOWN_FILE
 from transferlab.runs import resolve_run
-from transferlab.utils.storage import read_json
+from transferlab.utils.storage import read_json, save_json
 
 PARITY_TOLERANCE = 1e-4
 FORMATS = ("onnx", "torchscript")
@@ -107,7 +107,7 @@ def export_run(
     finally:
         partial.unlink(missing_ok=True)
     metadata_path = out.with_name(out.name + ".json")
-    metadata_path.write_text(json.dumps(metadata, indent=2))
+    save_json(metadata, metadata_path)
     if classifier.unknown is not None:
         shutil.copyfile(run_dir / UNKNOWN_FILE, out.with_name(out.name + ".unknown.safetensors"))
     diff = parity(model, batch, out, fmt)

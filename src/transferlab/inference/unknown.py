@@ -22,6 +22,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from transferlab.errors import DamagedFile, first_line
+from transferlab.utils.storage import write_atomically
+
 K = 5
 QUANTILE = 0.95  # of the validation photos' scores: the threshold
 FILE = "unknown.safetensors"
@@ -86,9 +89,8 @@ def save_detector(detector: UnknownDetector, run_dir: Path) -> Path:
     from safetensors.torch import save_file
 
     path = Path(run_dir) / FILE
-    tmp = path.with_name(path.name + ".tmp")
-    save_file({"bank": detector.bank.contiguous()}, tmp, metadata={"detector": json.dumps(detector.describe())})
-    tmp.replace(path)
+    about = {"detector": json.dumps(detector.describe())}
+    write_atomically(path, lambda tmp: save_file({"bank": detector.bank.contiguous()}, tmp, metadata=about))
     return path
 
 
@@ -99,10 +101,17 @@ def load_detector(run_dir: str | Path) -> UnknownDetector | None:
     path = Path(run_dir) / FILE
     if not path.exists():
         return None
-    with safe_open(path, "pt") as handle:
-        about = json.loads(handle.metadata()["detector"])
-        bank = handle.get_tensor("bank")
-    return UnknownDetector(bank, about["threshold"], about["known_rejected"], about["k"])
+    try:
+        with safe_open(path, "pt") as handle:
+            about = json.loads(handle.metadata()["detector"])
+            bank = handle.get_tensor("bank")
+        return UnknownDetector(bank, float(about["threshold"]), float(about["known_rejected"]), int(about["k"]))
+    except Exception as error:  # noqa: BLE001 - cut short, overwritten, or without its fields
+        raise DamagedFile(
+            path,
+            f"cannot be read ({first_line(error)})",
+            "the run's 'unknown' detector is damaged; copy the run folder again, or train it again",
+        ) from None
 
 
 def fit_and_save(features, run_dir: Path) -> UnknownDetector:

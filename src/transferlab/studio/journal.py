@@ -11,6 +11,7 @@ source is removed if a hard link left both), one whose source is still alone nev
 from __future__ import annotations
 
 import json
+import logging
 import os
 import threading
 import time
@@ -22,6 +23,7 @@ from typing import Literal
 from transferlab.curate.quarantine import free_name, move_file
 from transferlab.errors import UsageError
 
+log = logging.getLogger("transferlab")
 JOURNAL = "journal.jsonl"
 Kind = Literal["move", "aside", "add", "undo"]
 State = Literal["begin", "done", "abandoned", "undone"]
@@ -54,12 +56,18 @@ class Journal:
         latest: dict[str, Entry] = {}
         if not self.path.exists():
             return []
-        for line in self.path.read_text(encoding="utf-8").splitlines():
+        lines = self.path.read_text(encoding="utf-8", errors="replace").splitlines()
+        damaged = 0
+        for number, line in enumerate(lines, 1):
             try:
                 record = json.loads(line)
                 latest[record["id"]] = Entry(**record)
             except (ValueError, TypeError, KeyError):
-                continue  # a torn last line (killed while appending): its change was never begun on disk
+                damaged += number < len(lines)  # a torn last line (killed while appending) was never begun on disk
+        if damaged:
+            log.warning(
+                "%s: %d damaged line(s) skipped; the changes they recorded cannot be undone here", self.path, damaged
+            )
         return list(latest.values())
 
     def move(self, source: Path, target: Path, kind: Kind, reason: str = "", undoes: str | None = None) -> Entry:

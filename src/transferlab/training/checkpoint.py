@@ -14,8 +14,10 @@ from typing import TYPE_CHECKING, Any, cast
 import torch
 
 from transferlab import runs
+from transferlab.errors import DamagedFile, first_line
 from transferlab.runs import LAST_STATE, EpochRecord, StageName
 from transferlab.training.engine import EarlyStopping
+from transferlab.utils.storage import write_atomically
 
 if TYPE_CHECKING:
     from transferlab.utils.distributed import Dist
@@ -78,14 +80,22 @@ def save_training_state(
         "best": dict(best),
         "stopping": stopping,
     }
-    tmp = run_dir / (LAST_STATE + ".tmp")
-    torch.save(state, tmp)
-    tmp.replace(run_dir / LAST_STATE)
+    write_atomically(run_dir / LAST_STATE, lambda tmp: torch.save(state, tmp))
 
 
 def load_training_state(run_dir: Path) -> dict:
     """The state saved by `save_training_state` (loaded with weights_only: no code runs from the file)."""
-    return torch.load(Path(run_dir) / LAST_STATE, map_location="cpu", weights_only=True)
+    path = Path(run_dir) / LAST_STATE
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise
+    except Exception as error:  # noqa: BLE001 - torch's words for a cut-short or foreign file vary
+        raise DamagedFile(
+            path,
+            f"cannot be read ({first_line(error)})",
+            "the run cannot be resumed from it; its best model is still usable (predict, evaluate, export)",
+        ) from None
 
 
 class CheckpointSaver:

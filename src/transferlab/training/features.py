@@ -13,7 +13,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -30,7 +29,7 @@ from transferlab.data.decoding import DecodedSplit
 from transferlab.data.presets import TrainPreset, eval_view, normalize
 from transferlab.models.backbones import BackboneSpec
 from transferlab.utils.distributed import Dist
-from transferlab.utils.storage import cache_dir
+from transferlab.utils.storage import cache_dir, write_atomically
 
 log = logging.getLogger("transferlab")
 
@@ -213,12 +212,11 @@ def save_features(key: str, features: FeatureCache) -> Path:
     """Write features atomically (temporary file, then rename), so concurrent writers never leave half a file."""
     path = feature_cache_path(key)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
     tensors = {"train": features.train.contiguous(), "val": features.val.contiguous()}
     if features.train_centre is not None:
         tensors["train_centre"] = features.train_centre.contiguous()
-    save_file(tensors, tmp, metadata={"compute_seconds": repr(features.compute_seconds)})
-    tmp.replace(path)
+    about = {"compute_seconds": repr(features.compute_seconds)}
+    write_atomically(path, lambda tmp: save_file(tensors, tmp, metadata=about))  # two writers: the last wins whole
     return path
 
 

@@ -1,10 +1,18 @@
-"""Where transferlab keeps things on disk: the user cache folder, and JSON files written atomically."""
+"""Where transferlab keeps things on disk: the user cache folder, files written atomically (a temporary file
+renamed into place, removed again if the write fails: a full disk leaves the previous file, never half of one),
+and JSON read back with a one-line error naming a damaged file."""
 
 from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
+
+from transferlab.errors import DamagedFile
+
+REWRITE = "run the command that wrote it again, or restore the folder from a copy"
 
 
 def cache_dir() -> Path:
@@ -12,12 +20,42 @@ def cache_dir() -> Path:
     return Path(os.environ.get("TRANSFERLAB_CACHE", Path.home() / ".cache" / "transferlab"))
 
 
-def save_json(data: dict, path: Path) -> None:
-    """Write JSON atomically (temporary file, then rename), so an interruption never leaves half a file."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=str) + "\n")
-    tmp.replace(path)
+def write_atomically(path: Path, write: Callable[[Path], object]) -> None:
+    """`write(tmp)` to a temporary file beside `path` (unique to this process), then rename it into place. If the
+    write fails (a full disk, Ctrl-C), the temporary file is removed and `path` is left as it was."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        write(tmp)
+        tmp.replace(path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
-def read_json(path: str | Path) -> dict:
-    return json.loads(Path(path).read_text())
+def save_json(data: Any, path: Path) -> None:
+    """Write JSON atomically."""
+    text = json.dumps(data, indent=2, default=str) + "\n"
+    write_atomically(Path(path), lambda tmp: tmp.write_text(text, encoding="utf-8"))
+
+
+def read_json(path: str | Path, remedy: str = REWRITE) -> Any:
+    """JSON written by transferlab; a file that is empty, cut short or not JSON is a `DamagedFile` saying so."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise DamagedFile(path, "is damaged (not text)", remedy) from None
+    if not text.strip():
+        raise DamagedFile(path, "is empty (a full disk, or a copy cut short?)", remedy)
+    try:
+        return json.loads(text)
+    except ValueError as error:
+        raise DamagedFile(path, f"is damaged (not JSON: {error})", remedy) from None
+
+
+def read_json_object(path: str | Path, remedy: str = REWRITE) -> dict:
+    """As `read_json`, for files holding one JSON object."""
+    data = read_json(path, remedy)
+    if not isinstance(data, dict):
+        raise DamagedFile(Path(path), f"is damaged (a JSON {type(data).__name__} where an object belongs)", remedy)
+    return data
