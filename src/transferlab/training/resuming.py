@@ -11,12 +11,12 @@ from pathlib import Path
 
 from transferlab.config import TrainConfig, to_dict, train_config_from_dict
 from transferlab.data.layout import load_dataset
-from transferlab.errors import DatasetError, RunNotFound, UsageError
+from transferlab.errors import DamagedFile, DatasetError, RunNotFound, UsageError, first_line
 from transferlab.runs import LAST_STATE, META_FILE, read_summary
 from transferlab.training.run_folder import RunResult
 from transferlab.training.stages import plan_stages
 from transferlab.training.trainer import train
-from transferlab.utils.storage import read_json, save_json
+from transferlab.utils.storage import read_json, read_json_object, save_json
 
 log = logging.getLogger("transferlab")
 
@@ -27,7 +27,7 @@ def resume(run_dir: str | Path, epochs: int | None = None) -> RunResult:
     run_dir = Path(run_dir)
     if not (run_dir / LAST_STATE).exists():
         raise RunNotFound(f"{run_dir}: no {LAST_STATE} to resume from (no epoch finished yet?)")
-    saved = read_json(run_dir / "config.json")
+    saved = read_json_object(run_dir / "config.json")
     resolved = saved.pop("resolved", {})
     config = saved_config(saved, run_dir)
     summary = read_summary(run_dir)
@@ -68,9 +68,11 @@ def saved_config(saved: dict, run_dir: Path) -> TrainConfig:
     """The run's TrainConfig from its config.json; a setting this version does not know is a clear error."""
     try:
         return train_config_from_dict(saved)
-    except UsageError as error:
-        raise UsageError(
-            f"{run_dir / 'config.json'}: {error}; this version of transferlab cannot resume it as it is"
+    except (UsageError, TypeError, KeyError, AttributeError, ValueError) as error:  # another version's, or damaged
+        raise DamagedFile(
+            run_dir / "config.json",
+            f"cannot be read by this version of transferlab ({first_line(error)})",
+            "resume it with the version that wrote it, or train it again",
         ) from None
 
 

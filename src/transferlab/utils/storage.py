@@ -4,6 +4,7 @@ and JSON read back with a one-line error naming a damaged file."""
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 from collections.abc import Callable
@@ -27,9 +28,23 @@ def write_atomically(path: Path, write: Callable[[Path], object]) -> None:
     try:
         write(tmp)
         tmp.replace(path)
-    except BaseException:
+    except BaseException as error:
+        full = isinstance(error, Exception) and not isinstance(error, OSError) and _disk_full(error, path.parent)
         tmp.unlink(missing_ok=True)
+        if full:  # safetensors and torch report a full disk in their own words: say it as the machine does
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path)) from error
         raise
+
+
+def _disk_full(error: BaseException, folder: Path) -> bool:
+    text = str(error)
+    if "os error 28" in text or "No space left" in text:
+        return True
+    try:
+        stats = os.statvfs(folder)
+    except OSError:
+        return False
+    return stats.f_bavail * stats.f_frsize < 1 << 20  # less than 1 MB left: the write ran out of room
 
 
 def save_json(data: Any, path: Path) -> None:
