@@ -260,3 +260,74 @@ def test_two_processes_creating_run_folders_in_one_second_never_share_one(tmp_pa
     ]
     made = [line for p in procs for line in p.communicate()[0].splitlines()]
     assert len(made) == 200 and len(set(made)) == 200  # each folder made by exactly one of them
+
+
+def _cli(*args: str, env: dict | None = None) -> subprocess.Popen:
+    import os
+
+    return subprocess.Popen(
+        [sys.executable, "-m", "transferlab", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, **(env or {})},
+    )
+
+
+def test_two_doctors_on_one_folder_at_once_agree_and_leave_a_whole_cache(tmp_path):
+    photos = make_folder(tmp_path / "photos", {"red": 12, "green": 12}, split=False)
+    env = {"TRANSFERLAB_CACHE": str(tmp_path / "cache")}
+    procs = [_cli("doctor", str(photos), "--json", "--workers", "0", "-q", env=env) for _ in range(2)]
+    outputs = [p.communicate(timeout=300) for p in procs]
+    assert all(p.returncode == 0 for p in procs), [err for _, err in outputs]
+    reports = [json.loads(out) for out, _ in outputs]
+    assert reports[0]["findings"] == reports[1]["findings"] and reports[0]["files_scanned"] == 24
+    third = _cli("doctor", str(photos), "--json", "--workers", "0", "-q", env=env)
+    out, err = third.communicate(timeout=300)
+    assert json.loads(out)["cached"] == 24 and "ignoring" not in err  # the cache they left is whole
+
+
+def test_two_trainings_filling_one_feature_cache_entry_at_once(tmp_path):
+    photos = make_folder(tmp_path / "photos", {"red": 6, "green": 6})
+    env = {"TRANSFERLAB_CACHE": str(tmp_path / "cache")}
+    args = ["--strategy", "extract", "--backbone", "efficientnet_lite0", "--epochs", "1", "-q", "--workers", "0"]
+    procs = [_cli("train", str(photos), "--out", str(tmp_path / f"runs{k}"), *args, env=env) for k in range(2)]
+    outputs = [p.communicate(timeout=600) for p in procs]
+    assert all(p.returncode == 0 for p in procs), [err for _, err in outputs]
+    again = _cli("train", str(photos), "--out", str(tmp_path / "runs2"), *args, env=env)
+    out, err = again.communicate(timeout=600)
+    assert again.returncode == 0 and "ignoring" not in err  # the entry they both wrote is whole
+    (run,) = (tmp_path / "runs2").iterdir()
+    assert json.loads((run / "summary.json").read_text())["features_from_cache"] is True
+
+
+def test_the_studio_moving_photos_while_a_doctor_runs_loses_none_and_flags_none(tmp_path):
+    import threading
+
+    from transferlab.curate.doctor import diagnose
+    from transferlab.studio.app import create_studio
+
+    photos = make_folder(tmp_path / "photos", {"red": 20, "green": 20}, split=False)
+    journal = create_studio(photos, tmp_path / "runs").state.studio.journal
+    reports, failures = [], []
+
+    def doctor() -> None:
+        try:
+            for _ in range(3):
+                reports.append(diagnose(photos, workers=0, quiet=True, use_cache=False))
+        except Exception as error:  # noqa: BLE001 - the test reports it
+            failures.append(error)
+
+    thread = threading.Thread(target=doctor)
+    thread.start()
+    moved = 0
+    while thread.is_alive():
+        source = sorted((photos / "red").iterdir())[0]
+        journal.move(source, photos / "green" / source.name, "move")
+        moved += 1
+        back = photos / "green" / source.name
+        journal.move(back, photos / "red" / source.name, "move")
+    thread.join()
+    assert not failures and moved and len(reports) == 3
+    assert all(not [f for f in r.findings if f.kind == "unreadable"] for r in reports)  # moved is not unreadable
+    assert sum(1 for _ in photos.rglob("*.jpg")) == 40  # every photo in one place

@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from transferlab.data.fingerprints import groups_from_pairs, near_duplicate_pairs
-from transferlab.data.inspection import FileInfo, exact_groups, inspect_folder, list_files
+from transferlab.data.inspection import GONE, FileInfo, exact_groups, inspect_folder, list_files
 from transferlab.data.layout import layout_problem
 from transferlab.errors import DatasetError
 
@@ -117,7 +117,7 @@ def diagnose(root: str | Path, workers: int | None = None, quiet: bool = False, 
 
 def _findings(infos: list[FileInfo], others: list[Path], root: Path) -> list[Finding]:
     findings: list[Finding] = []
-    unreadable = [i for i in infos if i.error]
+    unreadable = [i for i in infos if i.error and i.error != GONE]  # a photo moved meanwhile is not unreadable
     if unreadable:
         findings.append(
             Finding(

@@ -28,6 +28,7 @@ from transferlab.utils.parallel import parallel_imap
 from transferlab.utils.storage import cache_dir, write_atomically
 
 CACHE_VERSION = 1
+GONE = "gone: moved or deleted while the folder was being inspected"
 
 log = logging.getLogger("transferlab")
 
@@ -143,7 +144,11 @@ def _cache_path(root: Path) -> Path:
 
 
 def _inspect_job(item: tuple[Path, Path, str, str]) -> FileInfo:
-    return inspect_file(*item)
+    path, root, split, label = item
+    try:
+        return inspect_file(path, root, split, label)
+    except FileNotFoundError:  # moved or deleted since the folder was listed (the studio, another command)
+        return FileInfo(str(path.relative_to(root)), split, label, 0, 0, error=GONE)
 
 
 def _read_cache(path: Path) -> dict:
@@ -178,7 +183,11 @@ def inspect_folder(
     infos: list[FileInfo | None] = [None] * len(files)
     todo = []
     for index, (path, split, label) in enumerate(files):
-        stat = path.stat()
+        try:
+            stat = path.stat()
+        except FileNotFoundError:
+            todo.append(index)  # gone already: `_inspect_job` says so
+            continue
         hit = cache.get(str(path.relative_to(root)))
         if hit and hit["size"] == stat.st_size and hit["mtime_ns"] == stat.st_mtime_ns:
             infos[index] = FileInfo(**{**hit, "split": split, "label": label})
@@ -192,7 +201,7 @@ def inspect_folder(
             infos[index] = info
     finally:  # interrupted too: the files inspected so far are not inspected again
         if use_cache:
-            kept = {**cache, **{info.path: asdict(info) for info in infos if info is not None}}
+            kept = {**cache, **{info.path: asdict(info) for info in infos if info is not None and info.error != GONE}}
             _write_cache(cache_file, kept)
     return cast(list[FileInfo], infos), len(files) - len(todo)  # every slot is filled by now
 
