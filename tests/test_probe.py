@@ -76,3 +76,15 @@ def test_reference_recipe_keeps_the_tutorials_sgd_head(tiny_dataset, tmp_path):
     )
     metrics = (train(config).run_dir / "metrics.jsonl").read_text().splitlines()
     assert [json.loads(m)["stage"] for m in metrics] == ["head", "head", "head"]
+
+
+def test_a_probes_accuracies_are_exact_fractions_as_every_runs_are():
+    """23 of 24 is 23 / 24 in float64, as the epoch loop counts it: not a float32 that compares as another number
+    (0.9583333134651184) beside a fine-tuned run's 0.9583333333333334."""
+    from transferlab.training.probe import _scores
+
+    labels = torch.arange(24) % 3
+    logits = torch.nn.functional.one_hot(labels, 3).float()
+    logits[0] = torch.tensor([0.0, 5.0, 0.0])  # one wrong
+    _, accuracy = _scores(logits, labels)
+    assert accuracy == 23 / 24

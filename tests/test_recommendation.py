@@ -247,3 +247,25 @@ def test_cross_validated_probabilities_come_from_models_that_never_saw_the_image
     probabilities = cross_val_probabilities(x, given, 2, folds=4)
     assert torch.allclose(probabilities.sum(1), torch.ones(40), atol=1e-5)
     assert probabilities[7, given[7]] < 0.5 and (probabilities.argmax(1) == y).float().mean() > 0.85
+
+
+@pytest.mark.parametrize(
+    ("recipe", "says", "never"),
+    [
+        ("fast", "fitted the head as a cross-validated probe on cached features in one step", "epochs ("),
+        ("reference", "trained the head on cached features for 5 epochs", "probe"),
+    ],
+)
+def test_the_report_says_what_two_stage_did_under_each_recipe(recipe, says, never):
+    import dataclasses
+
+    from transferlab.analysis.report import explain_times
+    from transferlab.config import RECIPES
+
+    run = _run("two-stage", "efficientnet_lite0", 0.9, 100)
+    run.config["recipe"] = {**dataclasses.asdict(RECIPES[recipe]), "batch_size": 32}
+    text = explain_times([run])
+    assert says in text and never not in text.split("then fine-tuned")[0]
+    no_head = {**run.config["recipe"], "head_solver": "sgd", "head_epochs": 0}
+    run.config["recipe"] = no_head
+    assert "no head stage" in explain_times([run])

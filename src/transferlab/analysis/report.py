@@ -18,7 +18,7 @@ from transferlab.analysis.results import (
     load_runs,
     markdown_table,
 )
-from transferlab.runs import CompareSummary, write_compare_summary
+from transferlab.runs import CompareSummary, RunSummary, write_compare_summary
 from transferlab.utils.storage import read_json, write_atomically
 
 
@@ -50,16 +50,26 @@ def explain_times(runs: list[LoadedRun]) -> str:
         )
     two_stage = [r for r in firsts if r.summary.strategy == "two-stage"]
     if two_stage:
-        ts, recipe = two_stage[0].summary, two_stage[0].config["recipe"]
-        lines.append("")
-        lines.append(
-            f"Two-stage first trained the head on cached features for {recipe['head_epochs']} epochs "
-            f"({format_seconds(ts.feature_seconds)} for the features"
-            f"{', read from the cache' if ts.features_from_cache else ''}), then fine-tuned the whole network "
-            f"for up to {recipe['epochs']} epochs with the backbone at {recipe['backbone_lr_scale']:g}x the head's "
-            f"learning rate ({format_seconds(ts.compute_seconds)} of training compute in all)."
-        )
+        lines += ["", _two_stage_sentence(two_stage[0].summary, two_stage[0].config["recipe"])]
     return "\n".join(lines)
+
+
+def _two_stage_sentence(ts: RunSummary, recipe: dict) -> str:
+    """What two-stage did, as its recipe had it: the head fitted as a probe in one step, trained by epochs on
+    cached features, or no head stage at all; then the whole network."""
+    cached = ", read from the cache" if ts.features_from_cache else ""
+    features = f"({format_seconds(ts.feature_seconds)} for the features{cached})"
+    if recipe.get("head_solver", "sgd") == "probe":
+        head = f"Two-stage first fitted the head as a cross-validated probe on cached features in one step {features}"
+    elif recipe.get("head_epochs", 0) > 0:
+        head = f"Two-stage first trained the head on cached features for {recipe['head_epochs']} epochs {features}"
+    else:
+        head = "Two-stage had no head stage (0 head epochs)"
+    return (
+        f"{head}, then fine-tuned the whole network for up to {recipe['epochs']} epochs with the backbone at "
+        f"{recipe['backbone_lr_scale']:g}x the head's learning rate ({format_seconds(ts.compute_seconds)} of "
+        "training compute in all)."
+    )
 
 
 def write_report(compare_dir: str | Path, title: str = "transferlab comparison") -> Path:

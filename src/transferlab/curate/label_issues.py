@@ -171,35 +171,47 @@ class Verdict:
 
 
 def confident_learning(probabilities: np.ndarray, labels: np.ndarray) -> Verdict:
-    """Confident learning (Northcutt et al., 2021) on out-of-fold probabilities.
+    """Confident learning (Northcutt et al., 2021) on out-of-fold probabilities, cut by the noise rate.
 
     Each class j gets a threshold t_j: the mean probability of j over the photos filed under j (how sure the model
     is of that class's own photos). A photo's *confident class* is the most likely of the classes whose probability
-    reaches their threshold. A photo filed under y whose confident class is another class is a label issue: a
-    *likely wrong label* when p(y) is under t_y, or *looks like two classes* when p(y) reaches t_y too. A photo no
-    class is confident about, split between its own class and another (each at least TORN), also looks like two
-    classes (a bouquet of both, or a hard photo); the other photos no class is confident about are left alone.
-    The confident joint (filed class x confident class), scaled to each
-    class's count, estimates how many photos of the folder are misfiled: its off-diagonal sum.
+    reaches their threshold; the *confident joint* counts photos by (filed class, confident class), and scaled to
+    each class's count its off-diagonal estimates how many photos are misfiled, per pair of classes. For each pair
+    (filed y, belongs to j), that many photos filed under y with the largest margin p(j) - p(y) are listed as
+    *likely wrong labels* (cleanlab's "prune by noise rate"), suggested j; so the list is as long as the estimate.
+    Of those, a photo whose own class also reaches its threshold *looks like two classes* instead, and so does any
+    other photo another class fits better without confidence, or that the model splits between its own class and
+    another (each at least TORN): a photo of both, a hard one, or a wrong label the model is not sure of; the rest
+    are left alone.
     """
     n, k = probabilities.shape
     thresholds = np.array([probabilities[labels == j, j].mean() if np.any(labels == j) else 1.0 for j in range(k)])
     confident = probabilities >= thresholds[None, :]
-    masked = np.where(confident, probabilities, -1.0)
     has_confident = confident.any(1)
-    confident_class = np.where(has_confident, masked.argmax(1), -1)
-    rows = np.arange(n)
-    own = probabilities[rows, labels]
-    others = probabilities.copy()
-    others[rows, labels] = -1.0
-    suggested = np.where((confident_class >= 0) & (confident_class != labels), confident_class, others.argmax(1))
-    misfiled = (confident_class >= 0) & (confident_class != labels)
-    torn = ~misfiled & (confident_class != labels) & (own >= TORN) & (others.max(1) >= TORN)  # split between two
-    kinds = np.where(misfiled & (own < thresholds[labels]), "label", np.where(misfiled | torn, "ambiguous", ""))
+    confident_class = np.where(has_confident, np.where(confident, probabilities, -1.0).argmax(1), -1)
     joint = np.zeros((k, k))
     np.add.at(joint, (labels[has_confident], confident_class[has_confident]), 1)
     counts = np.bincount(labels, minlength=k)
     scaled = joint / np.maximum(joint.sum(1, keepdims=True), 1) * counts[:, None]
+    rows = np.arange(n)
+    own = probabilities[rows, labels]
+    others = probabilities.copy()
+    others[rows, labels] = -1.0
+    suggested = others.argmax(1)
+    pruned = np.zeros(n, dtype=bool)
+    for y in range(k):
+        for j in range(k):
+            number = int(round(float(scaled[y, j]))) if j != y else 0
+            if number:
+                filed = np.flatnonzero(labels == y)
+                margin = probabilities[filed, j] - probabilities[filed, y]
+                chosen = filed[np.argsort(-margin, kind="stable")[:number]]
+                chosen = chosen[~pruned[chosen]]
+                pruned[chosen], suggested[chosen] = True, j
+    wrong = pruned & (own < thresholds[labels])
+    other = probabilities[rows, suggested]
+    torn = ~wrong & ((other > own) | ((own >= TORN) & (other >= TORN)))  # another class likelier, or close to it
+    kinds = np.where(wrong, "label", np.where(torn | pruned, "ambiguous", ""))
     estimated = int(round(float(scaled.sum() - np.trace(scaled))))
     return Verdict(
         kinds=kinds, suggested=suggested, margin=own - probabilities[rows, suggested], estimated_errors=estimated
