@@ -190,3 +190,18 @@ def test_an_inconsistent_feature_cache_entry_is_a_miss_never_a_crash(tiny_datase
     again = train(config)
     assert again.summary.features_from_cache is False and again.best_val_acc == first.best_val_acc
     assert "ignoring the feature cache" in caplog.text
+
+
+def test_cached_features_are_costed_in_this_process_not_by_the_figure_recorded_with_them(tiny_dataset, tmp_path):
+    """A cell's cost must not depend on whether its features were cached, nor on the load of the command that
+    cached them: the figure recorded in the cache (here made 1000x too large) is not what the run reports."""
+    from safetensors.torch import load_file, save_file
+
+    from transferlab.utils.storage import cache_dir
+
+    config = _extract(tiny_dataset, tmp_path / "cold")
+    cold = train(config).summary
+    for entry in (cache_dir() / "features").glob("*.safetensors"):
+        save_file(load_file(entry), entry, metadata={"compute_seconds": repr(1000 * cold.feature_compute_seconds)})
+    warm = train(dataclasses.replace(config, out=str(tmp_path / "warm"))).summary
+    assert warm.features_from_cache and warm.feature_compute_seconds < 10 * cold.feature_compute_seconds
