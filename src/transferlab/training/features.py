@@ -28,6 +28,7 @@ from tqdm.auto import tqdm
 from transferlab.data.decoding import DecodedSplit
 from transferlab.data.presets import TrainPreset, eval_view, normalize
 from transferlab.models.backbones import BackboneSpec
+from transferlab.training.costs import cost_now
 from transferlab.utils.distributed import Dist
 from transferlab.utils.storage import cache_dir, write_atomically
 
@@ -243,7 +244,8 @@ def features_for(
         log.info("features: read from the cache (%s...)", key[:12])
         features = cast(FeatureCache, cached)
         pictures = (views + centre) * len(train) + len(val)
-        features.compute_seconds = cost_now(backbone, spec, val, pictures, precision, dist.device, features)
+        recorded = cast(float, features.compute_seconds)
+        features.compute_seconds = cost_now(backbone, spec, val, pictures, precision, dist.device, recorded)
         return features
     features = _sharded_features(backbone, spec, train, val, views, batch_size, precision, dist, quiet, centre)
     problem = inconsistency(features, len(train), len(val))
@@ -251,37 +253,6 @@ def features_for(
         raise RuntimeError(f"computed {problem}")
     save_features(key, features)  # every process writes (atomically): on several machines, each has its own cache
     return features
-
-
-COST_SAMPLE = 16  # pictures timed to cost cached features in this process
-
-
-def cost_now(
-    backbone: nn.Module,
-    spec: BackboneSpec,
-    val: DecodedSplit,
-    pictures: int,
-    precision: torch.dtype | None,
-    device: torch.device,
-    cached: FeatureCache,
-) -> float:
-    """What computing `pictures` features would take here and now: the backbone timed on a few validation pictures
-    in this process (after a warm-up batch), so a cell's cost does not depend on whether its features were cached,
-    nor on the load of the command that cached them. The recorded figure is the fallback."""
-    sample = [val.images[i] for i in range(min(COST_SAMPLE, len(val)))]
-    if len(sample) < 4:
-        return cast(float, cached.compute_seconds)
-    amp = torch.autocast(device.type, dtype=precision) if precision is not None else nullcontext()
-    batch = normalize(torch.stack(sample).to(device), spec)
-    was_training = backbone.training
-    backbone.eval()
-    with torch.inference_mode(), amp:
-        backbone(batch[:4])  # warm-up: the first call pays for allocations
-        start = time.perf_counter()
-        backbone(batch)
-        seconds = time.perf_counter() - start
-    backbone.train(was_training)
-    return seconds / len(sample) * pictures
 
 
 def _sharded_features(

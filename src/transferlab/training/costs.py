@@ -1,0 +1,44 @@
+"""What frozen features cost to compute, measured in this process: so a cell's cost (the answer's "cheapest")
+does not depend on whether its features were cached, nor on the load of the command that cached them."""
+
+from __future__ import annotations
+
+import time
+from contextlib import nullcontext
+
+import torch
+from torch import nn
+
+from transferlab.data.decoding import DecodedSplit
+from transferlab.data.presets import normalize
+from transferlab.models.backbones import BackboneSpec
+
+COST_SAMPLE = 16  # pictures timed to cost cached features in this process
+
+
+def cost_now(
+    backbone: nn.Module,
+    spec: BackboneSpec,
+    val: DecodedSplit,
+    pictures: int,
+    precision: torch.dtype | None,
+    device: torch.device,
+    recorded: float,
+) -> float:
+    """What computing `pictures` features would take here and now: the backbone timed on a few validation pictures
+    in this process (after a warm-up batch), so a cell's cost does not depend on whether its features were cached,
+    nor on the load of the command that cached them. The recorded figure is the fallback."""
+    sample = [val.images[i] for i in range(min(COST_SAMPLE, len(val)))]
+    if len(sample) < 4:
+        return recorded
+    amp = torch.autocast(device.type, dtype=precision) if precision is not None else nullcontext()
+    batch = normalize(torch.stack(sample).to(device), spec)
+    was_training = backbone.training
+    backbone.eval()
+    with torch.inference_mode(), amp:
+        backbone(batch[:4])  # warm-up: the first call pays for allocations
+        start = time.perf_counter()
+        backbone(batch)
+        seconds = time.perf_counter() - start
+    backbone.train(was_training)
+    return seconds / len(sample) * pictures
