@@ -21,8 +21,7 @@ on first use.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from transferlab._lazy import lazy_exports
 
 _EXPORTS = {
     "BACKBONES": ("models.backbones", "REGISTRY"),
@@ -46,7 +45,7 @@ _EXPORTS = {
     "RunResult": ("training.run_folder", "RunResult"),
     "train": ("training.trainer", "train"),
     "resume": ("training.resuming", "resume"),
-    "Comparison": ("training.comparison", "Comparison"),
+    "Comparison": ("training.driver", "Comparison"),
     "compare": ("training.comparison", "compare"),
     "evaluate_run": ("analysis.evaluate", "evaluate_run"),
     "export_run": ("inference.export", "export_run"),
@@ -63,16 +62,4 @@ _EXPORTS = {
 }
 
 __all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str) -> Any:
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'transferlab' has no attribute '{name}'")
-    module, attribute = _EXPORTS[name]
-    value = getattr(importlib.import_module(f"transferlab.{module}"), attribute)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_EXPORTS))
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

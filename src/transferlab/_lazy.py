@@ -8,15 +8,20 @@ from collections.abc import Callable
 from typing import Any
 
 
-def lazy_exports(package: str, exports: dict[str, str]) -> tuple[Callable[[str], Any], Callable[[], list[str]]]:
+def lazy_exports(
+    package: str, exports: dict[str, str] | dict[str, tuple[str, str]]
+) -> tuple[Callable[[str], Any], Callable[[], list[str]]]:
     """`__getattr__` and `__dir__` for `package`, whose public names map to the submodule holding each
-    (`{"train": "training.trainer"}`, relative to `package`)."""
+    (`{"train": "training.trainer"}`, relative to `package`), or to (submodule, its name for it) where the two
+    differ (`{"BACKBONES": ("models.backbones", "REGISTRY")}`)."""
     namespace = importlib.import_module(package).__dict__
 
     def __getattr__(name: str) -> Any:
         if name not in exports:
             raise AttributeError(f"module '{package}' has no attribute '{name}'")
-        value = getattr(importlib.import_module(f"{package}.{exports[name]}"), name)
+        where = exports[name]
+        module, attribute = (where, name) if isinstance(where, str) else where
+        value = getattr(importlib.import_module(f"{package}.{module}"), attribute)
         namespace[name] = value
         return value
 

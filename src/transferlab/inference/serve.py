@@ -98,11 +98,7 @@ class UploadPredictor:
         self.slots = threading.BoundedSemaphore(decode_slots or cpu_cores())
 
     def predict(self, stream: BinaryIO, topk: int) -> dict:
-        data = stream.read(self.max_bytes + 1)
-        if not data:
-            raise HTTPException(400, "empty upload: choose an image file")
-        if len(data) > self.max_bytes:
-            raise HTTPException(413, f"upload too large: more than {self.max_bytes} bytes")
+        data = read_upload(stream, self.max_bytes)
         if not self.slots.acquire(timeout=self.decode_wait):
             raise HTTPException(503, "busy decoding other uploads: try again in a moment")
         try:
@@ -169,6 +165,16 @@ class BodyLimit:
 
 class _TooLarge(Exception):
     pass
+
+
+def read_upload(stream: BinaryIO, max_bytes: int) -> bytes:
+    """An upload's bytes, at most `max_bytes`: an empty one is a 400, a larger one a 413 (read no further)."""
+    data = stream.read(max_bytes + 1)
+    if not data:
+        raise HTTPException(400, "empty upload: choose an image file")
+    if len(data) > max_bytes:
+        raise HTTPException(413, f"upload too large: more than {max_bytes} bytes")
+    return data
 
 
 def _decode(data: bytes, max_pixels: int, classifier: Classifier):

@@ -9,7 +9,6 @@ label check of `doctor --labels`) run in a thread of the studio and keep their l
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -22,7 +21,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from transferlab.errors import UsageError
+from transferlab.errors import DamagedFile, UsageError
+from transferlab.runs import read_metrics
+from transferlab.utils.storage import read_json_if_readable
 
 JobStatus = Literal["idle", "running", "finished", "failed", "cancelled"]
 
@@ -119,7 +120,7 @@ class Training:
             from transferlab.training.budget import parse_duration
 
             return max(0.0, round(parse_duration(self.request.budget) - elapsed, 1))
-        plan = _read_json(self.run_dir / "compare.json") if self.run_dir else None
+        plan = read_json_if_readable(self.run_dir / "compare.json") if self.run_dir else None
         if not plan or not runs:
             return None
         total = len(plan.get("strategies", [])) * len(plan.get("backbones", [])) * plan.get("seeds", 1)
@@ -168,16 +169,13 @@ def read_runs(folder: Path) -> list[dict]:
     if not folder.is_dir():
         return runs
     for run in sorted(p for p in folder.iterdir() if p.is_dir()):
-        summary = _read_json(run / "summary.json")
+        summary = read_json_if_readable(run / "summary.json")
         if summary is None:
             continue
-        metrics = []
-        if (run / "metrics.jsonl").exists():
-            for line in (run / "metrics.jsonl").read_text().splitlines():
-                try:
-                    metrics.append(json.loads(line))
-                except ValueError:
-                    continue  # a line being written
+        try:
+            metrics = read_metrics(run)  # a line being written is left out
+        except DamagedFile:
+            metrics = []  # the run's own commands say so; the page shows what it can
         last = metrics[-1] if metrics else {}
         runs.append(
             {
@@ -196,13 +194,6 @@ def read_runs(folder: Path) -> list[dict]:
 
 
 def _answer(folder: Path) -> str | None:
-    summary = _read_json(folder / "summary.json")
+    summary = read_json_if_readable(folder / "summary.json")
     answer = (summary or {}).get("recommendation")
     return answer.get("sentence") if answer else None
-
-
-def _read_json(path: Path) -> dict | None:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None

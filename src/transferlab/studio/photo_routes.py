@@ -10,7 +10,7 @@ from fastapi import FastAPI, File, Form, HTTPException, UploadFile
 from fastapi.responses import Response
 
 from transferlab.errors import UsageError
-from transferlab.inference.serve import MAX_BYTES
+from transferlab.inference.serve import MAX_BYTES, read_upload
 from transferlab.studio.state import Studio
 from transferlab.studio.workspace import Workspace, thumbnail
 
@@ -111,11 +111,7 @@ def _save_upload(state: Studio, cls: str, split: str, file: UploadFile) -> str:
     from transferlab.curate.fetching import FetchFailed
     from transferlab.curate.quarantine import free_name
 
-    data = file.file.read(MAX_BYTES + 1)
-    if not data:
-        raise HTTPException(400, "empty upload: choose an image file")
-    if len(data) > MAX_BYTES:
-        raise HTTPException(413, f"upload too large: more than {MAX_BYTES} bytes")
+    data = read_upload(file.file, MAX_BYTES)
     try:
         kind, _ = judge(data)
     except FetchFailed as error:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,7 @@ from transferlab.errors import TransferlabError, UsageError
 from transferlab.studio.jobs import read_runs
 from transferlab.studio.state import Studio
 from transferlab.studio.workspace import confined
+from transferlab.utils.storage import read_json_if_readable
 
 PLOTS = ("curves.png", "accuracy_vs_time.png", "time_breakdown.png")
 
@@ -27,7 +27,7 @@ def result_routes(app: FastAPI, state: Studio) -> None:
         found = []
         if state.out.is_dir():
             for folder in sorted(state.out.iterdir(), key=lambda p: p.stat().st_mtime, reverse=True):
-                summary = _read_json(folder / "summary.json")
+                summary = read_json_if_readable(folder / "summary.json")
                 if summary is None:
                     continue
                 answer = summary.get("recommendation") if summary.get("kind") == "compare" else None
@@ -45,10 +45,10 @@ def result_routes(app: FastAPI, state: Studio) -> None:
     @app.get("/api/results")
     def results(run: str) -> dict:
         folder = state.run_folder(run)
-        summary = _read_json(folder / "summary.json") or {}
+        summary = read_json_if_readable(folder / "summary.json") or {}
         answer = summary.get("recommendation")
         chosen = folder / answer["recommended_run"] if answer else folder
-        evaluation = _read_json(chosen / "evaluation" / "evaluation.json")
+        evaluation = read_json_if_readable(chosen / "evaluation" / "evaluation.json")
         return {
             "summary": summary,
             "plots": [name for name in PLOTS if (folder / name).exists()],
@@ -134,10 +134,3 @@ def _zip(folder: Path) -> bytes:
             if path.is_file() and not path.is_symlink():
                 archive.write(path, f"{folder.name}/{path.relative_to(folder)}")
     return buffer.getvalue()
-
-
-def _read_json(path: Path) -> dict | None:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None

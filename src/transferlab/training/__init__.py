@@ -11,7 +11,7 @@ _EXPORTS = {
     "TrainingInterrupted": "run_folder",
     "resume": "resuming",
     "compare": "comparison",
-    "Comparison": "comparison",
+    "Comparison": "driver",
     "fit_within": "budget",
     "parse_duration": "budget",
     "CheckpointSaver": "checkpoint",

@@ -22,8 +22,7 @@ from transferlab.data.prepare import PreparedData, prepare_data
 from transferlab.errors import UsageError, WeightsUnavailable, above
 from transferlab.models.backbones import REGISTRY
 from transferlab.runs import RunSummary
-from transferlab.training.comparison import Comparison
-from transferlab.training.driver import open_folder, run_plan, train_and_evaluate, usable_backbones, write_report
+from transferlab.training.driver import Comparison, open_folder, run_plan, train_and_evaluate, usable_backbones
 from transferlab.training.run_folder import RunResult
 from transferlab.utils.device import resolve_device
 from transferlab.utils.distributed import Dist
@@ -93,14 +92,7 @@ def fit_within(config: TrainConfig, budget: float, evaluate: bool = True) -> Com
             return False
         return _run(config, out_dir, backbone, "two-stage", prepared[backbone], deadline, evaluate, dist, results)
 
-    interrupted = run_plan(out_dir, dist, probes_then_two_stage)
-    return Comparison(
-        out_dir=out_dir,
-        results=results,
-        report=write_report(out_dir, dist),
-        interrupted=interrupted,
-        skipped_backbones=skipped,
-    )
+    return run_plan(out_dir, dist, probes_then_two_stage, results, skipped)
 
 
 def _two_stage_fits(probe: RunSummary, prepared: PreparedData, deadline: float) -> bool:

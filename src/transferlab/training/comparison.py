@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from transferlab.config import STRATEGIES, Strategy, TrainConfig
 from transferlab.data.layout import check_out_folder, load_dataset
 from transferlab.data.prepare import prepare_data
 from transferlab.errors import InvalidSetting, WeightsUnavailable, at_least, one_of
-from transferlab.training.driver import open_folder, run_plan, train_and_evaluate, usable_backbones, write_report
+from transferlab.training.driver import Comparison, open_folder, run_plan, train_and_evaluate, usable_backbones
 from transferlab.training.run_folder import RunResult
 from transferlab.utils.device import resolve_device
 from transferlab.utils.distributed import Dist
@@ -26,17 +25,6 @@ from transferlab.utils.distributed import setup as setup_distributed
 from transferlab.utils.storage import read_json, save_json
 
 log = logging.getLogger("transferlab")
-
-
-@dataclass(kw_only=True)
-class Comparison:
-    """What `compare` and `fit_within` return: the folder, its runs and report, and what was left out."""
-
-    out_dir: Path
-    results: list[RunResult]
-    report: Path
-    interrupted: bool = False
-    skipped_backbones: dict[str, str] = field(default_factory=dict)  # backbone -> why it was left out
 
 
 def compare(
@@ -87,14 +75,7 @@ def compare(
                 return True
         return False
 
-    interrupted = run_plan(out_dir, dist, every_backbone)
-    return Comparison(
-        out_dir=out_dir,
-        results=results,
-        report=write_report(out_dir, dist),
-        interrupted=interrupted,
-        skipped_backbones=skipped,
-    )
+    return run_plan(out_dir, dist, every_backbone, results, skipped)
 
 
 def _check_settings(strategies: tuple[str, ...], seeds: int, batch_sizes: list[int] | None, cv: int | None) -> None:

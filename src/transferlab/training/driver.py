@@ -1,9 +1,9 @@
 """What `compare` and `fit --budget` share: the workflow around many runs in one folder.
 
-`open_folder` makes the folder on rank 0 (the other torchrun processes get its name broadcast) and writes the
-plan (`compare.json`); `run_plan` runs the plan's body, keeps what finished after Ctrl-C, and removes a folder in
-which no run started when the body fails or is interrupted; `train_and_evaluate` trains one run and evaluates it on
-rank 0; `write_report` writes the report and the recommendation on rank 0.
+`open_folder` makes the folder on rank 0 (the other torchrun processes get its name broadcast) and writes the plan
+(`compare.json`); `run_plan` runs the plan's body, keeps what finished after Ctrl-C, writes the report on rank 0,
+and removes a folder in which no run started when the body fails or is interrupted; `train_and_evaluate` trains one
+run and evaluates it on rank 0; `write_report` writes the report and the recommendation on rank 0.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import shutil
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from transferlab.config import TrainConfig, to_dict
@@ -54,9 +55,23 @@ def open_folder(config: TrainConfig, dist: Dist, default_name: str, plan: dict) 
     return out_dir
 
 
-def run_plan(out_dir: Path, dist: Dist, body: Callable[[], bool]) -> bool:
-    """Run `body` (True when it was interrupted); Ctrl-C keeps what finished. A body that fails, or a folder in which
-    no run started, leaves no folder behind (finished runs are always kept)."""
+@dataclass(kw_only=True)
+class Comparison:
+    """What `compare` and `fit_within` return: the folder, its runs and report, and what was left out."""
+
+    out_dir: Path
+    results: list[RunResult]
+    report: Path
+    interrupted: bool = False
+    skipped_backbones: dict[str, str] = field(default_factory=dict)  # backbone -> why it was left out
+
+
+def run_plan(
+    out_dir: Path, dist: Dist, body: Callable[[], bool], results: list[RunResult], skipped: dict[str, str]
+) -> Comparison:
+    """Run `body` (True when it was interrupted; it adds its runs to `results`), then write the report; Ctrl-C keeps
+    what finished. A body that fails, or a folder in which no run started, leaves no folder behind (finished runs
+    are always kept)."""
     try:
         interrupted = body()
     except KeyboardInterrupt:  # while decoding, computing features or evaluating: keep what finished
@@ -67,7 +82,10 @@ def run_plan(out_dir: Path, dist: Dist, body: Callable[[], bool]) -> bool:
     if not has_runs(out_dir):
         abandon(out_dir, dist)
         raise KeyboardInterrupt if interrupted else RunNotFound(f"no run of {out_dir.name} started")
-    return interrupted
+    report = write_report(out_dir, dist)
+    return Comparison(
+        out_dir=out_dir, results=results, report=report, interrupted=interrupted, skipped_backbones=skipped
+    )
 
 
 def train_and_evaluate(

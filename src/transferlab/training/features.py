@@ -28,7 +28,6 @@ from tqdm.auto import tqdm
 from transferlab.data.decoding import DecodedSplit
 from transferlab.data.presets import TrainPreset, eval_view, normalize
 from transferlab.models.backbones import BackboneSpec
-from transferlab.training.costs import cost_now
 from transferlab.utils.distributed import Dist
 from transferlab.utils.storage import cache_dir, write_atomically
 
@@ -242,11 +241,7 @@ def features_for(
     cached = load_features(key, train, val)
     if all(dist.gather(cached is not None)):
         log.info("features: read from the cache (%s...)", key[:12])
-        features = cast(FeatureCache, cached)
-        pictures = (views + centre) * len(train) + len(val)
-        recorded = cast(float, features.compute_seconds)
-        features.compute_seconds = cost_now(backbone, spec, val, pictures, precision, dist.device, recorded)
-        return features
+        return cast(FeatureCache, cached)
     features = _sharded_features(backbone, spec, train, val, views, batch_size, precision, dist, quiet, centre)
     problem = inconsistency(features, len(train), len(val))
     if problem:  # never cache what a later run could not use

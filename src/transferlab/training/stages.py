@@ -24,6 +24,7 @@ from transferlab.runs import (
     RunSummary,
     StageName,
 )
+from transferlab.training.costs import costed
 from transferlab.training.features import features_for
 from transferlab.training.probe import fit_head
 from transferlab.utils.distributed import Dist
@@ -87,7 +88,7 @@ def probe_stage(
         config.quiet,
         centre=recipe.probe_features in ("centre", "both"),
     )
-    summary.add_features(features)
+    summary.add_features(costed(features, model.backbone, prepared.spec, prepared.val, precision, dist.device))
     record, probe = fit_head(cast(nn.Linear, model.head[-1]), features, recipe.probe_features, seed=config.seed)
     summary.probe_C, summary.probe_cv_accuracy = probe.C, probe.cv_accuracy
     log.info(
@@ -122,7 +123,7 @@ def stage_inputs(
             model.backbone, prepared.spec, prepared.train, prepared.val, config.views, recipe.batch_size,
             precision, dist, config.feature_cache, config.quiet,
         )  # fmt: skip
-        summary.add_features(features)
+        summary.add_features(costed(features, model.backbone, prepared.spec, prepared.val, precision, dist.device))
         inputs = TensorInputs(
             features.train, features.train_labels, features.val, features.val_labels, recipe.batch_size,
             dist.device, order, val_share,

@@ -68,6 +68,15 @@ def read_json(path: str | Path, remedy: str = REWRITE) -> Any:
         raise DamagedFile(path, f"is damaged (not JSON: {error})", remedy) from None
 
 
+def read_json_if_readable(path: str | Path) -> Any:
+    """JSON, or None when the file is missing, half-written by a running command or damaged: for views (the
+    studio) that show what is there and look again later."""
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return None
+
+
 def read_json_object(path: str | Path, remedy: str = REWRITE) -> dict:
     """As `read_json`, for files holding one JSON object."""
     data = read_json(path, remedy)
