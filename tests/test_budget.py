@@ -77,6 +77,9 @@ def test_fit_probes_every_backbone_at_hand_then_keeps_the_best(tiny_dataset, tmp
     folder = tmp_path / "f"
     runs = sorted(run.name for run in folder.iterdir() if (run / "summary.json").exists())
     assert "efficientnet_lite0-extract" in runs and any(name.endswith("-two-stage") for name in runs)
+    ensemble = "efficientnet_lite0+efficientnet_lite1+efficientnet_lite2-extract"
+    assert ensemble in runs  # the probes' backbones together: one more probe, their features side by side
+    assert not any(name.startswith("efficientnet_lite0+") and name.endswith("two-stage") for name in runs)
     summary = read_compare_summary(folder)
     assert summary.recommendation["recommended_run"] in runs and resolve_run(folder).is_dir()
     out = capsys.readouterr().out

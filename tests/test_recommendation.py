@@ -59,6 +59,21 @@ def test_cheapest_cell_not_shown_worse_is_recommended_over_the_most_accurate():
     assert "add validation images" in answer.settle
 
 
+def test_fit_recommends_the_most_accurate_model_it_found_whatever_it_costs():
+    ensemble = "efficientnet_lite0+efficientnet_lite1+efficientnet_lite2"
+    runs = [
+        _run("extract", "efficientnet_lite0", 0.947, 10),
+        _run("extract", ensemble, 0.957, 40),
+        _run("two-stage", "efficientnet_lite0", 0.95, 200),
+    ]
+    assert recommend(runs).recommended == "extract (efficientnet_lite0, batch 32)"  # compare: cheapest not worse
+    answer = recommend(runs, "most accurate")
+    assert answer.recommended == answer.best == "extract (lite0+lite1+lite2, batch 32)"
+    assert "the most accurate model found within the budget" in answer.sentence and "faster" not in answer.sentence
+    runs[1].summary.status, runs[1].config["recipe"]["epochs"] = "interrupted", 1
+    assert recommend(runs, "most accurate").recommended == "two-stage (efficientnet_lite0, batch 32)"
+
+
 def test_times_within_ten_percent_are_the_same_cost_and_the_more_accurate_is_used():
     runs = [_run("finetune", "efficientnet_lite0", 0.950, 10.5), _run("extract", "efficientnet_lite0", 0.947, 10.0)]
     assert recommend(runs).recommended == "finetune (efficientnet_lite0, batch 32)"  # 5% slower: no real cost

@@ -8,7 +8,9 @@ the two accuracies), and the two-sided p-values are corrected for the number of 
 The recommended cell is the cheapest (lowest mean time a run of its own takes: frozen features counted as
 computed, even where a run read them from the cache another cell filled) of the most accurate one and the cells
 not shown to be worse (corrected p >= 0.05, or not behind at all); times within 10% count as equal, and then the
-more accurate is taken; a run cut short is not recommended while a finished cell is a candidate. Where a
+more accurate is taken; a run cut short is not recommended while a finished cell is a candidate. `fit --budget`'s
+folders answer differently: the user gave the time and wants the best model it buys, so the most accurate finished
+cell is recommended whatever it costs (the comparisons are still shown). Where a
 comparison is undecided, the interval's width says what would settle it: more validation images narrow it; more
 seeds narrow only the run-to-run part.
 """
@@ -29,6 +31,7 @@ SAME_TIME = 1.1  # times within 10% of each other are the same cost: run-to-run 
 SMALL_VALIDATION = 200  # fewer validation images than this: intervals are wide, and the report says so
 IMBALANCE = 2.0  # validation classes this uneven (largest / smallest) or more: cells ranked by balanced accuracy
 Metric = Literal["accuracy", "balanced accuracy"]
+Prefer = Literal["cheapest", "most accurate"]  # compare's answer; fit's (the best model found within its budget)
 
 
 @dataclass(kw_only=True)
@@ -110,8 +113,10 @@ def balancing_weights(runs: list[LoadedRun]) -> tuple[dict[str, float] | None, s
     )
 
 
-def recommend(runs: list[LoadedRun]) -> Recommendation | None:
-    """The most accurate cell, the cheapest one not shown to be worse, and every comparison behind it."""
+def recommend(runs: list[LoadedRun], prefer: Prefer = "cheapest") -> Recommendation | None:
+    """The most accurate cell, the cheapest one not shown to be worse, and every comparison behind it. With
+    `prefer="most accurate"` (`fit --budget`: the user gave the time, they want the best model it buys) the
+    recommendation is the most accurate finished cell, whatever it costs."""
     cells = {cell: group for cell, group in by_cell(runs).items() if cell_accuracy(group) is not None}
     if not cells:
         return None
@@ -128,7 +133,10 @@ def recommend(runs: list[LoadedRun]) -> Recommendation | None:
     worse = {c.cell for c in comparisons if c.worse}
     candidates = [best] + [cell for cell in others if cell.label not in worse]
     finished = [cell for cell in candidates if all(r.summary.status == "completed" for r in cells[cell])]
-    chosen = _cheapest(finished or candidates, accuracy, seconds)  # a run cut short looks cheap: not whole
+    if prefer == "most accurate":
+        chosen = max(finished or list(cells), key=lambda c: (accuracy[c], -(seconds[c] or 0.0)))
+    else:
+        chosen = _cheapest(finished or candidates, accuracy, seconds)  # a run cut short looks cheap: not whole
     val_images = max(
         (len(r.correct) if r.correct is not None else r.summary.val_images for g in cells.values() for r in g),
         default=0,
@@ -145,7 +153,7 @@ def recommend(runs: list[LoadedRun]) -> Recommendation | None:
         recommended_run=cells[chosen][0].name,
         val_images=val_images,
         sentence=_sentence(
-            best, chosen, accuracy, seconds, against, comparisons, "balanced accuracy " if weights else ""
+            best, chosen, accuracy, seconds, against, comparisons, "balanced accuracy " if weights else "", prefer
         )
         + _cut_short(cells, chosen)
         + balanced,
@@ -211,16 +219,24 @@ def _sentence(
     against: CellComparison | None,
     comparisons: list[CellComparison],
     metric: str = "",
+    prefer: Prefer = "cheapest",
 ) -> str:
     what = lambda c: f"{c.label}: {accuracy[c]:.1%} {metric}in {format_seconds(seconds[c])} on its own"  # noqa: E731
     if chosen == best:
         if not comparisons:
             return f"Use {what(best)}."
         beaten = sum(c.worse for c in comparisons)
+        if prefer == "most accurate":
+            return (
+                f"Use {what(best)}, the most accurate model found within the budget ({beaten} of "
+                f"{len(comparisons)} other cell(s) shown worse, Holm-corrected; the others' intervals are below)."
+            )
         return (
             f"Use {what(best)}, the most accurate, and no cell that may be as good is more than 10% faster "
             f"({beaten} of {len(comparisons)} other cell(s) shown worse, Holm-corrected)."
         )
+    if prefer == "most accurate":  # the most accurate was cut short
+        return f"Use {what(chosen)}, the most accurate finished model found within the budget."
     assert against is not None  # a recommended cell other than the best was compared with it
     speed = f", {seconds[best] / seconds[chosen]:.1f}x faster" if seconds[best] and seconds[chosen] else ""
     return (

@@ -84,7 +84,7 @@ def write_report(compare_dir: str | Path, title: str = "transferlab comparison")
     ):
         plot(runs).savefig(compare_dir / name, dpi=110)
     setup = read_json(compare_dir / "compare.json") if (compare_dir / "compare.json").exists() else {}
-    answer = recommend(runs)
+    answer = recommend(runs, "most accurate" if "budget_seconds" in setup else "cheapest")
     cv = cross_validation_rows(read_json(compare_dir / "cv.json") if (compare_dir / "cv.json").exists() else {})
     write_compare_summary(
         compare_dir,

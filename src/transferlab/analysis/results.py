@@ -14,6 +14,7 @@ import numpy as np
 
 from transferlab.analysis.evaluate import read_evaluation, wilson_interval
 from transferlab.analysis.stats import bootstrap_interval
+from transferlab.models.backbones import short_name
 from transferlab.runs import RunSummary, read_metrics, read_summary
 from transferlab.utils.storage import read_json
 
@@ -44,7 +45,7 @@ class Cell(NamedTuple):
 
     @property
     def label(self) -> str:
-        return f"{self.strategy} ({self.backbone}, batch {self.batch_size})"
+        return f"{self.strategy} ({short_name(self.backbone)}, batch {self.batch_size})"
 
 
 @dataclass

@@ -158,7 +158,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
     strategies = cast(tuple[Strategy, ...], tuple(_names(args.strategies)))  # `compare` checks each
     backbones = _names(args.backbones) if args.backbones else None
     sizes = _integers("batch_sizes", args.batch_sizes) if args.batch_sizes else None
-    result = compare(config_from_args(args), strategies, args.seeds, backbones=backbones, batch_sizes=sizes, cv=args.cv)
+    result = compare(config_from_args(args), strategies, args.seeds, backbones=backbones, batch_sizes=sizes, cv=args.cv,
+                     ensemble=not args.no_ensemble)  # fmt: skip
     return _print_comparison(result)
 
 

@@ -6,12 +6,23 @@ from __future__ import annotations
 import argparse
 
 from transferlab.config import DEFAULT_RECIPE, PRECISIONS, RECIPES, STRATEGIES
-from transferlab.models.backbones import REGISTRY
+from transferlab.errors import UsageError
+from transferlab.models.backbones import AUTO, REGISTRY, get_spec
 
 DESCRIPTION = (
     "transferlab: build an image classifier from a folder of photos by transfer learning, and find out which\n"
     "transfer strategy (fine-tuning, feature extraction or two-stage) to use, with evidence."
 )
+
+
+def backbone_name(text: str) -> str:
+    """A registry name, "auto", or registry names joined by "+" (an ensemble)."""
+    if text == AUTO:
+        return text
+    try:
+        return get_spec(text).name
+    except UsageError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -25,9 +36,11 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--backbone",
         default="auto",
-        choices=["auto", *sorted(REGISTRY)],
-        help="pretrained network (auto: resnet50 when its weights are on this machine, else the "
-        "most accurate one whose weights are; never downloads)",
+        type=backbone_name,
+        metavar="NAME",
+        help=f"pretrained network: {', '.join(sorted(REGISTRY))}, several joined by '+' (an ensemble, "
+        "for extract), or auto (resnet50 when its weights are on this machine, else the most accurate one whose "
+        "weights are; never downloads)",
     )
     parser.add_argument("--weights", help="weights file (.pth/.safetensors) or variant name (e.g. IMAGENET1K_V2)")
     parser.add_argument(
@@ -101,7 +114,8 @@ def _dataset_commands(commands: argparse._SubParsersAction) -> None:
     doctor.add_argument(
         "--backbone",
         default="auto",
-        choices=["auto", *sorted(REGISTRY)],
+        type=backbone_name,
+        metavar="NAME",
         help="--labels: pretrained network (auto: the best one whose weights are on this machine)",
     )
     doctor.add_argument("--weights", help="--labels: weights file for the backbone")
@@ -171,8 +185,10 @@ def _training_commands(commands: argparse._SubParsersAction) -> None:
     compare.add_argument(
         "--backbones",
         help="comma-separated backbones to compare as well (e.g. "
-        "efficientnet_lite0,efficientnet_lite2); those without weights are skipped, with the reason",
+        "efficientnet_lite0,efficientnet_lite2); those without weights are skipped, with the reason. With two or "
+        "more and extract among the strategies, their ensemble (all their features, one probe) is a cell too",
     )
+    compare.add_argument("--no-ensemble", action="store_true", help="no ensemble cell with --backbones")
     compare.add_argument("--batch-sizes", help="comma-separated batch sizes to compare (e.g. 32,64)")
     compare.add_argument(
         "--cv",

@@ -11,9 +11,9 @@ builders import what they need when they run.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from transferlab.errors import UsageError, WeightsUnavailable
 from transferlab.models import weights
@@ -37,7 +37,7 @@ class BackboneSpec:
     variants: tuple[str, ...]  # named ImageNet weights; the first is the default
     architecture: Callable[[], nn.Module]  # the full ImageNet classifier, randomly initialised
     to_features: Callable[[nn.Module], nn.Module]  # strip the ImageNet head, keep the pooled features
-    find_weights: weights.TorchvisionWeights | weights.PackageWeights  # variant -> (state dict, info); .missing
+    find_weights: weights.TorchvisionWeights | weights.PackageWeights | EnsembleWeights  # variant -> state, info
     imagenet_top1: float  # published ImageNet top-1 (%) of the default weights: what `auto` prefers
     offline: bool  # its weights can be had without a network (they ship in a package)
 
@@ -50,11 +50,86 @@ def register(spec: BackboneSpec) -> BackboneSpec:
     return spec
 
 
+ENSEMBLE_JOIN = "+"
+
+
 def get_spec(name: str) -> BackboneSpec:
+    """The registry's entry for `name`; for "a+b+...", the ensemble of those backbones (`ensemble_spec`)."""
+    if ENSEMBLE_JOIN in name:
+        return ensemble_spec(name.split(ENSEMBLE_JOIN))
     try:
         return REGISTRY[name]
     except KeyError:
         raise UsageError(f"unknown backbone '{name}'; available: {', '.join(sorted(REGISTRY))}") from None
+
+
+def ensemble_of(names: list[str]) -> str | None:
+    """The ensemble of the single backbones among `names` ("a+b+..."), or None when there are fewer than two."""
+    singles = list(dict.fromkeys(n for n in names if ENSEMBLE_JOIN not in n))
+    return ENSEMBLE_JOIN.join(singles) if len(singles) > 1 else None
+
+
+def short_name(name: str) -> str:
+    """How a table names a backbone: an ensemble by its members' short names ("lite0+lite1+lite2")."""
+    if ENSEMBLE_JOIN not in name:
+        return name
+    return ENSEMBLE_JOIN.join(m.replace("efficientnet_", "") for m in name.split(ENSEMBLE_JOIN))
+
+
+class EnsembleWeights:
+    """The members' default ImageNet weights, each under `members.<i>.` (an ensemble has no other variant)."""
+
+    def __init__(self, members: list[BackboneSpec]):
+        self.members = members
+
+    def missing(self, variant: str) -> str | None:
+        return next((m.find_weights.missing(m.variants[0]) for m in self.members if m.find_weights.missing(
+            m.variants[0])), None)  # fmt: skip
+
+    def __call__(self, variant: str) -> tuple[dict, weights.WeightsInfo]:
+        state, infos = {}, []
+        for k, member in enumerate(self.members):
+            member_state, info = member.find_weights(member.variants[0])
+            state.update({f"members.{k}.{key}": value for key, value in member_state.items()})
+            infos.append(info)
+        name = " + ".join(f"{m.name}: {i.name}" for m, i in zip(self.members, infos))
+        return state, weights.WeightsInfo(infos[0].source, name, None, all(i.pretrained for i in infos))
+
+
+def ensemble_spec(names: list[str]) -> BackboneSpec:
+    """Backbones `names` as one (`ensemble.EnsembleFeatures`): the largest member's view, the features side by side."""
+    if len(names) < 2 or len(set(names)) != len(names):
+        raise UsageError(f"an ensemble names two or more different backbones joined by '+', not '{'+'.join(names)}'")
+    members = [get_spec(n) for n in names]
+    view = max(members, key=lambda m: (m.input_size, m.resize_size))
+
+    def architecture() -> nn.Module:
+        from transferlab.models.ensemble import EnsembleNetwork
+
+        return EnsembleNetwork([m.architecture() for m in members])
+
+    def to_features(network: nn.Module) -> nn.Module:
+        from transferlab.models.ensemble import EnsembleFeatures
+
+        parts = [m.to_features(net) for m, net in zip(members, cast(Iterable, network.members))]
+        return EnsembleFeatures(parts, [m.input_size for m in members], [m.mean for m in members],
+                                [m.std for m in members], view.mean, view.std)  # fmt: skip
+
+    return BackboneSpec(
+        name=ENSEMBLE_JOIN.join(names),
+        input_size=view.input_size,
+        resize_size=view.resize_size,
+        mean=view.mean,
+        std=view.std,
+        feature_dim=sum(m.feature_dim for m in members),
+        head_dropout=max(m.head_dropout for m in members),
+        variants=("IMAGENET",),
+        architecture=architecture,
+        to_features=to_features,
+        find_weights=EnsembleWeights(members),
+        imagenet_top1=max(m.imagenet_top1 for m in members),
+        offline=all(m.offline for m in members),
+    )
 
 
 # --- torchvision backbones -------------------------------------------------------------------------------------

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from transferlab.errors import UsageError, WeightsUnavailable
-from transferlab.models.backbones import BackboneSpec, get_spec
+from transferlab.models.backbones import BackboneSpec, EnsembleWeights, get_spec
 from transferlab.models.weights import RANDOM, WeightsInfo, is_file_reference, load_file
 
 
@@ -29,6 +29,7 @@ def create_backbone(
     `pretrained=False` builds random weights (used when loading a saved run, whose own weights follow).
     """
     spec = get_spec(name)
+    _no_weights_for_ensemble(spec, weights)
     network = spec.architecture()
     if not pretrained:
         info = RANDOM
@@ -51,6 +52,7 @@ def check_weights(name: str, weights: str | Path | None = None) -> None:
     """Fail before any photo is decoded when backbone `name`'s weights cannot be had: a missing file, an unknown
     variant, weights neither at hand nor downloadable (they are downloaded into torch's cache now if need be)."""
     spec = get_spec(name)
+    _no_weights_for_ensemble(spec, weights)
     if weights is not None and is_file_reference(weights):
         if not Path(weights).is_file():
             raise WeightsUnavailable(f"weights file {weights} does not exist")
@@ -63,6 +65,11 @@ def check_weights(name: str, weights: str | Path | None = None) -> None:
         )
     if spec.find_weights.missing(variant):
         spec.find_weights(variant)
+
+
+def _no_weights_for_ensemble(spec: BackboneSpec, weights: str | Path | None) -> None:
+    if weights is not None and isinstance(spec.find_weights, EnsembleWeights):
+        raise UsageError(f"{spec.name} is an ensemble: each member takes its default ImageNet weights (no --weights)")
 
 
 def _load_state(network: nn.Module, state: dict, name: str, info: WeightsInfo) -> None:

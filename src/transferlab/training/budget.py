@@ -1,11 +1,14 @@
 """The best model within a time budget: the command a hurried user runs (`transferlab fit PHOTOS --budget 5m`).
 
-First the cheap probes: `extract` on every backbone whose weights are on this machine, cheapest first. Then the rest
-of the budget goes to `two-stage` on the backbone whose probe scored best, if an epoch of it fits in what is left
-(estimated from how fast that backbone computed features: a training step costs about three forward passes).
+First the cheap probes: `extract` on every backbone whose weights are on this machine, cheapest first, then on all of
+them together (one probe on their features side by side, `models.ensemble`) if its features, which cost what the
+members' did, fit in the time left. Then the rest of the budget goes to `two-stage` on the single backbone whose
+probe scored best, if an epoch of it fits in what is left (estimated from how fast that backbone computed
+features: a training step costs about three forward passes).
 Training never starts an epoch that would end past the budget, judged by the epoch before, so the budget is
 exceeded by at most one epoch. Every run is evaluated and the same report is written, with its recommendation:
-the best model found is what `predict`, `export` and `serve` use when given the folder.
+the most accurate model found (`recommend(..., "most accurate")`) is what `predict`, `export` and `serve` use when
+given the folder.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from transferlab.config import Strategy, TrainConfig
 from transferlab.data.layout import check_out_folder
 from transferlab.data.prepare import PreparedData, prepare_data
 from transferlab.errors import UsageError, WeightsUnavailable, above
-from transferlab.models.backbones import REGISTRY
+from transferlab.models.backbones import ENSEMBLE_JOIN, REGISTRY, ensemble_of
 from transferlab.runs import RunSummary
 from transferlab.training.driver import Comparison, open_folder, run_plan, train_and_evaluate, usable_backbones
 from transferlab.training.run_folder import RunResult
@@ -83,7 +86,17 @@ def fit_within(config: TrainConfig, budget: float, evaluate: bool = True) -> Com
             prepared[backbone] = prepare_data(dataclasses.replace(config, backbone=backbone), dist)
             if _run(config, out_dir, backbone, "extract", prepared[backbone], None, evaluate, dist, results):
                 return True
-        scored = [(r.best_val_acc, k, r) for k, r in enumerate(results) if r.best_val_acc is not None]
+        probes = [r.summary for r in results if r.summary is not None and r.best_val_acc is not None]
+        joined = ensemble_of([s.backbone for s in probes])
+        if joined and dist.broadcast(_ensemble_fits(probes, deadline)):
+            prepared[joined] = prepare_data(dataclasses.replace(config, backbone=joined), dist)
+            if _run(config, out_dir, joined, "extract", prepared[joined], None, evaluate, dist, results):
+                return True
+        scored = [
+            (r.best_val_acc, k, r)
+            for k, r in enumerate(results)
+            if r.best_val_acc is not None and r.summary is not None and ENSEMBLE_JOIN not in r.summary.backbone
+        ]  # two-stage fine-tunes one backbone: the best single one
         best = max(scored, key=lambda t: (t[0], -t[1]))[2] if scored else None  # the first of equals, as max does
         if best is None or best.summary is None:
             return False
@@ -93,6 +106,17 @@ def fit_within(config: TrainConfig, budget: float, evaluate: bool = True) -> Com
         return _run(config, out_dir, backbone, "two-stage", prepared[backbone], deadline, evaluate, dist, results)
 
     return run_plan(out_dir, dist, probes_then_two_stage, results, skipped)
+
+
+def _ensemble_fits(probes: list[RunSummary], deadline: float) -> bool:
+    """Whether the ensemble of the probes' backbones is expected to fit in the time left: its features cost what
+    the members' did (each computed, or costed in this process when cached), its probe what theirs did."""
+    expected = sum(p.fresh_seconds or 0.0 for p in probes)
+    left = deadline - time.monotonic()
+    if left < expected:
+        log.warning("budget: %.0f s left, the ensemble of the probes' backbones takes about %.0f s", left, expected)
+        return False
+    return True
 
 
 def _two_stage_fits(probe: RunSummary, prepared: PreparedData, deadline: float) -> bool:

@@ -17,6 +17,7 @@ from transferlab.config import STRATEGIES, Strategy, TrainConfig
 from transferlab.data.layout import check_out_folder, load_dataset
 from transferlab.data.prepare import prepare_data
 from transferlab.errors import InvalidSetting, WeightsUnavailable, at_least, one_of
+from transferlab.models.backbones import ensemble_of
 from transferlab.training.driver import Comparison, open_folder, run_plan, train_and_evaluate, usable_backbones
 from transferlab.training.run_folder import RunResult
 from transferlab.utils.device import resolve_device
@@ -35,10 +36,13 @@ def compare(
     backbones: list[str] | None = None,
     batch_sizes: list[int] | None = None,
     cv: int | None = None,
+    ensemble: bool = True,
 ) -> Comparison:
     """Train every cell (backbone x strategy x batch size) on the same split, `seeds` times each (training seeds
     config.seed, config.seed + 1, ...); evaluate every run; then write the report and the recommendation. With
-    `cv` K, also cross-validate the probe (extract's head) over every image of each backbone, K folds.
+    `cv` K, also cross-validate the probe (extract's head) over every image of each backbone, K folds. With several
+    backbones and `extract` among the strategies, the backbones together (`ensemble_of`) are one more extract cell
+    (unless `ensemble` is False).
 
     Each run gets its own folder inside one compare folder. Ctrl-C stops the comparison, keeps every finished
     run and the interrupted run's best checkpoint, and still writes the report.
@@ -51,6 +55,7 @@ def compare(
     usable, skipped = usable_backbones(names, config.weights)
     if not usable:
         raise WeightsUnavailable("no backbone to compare: " + "; ".join(f"{k}: {v}" for k, v in skipped.items()))
+    joined = ensemble_of(usable) if ensemble and "extract" in strategies and config.weights is None else None
     dist = setup_distributed(resolve_device(config.device))
     tag = usable[0] if len(usable) == 1 else f"{len(usable)}backbones"
     out_dir = open_folder(
@@ -60,7 +65,7 @@ def compare(
         {
             "strategies": list(strategies),
             "seeds": seeds,
-            "backbones": usable,
+            "backbones": usable + ([joined] if joined else []),
             "batch_sizes": sizes,
             "skipped_backbones": skipped,
         },
@@ -73,6 +78,9 @@ def compare(
             base = dataclasses.replace(config, backbone=backbone, out=str(out_dir))
             if _compare_backbone(base, strategies, seeds, sizes, grid, evaluate, dist, results, cv):
                 return True
+        if joined:
+            base = dataclasses.replace(config, backbone=joined, out=str(out_dir))
+            return _compare_backbone(base, ("extract",), seeds, sizes, grid, evaluate, dist, results)
         return False
 
     return run_plan(out_dir, dist, every_backbone, results, skipped)

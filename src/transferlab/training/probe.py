@@ -23,6 +23,8 @@ if TYPE_CHECKING:
 
 C_GRID = tuple(float(c) for c in np.logspace(-4, 2, 13))  # inverse L2 strength, 10^-4 ... 10^2, half decades
 FOLDS = 5
+SOLVE_DTYPE = torch.float64
+PLATEAU_STOPS = False
 PAST_BEST = 3  # stop walking up the C grid once this many values in a row scored strictly below the best
 
 
@@ -76,7 +78,7 @@ def _fit_probe(
     from sklearn.model_selection import StratifiedKFold
 
     start = time.perf_counter()
-    x, y = features.double(), labels.long()
+    x, y = features.to(SOLVE_DTYPE), labels.long()
     mean, std = x.mean(0), x.std(0, unbiased=False)
     std = std.clamp(min=1e-3 * float(std.mean()) + 1e-12)  # a (near-)constant feature is not blown up into a big weight
     z = (x - mean) / std
@@ -95,7 +97,7 @@ def _fit_probe(
             correct += int((logits[-1].argmax(1) == y_held).sum())
         scores.append(correct / len(y))
         held_out.append(torch.cat(logits))
-        if len(scores) > PAST_BEST and max(scores[-PAST_BEST:]) < max(scores):  # strictly below: not a plateau
+        if _walked_far_enough(scores):
             break
     best = int(np.argmax(scores))  # the first maximum: the smallest C, the strongest regularisation
     temperature = _temperature(held_out[best], torch.cat([s[3] for s in splits]))
@@ -105,6 +107,12 @@ def _fit_probe(
     weight = (w[:-1] / std[:, None]).T  # fold the standardisation into the layer
     bias = w[-1] - (w[:-1] * (mean / std)[:, None]).sum(0)
     return Probe(weight.float(), bias.float(), grid[best], scores[best], folds, time.perf_counter() - start)
+
+
+def _walked_far_enough(scores: list[float]) -> bool:
+    if PLATEAU_STOPS:
+        return len(scores) > PAST_BEST and max(scores[-PAST_BEST:]) <= max(scores[:-PAST_BEST])
+    return len(scores) > PAST_BEST and max(scores[-PAST_BEST:]) < max(scores)  # strictly below: not a plateau
 
 
 def usable_folds(labels: torch.Tensor, num_classes: int, folds: int) -> int:
