@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -17,55 +20,74 @@ from transferlab.inference.export import ParityError, export_run
 pytestmark = pytest.mark.filterwarnings("ignore::FutureWarning")
 
 
-def test_onnx_export_has_metadata_dynamic_batch_and_parity(trained_run, tmp_path):
+def _data_root(run: Path) -> Path:
+    return Path(json.loads((run / "config.json").read_text())["data"]["root"])
+
+
+def test_onnx_export_takes_pixels_and_gives_probabilities_and_the_unknown_score(trained_run, tmp_path):
     result = export_run(trained_run, "onnx", tmp_path / "m.onnx")
     assert result.max_abs_diff <= 1e-4 and result.images == 8
     props = {p.key: p.value for p in onnx.load(str(result.path)).metadata_props}
     assert json.loads(props["classes"]) == ["blue", "green", "red"]
     meta = json.loads(props["transferlab"])
-    assert meta["input"]["input_size"] == 224 and len(meta["input"]["mean"]) == 3
-    assert json.loads(result.metadata_path.read_text()) == meta
+    assert meta["input"] == {**meta["input"], "name": "pixels", "layout": "NHWC", "dtype": "uint8", "input_size": 224}
+    assert json.loads(result.metadata_path.read_text()) == meta and "threshold" in meta["unknown"]
     session = onnxruntime.InferenceSession(str(result.path), providers=["CPUExecutionProvider"])
     for batch in (1, 5):
-        logits, features = session.run(None, {"image": np.zeros((batch, 3, 224, 224), np.float32)})
-        assert logits.shape == (batch, 3) and features.shape == (batch, 1280)
+        pixels = np.random.default_rng(batch).integers(0, 256, (batch, 224, 224, 3), dtype=np.uint8)
+        probabilities, score = session.run(None, {"pixels": pixels})
+        assert probabilities.shape == (batch, 3) and np.allclose(probabilities.sum(1), 1, atol=1e-5)
+        assert score.shape == (batch,) and (score >= 0).all()
 
 
-def test_exports_carry_the_unknown_threshold_and_training_features(trained_run, tmp_path):
-    from safetensors.torch import load_file
-
+def test_the_export_fed_as_documented_answers_as_predict_does(trained_run, tmp_path):
     from transferlab.inference.predict import Classifier
-    from transferlab.inference.unknown import UnknownDetector
+    from transferlab.inference.shipped import ShippedModel
 
     result = export_run(trained_run, "onnx", tmp_path / "m.onnx")
-    about = json.loads(result.metadata_path.read_text())["unknown"]
-    classifier = Classifier.load(trained_run)
-    assert about["threshold"] == classifier.unknown.threshold and about["k"] == classifier.unknown.k
-    bank = load_file(tmp_path / "m.onnx.unknown.safetensors")["bank"]
-    session = onnxruntime.InferenceSession(str(result.path), providers=["CPUExecutionProvider"])
-    image = np.random.default_rng(0).random((1, 3, 224, 224), dtype=np.float32)
-    _, features = session.run(None, {"image": image})
-    exported = UnknownDetector(bank, about["threshold"], about["known_rejected"], about["k"])
-    with torch.no_grad():
-        expected = classifier.unknown.scores(classifier.model.backbone(torch.from_numpy(image)))
-    assert torch.allclose(exported.scores(torch.from_numpy(features)), expected, atol=1e-4)
+    photos = sorted((_data_root(trained_run) / "val").rglob("*.jpg"))
+    ours, shipped = Classifier.load(trained_run), ShippedModel(result.path)
+    for (_, a), (_, b) in zip(ours.predict_files(photos), shipped.predict_files(photos), strict=True):
+        assert np.abs(a.probs.numpy() - b.probs).max() <= 1e-4 and abs(a.distance - b.distance) <= 1e-4
+        assert ours.rank(a).label == shipped.rank(b).label
+    assert len(photos) >= 6
 
 
-def test_torchscript_export_carries_metadata_and_matches(trained_run, tmp_path):
+def test_predict_and_serve_of_an_export_never_import_torch(trained_run, tmp_path):
+    result = export_run(trained_run, "onnx", tmp_path / "m.onnx")
+    photo = next((_data_root(trained_run) / "val").rglob("*.jpg"))
+    script = f"""
+import sys, io
+from transferlab.cli import main
+assert main(["predict", {str(result.path)!r}, {str(photo)!r}, "--format", "json"]) == 0
+from fastapi.testclient import TestClient
+from transferlab.inference.serve import create_app
+client = TestClient(create_app({str(result.path)!r}))
+answer = client.post("/predict", files={{"file": ("p.jpg", open({str(photo)!r}, "rb"), "image/jpeg")}}).json()
+assert answer["label"] in ("blue", "green", "red", "unknown"), answer
+heavy = sorted(m for m in sys.modules if m.split(".")[0] in ("torch", "torchvision"))
+assert not heavy, heavy
+print("no torch")
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0 and "no torch" in done.stdout, done.stderr[-2000:]
+
+
+def test_torchscript_export_takes_the_same_pixels(trained_run, tmp_path):
     result = export_run(trained_run, "torchscript", tmp_path / "m.pt")
     assert result.max_abs_diff <= 1e-4
     extra = {"transferlab.json": ""}
     loaded = torch.jit.load(str(result.path), _extra_files=extra)
     assert json.loads(extra["transferlab.json"])["classes"] == ["blue", "green", "red"]
-    logits, features = loaded(torch.zeros(3, 3, 224, 224))
-    assert logits.shape == (3, 3) and features.shape == (3, 1280)
+    probabilities, score = loaded(torch.zeros(3, 224, 224, 3, dtype=torch.uint8))
+    assert probabilities.shape == (3, 3) and score.shape == (3,)
 
 
 def test_parity_failure_is_loud(trained_run, tmp_path, monkeypatch, capsys):
     import transferlab.inference.export as export_module
 
     monkeypatch.setattr(export_module, "parity", lambda *args: 0.5)
-    with pytest.raises(ParityError, match="differ from PyTorch's by 5.00e-01"):
+    with pytest.raises(ParityError, match="differ from transferlab's by 5.00e-01"):
         export_run(trained_run, "onnx", tmp_path / "bad.onnx")
     assert main(["export", str(trained_run), "--out", str(tmp_path / "bad2.onnx")]) == 1
     assert "parity check FAILED" in capsys.readouterr().err
@@ -73,7 +95,7 @@ def test_parity_failure_is_loud(trained_run, tmp_path, monkeypatch, capsys):
 
 def test_export_command_prints_the_parity_figure(trained_run, tmp_path, capsys):
     assert main(["export", str(trained_run), "--format", "onnx", "--out", str(tmp_path / "c.onnx")]) == 0
-    assert "max |logit difference|" in capsys.readouterr().out
+    assert "max |difference| from transferlab's own answers" in capsys.readouterr().out
 
 
 def test_export_checks_parity_on_real_photos_or_fails_clearly(tmp_path, capsys):

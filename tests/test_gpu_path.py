@@ -80,6 +80,7 @@ def test_training_loop_runs_under_autocast_and_gradient_scaling(dtype):
 def test_run_records_its_precision(tiny_dataset, tmp_path, precision, recorded):
     config = TrainConfig(
         precision=precision,
+        device="cpu",  # "auto" is float32 on the CPU (on a GPU it is bf16 or fp16: this test ran on an H200 once)
         data=DataConfig(root=str(tiny_dataset)),
         strategy="extract",
         backbone="efficientnet_lite0",

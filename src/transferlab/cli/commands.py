@@ -184,10 +184,10 @@ def expand_images(patterns: list[str]) -> list[Path]:
 def cmd_predict(args: argparse.Namespace) -> int:
     import csv
 
-    from transferlab.inference.predict import Classifier
+    from transferlab.inference.shipped import load_predictor
 
-    at_least("topk", args.topk, 1)  # before loading anything; `Classifier.rank` checks it too
-    classifier = Classifier.load(args.run)
+    at_least("topk", args.topk, 1)  # before loading anything; `answer` checks it too
+    classifier = load_predictor(args.run)  # a run (torch) or an exported .onnx file (onnxruntime, no torch)
     files = expand_images(args.images)
     if not files:
         raise UsageError(f"no images matched {' '.join(args.images)}")
@@ -270,7 +270,7 @@ def cmd_export(args: argparse.Namespace) -> int:
             return 1
     print(
         f"exported {result.path} (+ {result.metadata_path.name}); parity on {result.images} images: "
-        f"max |logit difference| = {result.max_abs_diff:.2e} (tolerance 1e-4) OK"
+        f"max |difference| from transferlab's own answers = {result.max_abs_diff:.2e} (tolerance 1e-4) OK"
     )
     return 0
 

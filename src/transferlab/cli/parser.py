@@ -226,7 +226,9 @@ def _model_commands(commands: argparse._SubParsersAction) -> None:
     evaluate.add_argument("--tta", action="store_true", help="average with horizontally flipped images")
     evaluate.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     predict = commands.add_parser("predict", help="classify images with a trained run")
-    predict.add_argument("run", help="a run directory (one strategy's folder)")
+    predict.add_argument(
+        "run", help="a run or compare folder, or an exported MODEL.onnx (run with onnxruntime alone: no torch)"
+    )
     predict.add_argument("images", nargs="+", help="image files, folders (searched recursively) or glob patterns")
     predict.add_argument("--topk", type=int, default=3)
     predict.add_argument(
@@ -245,6 +247,6 @@ def _model_commands(commands: argparse._SubParsersAction) -> None:
         "--images", metavar="DIR", help="photos to check the export on (default: the run's validation images)"
     )
     serve = commands.add_parser("serve", help="a local web app: drop a photo, see the classes")
-    serve.add_argument("run", help="a run directory (one strategy's folder)")
+    serve.add_argument("run", help="a run or compare folder, or an exported MODEL.onnx (no torch)")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)

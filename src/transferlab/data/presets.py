@@ -13,19 +13,10 @@ import numpy as np
 import torch
 from PIL import Image
 
+from transferlab.data.images import resize_short_side
 from transferlab.models.backbones import BackboneSpec
 
-
-def resize_short_side(image: Image.Image, size: int) -> Image.Image:
-    """Bilinear resize so the short side is `size` (torchvision's Resize(size) on a PIL picture, pixel for pixel,
-    without importing torchvision: prediction starts faster)."""
-    width, height = image.size
-    short, long = (width, height) if width <= height else (height, width)
-    new_short, new_long = size, int(size * long / short)
-    new_w, new_h = (new_short, new_long) if width <= height else (new_long, new_short)
-    if (new_w, new_h) == (width, height):
-        return image
-    return image.resize((new_w, new_h), resample=Image.Resampling.BILINEAR)
+__all__ = ["decoded_view", "eval_view", "normalize", "resize_short_side", "to_tensor", "train_side", "train_view"]
 
 
 def to_tensor(image: Image.Image) -> torch.Tensor:

@@ -1,35 +1,37 @@
-"""Export a trained run to ONNX or TorchScript, with its classes and preprocessing attached, and prove parity.
+"""Export a trained run to ONNX or TorchScript with its preprocessing inside, its classes attached, and prove parity.
 
-The exported network takes what the PyTorch model takes: float32 (N, 3, S, S) RGB, resized so the short side is
-`resize_size`, centre-cropped to `input_size`, scaled to [0, 1] and normalized with `mean` and `std`; the batch
-size is free. That description and the class names travel inside the file (ONNX metadata properties; a
+The exported network takes what a photo is after the only steps that need an image library: uint8 RGB pixels
+(N, S, S, 3), the photo's short side resized to `resize_size` (bilinear) and centre-cropped to `input_size` =
+S (`data.images.eval_crop` is the reference, ten lines). It scales, normalizes and lays them out itself, and outputs
+`probabilities` and, when the run has an "unknown" detector, `unknown_score` (the mean cosine distance to the
+nearest training photos, whose features travel inside the file; above `unknown.threshold` the answer is
+"unknown"). The batch size is free. The description travels inside the file (ONNX metadata properties; a
 TorchScript extra file) and in a JSON file beside it. After export, the exported model (onnxruntime for ONNX) and
-the PyTorch model run on sample images; the largest absolute logit difference is reported and must not exceed
-`PARITY_TOLERANCE`. A run with an "unknown" detector exports a second output, `features`, and its training features
-(`<file>.unknown.safetensors`) with the threshold in the metadata, so the exported model can answer "unknown" too.
+transferlab's own prediction run on real photos; the largest absolute difference of probabilities and scores is
+reported and must not exceed `PARITY_TOLERANCE`.
 """
 
 from __future__ import annotations
 
 import json
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import cast
 
 import numpy as np
 import torch
 
+from transferlab.data.images import eval_crop, load_rgb
 from transferlab.data.layout import load_dataset
-from transferlab.data.presets import normalize
 from transferlab.errors import DatasetError, TransferlabError, UnreadableImage, UsageError
 from transferlab.inference.predict import Classifier
-from transferlab.inference.unknown import FILE as UNKNOWN_FILE
 from transferlab.runs import resolve_run
 from transferlab.utils.storage import read_json, save_json
 
 PARITY_TOLERANCE = 1e-4
 FORMATS = ("onnx", "torchscript")
+INPUT = "pixels"
+OUTPUTS = ("probabilities", "unknown_score")
 
 
 class ParityError(TransferlabError, RuntimeError):
@@ -44,6 +46,33 @@ class ExportResult:
     images: int
 
 
+class Packaged(torch.nn.Module):
+    """The classifier as it ships: uint8 (N, S, S, 3) RGB pixels -> class probabilities, and the "unknown" score
+    (mean cosine distance to the k nearest training photos) when the run has a detector."""
+
+    mean: torch.Tensor
+    std: torch.Tensor
+    bank: torch.Tensor
+
+    def __init__(self, classifier: Classifier):
+        super().__init__()
+        spec, self.model = classifier.spec, classifier.model.eval().to(memory_format=torch.contiguous_format)
+        self.register_buffer("mean", torch.tensor(spec.mean).view(1, 3, 1, 1) * 255.0)
+        self.register_buffer("std", torch.tensor(spec.std).view(1, 3, 1, 1) * 255.0)
+        detector = classifier.unknown
+        self.k = min(detector.k, detector.bank.shape[0]) if detector else 0
+        self.register_buffer("bank", detector.bank.float().T.contiguous() if detector else torch.zeros(0))
+
+    def forward(self, pixels: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        x = (pixels.permute(0, 3, 1, 2).float() - self.mean) / self.std
+        features = self.model.backbone(x)
+        probabilities = self.model.head(features).float().softmax(1)
+        if not self.k:
+            return (probabilities,)
+        distances = 1.0 - torch.nn.functional.normalize(features.float(), dim=1) @ self.bank
+        return probabilities, distances.topk(self.k, dim=1, largest=False).values.mean(1)
+
+
 def export_metadata(classifier: Classifier) -> dict:
     spec = classifier.spec
     return {
@@ -51,32 +80,21 @@ def export_metadata(classifier: Classifier) -> dict:
         "backbone": spec.name,
         "strategy": classifier.metadata.get("strategy"),
         "input": {
-            "name": "image",
-            "layout": "NCHW",
-            "dtype": "float32",
+            "name": INPUT,
+            "layout": "NHWC",
+            "dtype": "uint8",
             "channels": "RGB",
             "resize_size": spec.resize_size,
             "input_size": spec.input_size,
-            "scale": "1/255",
-            "mean": list(spec.mean),
-            "std": list(spec.std),
             "background_for_transparency": list(classifier.background),
         },
-        "output": {"name": "logits", "softmax": "not applied"},
-        **(
-            {
-                "unknown": {
-                    **classifier.unknown.describe(),
-                    "features_output": "features",
-                    "training_features": "the 'bank' tensor of the .unknown.safetensors file beside this one",
-                }
-            }
-            if classifier.unknown
-            else {}
-        ),
-        "preprocessing": f"convert to RGB (transparency composited on {tuple(classifier.background)}, EXIF rotation "
-        f"applied), resize short side to {spec.resize_size}, centre-crop {spec.input_size}, divide "
-        "by 255, subtract mean, divide by std",
+        "outputs": {"probabilities": "softmax over classes, in the order of `classes`"}
+        | ({"unknown_score": "above unknown.threshold: the answer is 'unknown'"} if classifier.unknown else {}),
+        **({"unknown": classifier.unknown.describe()} if classifier.unknown else {}),
+        "preprocessing": f"on the host: convert to RGB (transparency composited on {tuple(classifier.background)}, "
+        f"EXIF rotation applied), resize the short side to {spec.resize_size} (bilinear), centre-crop "
+        f"{spec.input_size}x{spec.input_size} (top = round((height - {spec.input_size}) / 2)), uint8 HWC; "
+        "scaling and normalization happen inside the model",
     }
 
 
@@ -88,15 +106,13 @@ def export_run(
         raise UsageError(f"unknown format '{fmt}'; choose one of {', '.join(FORMATS)}")
     run_dir = resolve_run(run_dir)
     classifier = Classifier.load(run_dir)
-    model: torch.nn.Module = classifier.model.eval().to(memory_format=torch.contiguous_format)
-    if classifier.unknown is not None:  # the features go out too: "unknown" needs their distance to the training photos
-        model = WithFeatures(model).eval()
+    model = Packaged(classifier).eval()
     out = Path(out) if out else run_dir / ("model.onnx" if fmt == "onnx" else "model.torchscript.pt")
     out.parent.mkdir(parents=True, exist_ok=True)
-    batch = sample_batch(classifier, run_dir, samples)  # before writing anything: real photos or no export
+    crops = sample_crops(classifier, run_dir, samples)  # before writing anything: real photos or no export
     metadata = export_metadata(classifier)
     size = classifier.spec.input_size
-    example = torch.zeros(2, 3, size, size)
+    example = torch.zeros(2, size, size, 3, dtype=torch.uint8)
     partial = out.with_name(out.name + ".partial")  # an interrupted export leaves no half-written model behind
     try:
         if fmt == "onnx":
@@ -108,24 +124,24 @@ def export_run(
         partial.unlink(missing_ok=True)
     metadata_path = out.with_name(out.name + ".json")
     save_json(metadata, metadata_path)
-    if classifier.unknown is not None:
-        shutil.copyfile(run_dir / UNKNOWN_FILE, out.with_name(out.name + ".unknown.safetensors"))
-    diff = parity(model, batch, out, fmt)
+    diff = parity(classifier, crops, out, fmt)
     if diff > PARITY_TOLERANCE:
-        raise ParityError(f"{out}: exported logits differ from PyTorch's by {diff:.2e} (> {PARITY_TOLERANCE:g})")
-    return ExportResult(out, metadata_path, diff, len(batch))
+        raise ParityError(
+            f"{out}: the export's answers differ from transferlab's by {diff:.2e} (> {PARITY_TOLERANCE:g})"
+        )
+    return ExportResult(out, metadata_path, diff, len(crops))
 
 
 def _export_onnx(model: torch.nn.Module, example: torch.Tensor, out: Path, metadata: dict) -> None:
     import onnx
 
     batch = torch.export.Dim("batch", min=1, max=4096)
-    outputs = ["logits", "features"] if isinstance(model, WithFeatures) else ["logits"]
+    outputs = list(OUTPUTS[: 2 if cast(Packaged, model).k else 1])
     program = torch.onnx.export(
         model,
         (example,),
         dynamo=True,
-        input_names=["image"],
+        input_names=[INPUT],
         output_names=outputs,
         dynamic_shapes=({0: batch},),
         verbose=False,
@@ -145,11 +161,12 @@ def _export_torchscript(model: torch.nn.Module, example: torch.Tensor, out: Path
     torch.jit.save(traced, str(out), _extra_files={"transferlab.json": json.dumps(metadata)})
 
 
-def sample_batch(
+def sample_crops(
     classifier: Classifier, run_dir: Path, samples: list[Path] | None = None, count: int = 8
-) -> torch.Tensor:
-    """Normalized inputs from real validation images of the run (or `samples`). Parity is only ever checked on
-    real photos: when none can be read, the export fails and says how to name some."""
+) -> np.ndarray:
+    """uint8 (N, S, S, 3) evaluation crops of real validation photos of the run (or `samples`), made the way the
+    metadata tells a user to (`data.images.eval_crop`). Parity is only ever checked on real photos: when none can
+    be read, the export fails and says how to name some."""
     where = "the images given"
     if samples is None:
         config = read_json(run_dir / "config.json")
@@ -160,47 +177,35 @@ def sample_batch(
             samples = [s.path for s in dataset.val[:: max(1, len(dataset.val) // count)]][:count]
         except DatasetError:
             samples = []
-    crops = []
+    spec, crops = classifier.spec, []
     for path in samples:
         try:
-            crops.append(classifier.preprocess(path))
+            picture = load_rgb(path, classifier.background, min_side=spec.resize_size)
         except UnreadableImage:  # an unreadable sample only narrows the check
             continue
+        crops.append(eval_crop(picture, spec.resize_size, spec.input_size))
     if not crops:
         raise TransferlabError(
             f"no photo to check the export on: none of {where} could be read; pass --images DIR (a folder of photos)"
         )
-    return normalize(torch.stack(crops), classifier.spec).contiguous()
+    return np.stack(crops)
 
 
 @torch.inference_mode()
-def parity(model: torch.nn.Module, batch: torch.Tensor, path: Path, fmt: str) -> float:
-    """Largest absolute logit difference between PyTorch and the exported file, over the batch and one image."""
-    expected = _logits(model(batch)).float().numpy()
+def parity(classifier: Classifier, crops: np.ndarray, path: Path, fmt: str) -> float:
+    """Largest absolute difference between transferlab's own answers (`Classifier.assess`: probabilities and the
+    unknown score) and the exported file's, over the batch and over one photo alone."""
+    assessed = classifier.assess(torch.from_numpy(crops).permute(0, 3, 1, 2))
+    expected = [np.stack([a.probs.numpy() for a in assessed])]
+    if classifier.unknown is not None:
+        expected.append(np.array([a.distance for a in assessed], dtype=np.float32))
     if fmt == "onnx":
         import onnxruntime
 
         session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-        run = lambda x: session.run(["logits"], {"image": x.numpy()})[0]  # noqa: E731
+        run = lambda x: session.run(None, {INPUT: x})  # noqa: E731
     else:
         loaded = torch.jit.load(str(path))
-        run = lambda x: _logits(loaded(x)).float().numpy()  # noqa: E731
-    whole = run(batch)
-    single = run(batch[:1])  # a different batch size: the exported batch dimension is dynamic
-    return float(max(np.abs(whole - expected).max(), np.abs(single - expected[:1]).max()))
-
-
-class WithFeatures(torch.nn.Module):
-    """The model with its pooled features as a second output (for the "unknown" distance test)."""
-
-    def __init__(self, model: torch.nn.Module):
-        super().__init__()
-        self.model: Any = model
-
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        features = self.model.backbone(x)
-        return self.model.head(features), features
-
-
-def _logits(output: torch.Tensor | tuple) -> torch.Tensor:
-    return output[0] if isinstance(output, (tuple, list)) else output
+        run = lambda x: [o.numpy() for o in loaded(torch.from_numpy(x))]  # noqa: E731
+    whole, single = run(crops), run(crops[:1])  # a different batch size: the exported batch dimension is free
+    return float(max(max(np.abs(w - e).max(), np.abs(s - e[:1]).max()) for w, s, e in zip(whole, single, expected)))

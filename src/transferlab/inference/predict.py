@@ -20,24 +20,13 @@ from transferlab.data.decoding import Decode
 from transferlab.data.images import load_rgb
 from transferlab.data.presets import decoded_view, eval_view, normalize
 from transferlab.errors import at_least
+from transferlab.inference.answers import UNKNOWN, Assessed, Prediction, answer
 from transferlab.inference.unknown import UnknownDetector, load_detector
 from transferlab.models.backbones import BackboneSpec
 from transferlab.models.model import TransferModel, build_model
 from transferlab.runs import load_checkpoint, resolve_run
 from transferlab.utils.machine import keep_freed_memory
 from transferlab.utils.parallel import parallel_map
-
-UNKNOWN = "unknown"
-
-
-@dataclass
-class Prediction:
-    label: str  # the class, or "unknown" for a photo like no training photo
-    probability: float  # of the most likely class
-    topk: list[tuple[str, float]]
-    known: bool = True
-    nearest: str = ""  # the most likely class, also when the answer is "unknown"
-    distance: float | None = None  # to the training photos (None: the run has no detector)
 
 
 @dataclass
@@ -139,17 +128,13 @@ class Classifier:
     def predict_many(self, images: list, topk: int = 3) -> list[Prediction]:
         return [self.rank(a, topk) for a in self.assess(torch.stack([self.preprocess(i) for i in images]))]
 
-    def rank(self, assessment: Assessment | torch.Tensor, topk: int = 3) -> Prediction:
+    def rank(self, assessment: Assessed | torch.Tensor, topk: int = 3) -> Prediction:
         """One photo's assessment (or bare probabilities) -> its answer and the top-k (label, probability) pairs;
         the answer is "unknown" when the photo is farther from the training photos than the run's threshold."""
-        at_least("topk", topk, 1)
         if isinstance(assessment, torch.Tensor):
             assessment = Assessment(assessment)
-        values, indices = assessment.probs.topk(min(topk, len(self.classes)))
-        ranked = [(self.classes[i], float(v)) for v, i in zip(values.tolist(), indices.tolist())]
-        distance = assessment.distance
-        known = distance is None or self.unknown is None or distance <= self.unknown.threshold
-        return Prediction(ranked[0][0] if known else UNKNOWN, ranked[0][1], ranked, known, ranked[0][0], distance)
+        threshold = self.unknown.threshold if self.unknown else None
+        return answer(assessment.probs.tolist(), self.classes, topk, assessment.distance, threshold)
 
 
 def load_run(run_dir: str | Path, device: str | torch.device = "cpu") -> Classifier:

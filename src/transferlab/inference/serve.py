@@ -23,8 +23,7 @@ from fastapi.responses import HTMLResponse
 from PIL import Image
 
 from transferlab.data.images import UnreadableImage
-from transferlab.inference.predict import Classifier
-from transferlab.runs import resolve_run
+from transferlab.inference.shipped import Predictor, is_shipped, load_predictor
 
 MAX_BYTES = 20 * 1024 * 1024
 MAX_PIXELS = 50_000_000
@@ -40,21 +39,21 @@ def create_app(
     decode_slots: int | None = None,
     decode_wait: float = DECODE_WAIT,
 ) -> FastAPI:
-    """The web app for `run_dir`'s best model (or, for a compare folder, its recommended run's).
+    """The web app for `run_dir`'s best model (or, for a compare folder, its recommended run's; or an exported
+    `.onnx` file, run without torch).
 
     At most `decode_slots` uploads (default: one per CPU core) are decoded at once; another waits up to
     `decode_wait` seconds for a slot, then gets 503."""
-    run_dir = resolve_run(run_dir)
-    classifier = Classifier.load(run_dir)
+    classifier = load_predictor(run_dir)
     uploads = UploadPredictor(classifier, max_bytes, max_pixels, decode_slots, decode_wait)
     app = FastAPI(title="transferlab", description=f"Image classifier: {', '.join(classifier.classes)}")
     app.add_middleware(BodyLimit, limit=max_bytes + MULTIPART_OVERHEAD)
     info = {
-        "backbone": classifier.spec.name,
+        "backbone": classifier.metadata.get("backbone"),
         "strategy": classifier.metadata.get("strategy"),
         "classes": classifier.classes,
         "val_acc": classifier.metadata.get("val_acc"),
-        "run": str(run_dir),
+        "run" if not is_shipped(run_dir) else "model": str(run_dir),
     }
 
     @app.get("/health")
@@ -80,13 +79,13 @@ class UploadPredictor:
 
     def __init__(
         self,
-        classifier: Classifier,
+        classifier: Predictor,
         max_bytes: int = MAX_BYTES,
         max_pixels: int = MAX_PIXELS,
         decode_slots: int | None = None,
         decode_wait: float = DECODE_WAIT,
     ):
-        from transferlab.utils.parallel import cpu_cores
+        from transferlab.utils.machine import cpu_cores
 
         self.classifier, self.max_bytes, self.max_pixels, self.decode_wait = (
             classifier,
@@ -106,7 +105,7 @@ class UploadPredictor:
         finally:
             self.slots.release()
         with self.lock:
-            assessment = self.classifier.assess(crop.unsqueeze(0))[0]
+            assessment = self.classifier.assess(crop[None])[0]
         prediction = self.classifier.rank(assessment, topk)
         return {
             "label": prediction.label,
@@ -177,7 +176,7 @@ def read_upload(stream: BinaryIO, max_bytes: int) -> bytes:
     return data
 
 
-def _decode(data: bytes, max_pixels: int, classifier: Classifier):
+def _decode(data: bytes, max_pixels: int, classifier: Predictor):
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)

@@ -41,3 +41,8 @@ def keep_freed_memory() -> bool:
     if not _done:
         log.debug("could not tune the allocator (mallopt refused)")
     return _done
+
+
+def cpu_cores() -> int:
+    """CPU cores this process may use (without importing torch: the torch-free serving path asks too)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)

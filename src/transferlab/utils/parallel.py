@@ -7,20 +7,16 @@ no shared-memory handles pile up).
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterator, Sequence
 from typing import TypeVar
 
 import torch
 from tqdm.auto import tqdm
 
+from transferlab.utils.machine import cpu_cores
+
 T = TypeVar("T")
 R = TypeVar("R")
-
-
-def cpu_cores() -> int:
-    """CPU cores this process may use."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
 def default_workers() -> int:
