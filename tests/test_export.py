@@ -130,3 +130,16 @@ def test_export_checks_parity_on_real_photos_or_fails_clearly(tmp_path, capsys):
     captured = capsys.readouterr()
     assert "parity on 4 images" in captured.out
     assert "Replaced initializer" not in captured.err and captured.err.count("\n") <= 2  # no optimizer chatter
+
+
+def test_int8_is_checked_against_float32_and_refused_when_shown_worse(trained_run, tmp_path, capsys):
+    from transferlab.inference.quantize import QuantizationRefused, quantize_export
+
+    assert main(["export", str(trained_run), "--int8", "--out", str(tmp_path / "m8.onnx")]) == 0
+    out = capsys.readouterr().out
+    assert "int8 against float32 on 9 validation photos" in out and "photos/s at batch 32" in out
+    float_model = export_run(trained_run, "onnx", tmp_path / "m.onnx").path
+    broken = np.full((4, 224, 224, 3), 255, np.uint8)  # calibrated on white squares: real activations clip
+    with pytest.raises(QuantizationRefused, match="nothing written"):
+        quantize_export(float_model, trained_run, tmp_path / "bad.onnx", calibration=broken)
+    assert not (tmp_path / "bad.onnx").exists()

@@ -264,6 +264,8 @@ def cmd_export(args: argparse.Namespace) -> int:
             samples = expand_images([args.images]) if args.images else None
             if args.images and not samples:
                 raise UsageError(f"no photos in {args.images}")
+            if args.int8:
+                return _export_int8(args, samples)
             result = export_run(args.run, args.format, args.out, samples)
         except ParityError as error:
             print(f"error: parity check FAILED: {error}", file=sys.stderr)
@@ -272,6 +274,29 @@ def cmd_export(args: argparse.Namespace) -> int:
         f"exported {result.path} (+ {result.metadata_path.name}); parity on {result.images} images: "
         f"max |difference| from transferlab's own answers = {result.max_abs_diff:.2e} (tolerance 1e-4) OK"
     )
+    return 0
+
+
+def _export_int8(args: argparse.Namespace, samples: list[Path] | None) -> int:
+    import tempfile
+
+    from transferlab.inference.export import export_run
+    from transferlab.inference.quantize import QuantizationRefused, quantize_export
+    from transferlab.runs import resolve_run
+
+    if args.format != "onnx":
+        raise UsageError("--int8 makes an ONNX file: leave out --format torchscript")
+    run_dir = resolve_run(args.run)
+    out = Path(args.out) if args.out else run_dir / "model.int8.onnx"
+    with tempfile.TemporaryDirectory() as work:
+        exported = export_run(run_dir, "onnx", Path(work) / "model.onnx", samples)
+        try:
+            report = quantize_export(exported.path, run_dir, out)
+        except QuantizationRefused as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 1
+    print("\n".join(report.lines()))
+    print(f"exported {out} (int8; the float32 export matched transferlab's answers to {exported.max_abs_diff:.1e})")
     return 0
 
 

@@ -242,6 +242,12 @@ def _model_commands(commands: argparse._SubParsersAction) -> None:
     export = commands.add_parser("export", help="export a run to ONNX or TorchScript, with a parity check")
     export.add_argument("run", help="a run directory (one strategy's folder)")
     export.add_argument("--format", choices=("onnx", "torchscript"), default="onnx")
+    export.add_argument(
+        "--int8",
+        action="store_true",
+        help="ONNX quantized to int8 (calibrated on training photos), checked against float32 on the validation "
+        "photos; refused (nothing written) when shown worse by more than 1 point",
+    )
     export.add_argument("--out", help="output file (default: inside the run directory)")
     export.add_argument(
         "--images", metavar="DIR", help="photos to check the export on (default: the run's validation images)"
