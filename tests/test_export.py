@@ -13,7 +13,7 @@ import onnxruntime
 import pytest
 import torch
 
-from conftest import make_folder
+from conftest import ANIMALS4, make_folder
 from transferlab.cli import main
 from transferlab.inference.export import ParityError, export_run
 
@@ -143,3 +143,21 @@ def test_int8_is_checked_against_float32_and_refused_when_shown_worse(trained_ru
     with pytest.raises(QuantizationRefused, match="nothing written"):
         quantize_export(float_model, trained_run, tmp_path / "bad.onnx", calibration=broken)
     assert not (tmp_path / "bad.onnx").exists()
+
+
+@pytest.mark.skipif(not ANIMALS4.is_dir(), reason=f"real photos not found at {ANIMALS4}")
+def test_the_docs_ten_line_host_side_feeds_the_export_as_predict_sees_photos(trained_run, tmp_path):
+    from transferlab.inference.predict import Classifier
+
+    model = export_run(trained_run, "onnx", tmp_path / "m.onnx").path
+    docs = (Path(__file__).parents[1] / "docs" / "usage.md").read_text()
+    snippet = docs.split("The host side, in full")[1].split("```python\n")[1].split("```")[0]
+    classifier = Classifier.load(trained_run)
+    photos = sorted((ANIMALS4 / "val").rglob("*.jpg"))[::25][:8]  # phone photos and small web images alike
+    for photo in photos:
+        scope: dict = {}
+        exec(snippet.replace('"model.onnx"', repr(str(model))).replace('"photo.jpg"', repr(str(photo))), scope)
+        ours = classifier.assess(classifier.preprocess(photo)[None])[0]
+        assert np.abs(scope["probabilities"][0] - ours.probs.numpy()).max() <= 1e-4
+        assert abs(float(scope["unknown"][0][0]) - ours.distance) <= 1e-4
+    assert len(photos) == 8
