@@ -1,11 +1,12 @@
 """`export --int8`: an int8 copy of the exported model, kept only if it is not shown to be worse.
 
 ONNX Runtime's static quantization of the convolutions (after its pre-processing: shapes inferred, BatchNorm
-folded; QDQ, per-channel int8 weights, uint8 activations, ranges by MinMax), calibrated on the run's training photos (`CALIBRATION` of them, spread over the classes); the
-preprocessing, the head and the "unknown" score stay float. Then both models answer the run's validation photos:
-both accuracies, their paired difference with a 95% interval (bootstrap over the photos), the share of photos on
-which they agree, file sizes, latency at batch 1 and throughput at batch 32. The int8 file is written only when
-it is not shown worse by more than `MAX_LOSS` (the difference below -1 point and its interval below 0).
+folded; QDQ, per-channel int8 weights, uint8 activations, ranges by MinMax), calibrated on the run's training
+photos (`CALIBRATION` of them, spread over the classes); the preprocessing, the head and the "unknown" score stay
+float. Then both models answer the run's validation photos: both accuracies, their paired difference with a 95%
+interval (bootstrap over the photos), the share of photos on which they agree, file sizes, latency at batch 1 and
+throughput at batch 32. The int8 file is written only when it is not shown worse by more than `MAX_LOSS` (the
+difference below -1 point and its interval below 0).
 """
 
 from __future__ import annotations
