@@ -1,7 +1,7 @@
 """`export --int8`: an int8 copy of the exported model, kept only if it is not shown to be worse.
 
-ONNX Runtime's static quantization of the convolutions (after its pre-processing: shapes inferred, BatchNorm
-folded; QDQ, per-channel int8 weights, uint8 activations, ranges by MinMax), calibrated on the run's training
+ONNX Runtime's static quantization of the backbone (`backbone_nodes`; after its pre-processing: shapes inferred,
+BatchNorm folded; QDQ, per-channel int8 weights, uint8 activations, ranges by MinMax), calibrated on the run's training
 photos (`CALIBRATION` of them, spread over the classes); the preprocessing, the head and the "unknown" score stay
 float. Then both models answer the run's validation photos: both accuracies, their paired difference with a 95%
 interval (bootstrap over the photos), the share of photos on which they agree, file sizes, latency at batch 1 and
@@ -92,7 +92,7 @@ def quantize_export(
         )  # shapes inferred, BatchNorm folded into the convolutions
         quantize_static(
             str(prepared), str(candidate), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
-            activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, op_types_to_quantize=["Conv"],
+            activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, nodes_to_quantize=backbone_nodes(prepared),
         )  # fmt: skip
         report = _compare(shipped, ShippedModel(candidate), val)
         if report.difference.diff < -MAX_LOSS and report.difference.high < 0:
@@ -103,6 +103,27 @@ def quantize_export(
         shutil.copyfile(candidate, out)
     report.path = out
     return report
+
+
+QUANTIZED = ("Conv", "Clip", "Relu", "Add", "ReduceMean", "GlobalAveragePool", "Resize", "Concat")
+
+
+def backbone_nodes(model: Path) -> list[str]:
+    """The backbone's nodes to quantize: those the class probabilities depend on (ancestors of the Softmax) of the
+    kinds ONNX Runtime runs in int8 (QUANTIZED), so the preprocessing, the head and the "unknown" score stay float,
+    and the convolutions' ReLU6 and residual additions stay in int8 between them (no float round trip)."""
+    import onnx
+
+    graph = onnx.load(str(model)).graph
+    producer = {output: node for node in graph.node for output in node.output}
+    seen: set[str] = set()
+    stack = [next(node for node in graph.node if node.op_type == "Softmax").input[0]]
+    while stack:
+        node = producer.get(stack.pop())
+        if node is not None and node.name not in seen:
+            seen.add(node.name)
+            stack.extend(node.input)
+    return [node.name for node in graph.node if node.name in seen and node.op_type in QUANTIZED]
 
 
 def _photos(run_dir: Path) -> tuple[list, list]:
