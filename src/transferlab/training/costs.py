@@ -16,6 +16,7 @@ from transferlab.models.backbones import BackboneSpec
 from transferlab.training.features import FeatureCache
 
 COST_SAMPLE = 16  # pictures timed to cost cached features in this process
+TIMINGS = 2  # timed passes over them, after a warm-up pass of the same size
 
 
 def costed(
@@ -43,8 +44,9 @@ def cost_now(
     recorded: float,
 ) -> float:
     """What computing `pictures` features would take here and now: the backbone timed on a few validation pictures
-    in this process (after a warm-up batch), so a cell's cost does not depend on whether its features were cached,
-    nor on the load of the command that cached them. The recorded figure is the fallback."""
+    in this process (after a warm-up pass of the same size; the faster of TIMINGS passes), so a cell's cost does
+    not depend on whether its features were cached, nor on the load of the command that cached them. The recorded
+    figure is the fallback."""
     sample = [val.images[i] for i in range(min(COST_SAMPLE, len(val)))]
     if len(sample) < 4:
         return recorded
@@ -52,10 +54,12 @@ def cost_now(
     batch = normalize(torch.stack(sample).to(device), spec)
     was_training = backbone.training
     backbone.eval()
+    seconds = []
     with torch.inference_mode(), amp:
-        backbone(batch[:4])  # warm-up: the first call pays for allocations
-        start = time.perf_counter()
-        backbone(batch)
-        seconds = time.perf_counter() - start
+        backbone(batch)  # warm-up at the timed size: the first call pays for allocations
+        for _ in range(TIMINGS):
+            start = time.perf_counter()
+            backbone(batch)
+            seconds.append(time.perf_counter() - start)
     backbone.train(was_training)
-    return seconds / len(sample) * pictures
+    return min(seconds) / len(sample) * pictures  # the least disturbed of the timings
