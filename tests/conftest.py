@@ -62,6 +62,9 @@ def private_cache(tmp_path_factory, monkeypatch):
     """Each test's caches (features, doctor results, decoded-picture files) start empty in a temporary folder,
     never ~/.cache."""
     monkeypatch.setenv("TRANSFERLAB_CACHE", str(tmp_path_factory.mktemp("cache")))
+    # frozen features by torch: exporting each backbone to ONNX in every test's empty cache would cost far more than
+    # it saves on these tiny folders; tests/test_onnx_features.py checks the ONNX Runtime path against this one
+    monkeypatch.setenv("TRANSFERLAB_FEATURES", "torch")
 
 
 @pytest.fixture
