@@ -133,7 +133,7 @@ def test_export_checks_parity_on_real_photos_or_fails_clearly(tmp_path, capsys):
 
 
 def test_int8_is_checked_against_float32_and_refused_when_shown_worse(trained_run, tmp_path, capsys):
-    from transferlab.inference.quantize import QuantizationRefused, quantize_export
+    from transferlab.analysis.quantize import QuantizationRefused, quantize_export
 
     assert main(["export", str(trained_run), "--int8", "--out", str(tmp_path / "m8.onnx")]) == 0
     out = capsys.readouterr().out

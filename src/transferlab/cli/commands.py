@@ -280,8 +280,8 @@ def cmd_export(args: argparse.Namespace) -> int:
 def _export_int8(args: argparse.Namespace, samples: list[Path] | None) -> int:
     import tempfile
 
+    from transferlab.analysis.quantize import QuantizationRefused, quantize_export
     from transferlab.inference.export import export_run
-    from transferlab.inference.quantize import QuantizationRefused, quantize_export
     from transferlab.runs import resolve_run
 
     if args.format != "onnx":

@@ -90,11 +90,7 @@ def extract_features(
     train_index = list(range(len(train))) if train_index is None else train_index
     bar = tqdm(total=(views + centre) * len(train) + len(val), desc="features", unit="img", disable=quiet, leave=False)
     amp = torch.autocast(device.type, dtype=precision) if precision is not None else nullcontext()
-    forward: Callable[[torch.Tensor], torch.Tensor] = backbone
-    if onnx and device.type == "cpu" and precision is None:
-        from transferlab.models.onnx_features import onnx_features
-
-        forward = onnx_features(backbone, spec.name, spec.input_size) or backbone
+    forward = _forward(backbone, spec, device, precision, onnx)
 
     def crop(picture: torch.Tensor, seed: int) -> torch.Tensor:
         torch.manual_seed(seed)
@@ -124,6 +120,17 @@ def extract_features(
     return FeatureCache(
         train_features, train.labels, val_features, val.labels, time.perf_counter() - start, train_centre=train_centre
     )
+
+
+def _forward(
+    backbone: nn.Module, spec: BackboneSpec, device: torch.device, precision: torch.dtype | None, onnx: bool
+) -> Callable[[torch.Tensor], torch.Tensor]:
+    """The backbone, or (with `onnx`, on the CPU in float32) its ONNX Runtime session."""
+    if onnx and device.type == "cpu" and precision is None:
+        from transferlab.models.onnx_features import onnx_features
+
+        return onnx_features(backbone, spec.name, spec.input_size) or backbone
+    return backbone
 
 
 def centre_crop(picture: torch.Tensor, spec: BackboneSpec) -> torch.Tensor:
