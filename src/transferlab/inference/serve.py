@@ -53,7 +53,7 @@ def create_app(
         "strategy": classifier.metadata.get("strategy"),
         "classes": classifier.classes,
         "val_acc": classifier.metadata.get("val_acc"),
-        "run" if not is_shipped(run_dir) else "model": str(run_dir),
+        **_where(run_dir),
     }
 
     @app.get("/health")
@@ -70,6 +70,15 @@ def create_app(
         return {"file": file.filename, **uploads.predict(file.file, topk)}
 
     return app
+
+
+def _where(path: str | Path) -> dict:
+    """What /health says the app runs: the exported file, or the run folder (a compare folder's recommended run)."""
+    if is_shipped(path):
+        return {"model": str(path)}
+    from transferlab.runs import resolve_run  # torch is loaded already: the run's model is a torch model
+
+    return {"run": str(resolve_run(path))}
 
 
 class UploadPredictor:

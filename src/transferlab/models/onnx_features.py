@@ -7,6 +7,7 @@ session that fails) falls back to torch, logged; `TRANSFERLAB_FEATURES=torch` tu
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import os
@@ -38,15 +39,21 @@ class OnnxFeatures:
     """Calls like the backbone: a normalized float batch (N, 3, S, S) -> pooled features (N, D), by onnxruntime."""
 
     def __init__(self, path: Path):
-        import onnxruntime
-
-        options = onnxruntime.SessionOptions()
-        options.intra_op_num_threads = torch.get_num_threads()
-        self.session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        self.session = _session(path, torch.get_num_threads())
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         pixels = x.float().contiguous().numpy()
         return torch.from_numpy(self.session.run(None, {"x": pixels})[0])
+
+
+@functools.lru_cache(maxsize=8)
+def _session(path: Path, threads: int) -> Any:
+    """One session per exported file and process (training's features and the evaluation after it share it)."""
+    import onnxruntime
+
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = threads
+    return onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
 def onnx_features(backbone: nn.Module, name: str, input_size: int, digest: str | None = None) -> OnnxFeatures | None:
