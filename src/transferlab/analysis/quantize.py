@@ -21,10 +21,9 @@ from pathlib import Path
 import numpy as np
 
 from transferlab.analysis.stats import Difference, paired_bootstrap
-from transferlab.data.layout import load_dataset
 from transferlab.errors import TransferlabError, UnreadableImage
+from transferlab.inference.export import run_dataset
 from transferlab.inference.shipped import ShippedModel
-from transferlab.utils.storage import read_json
 
 CALIBRATION = 128  # training photos the activation ranges are measured on
 MAX_LOSS = 0.01  # int8 shown worse by more than this (a fraction: 1 point) is refused
@@ -75,7 +74,8 @@ def quantize_export(
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     shipped = ShippedModel(float_model)
-    train, val = _photos(run_dir)
+    dataset = run_dataset(run_dir, max_per_class=True)
+    train, val = dataset.train, dataset.val
     crops = calibration if calibration is not None else _crops(shipped, _spread(train, CALIBRATION))[0]
 
     class Reader(CalibrationDataReader):
@@ -87,9 +87,8 @@ def quantize_export(
 
     with tempfile.TemporaryDirectory() as work:
         candidate, prepared = Path(work) / "int8.onnx", Path(work) / "prepared.onnx"
-        quant_pre_process(
-            str(float_model), str(prepared), skip_symbolic_shape=True
-        )  # shapes inferred, BatchNorm folded into the convolutions
+        # shapes inferred, BatchNorm folded into the convolutions
+        quant_pre_process(str(float_model), str(prepared), skip_symbolic_shape=True)
         quantize_static(
             str(prepared), str(candidate), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
             activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, nodes_to_quantize=backbone_nodes(prepared),
@@ -124,14 +123,6 @@ def backbone_nodes(model: Path) -> list[str]:
             seen.add(node.name)
             stack.extend(node.input)
     return [node.name for node in graph.node if node.name in seen and node.op_type in QUANTIZED]
-
-
-def _photos(run_dir: Path) -> tuple[list, list]:
-    config = read_json(run_dir / "config.json")
-    root = config.get("resolved", {}).get("data_root") or config["data"]["root"]
-    data = config["data"]
-    dataset = load_dataset(root, data["val_fraction"], data.get("split_seed", 0), data.get("max_per_class"))
-    return dataset.train, dataset.val
 
 
 def _spread(samples: list, count: int) -> list:

@@ -136,6 +136,13 @@ def eval_crop(image: Image.Image, resize_size: int, input_size: int) -> np.ndarr
     return np.ascontiguousarray(pixels[top : top + input_size, left : left + input_size])
 
 
+def load_crop(
+    source: str | Path | BinaryIO | Image.Image, background: tuple[int, int, int], resize_size: int, input_size: int
+) -> np.ndarray:
+    """A photo as an exported model takes it: `load_rgb` (decoded no smaller than the resize), then `eval_crop`."""
+    return eval_crop(load_rgb(source, background, min_side=resize_size), resize_size, input_size)
+
+
 def to_rgb(image: Image.Image, background: tuple[int, int, int] = DEFAULT_BACKGROUND) -> Image.Image:
     """Convert a decoded PIL image of any mode to 8-bit RGB, compositing transparency onto `background`."""
     if image.mode in _HIGH_BIT_MODES:

@@ -21,8 +21,8 @@ from typing import cast
 import numpy as np
 import torch
 
-from transferlab.data.images import eval_crop, load_rgb
-from transferlab.data.layout import load_dataset
+from transferlab.data.images import load_crop
+from transferlab.data.layout import Dataset, load_dataset
 from transferlab.errors import DatasetError, TransferlabError, UnreadableImage, UsageError
 from transferlab.inference.predict import Classifier
 from transferlab.runs import resolve_run
@@ -169,26 +169,40 @@ def sample_crops(
     be read, the export fails and says how to name some."""
     where = "the images given"
     if samples is None:
-        config = read_json(run_dir / "config.json")
-        root = config.get("resolved", {}).get("data_root") or config["data"]["root"]
-        where = f"the run's validation images ({root})"
+        where = f"the run's validation images ({run_data_root(run_dir)})"
         try:
-            dataset = load_dataset(root, config["data"]["val_fraction"], config["data"].get("split_seed", 0), None)
-            samples = [s.path for s in dataset.val[:: max(1, len(dataset.val) // count)]][:count]
+            val = run_dataset(run_dir).val
+            samples = [s.path for s in val[:: max(1, len(val) // count)]][:count]
         except DatasetError:
             samples = []
     spec, crops = classifier.spec, []
     for path in samples:
         try:
-            picture = load_rgb(path, classifier.background, min_side=spec.resize_size)
+            crops.append(load_crop(path, classifier.background, spec.resize_size, spec.input_size))
         except UnreadableImage:  # an unreadable sample only narrows the check
             continue
-        crops.append(eval_crop(picture, spec.resize_size, spec.input_size))
     if not crops:
         raise TransferlabError(
             f"no photo to check the export on: none of {where} could be read; pass --images DIR (a folder of photos)"
         )
     return np.stack(crops)
+
+
+def run_data_root(run_dir: Path) -> str:
+    """The photo folder a run was trained on, as an absolute path where the run recorded one."""
+    return _data_root(read_json(run_dir / "config.json"))
+
+
+def _data_root(config: dict) -> str:
+    return config.get("resolved", {}).get("data_root") or config["data"]["root"]
+
+
+def run_dataset(run_dir: Path, max_per_class: bool = False) -> Dataset:
+    """The run's photo folder split as the run split it (every photo; with `max_per_class`, the run's own cap)."""
+    config = read_json(run_dir / "config.json")
+    data = config["data"]
+    cap = data.get("max_per_class") if max_per_class else None
+    return load_dataset(_data_root(config), data["val_fraction"], data.get("split_seed", 0), cap)
 
 
 @torch.inference_mode()

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO, TypeAlias
 import numpy as np
 from PIL import Image
 
-from transferlab.data.images import eval_crop, load_rgb
+from transferlab.data.images import load_crop
 from transferlab.errors import DamagedFile, UnreadableImage, at_least, first_line
 from transferlab.inference.answers import Assessed, Prediction, answer
 from transferlab.utils.machine import cpu_cores
@@ -37,15 +37,12 @@ class ShippedAssessment:
 class ShippedModel:
     """An exported `.onnx` file with the interface `predict` and `serve` use: preprocess, assess, rank."""
 
-    def __init__(self, path: str | Path, threads: int | None = None):
+    def __init__(self, path: str | Path):
         import onnxruntime
 
         self.path = Path(path)
-        options = onnxruntime.SessionOptions()
-        if threads:
-            options.intra_op_num_threads = threads
         try:
-            self.session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+            self.session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
             self.metadata: dict[str, Any] = json.loads(self.session.get_modelmeta().custom_metadata_map["transferlab"])
         except Exception as error:  # noqa: BLE001 - not ONNX, cut short, or not exported by transferlab
             raise DamagedFile(
@@ -61,8 +58,7 @@ class ShippedModel:
 
     def preprocess(self, image: str | Path | BinaryIO | Image.Image) -> np.ndarray:
         """One picture -> the uint8 (S, S, 3) crop the model takes (as `Classifier.preprocess`, in HWC)."""
-        picture = load_rgb(image, self.background, min_side=self.resize_size)
-        return eval_crop(picture, self.resize_size, self.input_size)
+        return load_crop(image, self.background, self.resize_size, self.input_size)
 
     def assess(self, crops: np.ndarray, tta: bool = False) -> list[ShippedAssessment]:
         """Probabilities (averaged with the mirrored crops with `tta`) and "unknown" scores of (N, S, S, 3) crops."""
@@ -94,11 +90,13 @@ class ShippedModel:
         with ThreadPoolExecutor(workers) as pool:
             results = pool.map(self._crop_or_reason, paths)
             pending: list[tuple[Path, np.ndarray | str]] = []
-            for item in zip(paths, results):
-                pending.append(item)
-                if sum(not isinstance(r, str) for _, r in pending) >= batch_size:
+            readable = 0
+            for path, result in zip(paths, results):
+                pending.append((path, result))
+                readable += not isinstance(result, str)
+                if readable == batch_size:
                     yield from self._flush(pending, tta)
-                    pending = []
+                    pending, readable = [], 0
             yield from self._flush(pending, tta)
 
     def _flush(self, pending: list[tuple[Path, np.ndarray | str]], tta: bool):

@@ -83,8 +83,7 @@ class EnsembleWeights:
         self.members = members
 
     def missing(self, variant: str) -> str | None:
-        return next((m.find_weights.missing(m.variants[0]) for m in self.members if m.find_weights.missing(
-            m.variants[0])), None)  # fmt: skip
+        return next((why for m in self.members if (why := m.find_weights.missing(m.variants[0]))), None)
 
     def __call__(self, variant: str) -> tuple[dict, weights.WeightsInfo]:
         state, infos = {}, []

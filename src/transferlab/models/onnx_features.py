@@ -56,11 +56,11 @@ def _session(path: Path, threads: int) -> Any:
     return onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
-def onnx_features(backbone: nn.Module, name: str, input_size: int, digest: str | None = None) -> OnnxFeatures | None:
+def onnx_features(backbone: nn.Module, name: str, input_size: int) -> OnnxFeatures | None:
     """`backbone` (in eval mode) as an ONNX Runtime session, exported on first use; None where it cannot be."""
     if os.environ.get("TRANSFERLAB_FEATURES", "onnx") == "torch":
         return None
-    path = cache_dir() / "onnx" / f"{name}-{digest or state_digest(backbone)}.onnx"
+    path = cache_dir() / "onnx" / f"{name}-{state_digest(backbone)}.onnx"
     try:
         if not path.exists():
             path.parent.mkdir(parents=True, exist_ok=True)

@@ -98,7 +98,7 @@ def _fit_probe(
             correct += int((logits[-1].argmax(1) == y_held).sum())
         scores.append(correct / len(y))
         held_out.append(torch.cat(logits))
-        if _walked_far_enough(scores):
+        if len(scores) > PAST_BEST and max(scores[-PAST_BEST:]) < max(scores):  # strictly below: not a plateau
             break
     best = int(np.argmax(scores))  # the first maximum: the smallest C, the strongest regularisation
     temperature = _temperature(held_out[best], torch.cat([s[3] for s in splits]))
@@ -108,10 +108,6 @@ def _fit_probe(
     weight = (w[:-1] / std[:, None]).T  # fold the standardisation into the layer
     bias = w[-1] - (w[:-1] * (mean / std)[:, None]).sum(0)
     return Probe(weight.float(), bias.float(), grid[best], scores[best], folds, time.perf_counter() - start)
-
-
-def _walked_far_enough(scores: list[float]) -> bool:
-    return len(scores) > PAST_BEST and max(scores[-PAST_BEST:]) < max(scores)  # strictly below: not a plateau
 
 
 def usable_folds(labels: torch.Tensor, num_classes: int, folds: int) -> int:
