@@ -13,7 +13,7 @@ from sklearn.linear_model import LogisticRegression
 from transferlab import DataConfig, Recipe, TrainConfig, train
 from transferlab.config import DEFAULT_RECIPE, RECIPES
 from transferlab.inference.predict import Classifier
-from transferlab.training.probe import C_GRID, _logistic, _row_space, fit_probe
+from transferlab.training.probe import C_GRID, _logistic, _row_space, fit_probe, stratified_folds
 
 
 def _blobs(n: int, dim: int, classes: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -88,3 +88,19 @@ def test_a_probes_accuracies_are_exact_fractions_as_every_runs_are():
     logits[0] = torch.tensor([0.0, 5.0, 0.0])  # one wrong
     _, accuracy = _scores(logits, labels)
     assert accuracy == 23 / 24
+
+
+def test_stratified_folds_are_scikit_learns_folds():
+    from sklearn.model_selection import StratifiedKFold
+
+    generator = np.random.default_rng(0)
+    for trial in range(20):
+        classes, folds, seed = int(generator.integers(2, 7)), int(generator.integers(2, 6)), trial
+        labels = torch.from_numpy(generator.integers(0, classes, 60 + 7 * trial))
+        labels[: classes * folds] = torch.arange(classes).repeat(folds)  # every class has at least `folds` rows
+        labels = labels[torch.from_numpy(generator.permutation(len(labels)))]  # classes first seen in any order
+        ours = stratified_folds(labels, folds, seed)
+        theirs = list(StratifiedKFold(folds, shuffle=True, random_state=seed).split(labels.numpy(), labels.numpy()))
+        assert len(ours) == len(theirs) == folds
+        for (fit, held), (fit_sk, held_sk) in zip(ours, theirs):
+            assert np.array_equal(fit, fit_sk) and np.array_equal(held, held_sk)

@@ -73,3 +73,13 @@ def test_predict_one_photo_imports_no_training_code(trained_run, tmp_path):
         m for m in modules if m.startswith(("transferlab.training", "transferlab.curate", "transferlab.analysis"))
     )
     assert not training, training
+
+
+def test_extract_run_imports_neither_torchs_compiler_nor_torchvision(tiny_dataset, tmp_path):
+    """torchvision imports torch._dynamo, and so does torch.optim's first use: ~2 s to import and ~2 s more to exit,
+    in a command that needs neither (the probe solves with SciPy; the evaluation view is resized by torch)."""
+    argv = ["train", str(tiny_dataset), "--strategy", "extract", "--backbone", "efficientnet_lite0"]
+    code, modules = imported_by([*argv, "--out", str(tmp_path / "runs"), "--quiet"], tmp_path, full=True)
+    assert code == 0
+    assert "transferlab.training.probe" in modules
+    assert not {"torch._dynamo", "torch._inductor", "torchvision"} & modules, modules & {"torch._dynamo", "torchvision"}

@@ -14,8 +14,11 @@ module is the contract every reader (predict, evaluate, the report) relies on, a
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import json
 import platform
+import re
+import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -194,13 +197,28 @@ def new_run_dir(out: str | Path, name: str | None, default_name: str) -> Path:
             path = out / f"{base}-{n}"
 
 
-def versions() -> dict[str, str]:
+def torchvision_version() -> str:
+    """torchvision's `__version__`, read from its version.py where it is not imported yet: importing torchvision
+    imports torch's compiler too (about 3 s), which a probe command otherwise never needs."""
+    if "torchvision" not in sys.modules:
+        spec = importlib.util.find_spec("torchvision")
+        try:
+            text = (Path(spec.origin).parent / "version.py").read_text()  # type: ignore[union-attr, arg-type]
+            found = re.search(r"^__version__ = ['\"]([^'\"]+)['\"]", text, re.MULTILINE)
+            if found:
+                return found.group(1)
+        except (OSError, TypeError, AttributeError):
+            pass
     import torchvision
 
+    return str(torchvision.__version__)
+
+
+def versions() -> dict[str, str]:
     return {
         "python": platform.python_version(),
         "torch": torch.__version__,
-        "torchvision": torchvision.__version__,
+        "torchvision": torchvision_version(),
         "transferlab": _own_version(),
     }
 

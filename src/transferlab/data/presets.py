@@ -9,6 +9,8 @@ is seen the same way in training and in use.
 
 from __future__ import annotations
 
+import platform
+
 import numpy as np
 import torch
 from PIL import Image
@@ -16,12 +18,41 @@ from PIL import Image
 from transferlab.data.images import resize_short_side
 from transferlab.models.backbones import BackboneSpec
 
-__all__ = ["decoded_view", "eval_view", "normalize", "resize_short_side", "to_tensor", "train_side", "train_view"]
+__all__ = [
+    "decoded_view",
+    "eval_view",
+    "normalize",
+    "resize_short_side",
+    "resize_tensor",
+    "to_tensor",
+    "train_side",
+    "train_view",
+]
 
 
 def to_tensor(image: Image.Image) -> torch.Tensor:
     """An RGB picture as a uint8 (3, H, W) tensor (torchvision's pil_to_tensor)."""
     return torch.from_numpy(np.array(image, copy=True)).view(image.height, image.width, 3).permute(2, 0, 1)
+
+
+def resize_tensor(picture: torch.Tensor, size: int) -> torch.Tensor:
+    """torchvision's `v2.functional.resize(picture, size, antialias=True)` (bilinear) of a uint8 (3, H, W) CPU
+    picture, pixel for pixel (tests/test_presets.py), without importing torchvision: with the compiler modules it
+    pulls in, that import is about 3 s of a probe command's start-up."""
+    height, width = picture.shape[-2:]
+    short, long = (width, height) if width <= height else (height, width)
+    new_short, new_long = size, int(size * long / short)
+    new_w, new_h = (new_short, new_long) if width <= height else (new_long, new_short)
+    if (new_h, new_w) == (height, width):
+        return picture
+    batch = picture.reshape(1, *picture.shape[-3:])
+    if batch.is_contiguous(memory_format=torch.channels_last) and batch.numel() != batch.stride(0):
+        batch = batch.as_strided(batch.shape, (batch.numel(), *batch.stride()[1:]))  # keeps the output channels-last
+    native = torch.backends.cpu.get_cpu_capability() in ("AVX2", "AVX512") or platform.machine() in ("aarch64", "arm64")
+    resized = torch.nn.functional.interpolate(
+        batch if native else batch.float(), size=[new_h, new_w], mode="bilinear", align_corners=False, antialias=True
+    )
+    return (resized if native else resized.round_().to(torch.uint8))[0]
 
 
 def decoded_view(image: Image.Image, resize_size: int) -> torch.Tensor:

@@ -27,9 +27,10 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from transferlab.data.decoding import DecodedSplit
-from transferlab.data.presets import TrainPreset, eval_view, normalize
+from transferlab.data.presets import TrainPreset, eval_view, normalize, resize_tensor
 from transferlab.models.backbones import BackboneSpec
 from transferlab.models.onnx_features import hash_state
+from transferlab.runs import torchvision_version
 from transferlab.utils.distributed import Dist
 from transferlab.utils.storage import cache_dir, write_atomically
 
@@ -86,7 +87,7 @@ def extract_features(
     start = time.perf_counter()
     was_training = backbone.training
     backbone.eval()
-    preset = TrainPreset(spec.input_size)
+    preset = TrainPreset(spec.input_size) if views else None  # torchvision is imported only where views are made
     train_index = list(range(len(train))) if train_index is None else train_index
     bar = tqdm(total=(views + centre) * len(train) + len(val), desc="features", unit="img", disable=quiet, leave=False)
     amp = torch.autocast(device.type, dtype=precision) if precision is not None else nullcontext()
@@ -94,6 +95,7 @@ def extract_features(
 
     def crop(picture: torch.Tensor, seed: int) -> torch.Tensor:
         torch.manual_seed(seed)
+        assert preset is not None
         return preset(picture)
 
     def run(pictures: list[torch.Tensor], view: int | str | None) -> torch.Tensor:
@@ -135,9 +137,7 @@ def _forward(
 
 def centre_crop(picture: torch.Tensor, spec: BackboneSpec) -> torch.Tensor:
     """The evaluation view (Resize to the resize size + CenterCrop) of a decoded training picture."""
-    from torchvision.transforms.v2 import functional as F
-
-    return eval_view(F.resize(picture, spec.resize_size, antialias=True), spec.input_size)
+    return eval_view(resize_tensor(picture, spec.resize_size), spec.input_size)
 
 
 def feature_key(
@@ -151,8 +151,6 @@ def feature_key(
 ) -> str:
     """What cached features depend on: the backbone's weights (and BatchNorm statistics), the pictures, the
     number of views, the transform and normalization, the precision, and the torch/torchvision versions."""
-    import torchvision
-
     key = hash_state(backbone, hashlib.sha256())
     key.update(
         json.dumps(
@@ -162,9 +160,9 @@ def feature_key(
                 "precision": str(precision),
                 "train": train.digest(),
                 "val": val.digest(),
-                "transform": repr(TrainPreset(spec.input_size).transform),
+                **({"transform": repr(TrainPreset(spec.input_size).transform)} if views else {}),
                 "view_seed": _view_seed(1, 0),
-                "versions": [torch.__version__, torchvision.__version__],
+                "versions": [torch.__version__, torchvision_version()],
                 **({"centre": "resize-centre-crop"} if centre else {}),
             },
             sort_keys=True,

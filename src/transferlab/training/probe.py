@@ -1,11 +1,11 @@
 """A linear probe: the head of a frozen backbone fitted in one go instead of trained by epochs.
 
 `fit_probe` standardises the features, fits a full-batch L2-regularised multinomial logistic regression
-(scikit-learn's objective, solved with torch's L-BFGS) with its strength C chosen by stratified k-fold
-cross-validation on the training features only, and folds the standardisation back into one weight matrix and bias:
-the result is an ordinary `nn.Linear` head, so predict, export and two-stage use it unchanged. With few photos per
-class this is what a careful practitioner fits on frozen features; the tutorial's SGD head (`--recipe reference`) is
-kept for reproducing the reference project.
+(scikit-learn's objective, solved by SciPy's L-BFGS-B on torch's matrix products) with its strength C chosen by
+stratified k-fold cross-validation on the training features only, and folds the standardisation back into one weight
+matrix and bias: the result is an ordinary `nn.Linear` head, so predict, export and two-stage use it unchanged. With
+few photos per class this is what a careful practitioner fits on frozen features; the tutorial's SGD head (`--recipe
+reference`) is kept for reproducing the reference project.
 """
 
 from __future__ import annotations
@@ -58,8 +58,9 @@ def fit_probe(
     logits (temperature scaling: the argmax, hence the accuracy, is unchanged; the probabilities mean what they say).
 
     The objective is scikit-learn's LogisticRegression (multinomial): C x summed cross-entropy + ||W||^2 / 2, on
-    standardised features, solved here by full-batch L-BFGS (in float32: until the loss stops changing at that
-    precision) in the span of the training rows when they are fewer than the features (several times faster than
+    standardised features, solved here by SciPy's L-BFGS-B with the gradient computed in float32 by torch (until the
+    loss stops going down at that precision; not torch.optim, whose first use imports torch's compiler: ~2 s to start
+    and ~2 s to exit) in the span of the training rows when they are fewer than the features (several times faster than
     scikit-learn's lbfgs on these sizes, same solutions: see tests/test_probe.py; `benchmarks/probe_scaling.py`
     times it against the features up to 8,000 photos). C walks up
     `grid` from the strongest regularisation, each fold warm-started from the previous C, and stops once PAST_BEST
@@ -76,8 +77,6 @@ def fit_probe(
 def _fit_probe(
     features: torch.Tensor, labels: torch.Tensor, num_classes: int, folds: int, grid: tuple[float, ...], seed: int
 ) -> Probe:
-    from sklearn.model_selection import StratifiedKFold
-
     start = time.perf_counter()
     x, y = features.to(SOLVE_DTYPE), labels.long()
     mean, std = x.mean(0), x.std(0, unbiased=False)
@@ -85,7 +84,7 @@ def _fit_probe(
     z = (x - mean) / std
     folds = usable_folds(y, num_classes, folds)
     splits = []
-    for a, b in StratifiedKFold(folds, shuffle=True, random_state=seed).split(z.numpy(), y.numpy()):
+    for a, b in stratified_folds(y, folds, seed):
         basis = _row_space(z[a])
         splits.append((z[a] @ basis, y[a], z[b] @ basis, y[b]))
     warm: list[torch.Tensor | None] = [None] * folds
@@ -108,6 +107,25 @@ def _fit_probe(
     weight = (w[:-1] / std[:, None]).T  # fold the standardisation into the layer
     bias = w[-1] - (w[:-1] * (mean / std)[:, None]).sum(0)
     return Probe(weight.float(), bias.float(), grid[best], scores[best], folds, time.perf_counter() - start)
+
+
+def stratified_folds(labels: torch.Tensor, folds: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(fit rows, held-out rows) of each fold: exactly scikit-learn's `StratifiedKFold(folds, shuffle=True,
+    random_state=seed).split` (tests/test_probe.py compares them), written out because importing scikit-learn's
+    model_selection costs about 1.5 s of every probe command's start-up. Each class is dealt round-robin over the
+    folds in sorted order, then its fold numbers are shuffled."""
+    y = labels.numpy()
+    rng = np.random.RandomState(seed)
+    _, first, inverse = np.unique(y, return_index=True, return_inverse=True)
+    encoded = np.unique(first, return_inverse=True)[1][inverse]  # classes numbered by first appearance
+    ordered = np.sort(encoded)
+    allocation = np.asarray([np.bincount(ordered[i::folds], minlength=len(first)) for i in range(folds)])
+    fold_of = np.empty(len(y), dtype=int)
+    for k in range(len(first)):
+        fold_numbers = np.arange(folds).repeat(allocation[:, k])
+        rng.shuffle(fold_numbers)
+        fold_of[encoded == k] = fold_numbers
+    return [(np.flatnonzero(fold_of != i), np.flatnonzero(fold_of == i)) for i in range(folds)]
 
 
 def usable_folds(labels: torch.Tensor, num_classes: int, folds: int) -> int:
@@ -150,22 +168,25 @@ def _logistic(
 ) -> torch.Tensor:
     """argmin_W C * sum_i CE(W z_i + b, y_i) + ||W||^2 / 2 (bias unpenalised; scikit-learn's objective, also for two
     classes); W stacked over b: (D + 1, classes)."""
-    w = (torch.zeros(z.shape[1] + 1, classes, dtype=z.dtype) if init is None else init.clone()).requires_grad_(True)
+    from scipy.optimize import minimize
+
+    shape = (z.shape[1] + 1, classes)
     # two classes: scikit-learn fits one logit vector v (penalty |v|^2 / 2); softmax's two vectors are then +-v/2
     penalty = 1.0 if classes == 2 else 0.5
-    optimizer = torch.optim.LBFGS(
-        [w], max_iter=500, tolerance_grad=1e-7, tolerance_change=1e-10, history_size=20, line_search_fn="strong_wolfe"
-    )
+    onehot = torch.nn.functional.one_hot(y, classes).to(z.dtype)
 
-    def closure() -> torch.Tensor:
-        optimizer.zero_grad()
-        loss = c * torch.nn.functional.cross_entropy(_affine(z, w), y, reduction="sum") + penalty * (w[:-1] ** 2).sum()
-        loss.backward()
-        return loss
+    def loss_and_gradient(flat: np.ndarray) -> tuple[float, np.ndarray]:  # the objective / C: the same minimum,
+        w = torch.from_numpy(flat.reshape(shape)).to(z.dtype)  # on a scale (summed cross-entropy) where the solver's
+        log_p = torch.log_softmax(_affine(z, w), 1)  # relative stopping rule means the same for every C
+        error = log_p.exp() - onehot  # d cross-entropy / d logits
+        loss = -(log_p * onehot).sum() + penalty / c * (w[:-1] ** 2).sum()
+        gradient = torch.cat([z.T @ error + 2 * penalty / c * w[:-1], error.sum(0, keepdim=True)])
+        return float(loss), gradient.double().numpy().ravel()
 
-    with torch.enable_grad():
-        optimizer.step(closure)
-    return w.detach()
+    start = np.zeros(shape) if init is None else init.double().numpy()
+    options = {"maxiter": 1000, "maxcor": 20, "gtol": 1e-9}  # stops where the float loss stops going down
+    found = minimize(loss_and_gradient, start.ravel(), jac=True, method="L-BFGS-B", options=options)
+    return torch.from_numpy(found.x.reshape(shape)).to(z.dtype)
 
 
 def probe_inputs(features: FeatureCache, which: str) -> tuple[torch.Tensor, torch.Tensor]:
@@ -222,13 +243,9 @@ def cross_val_probabilities(
 ) -> torch.Tensor:
     """Out-of-fold class probabilities (N, classes): each image scored by a probe (C chosen by its own inner
     cross-validation) fitted on the other folds, so every image is judged by a model that never saw it."""
-    from sklearn.model_selection import StratifiedKFold
-
     folds = usable_folds(labels, num_classes, folds)
     probabilities = torch.zeros(len(labels), num_classes)
-    for fit_rows, held_rows in StratifiedKFold(folds, shuffle=True, random_state=seed).split(
-        features.numpy(), labels.numpy()
-    ):
+    for fit_rows, held_rows in stratified_folds(labels, folds, seed):
         probe = fit_probe(features[fit_rows], labels[fit_rows], num_classes, seed=seed)
         probabilities[held_rows] = probe.logits(features[held_rows]).softmax(1)
     return probabilities
