@@ -83,3 +83,12 @@ def test_efficientnet_lite0_gives_pooled_features_offline():
     with torch.inference_mode():
         features = backbone(torch.zeros(1, 3, spec.input_size, spec.input_size))
     assert features.shape == (1, spec.feature_dim) and info.source == "package"
+
+
+@pytest.mark.parametrize("level", [0, 1, 2])
+def test_a_lite_members_extra_width_is_what_its_network_gives(level):
+    spec = get_spec(f"efficientnet_lite{level}")
+    member = spec.member_features(spec.architecture())
+    with torch.inference_mode():
+        out = member.eval()(torch.zeros(1, 3, spec.input_size, spec.input_size))
+    assert out.shape == (1, spec.feature_dim + spec.member_extra_dim)

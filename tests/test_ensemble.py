@@ -17,7 +17,7 @@ PAIR = "efficientnet_lite0+efficientnet_lite1"
 
 def test_an_ensemble_takes_the_largest_view_and_puts_the_features_side_by_side():
     spec = get_spec(PAIR)
-    assert (spec.input_size, spec.resize_size, spec.feature_dim) == (240, 274, 2560)
+    assert (spec.input_size, spec.resize_size, spec.feature_dim) == (240, 274, 2 * (1280 + 192 + 320))
     assert short_name(PAIR) == "lite0+lite1" and ensemble_of(["efficientnet_lite0", "efficientnet_lite1"]) == PAIR
     assert ensemble_of(["efficientnet_lite0"]) is None and ensemble_of([PAIR, "efficientnet_lite2"]) is None
 
@@ -30,10 +30,27 @@ def test_each_member_sees_its_own_view_and_the_largest_sees_exactly_what_it_sees
     x = torch.rand(2, 3, 240, 240) * 2 - 1  # normalized for the ensemble (all Lite members scale the same way)
     with torch.inference_mode():
         both = ensemble(x)
-        assert torch.allclose(both[:, 1280:], lite1(x), atol=1e-4)  # the largest member: the same picture
+        assert both.shape == (2, get_spec(PAIR).feature_dim)
+        # each member: its pooled head features (what it gives alone), then its last two stages' pooled outputs
+        assert torch.allclose(both[:, 1792 : 1792 + 1280], lite1(x), atol=1e-4)  # the largest: the same picture
+        assert torch.allclose(both[:, 1792 + 1280 :], _stages(lite1, x), atol=1e-4)
         small = torch.nn.functional.interpolate(x, size=(224, 224), mode="bilinear", antialias=True)
         assert torch.allclose(both[:, :1280], lite0(small), atol=1e-4)  # the other: resized to its input size
+        assert torch.allclose(both[:, 1280:1792], _stages(lite0, small), atol=1e-4)
     assert info.pretrained and "efficientnet_lite0" in info.name and "efficientnet_lite1" in info.name
+
+
+def _stages(backbone: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """The pooled outputs of the network's last two stages (its blocks where the width changes next), by hooks."""
+    blocks = backbone.net._blocks
+    widths = [b._block_args.output_filters for b in blocks] + [None]
+    pooled: list[torch.Tensor] = []
+    ends = [i for i in range(len(blocks)) if widths[i + 1] != widths[i]][-2:]
+    hooks = [blocks[i].register_forward_hook(lambda m, a, out: pooled.append(out.mean((2, 3)))) for i in ends]
+    backbone(x)
+    for hook in hooks:
+        hook.remove()
+    return torch.cat(pooled, 1)
 
 
 @pytest.mark.parametrize("name", ["efficientnet_lite0+efficientnet_lite0", "efficientnet_lite0+nope", "+"])

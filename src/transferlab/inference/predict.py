@@ -75,7 +75,7 @@ class Classifier:
         if self.device.type == "cpu":
             from transferlab.models.onnx_features import onnx_features
 
-            self.features = onnx_features(self.model.backbone, self.spec.name, self.spec.input_size) or self.features
+            self.features = onnx_features(self.model.backbone, self.spec) or self.features
 
     def preprocess(self, image: str | Path | BinaryIO | Image.Image) -> torch.Tensor:
         """One picture (path, open file or PIL image) -> the uint8 (3, S, S) evaluation crop."""

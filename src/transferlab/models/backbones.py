@@ -40,6 +40,9 @@ class BackboneSpec:
     find_weights: weights.TorchvisionWeights | weights.PackageWeights | EnsembleWeights  # variant -> state, info
     imagenet_top1: float  # published ImageNet top-1 (%) of the default weights: what `auto` prefers
     offline: bool  # its weights can be had without a network (they ship in a package)
+    # as an ensemble's member: the features with its last stages' pooled outputs appended, and how many more there are
+    member_features: Callable[[nn.Module], nn.Module] | None = None
+    member_extra_dim: int = 0
 
 
 REGISTRY: dict[str, BackboneSpec] = {}
@@ -96,7 +99,8 @@ class EnsembleWeights:
 
 
 def ensemble_spec(names: list[str]) -> BackboneSpec:
-    """Backbones `names` as one (`ensemble.EnsembleFeatures`): the largest member's view, the features side by side."""
+    """Backbones `names` as one (`ensemble.EnsembleFeatures`): the largest member's view, the features side by side
+    (each member's `member_features` where it has them: its pooled head features and last stages)."""
     if len(names) < 2 or len(set(names)) != len(names):
         raise UsageError(f"an ensemble names two or more different backbones joined by '+', not '{'+'.join(names)}'")
     members = [get_spec(n) for n in names]
@@ -110,7 +114,7 @@ def ensemble_spec(names: list[str]) -> BackboneSpec:
     def to_features(network: nn.Module) -> nn.Module:
         from transferlab.models.ensemble import EnsembleFeatures
 
-        parts = [m.to_features(net) for m, net in zip(members, cast(Iterable, network.members))]
+        parts = [(m.member_features or m.to_features)(net) for m, net in zip(members, cast(Iterable, network.members))]
         return EnsembleFeatures(parts, [m.input_size for m in members], [m.mean for m in members],
                                 [m.std for m in members], view.mean, view.std)  # fmt: skip
 
@@ -120,7 +124,7 @@ def ensemble_spec(names: list[str]) -> BackboneSpec:
         resize_size=view.resize_size,
         mean=view.mean,
         std=view.std,
-        feature_dim=sum(m.feature_dim for m in members),
+        feature_dim=sum(m.feature_dim + m.member_extra_dim for m in members),
         head_dropout=max(m.head_dropout for m in members),
         variants=("IMAGENET",),
         architecture=architecture,
@@ -185,10 +189,18 @@ def _efficientnet_lite_architecture(level: int) -> Callable[[], nn.Module]:
     return build
 
 
-def _efficientnet_lite_features(network: nn.Module) -> nn.Module:
+def _efficientnet_lite_features(network: nn.Module, stages: int = 0) -> nn.Module:
     from transferlab.models.efficientnet_lite import EfficientNetLiteFeatures
 
-    return EfficientNetLiteFeatures(network)
+    return EfficientNetLiteFeatures(network, stages)
+
+
+def _efficientnet_lite_member(network: nn.Module) -> nn.Module:
+    return _efficientnet_lite_features(network, MEMBER_STAGES)
+
+
+MEMBER_STAGES = 2  # an ensemble member's last stages appended: see efficientnet_lite and docs/results.md
+_STAGE_WIDTHS = {0: (192, 320), 1: (192, 320), 2: (208, 352)}  # the last two stages' channels (tests check them)
 
 
 for _level, _size, _top1 in ((0, 224, 75.1), (1, 240, 76.7), (2, 260, 77.6)):
@@ -209,6 +221,8 @@ for _level, _size, _top1 in ((0, 224, 75.1), (1, 240, 76.7), (2, 260, 77.6)):
             find_weights=weights.PackageWeights(_level),
             imagenet_top1=_top1,
             offline=True,
+            member_features=_efficientnet_lite_member,
+            member_extra_dim=sum(_STAGE_WIDTHS[_level][-MEMBER_STAGES:]),
         )
     )
 

@@ -1,4 +1,6 @@
 """Several frozen backbones as one: their pooled features side by side, so one linear head (a probe) sees them all.
+Each member gives what `BackboneSpec.member_features` makes of it: for EfficientNet-Lite, the pooled head features and
+the pooled outputs of its last two stages (measured: `benchmarks/ensemble_protocol.py`, docs/results.md).
 
 The ensemble takes one picture at the largest member's view (its resize and centre crop) and gives each member the
 view it was trained on: the crop resized (bilinear, antialiased) to the member's input size and normalized with the

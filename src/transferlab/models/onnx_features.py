@@ -12,11 +12,13 @@ import hashlib
 import logging
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
+if TYPE_CHECKING:
+    from transferlab.models.backbones import BackboneSpec
 from transferlab.utils.storage import cache_dir, write_atomically
 
 log = logging.getLogger("transferlab")
@@ -56,15 +58,16 @@ def _session(path: Path, threads: int) -> Any:
     return onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
-def onnx_features(backbone: nn.Module, name: str, input_size: int) -> OnnxFeatures | None:
-    """`backbone` (in eval mode) as an ONNX Runtime session, exported on first use; None where it cannot be."""
+def onnx_features(backbone: nn.Module, spec: BackboneSpec) -> OnnxFeatures | None:
+    """`backbone` (in eval mode) as an ONNX Runtime session, exported on first use; None where it cannot be. The
+    cached export is named by the backbone, its feature width and a digest of its weights."""
     if os.environ.get("TRANSFERLAB_FEATURES", "onnx") == "torch":
         return None
-    path = cache_dir() / "onnx" / f"{name}-{state_digest(backbone)}.onnx"
+    path = cache_dir() / "onnx" / f"{spec.name}-{spec.feature_dim}-{state_digest(backbone)}.onnx"
     try:
         if not path.exists():
             path.parent.mkdir(parents=True, exist_ok=True)
-            write_atomically(path, lambda tmp: _export(backbone, input_size, tmp))
+            write_atomically(path, lambda tmp: _export(backbone, spec.input_size, tmp))
         return OnnxFeatures(path)
     except Exception as error:  # noqa: BLE001 - any failure here only costs speed: torch computes them
         log.warning("features: ONNX Runtime unavailable (%s); computing them with torch", str(error).splitlines()[0])

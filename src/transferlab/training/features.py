@@ -131,7 +131,7 @@ def _forward(
     if onnx and device.type == "cpu" and precision is None:
         from transferlab.models.onnx_features import onnx_features
 
-        return onnx_features(backbone, spec.name, spec.input_size) or backbone
+        return onnx_features(backbone, spec) or backbone
     return backbone
 
 
@@ -155,7 +155,14 @@ def feature_key(
     key.update(
         json.dumps(
             {
-                "spec": [spec.name, spec.input_size, spec.resize_size, list(spec.mean), list(spec.std)],
+                "spec": [
+                    spec.name,
+                    spec.input_size,
+                    spec.resize_size,
+                    list(spec.mean),
+                    list(spec.std),
+                    spec.feature_dim,
+                ],
                 "views": views,
                 "precision": str(precision),
                 "train": train.digest(),
