@@ -95,8 +95,7 @@ def extract_features(
 
     def crop(picture: torch.Tensor, seed: int) -> torch.Tensor:
         torch.manual_seed(seed)
-        assert preset is not None
-        return preset(picture)
+        return cast(TrainPreset, preset)(picture)
 
     def run(pictures: list[torch.Tensor], view: int | str | None) -> torch.Tensor:
         out = []
