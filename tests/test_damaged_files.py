@@ -74,6 +74,18 @@ def test_a_damaged_model_file_is_one_line_when_predicting(run, photo, capsys, na
     _one_line_naming(capsys, name)
 
 
+def test_a_model_of_another_shape_is_one_line_when_predicting(run, photo, capsys):
+    """Readable weights that do not fit the network this version builds (e.g. an ensemble run saved before its
+    members gave their last stages: a narrower head)."""
+    from safetensors.torch import load_file, save_file
+
+    state = load_file(run / "model.safetensors")
+    state["head.1.weight"] = state["head.1.weight"][:, :-7].contiguous()
+    save_file(state, run / "model.safetensors")
+    assert main(["predict", str(run), str(photo)]) == 1
+    assert "train again" in _one_line_naming(capsys, "model.safetensors")
+
+
 @pytest.mark.parametrize("damage", DAMAGE)
 @pytest.mark.parametrize("name", RESUME_READS)
 def test_a_damaged_training_record_is_one_line_when_resuming(run, capsys, name, damage):

@@ -19,12 +19,12 @@ from PIL import Image
 from transferlab.data.decoding import Decode
 from transferlab.data.images import load_rgb
 from transferlab.data.presets import decoded_view, eval_view, normalize
-from transferlab.errors import at_least
+from transferlab.errors import DamagedFile, at_least
 from transferlab.inference.answers import UNKNOWN, Assessed, Prediction, answer
 from transferlab.inference.unknown import UnknownDetector, load_detector
 from transferlab.models.backbones import BackboneSpec
 from transferlab.models.model import TransferModel, build_model
-from transferlab.runs import load_checkpoint, resolve_run
+from transferlab.runs import WEIGHTS_FILE, load_checkpoint, resolve_run
 from transferlab.utils.machine import keep_freed_memory
 from transferlab.utils.parallel import parallel_map
 
@@ -65,7 +65,14 @@ class Classifier:
         run_dir = resolve_run(run_dir)
         state, meta = load_checkpoint(run_dir)
         model, spec, _ = build_model(meta["backbone"], len(meta["classes"]), meta["strategy"], pretrained=False)
-        model.load_state_dict(state)
+        try:
+            model.load_state_dict(state)
+        except RuntimeError:  # the right names, other shapes: the network this version builds for it is another
+            problem = f"does not fit the network this version of transferlab builds for {meta['backbone']}"
+            remedy = (
+                "made by another version (an ensemble from before its members gave their last stages?): train again"
+            )
+            raise DamagedFile(run_dir / WEIGHTS_FILE, problem, remedy) from None
         return cls(model, spec, meta["classes"], meta, device, load_detector(run_dir))
 
     def prefer_onnx_features(self) -> None:
