@@ -112,14 +112,18 @@ def load_rgb(
         raise UnreadableImage(f"cannot decode: {error}") from None
 
 
+def short_side_size(width: int, height: int, size: int) -> tuple[int, int]:
+    """(width, height) with the short side `size` and the long side scaled and truncated, as torchvision's Resize."""
+    short, long = (width, height) if width <= height else (height, width)
+    new_short, new_long = size, int(size * long / short)
+    return (new_short, new_long) if width <= height else (new_long, new_short)
+
+
 def resize_short_side(image: Image.Image, size: int) -> Image.Image:
     """Bilinear resize so the short side is `size` (torchvision's Resize(size) on a PIL picture, pixel for pixel,
     without importing torchvision: prediction starts faster)."""
-    width, height = image.size
-    short, long = (width, height) if width <= height else (height, width)
-    new_short, new_long = size, int(size * long / short)
-    new_w, new_h = (new_short, new_long) if width <= height else (new_long, new_short)
-    if (new_w, new_h) == (width, height):
+    new_w, new_h = short_side_size(*image.size, size)
+    if (new_w, new_h) == image.size:
         return image
     return image.resize((new_w, new_h), resample=Image.Resampling.BILINEAR)
 

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from transferlab.data.images import resize_short_side
+from transferlab.data.images import resize_short_side, short_side_size
 from transferlab.models.backbones import BackboneSpec
 
 __all__ = [
@@ -40,9 +40,7 @@ def resize_tensor(picture: torch.Tensor, size: int) -> torch.Tensor:
     picture, pixel for pixel (tests/test_presets.py), without importing torchvision: with the compiler modules it
     pulls in, that import is about 3 s of a probe command's start-up."""
     height, width = picture.shape[-2:]
-    short, long = (width, height) if width <= height else (height, width)
-    new_short, new_long = size, int(size * long / short)
-    new_w, new_h = (new_short, new_long) if width <= height else (new_long, new_short)
+    new_w, new_h = short_side_size(width, height, size)
     if (new_h, new_w) == (height, width):
         return picture
     batch = picture.reshape(1, *picture.shape[-3:])

@@ -33,9 +33,9 @@ class EfficientNetLiteFeatures(nn.Module):
         if not self.taps:
             return torch.flatten(self.net._avg_pooling(self.net.extract_features(x)), 1)
         net, pooled = self.net, []
+        rate = net._global_params.drop_connect_rate
         x = net._swish(net._bn0(net._conv_stem(x)))  # efficientnet_lite_pytorch's extract_features, tapped
         for index, block in enumerate(net._blocks):
-            rate = net._global_params.drop_connect_rate
             x = block(x, drop_connect_rate=rate * index / len(net._blocks) if rate else rate)
             if index in self.taps:
                 pooled.append(x.mean((2, 3)))
