@@ -10,6 +10,7 @@ infos; `split` keeps each group on one side.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import logging
 import warnings
@@ -71,7 +72,7 @@ def inspect_file(path: Path, root: Path, split: str, label: str) -> FileInfo:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as image:  # reads the header only: size known before any pixel is decoded
+            with Image.open(io.BytesIO(data)) as image:  # the header only: size known before any pixel is decoded
                 info.format, info.mode, (info.width, info.height) = image.format, image.mode, image.size
                 info.frames = getattr(image, "n_frames", 1)
                 info.orientation = int(image.getexif().get(0x0112, 1) or 1)
@@ -85,7 +86,9 @@ def inspect_file(path: Path, root: Path, split: str, label: str) -> FileInfo:
         info.error = f"cannot read header: {error}"
         return info
     try:
-        picture = load_rgb(path, min_side=256)  # JPEG draft mode keeps memory bounded for huge photos
+        # decoded from the bytes read above: the file is read once, and a photo moved meanwhile (the studio, another
+        # command) is not reported unreadable; JPEG draft mode keeps memory bounded for huge photos
+        picture = load_rgb(io.BytesIO(data), min_side=256)
     except UnreadableImage as error:
         info.error = str(error)
         return info
