@@ -13,7 +13,16 @@ from sklearn.linear_model import LogisticRegression
 from transferlab import DataConfig, Recipe, TrainConfig, train
 from transferlab.config import DEFAULT_RECIPE, RECIPES
 from transferlab.inference.predict import Classifier
-from transferlab.training.probe import C_GRID, _logistic, _row_space, fit_probe, stratified_folds
+from transferlab.training.probe import (
+    C_GRID,
+    _affine,
+    _lift,
+    _logistic,
+    _project,
+    _row_space,
+    fit_probe,
+    stratified_folds,
+)
 
 
 def _blobs(n: int, dim: int, classes: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -29,8 +38,8 @@ def test_solver_finds_scikit_learns_logistic_regression(n, dim, classes, c):
     z = (x - x.mean(0)) / x.std(0, unbiased=False)
     reference = LogisticRegression(C=c, max_iter=5000, tol=1e-10).fit(z.numpy(), y.numpy())
     basis = _row_space(z)
-    w = _logistic(z @ basis, y, c, classes)
-    ours = (z @ (basis @ w[:-1]) + w[-1]).softmax(1).numpy()
+    w = _lift(_logistic(_project(z, basis), y, c, classes), basis)
+    ours = _affine(z, w).softmax(1).numpy()
     assert np.abs(ours - reference.predict_proba(z.numpy())).max() < 1e-4
 
 
@@ -40,8 +49,8 @@ def test_probe_folds_the_standardisation_into_one_linear_layer():
     probe = fit_probe(x, y, 3)
     z = (x - x.mean(0)) / (x.std(0, unbiased=False) + 1e-6)
     assert probe.C in C_GRID and 2 <= probe.folds <= 5 and 0 <= probe.cv_accuracy <= 1
-    w = _logistic(z @ _row_space(z), y, probe.C, 3)
-    direct = (z @ (_row_space(z) @ w[:-1]) + w[-1]).argmax(1)
+    basis = _row_space(z)
+    direct = _affine(z, _lift(_logistic(_project(z, basis), y, probe.C, 3), basis)).argmax(1)
     assert torch.equal(probe.logits(x.float()).argmax(1), direct)
 
 
