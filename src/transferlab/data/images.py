@@ -119,6 +119,11 @@ def short_side_size(width: int, height: int, size: int) -> tuple[int, int]:
     return (new_short, new_long) if width <= height else (new_long, new_short)
 
 
+def centre_corner(height: int, width: int, size: int) -> tuple[int, int]:
+    """(top, left) of the centred `size` x `size` crop, rounded as torchvision's CenterCrop."""
+    return int(round((height - size) / 2.0)), int(round((width - size) / 2.0))
+
+
 def resize_short_side(image: Image.Image, size: int) -> Image.Image:
     """Bilinear resize so the short side is `size` (torchvision's Resize(size) on a PIL picture, pixel for pixel,
     without importing torchvision: prediction starts faster)."""
@@ -135,8 +140,7 @@ def eval_crop(image: Image.Image, resize_size: int, input_size: int) -> np.ndarr
     if resize_size < input_size:
         raise ValueError(f"resize size {resize_size} is smaller than the crop {input_size}")
     pixels = np.asarray(resize_short_side(image, resize_size))
-    height, width = pixels.shape[:2]
-    top, left = int(round((height - input_size) / 2.0)), int(round((width - input_size) / 2.0))
+    top, left = centre_corner(*pixels.shape[:2], input_size)
     return np.ascontiguousarray(pixels[top : top + input_size, left : left + input_size])
 
 

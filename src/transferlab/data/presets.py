@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from transferlab.data.images import resize_short_side, short_side_size
+from transferlab.data.images import centre_corner, resize_short_side, short_side_size
 from transferlab.models.backbones import BackboneSpec
 
 __all__ = [
@@ -83,7 +83,7 @@ def eval_view(decoded: torch.Tensor, input_size: int) -> torch.Tensor:
         from torchvision.transforms.v2 import functional as F
 
         return F.center_crop(decoded, [input_size, input_size])
-    top, left = int(round((height - input_size) / 2.0)), int(round((width - input_size) / 2.0))
+    top, left = centre_corner(height, width, input_size)
     return decoded[..., top : top + input_size, left : left + input_size]
 
 
