@@ -43,6 +43,21 @@ def test_solver_finds_scikit_learns_logistic_regression(n, dim, classes, c):
     assert np.abs(ours - reference.predict_proba(z.numpy())).max() < 1e-4
 
 
+@pytest.mark.parametrize("n,dim,classes,c", [(300, 40, 5, 0.1), (40, 200, 4, 3.0)])
+def test_a_float32_fit_started_far_off_still_finds_scikit_learns_solution(n, dim, classes, c):
+    # what the probe does: float32, stopping at float32's resolution, started where the C path points (which may
+    # overshoot): the start must not show in the answer
+    x, y = _blobs(n, dim, classes, seed=3)
+    z = ((x - x.mean(0)) / x.std(0, unbiased=False)).float()
+    reference = LogisticRegression(C=c, max_iter=5000, tol=1e-10).fit(z.double().numpy(), y.numpy())
+    basis = _row_space(z)
+    zb = _project(z, basis)
+    far = torch.randn(zb.shape[1] + 1, classes, generator=torch.Generator().manual_seed(0)) * 3
+    w = _lift(_logistic(zb, y, c, classes, init=far), basis)
+    ours = _affine(z, w).softmax(1).double().numpy()
+    assert np.abs(ours - reference.predict_proba(z.double().numpy())).max() < 5e-4
+
+
 def test_probe_folds_the_standardisation_into_one_linear_layer():
     x, y = _blobs(80, 10, 3, seed=1)
     x = x * 50 + 7  # unscaled features
