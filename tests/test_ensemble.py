@@ -34,8 +34,11 @@ def test_each_member_sees_its_own_view_and_the_largest_sees_exactly_what_it_sees
         # each member: its pooled head features (what it gives alone), then its last two stages' pooled outputs
         assert torch.allclose(both[:, 1792 : 1792 + 1280], lite1(x), atol=1e-4)  # the largest: the same picture
         assert torch.allclose(both[:, 1792 + 1280 :], _stages(lite1, x), atol=1e-4)
-        small = torch.nn.functional.interpolate(x, size=(224, 224), mode="bilinear", antialias=True)
-        assert torch.allclose(both[:, :1280], lite0(small), atol=1e-4)  # the other: resized to its input size
+        lite = get_spec("efficientnet_lite0")
+        mean, std = torch.tensor(lite.mean).view(1, 3, 1, 1), torch.tensor(lite.std).view(1, 3, 1, 1)
+        pixels = torch.nn.functional.interpolate(x * std + mean, size=(224, 224), mode="bicubic").clamp(0, 1)
+        small = (pixels - mean) / std  # the other: its pixels resized bicubic to its input size, kept in [0, 1]
+        assert torch.allclose(both[:, :1280], lite0(small), atol=1e-4)
         assert torch.allclose(both[:, 1280:1792], _stages(lite0, small), atol=1e-4)
     assert info.pretrained and "efficientnet_lite0" in info.name and "efficientnet_lite1" in info.name
 

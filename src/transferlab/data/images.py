@@ -140,7 +140,7 @@ def eval_crop(image: Image.Image, resize_size: int, input_size: int) -> np.ndarr
     if resize_size < input_size:
         raise ValueError(f"resize size {resize_size} is smaller than the crop {input_size}")
     pixels = np.asarray(resize_short_side(image, resize_size))
-    top, left = centre_corner(*pixels.shape[:2], input_size)
+    top, left = centre_corner(pixels.shape[0], pixels.shape[1], input_size)
     return np.ascontiguousarray(pixels[top : top + input_size, left : left + input_size])
 
 

@@ -43,6 +43,8 @@ class BackboneSpec:
     # as an ensemble's member: the features with its last stages' pooled outputs appended, and how many more there are
     member_features: Callable[[nn.Module], nn.Module] | None = None
     member_extra_dim: int = 0
+    # bumped when the same weights give other features (the feature and ONNX caches are keyed on it where not 0)
+    revision: int = 0
 
 
 REGISTRY: dict[str, BackboneSpec] = {}
@@ -132,6 +134,7 @@ def ensemble_spec(names: list[str]) -> BackboneSpec:
         find_weights=EnsembleWeights(members),
         imagenet_top1=max(m.imagenet_top1 for m in members),
         offline=all(m.offline for m in members),
+        revision=1,  # 1: the smaller members' views resized bicubic (`ensemble.MEMBER_RESIZE`), not bilinear
     )
 
 

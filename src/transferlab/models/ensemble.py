@@ -3,10 +3,12 @@ Each member gives what `BackboneSpec.member_features` makes of it: for Efficient
 the pooled outputs of its last two stages (measured: `benchmarks/ensemble_protocol.py`, docs/results.md).
 
 The ensemble takes one picture at the largest member's view (its resize and centre crop) and gives each member the
-view it was trained on: the crop resized (bilinear, antialiased) to the member's input size and normalized with the
-member's mean and std. The crops cover the same part of the photo (every registered backbone crops 0.875 of the
-short side), so a member sees nearly what it sees alone. `backbones.ensemble_spec` registers nothing: it builds the
-spec of any "a+b+c" name on demand, so a saved ensemble run loads like any other.
+view it was trained on: the crop resized to the member's input size and normalized with the member's mean and std.
+The crops cover the same part of the photo (every registered backbone crops 0.875 of the short side), so a member
+sees nearly what it sees alone: nearly, because the crop is resampled twice (the photo to the largest view, then
+that to the member's), and the features move with it (docs/results.md "Several backbones as one").
+`backbones.ensemble_spec` registers nothing: it builds the spec of any "a+b+c" name on demand, so a saved ensemble
+run loads like any other.
 """
 
 from __future__ import annotations
@@ -16,6 +18,20 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 from torch.nn import functional as F
+
+# How a smaller member's view is made from the largest one's crop (a 1.08-1.16x reduction for Lite0/1 from Lite2's):
+# bicubic without an antialiasing filter, kept in [0, 1] by clamping. Chosen by how close the members' features come
+# to those of their own view (decoded from the photo at their own size), on 200 photos of each shared folder: relative
+# difference 0.08-0.10 bicubic, 0.11-0.15 bilinear antialiased (the former choice), 0.17-0.23 area. Written as two
+# products with a fixed matrix (`resize_matrix`: the same numbers as F.interpolate's bicubic), because ONNX Runtime's
+# cubic Resize refuses to shrink the channels-last uint8 tensors of an int8 export.
+MEMBER_RESIZE = "bicubic"
+
+
+def resize_matrix(size_in: int, size_out: int) -> torch.Tensor:
+    """(size_out, size_in) M with M @ X @ M.T = `F.interpolate(X, MEMBER_RESIZE)` for square X (to ~1e-6)."""
+    eye = torch.eye(size_in).view(1, 1, size_in, size_in)
+    return F.interpolate(eye, size=(size_out, size_in), mode=MEMBER_RESIZE)[0, 0]
 
 
 class EnsembleNetwork(nn.Module):
@@ -50,6 +66,10 @@ class EnsembleFeatures(nn.Module):
         self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("means", torch.tensor(means), persistent=False)  # (members, 3)
         self.register_buffer("stds", torch.tensor(stds), persistent=False)
+        largest = max(self.sizes)  # the ensemble's input: the largest member's view
+        for k, size in enumerate(self.sizes):
+            if size != largest:
+                self.register_buffer(f"resize{k}", resize_matrix(largest, size), persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         pixels = x * self.std + self.mean  # back to [0, 1]
@@ -57,6 +77,10 @@ class EnsembleFeatures(nn.Module):
         for k, member in enumerate(self.members):
             view = pixels
             if view.shape[-1] != self.sizes[k] or view.shape[-2] != self.sizes[k]:
-                view = F.interpolate(view, size=(self.sizes[k], self.sizes[k]), mode="bilinear", antialias=True)
+                resize = getattr(self, f"resize{k}", None)
+                if resize is not None and view.shape[-2:] == (resize.shape[1], resize.shape[1]):
+                    view = (resize @ view @ resize.T).clamp(0, 1)
+                else:  # an input of another size than the ensemble's view: the same resize, by torch
+                    view = F.interpolate(view, size=(self.sizes[k], self.sizes[k]), mode=MEMBER_RESIZE).clamp(0, 1)
             features.append(member((view - self.means[k].view(1, 3, 1, 1)) / self.stds[k].view(1, 3, 1, 1)))
         return torch.cat(features, dim=1)

@@ -63,7 +63,8 @@ def onnx_features(backbone: nn.Module, spec: BackboneSpec) -> OnnxFeatures | Non
     cached export is named by the backbone, its feature width and a digest of its weights."""
     if os.environ.get("TRANSFERLAB_FEATURES", "onnx") == "torch":
         return None
-    path = cache_dir() / "onnx" / f"{spec.name}-{spec.feature_dim}-{state_digest(backbone)}.onnx"
+    revision = f"-r{spec.revision}" if spec.revision else ""
+    path = cache_dir() / "onnx" / f"{spec.name}-{spec.feature_dim}{revision}-{state_digest(backbone)}.onnx"
     try:
         if not path.exists():
             path.parent.mkdir(parents=True, exist_ok=True)

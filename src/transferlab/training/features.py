@@ -161,6 +161,7 @@ def feature_key(
                     list(spec.mean),
                     list(spec.std),
                     spec.feature_dim,
+                    *([spec.revision] if spec.revision else []),
                 ],
                 "views": views,
                 "precision": str(precision),
