@@ -86,6 +86,15 @@ def test_a_model_of_another_shape_is_one_line_when_predicting(run, photo, capsys
     assert "train again" in _one_line_naming(capsys, "model.safetensors")
 
 
+def test_a_model_whose_features_are_computed_otherwise_now_is_one_line_when_predicting(run, photo, capsys):
+    """A run fitted on features another version computed from the same weights (an ensemble run from before its
+    members' views were resized bicubic: revision 0, where this version's ensembles are revision 1)."""
+    meta = json.loads((run / "model.json").read_text())
+    (run / "model.json").write_text(json.dumps({**meta, "revision": 1}))  # this run's backbone is at revision 0
+    assert main(["predict", str(run), str(photo)]) == 1
+    assert "train again" in _one_line_naming(capsys, "model.json")
+
+
 @pytest.mark.parametrize("damage", DAMAGE)
 @pytest.mark.parametrize("name", RESUME_READS)
 def test_a_damaged_training_record_is_one_line_when_resuming(run, capsys, name, damage):

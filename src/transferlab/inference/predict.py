@@ -24,7 +24,7 @@ from transferlab.inference.answers import UNKNOWN, Assessed, Prediction, answer
 from transferlab.inference.unknown import UnknownDetector, load_detector
 from transferlab.models.backbones import BackboneSpec
 from transferlab.models.model import TransferModel, build_model
-from transferlab.runs import WEIGHTS_FILE, load_checkpoint, resolve_run
+from transferlab.runs import META_FILE, WEIGHTS_FILE, load_checkpoint, resolve_run
 from transferlab.utils.machine import keep_freed_memory
 from transferlab.utils.parallel import parallel_map
 
@@ -73,6 +73,9 @@ class Classifier:
                 "made by another version (an ensemble from before its members gave their last stages?): train again"
             )
             raise DamagedFile(run_dir / WEIGHTS_FILE, problem, remedy) from None
+        if meta.get("revision", 0) != spec.revision:  # the same weights, but its features are computed otherwise now
+            problem = f"was fitted on {meta['backbone']}'s features as another version of transferlab computed them"
+            raise DamagedFile(run_dir / META_FILE, problem, "train again")
         return cls(model, spec, meta["classes"], meta, device, load_detector(run_dir))
 
     def prefer_onnx_features(self) -> None:

@@ -136,6 +136,7 @@ def open_run(
         "background": list(config.data.background),
         "weights": dataclasses.asdict(weights_info),
         "versions": versions(),
+        **({"revision": spec.revision} if spec.revision else {}),  # how its features are computed (ensembles)
     }
     if resume_dir is None:
         run_dir = _new_run_dir(config, prepared, weights_info, dist)
