@@ -21,10 +21,11 @@ from torch.nn import functional as F
 
 # How a smaller member's view is made from the largest one's crop (a 1.08-1.16x reduction for Lite0/1 from Lite2's):
 # bicubic without an antialiasing filter, kept in [0, 1] by clamping. Chosen by how close the members' features come
-# to those of their own view (decoded from the photo at their own size), on 200 photos of each shared folder: relative
-# difference 0.08-0.10 bicubic, 0.11-0.15 bilinear antialiased (the former choice), 0.17-0.23 area. Written as two
-# products with a fixed matrix (`resize_matrix`: the same numbers as F.interpolate's bicubic), because ONNX Runtime's
-# cubic Resize refuses to shrink the channels-last uint8 tensors of an int8 export.
+# to those of their own view (decoded from the photo at their own size), on 200 photos of each shared folder
+# (`benchmarks/member_resize.py`): relative difference 0.08-0.10 bicubic, 0.11-0.15 bilinear antialiased (the former
+# choice), 0.17-0.23 area. Written as two products with a fixed matrix (`resize_matrix`: the same numbers as
+# F.interpolate's bicubic), because ONNX Runtime's cubic Resize refuses to shrink the channels-last uint8 tensors of
+# an int8 export.
 MEMBER_RESIZE = "bicubic"
 
 
