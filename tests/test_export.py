@@ -145,6 +145,24 @@ def test_int8_is_checked_against_float32_and_refused_when_shown_worse(trained_ru
     assert not (tmp_path / "bad.onnx").exists()
 
 
+def test_an_int8_model_onnx_runtime_cannot_run_is_one_line_and_nothing_written(
+    trained_run, tmp_path, monkeypatch, capsys
+):
+    # as ONNX Runtime did with a cubic Resize in an ensemble's int8 graph: the session fails when it runs
+    from transferlab.analysis import quantize
+
+    def fails(*args, **kwargs):
+        raise RuntimeError(
+            "[ONNXRuntimeError] : 1 : FAIL : Non-zero status code returned while running Resize node\nmore"
+        )
+
+    monkeypatch.setattr(quantize, "_compare", fails)
+    assert main(["export", str(trained_run), "--int8", "--out", str(tmp_path / "m8.onnx")]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "could not make or run this model in int8" in err and "Traceback" not in err
+    assert not (tmp_path / "m8.onnx").exists()
+
+
 @pytest.mark.skipif(not ANIMALS4.is_dir(), reason=f"real photos not found at {ANIMALS4}")
 def test_the_docs_ten_line_host_side_feeds_the_export_as_predict_sees_photos(trained_run, tmp_path):
     from transferlab.inference.predict import Classifier

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from transferlab.analysis.stats import Difference, paired_bootstrap
-from transferlab.errors import TransferlabError, UnreadableImage
+from transferlab.errors import TransferlabError, UnreadableImage, first_line
 from transferlab.inference.export import run_dataset
 from transferlab.inference.shipped import ShippedModel
 
@@ -30,7 +30,8 @@ MAX_LOSS = 0.01  # int8 shown worse by more than this (a fraction: 1 point) is r
 
 
 class QuantizationRefused(TransferlabError):
-    """The int8 model was shown worse than float32 by more than MAX_LOSS: nothing was written."""
+    """The int8 model was shown worse than float32 by more than MAX_LOSS, or ONNX Runtime could not make or run it:
+    nothing was written."""
 
 
 @dataclass(kw_only=True)
@@ -87,13 +88,21 @@ def quantize_export(
 
     with tempfile.TemporaryDirectory() as work:
         candidate, prepared = Path(work) / "int8.onnx", Path(work) / "prepared.onnx"
-        # shapes inferred, BatchNorm folded into the convolutions
-        quant_pre_process(str(float_model), str(prepared), skip_symbolic_shape=True)
-        quantize_static(
-            str(prepared), str(candidate), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
-            activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, nodes_to_quantize=backbone_nodes(prepared),
-        )  # fmt: skip
-        report = _compare(shipped, ShippedModel(candidate), val)
+        try:  # shapes inferred, BatchNorm folded into the convolutions; then quantized, then run
+            quant_pre_process(str(float_model), str(prepared), skip_symbolic_shape=True)
+            quantize_static(
+                str(prepared), str(candidate), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
+                activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                nodes_to_quantize=backbone_nodes(prepared),
+            )  # fmt: skip
+            report = _compare(shipped, ShippedModel(candidate), val)
+        except (TransferlabError, MemoryError, KeyboardInterrupt):
+            raise
+        except Exception as error:  # noqa: BLE001 - ONNX Runtime's own failures (an operator it cannot quantize or run)
+            raise QuantizationRefused(
+                f"ONNX Runtime could not make or run this model in int8 ({first_line(error)}): nothing written; the "
+                f"float32 export {float_model} is unchanged"
+            ) from None
         if report.difference.diff < -MAX_LOSS and report.difference.high < 0:
             raise QuantizationRefused(
                 "int8 is shown worse than float32 by more than 1 point: nothing written. " + " ".join(report.lines())
