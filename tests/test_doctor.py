@@ -77,32 +77,34 @@ def _finding(report, kind):
 
 def test_every_broken_or_odd_file_is_reported_as_what_it_is(zoo):
     report = diagnose(zoo, workers=0, quiet=True, use_cache=False)
-    unreadable = "\n".join(_finding(report, "unreadable").files)
+    unreadable = "\n".join(_finding(report, "unreadable").lines())
     assert "train/cat/zero.jpg: empty file" in unreadable
     assert "train/cat/truncated.jpg: cannot decode" in unreadable
     assert "train/cat/text.jpg: not an image (a text file)" in unreadable
     assert "train/cat/bomb.png: decompression bomb" in unreadable
     assert "phone.heic" not in unreadable and "browser.avif" not in unreadable
     assert report.formats["HEIF"] == 1 and report.formats["AVIF"] == 1  # counted as photos, not ignored
-    assert not any("phone.heic" in f or "browser.avif" in f for f in _finding(report, "ignored").files)
-    modes = "\n".join(_finding(report, "modes").files)
+    assert not any("phone.heic" in f or "browser.avif" in f for f in _finding(report, "ignored").photos())
+    modes = "\n".join(_finding(report, "modes").lines())
     for name, mode in (("alpha.png", "RGBA"), ("palette.png", "P"), ("cmyk.jpg", "CMYK"), ("sixteen.png", "I")):
         assert f"train/cat/{name}: {mode}" in modes
     assert report.modes["L"] >= 1  # greyscale is counted, not flagged
-    assert _finding(report, "exif-rotated").files == ["train/cat/rotated.jpg: orientation 6"]
-    assert _finding(report, "animated").files == ["train/cat/animated.gif: 3 frames"]
-    assert _finding(report, "tiny").files == ["train/cat/tiny.jpg: 40x30"]
-    assert [f.split(":")[0] for f in _finding(report, "not-a-photo").files] == ["train/dog/image_not_found.png"]
-    assert "train/cat/notes.txt" in _finding(report, "ignored").files
+    assert _finding(report, "exif-rotated").lines() == ["train/cat/rotated.jpg: orientation 6"]
+    assert _finding(report, "animated").lines() == ["train/cat/animated.gif: 3 frames"]
+    assert _finding(report, "tiny").lines() == ["train/cat/tiny.jpg: 40x30"]
+    assert _finding(report, "not-a-photo").photos() == ["train/dog/image_not_found.png"]
+    assert "train/cat/notes.txt" in _finding(report, "ignored").photos()
 
 
 def test_duplicates_are_found_and_classified_without_false_alarms(zoo):
     report = diagnose(zoo, workers=0, quiet=True, use_cache=False)
-    assert _finding(report, "leakage").files == ["train/dog/photo0.jpg = val/dog/leaked.jpg"]
-    assert _finding(report, "conflicting-labels").files == ["train/cat/photo1.jpg = train/dog/also_a_cat.jpg"]
-    assert _finding(report, "duplicate").files == ["train/dog/original.jpg = train/dog/resized_copy.jpg"]
+    assert _finding(report, "leakage").lines() == ["train/dog/photo0.jpg = val/dog/leaked.jpg"]
+    assert _finding(report, "conflicting-labels").lines() == ["train/cat/photo1.jpg = train/dog/also_a_cat.jpg"]
+    assert _finding(report, "duplicate").lines() == ["train/dog/original.jpg = train/dog/resized_copy.jpg"]
     groups = [f for f in report.findings if f.kind in ("leakage", "conflicting-labels", "duplicate")]
-    assert sum(len(f.files) for f in groups) == 3  # the 30 distinct photos are never paired
+    assert sum(len(f.items) for f in groups) == 3  # the 30 distinct photos are never paired
+    # each group names its photos as paths, never as text to parse back
+    assert _finding(report, "leakage").photos() == ["train/dog/photo0.jpg", "val/dog/leaked.jpg"]
 
 
 def test_unsupported_format_is_named(tmp_path):
@@ -111,8 +113,8 @@ def test_unsupported_format_is_named(tmp_path):
         photo_like(ord(label)).save(tmp_path / label / "ok.jpg")
     (tmp_path / "a" / "phone.jpg").write_bytes(b"\x00\x00\x00\x18ftypheic" + bytes(64))
     report = diagnose(tmp_path, workers=0, quiet=True, use_cache=False)
-    assert "a/phone.jpg:" in _finding(report, "unreadable").files[0]
-    assert "HEIC/AVIF" in _finding(report, "unreadable").files[0]  # named for what it is, not "not an image"
+    (unreadable,) = _finding(report, "unreadable").items
+    assert unreadable.paths == ("a/phone.jpg",) and "HEIC/AVIF" in unreadable.detail  # named for what it is
 
 
 def test_imbalance_is_reported(tmp_path):
@@ -177,8 +179,8 @@ def test_training_warns_about_leakage_before_it_starts(tmp_path, caplog):
     (root / "val" / "red" / "copy.jpg").write_bytes((root / "train" / "red" / "red_0.jpg").read_bytes())
     with caplog.at_level(logging.WARNING, logger="transferlab"):
         prepared = prepare_data(TrainConfig(data=DataConfig(root=str(root)), backbone="efficientnet_lite0", quiet=True))
-    assert "leakage between train and val" in caplog.text and "copy.jpg" in caplog.text
-    assert [kind for *_, kind in duplicate_problems(prepared)] == ["leakage between train and val"]
+    assert "the same picture in train and val" in caplog.text and "copy.jpg" in caplog.text
+    assert [kind for *_, kind in duplicate_problems(prepared)] == ["leakage"]  # the doctor's word for it
 
 
 def test_a_possible_graphic_moves_only_when_the_label_check_finds_it_far_from_every_photo(zoo):
@@ -186,10 +188,10 @@ def test_a_possible_graphic_moves_only_when_the_label_check_finds_it_far_from_ev
     assert _finding(report, "not-a-photo").severity == "info" and not report.problem_files().get(
         "train/dog/image_not_found.png"
     )
-    cleared = diagnose(zoo, workers=0, quiet=True)
-    cleared.confirm_graphics(set())  # the model finds it like the other photos: a note, nothing to move
+    cleared = report.with_graphics_judged(set())  # the model finds it like the other photos: a note, nothing to move
     assert not [f for f in cleared.findings if f.kind == "not-a-photo"]
-    assert [f.split(":")[0] for f in _finding(cleared, "few-colours").files] == ["train/dog/image_not_found.png"]
-    report.confirm_graphics({"train/dog/image_not_found.png"})  # an outlier in feature space too: confirmed
-    assert _finding(report, "not-a-photo").severity == "warning"
-    assert report.problem_files()["train/dog/image_not_found.png"] == ["not-a-photo"]
+    assert _finding(cleared, "few-colours").photos() == ["train/dog/image_not_found.png"]
+    confirmed = report.with_graphics_judged({"train/dog/image_not_found.png"})  # far from every photo: confirmed
+    assert _finding(confirmed, "not-a-photo").severity == "warning"
+    assert confirmed.problem_files()["train/dog/image_not_found.png"] == ["not-a-photo"]
+    assert _finding(report, "not-a-photo").severity == "info"  # the report judged is left as it was

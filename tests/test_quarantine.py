@@ -79,6 +79,6 @@ def test_a_symlinked_class_folder_is_not_followed_out_of_the_dataset(tmp_path):
     (outside / "precious.jpg").write_bytes(b"not an image, but not yours to move")
     (root / "train" / "linked").symlink_to(outside, target_is_directory=True)
     report = diagnose(root, workers=0, quiet=True)
-    assert not any("precious" in f for finding in report.findings for f in finding.files)
+    assert not any("precious" in f for finding in report.findings for f in finding.lines())
     quarantine(report, tmp_path / "jail")
     assert (outside / "precious.jpg").exists()

@@ -59,7 +59,7 @@ def test_the_whole_loop_in_a_browser(tmp_path):
     photos, real = _photos(tmp_path / "photos")
     classes = sorted(p.name for p in photos.iterdir())
     port = _free_port()
-    app = create_studio(photos, tmp_path / "runs", (f"127.0.0.1:{port}",))
+    app = create_studio(photos, tmp_path / "runs", port=port)
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

@@ -14,7 +14,8 @@ from PIL import Image
 
 from conftest import make_folder
 from transferlab.cli import main
-from transferlab.inference.serve import BodyLimit, create_app
+from transferlab.inference.serve import create_app
+from transferlab.inference.web import BodyLimit
 
 HOSTILE = "<img src=x onerror=alert(1)>"
 

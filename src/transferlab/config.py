@@ -6,6 +6,7 @@ Imports nothing heavy: the command line builds these before any library loads.""
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass, field
 from typing import Any, Literal, get_args
 
@@ -23,6 +24,18 @@ PRECISIONS: tuple[Precision, ...] = get_args(Precision)
 HEAD_SOLVERS: tuple[HeadSolver, ...] = get_args(HeadSolver)
 PROBE_FEATURES: tuple[ProbeFeatures, ...] = get_args(ProbeFeatures)
 DECODE_CACHES: tuple[DecodeCache, ...] = get_args(DecodeCache)
+
+
+def parse_duration(text: str) -> float:
+    """Seconds in "90", "90s", "5m", "1h30m"."""
+    parts = re.fullmatch(r"\s*(?:(\d+(?:\.\d+)?)h)?\s*(?:(\d+(?:\.\d+)?)m)?\s*(?:(\d+(?:\.\d+)?)s?)?\s*", text)
+    if not parts or not any(parts.groups()):
+        raise UsageError(f"cannot read the duration '{text}': write e.g. 90s, 5m or 1h30m")
+    hours, minutes, seconds = (float(g) if g else 0.0 for g in parts.groups())
+    total = 3600 * hours + 60 * minutes + seconds
+    if total <= 0:
+        raise UsageError("the budget must be more than 0 seconds")
+    return total
 
 
 @dataclass(kw_only=True)

@@ -17,6 +17,11 @@ class UsageError(TransferlabError, ValueError):
     """A bad option or argument (the command line exits 2)."""
 
 
+class Conflict(UsageError):
+    """A request that another one, under way or just finished, makes impossible now (a page answers 409): a second
+    training, a second change to the same photo."""
+
+
 class InvalidSetting(UsageError):
     """A setting outside what it may be, named as the caller wrote it: `str()` says `seeds must be at least 1` to a
     Python caller, and the command line prints `as_flag()`, `--seeds must be at least 1`. Settings are checked once,

@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import importlib.util
 import json
+import os
 import platform
 import re
 import sys
@@ -151,6 +152,23 @@ class CompareSummary:
     cross_validation: list[dict] | None = None  # compare --cv: each backbone's probe over every image
     kind: str = "compare"
 
+    @property
+    def recommended_run(self) -> str | None:
+        """The recommended run's folder name (inside the compare folder), None when nothing is recommended."""
+        chosen = self.recommendation.get("recommended_run") if isinstance(self.recommendation, dict) else None
+        return chosen if isinstance(chosen, str) else None
+
+    @property
+    def sentence(self) -> str | None:
+        """The answer in one sentence (and, where the evidence is thin, what would settle it)."""
+        if not isinstance(self.recommendation, dict):
+            return None
+        parts = [self.recommendation.get(k) for k in ("sentence", "settle")]
+        return " ".join(p for p in parts if isinstance(p, str) and p) or None
+
+
+COMPARE_REMEDY = "rebuild it: `transferlab train --resume` on one of its runs writes the report and summary again"
+
 
 def write_compare_summary(compare_dir: Path, summary: CompareSummary) -> None:
     save_json(dataclasses.asdict(summary), Path(compare_dir) / "summary.json")
@@ -158,7 +176,7 @@ def write_compare_summary(compare_dir: Path, summary: CompareSummary) -> None:
 
 def read_compare_summary(compare_dir: str | Path) -> CompareSummary | None:
     path = Path(compare_dir) / "summary.json"
-    remedy = "rebuild it: `transferlab train --resume` on one of its runs writes the report and summary again"
+    remedy = COMPARE_REMEDY
     data = read_json_object(path, remedy) if path.exists() else {}
     if data.get("kind") != "compare":
         return None
@@ -176,10 +194,19 @@ def resolve_run(path: str | Path) -> Path:
         return path
     summary = read_compare_summary(path) if path.is_dir() else None
     if summary is not None and summary.recommendation:
-        return path / summary.recommendation["recommended_run"]
+        chosen = summary.recommended_run
+        if chosen is None or not _stays_inside(path / chosen, path):
+            raise DamagedFile(path / "summary.json", "names no run of this folder as recommended", COMPARE_REMEDY)
+        return path / chosen
     if summary is not None:
         raise RunNotFound(f"{path}: this comparison recommends no run (none finished?); name a run folder")
     return path  # load_checkpoint says what is missing
+
+
+def _stays_inside(path: Path, folder: Path) -> bool:
+    """Whether `path` is a folder inside `folder` once every symlink is resolved."""
+    real = Path(os.path.realpath(path))
+    return real.is_relative_to(os.path.realpath(folder)) and real != Path(os.path.realpath(folder))
 
 
 def new_run_dir(out: str | Path, name: str | None, default_name: str) -> Path:

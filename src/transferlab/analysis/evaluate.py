@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from transferlab.analysis.evaluation import CALIBRATION_BINS, Evaluation, wilson_interval
+from transferlab.analysis.evaluation import CALIBRATION_BINS, Evaluation, markdown_text, wilson_interval
 from transferlab.analysis.evaluation_plots import (
     plot_confusion,
     plot_prediction_grid,
@@ -171,16 +171,18 @@ def read_evaluation(run_dir: Path) -> Evaluation | None:
 def per_class_table(evaluation: Evaluation) -> str:
     lines = ["| class | precision | recall | F1 | images |", "|---|---|---|---|---|"]
     for name, row in evaluation.per_class().items():
-        lines.append(f"| {name} | {row['precision']:.3f} | {row['recall']:.3f} | {row['f1']:.3f} | {row['support']} |")
+        scores = f"{row['precision']:.3f} | {row['recall']:.3f} | {row['f1']:.3f} | {row['support']}"
+        lines.append(f"| {markdown_text(name)} | {scores} |")
     lines.append(f"| **macro** | | | **{evaluation.macro_f1:.3f}** | {len(evaluation.labels)} |")
     return "\n".join(lines)
 
 
 def confusion_table(evaluation: Evaluation) -> str:
     classes = evaluation.classes
-    lines = ["| true \\ predicted | " + " | ".join(classes) + " |", "|---|" + "---|" * len(classes)]
+    header = " | ".join(markdown_text(c) for c in classes)
+    lines = ["| true \\ predicted | " + header + " |", "|---|" + "---|" * len(classes)]
     for name, row in zip(classes, evaluation.confusion()):
-        lines.append(f"| {name} | " + " | ".join(str(v) for v in row) + " |")
+        lines.append(f"| {markdown_text(name)} | " + " | ".join(str(v) for v in row) + " |")
     return "\n".join(lines)
 
 
@@ -205,7 +207,7 @@ def evaluation_markdown(evaluation: Evaluation, prefix: str = "", heading: str =
     skipped = f"\n\n{len(evaluation.skipped)} unreadable file(s) skipped." if evaluation.skipped else ""
     return "\n".join(
         [
-            f"{heading} Evaluation: `{evaluation.run_dir.name}`",
+            f"{heading} Evaluation: {markdown_text(evaluation.run_dir.name)}",
             "",
             evaluation.summary_line() + skipped,
             "",

@@ -114,3 +114,12 @@ def wilson_interval(successes: int, trials: int, confidence: float = 0.95) -> tu
         return 0.0, 1.0
     interval = binomtest(successes, trials).proportion_ci(confidence_level=confidence, method="wilson")
     return float(interval.low), float(interval.high)
+
+
+_MARKDOWN_ESCAPES = {c: "\\" + c for c in "\\`*_{}[]()#+-.!|"} | {"&": "&amp;", "<": "&lt;", ">": "&gt;"}
+
+
+def markdown_text(text: object) -> str:
+    """`text` (a class, file or run name) as Markdown that shows it as written and is never markup: no link, no
+    emphasis, no HTML, no table cell broken, whatever the name holds."""
+    return "".join(_MARKDOWN_ESCAPES.get(c, c) for c in str(text).replace("\n", " ").replace("\r", " "))

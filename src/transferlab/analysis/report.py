@@ -8,6 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from transferlab.analysis.evaluate import evaluation_markdown, read_evaluation
+from transferlab.analysis.evaluation import markdown_text
 from transferlab.analysis.plots import plot_accuracy_vs_time, plot_curves, plot_time_breakdown, time_breakdown
 from transferlab.analysis.recommendation import Recommendation, cell_rows, cross_validation_rows, headline, recommend
 from transferlab.analysis.results import (
@@ -158,8 +159,8 @@ def _setup_lines(runs: list[LoadedRun], skipped_backbones: dict[str, str]) -> li
     weights = {r.config["backbone"]: r.config.get("resolved", {}).get("weights", {}) for r in runs}
     recipe = first["recipe"]
     return [
-        f"- data: `{first['data']['root']}` ({resolved.get('layout')}); "
-        f"classes: {', '.join(resolved.get('classes', []))}",
+        f"- data: {markdown_text(first['data']['root'])} ({resolved.get('layout')}); "
+        f"classes: {', '.join(markdown_text(c) for c in resolved.get('classes', []))}",
         f"- images: {_counts_line(resolved.get('counts', {}))}",
         "- backbones: "
         + "; ".join(f"{name} (weights: {w.get('source')}, {w.get('name')})" for name, w in weights.items())
@@ -171,9 +172,10 @@ def _setup_lines(runs: list[LoadedRun], skipped_backbones: dict[str, str]) -> li
             else ""
         ),
         *[f"- backbone {name} skipped: {why}" for name, why in skipped_backbones.items()],
-        f"- unreadable files skipped: {len(skipped)}" + "".join(f"\n  - `{p}`: {why}" for p, why in skipped),
+        f"- unreadable files skipped: {len(skipped)}"
+        + "".join(f"\n  - {markdown_text(p)}: {markdown_text(why)}" for p, why in skipped),
         f"- duplicate problems found while decoding: {len(duplicates)}"
-        + "".join(f"\n  - {kind}: `{a}` = `{b}`" for a, b, kind in duplicates),
+        + "".join(f"\n  - {kind}: {markdown_text(a)} = {markdown_text(b)}" for a, b, kind in duplicates),
         "",
     ]
 
@@ -273,13 +275,16 @@ def write_html(markdown_path: Path, title: str) -> Path:
     """report.html next to report.md: one self-contained file, images embedded, readable offline."""
     import base64
     import re
+    from html import escape
 
     import markdown
 
     converter = markdown.Markdown(extensions=["tables"])
-    # Raw HTML in the text (a class folder named "<img src=x onerror=...>") is shown as text, never run.
+    # Raw HTML in the text (a class folder named "<img src=x onerror=...>") is shown as text, never run, and no
+    # link is made: names are escaped (`markdown_text`), and the report itself has only pictures to point to.
     converter.preprocessors.deregister("html_block")
-    converter.inlinePatterns.deregister("html")
+    for pattern in ("html", "link", "reference", "short_reference", "autolink", "automail"):
+        converter.inlinePatterns.deregister(pattern)
     body = converter.convert(markdown_path.read_text())
 
     def embed(match: re.Match) -> str:
@@ -296,7 +301,8 @@ def write_html(markdown_path: Path, title: str) -> Path:
         "th{background:#f3f3f3}img{max-width:100%}code{background:#f6f6f6;padding:0 3px}"
     )
     html = (
-        f"<!doctype html><html><head><meta charset='utf-8'><title>{title}</title><style>{style}</style></head>"
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{escape(title)}</title><style>{style}</style>"
+        "</head>"
         f"<body>{body}</body></html>"
     )
     path = markdown_path.with_suffix(".html")
@@ -307,5 +313,6 @@ def write_html(markdown_path: Path, title: str) -> Path:
 def _counts_line(counts: dict) -> str:
     parts = []
     for split, per_class in counts.items():
-        parts.append(f"{split} {sum(per_class.values())} (" + ", ".join(f"{k} {v}" for k, v in per_class.items()) + ")")
+        shown = ", ".join(f"{markdown_text(k)} {v}" for k, v in per_class.items())
+        parts.append(f"{split} {sum(per_class.values())} ({shown})")
     return "; ".join(parts)

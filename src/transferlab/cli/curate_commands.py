@@ -34,7 +34,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     if args.labels:
         try:
             check = _check_labels(args)
-            report.confirm_graphics({i.path for i in check.issues if i.kind == "outlier"})
+            report = report.with_graphics_judged({i.path for i in check.issues if i.kind == "outlier"})
         except DatasetError as error:  # e.g. a class too small to split: the report above still stands
             unchecked = f"labels not checked: {error}"
     if args.json:

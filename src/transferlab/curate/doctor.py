@@ -16,9 +16,11 @@ from __future__ import annotations
 import json
 import time
 from collections import Counter, defaultdict
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from pathlib import Path
 
+from transferlab.data.findings import COPY_PROBLEMS, Finding, FindingKind, Item, Severity, item
 from transferlab.data.fingerprints import groups_from_pairs, near_duplicate_pairs
 from transferlab.data.inspection import GONE, FileInfo, exact_groups, inspect_folder, list_files
 from transferlab.data.layout import layout_problem
@@ -27,20 +29,13 @@ from transferlab.errors import DatasetError
 TINY_SIDE = 64
 SMALL_SIDE = 112  # below this, a 224-pixel input is an upscale of 2x or more
 IMBALANCE_RATIO = 3.0
-GRAPHICS = "not-a-photo"
+GRAPHICS: FindingKind = "not-a-photo"
 
 
-@dataclass
-class Finding:
-    kind: str
-    severity: str  # "error", "warning" or "info"
-    message: str
-    files: list[str] = field(default_factory=list)
-    quarantine: list[str] = field(default_factory=list)  # the files `quarantine` would move for this finding
-
-
-@dataclass
+@dataclass(kw_only=True)
 class DoctorReport:
+    """What the doctor found in a folder: counts per split and class, modes and formats, and the findings."""
+
     root: str
     counts: dict[str, dict[str, int]]
     modes: dict[str, int]
@@ -50,34 +45,47 @@ class DoctorReport:
     seconds: float
     cached: int
 
-    def to_json(self) -> str:
-        return json.dumps(asdict(self), indent=2)
+    def as_dict(self) -> dict:
+        return {
+            "root": self.root,
+            "counts": self.counts,
+            "modes": self.modes,
+            "formats": self.formats,
+            "findings": [f.as_dict() for f in self.findings],
+            "files_scanned": self.files_scanned,
+            "seconds": self.seconds,
+            "cached": self.cached,
+        }
 
-    def confirm_graphics(self, outliers: set[str]) -> None:
-        """The label check's verdict on the possible graphics: those also far from every photo in feature space
-        (`outliers`, relative paths) are confirmed (a warning; `quarantine` moves them), the others stay a note."""
+    def to_json(self) -> str:
+        return json.dumps(self.as_dict(), indent=2)
+
+    def with_graphics_judged(self, outliers: set[str]) -> DoctorReport:
+        """This report with the label check's verdict on the possible graphics (itself unchanged): those also far
+        from every photo in feature space (`outliers`, relative paths) are confirmed (a warning; `quarantine` moves
+        them), the others stay a note."""
         finding = next((f for f in self.findings if f.kind == GRAPHICS), None)
         if finding is None:
-            return
-        confirmed = [line for line in finding.files if line.split(": ")[0] in outliers]
-        rest = [line for line in finding.files if line not in confirmed]
-        index = self.findings.index(finding)
+            return self
+        confirmed = [i for i in finding.items if i.paths[0] in outliers]
+        rest = [i for i in finding.items if i.paths[0] not in outliers]
         replaced = []
         if confirmed:
             replaced.append(Finding(
-                GRAPHICS, "warning",
-                f"{len(confirmed)} picture(s) are probably not photos (placeholder graphics: very few colours, one "
-                "large flat area, and far from every photo in feature space)",
-                confirmed, [line.split(": ")[0] for line in confirmed],
+                kind=GRAPHICS, severity="warning",
+                message=f"{len(confirmed)} picture(s) are probably not photos (placeholder graphics: very few "
+                "colours, one large flat area, and far from every photo in feature space)",
+                items=confirmed, quarantine=[i.paths[0] for i in confirmed],
             ))  # fmt: skip
         if rest:
             replaced.append(Finding(
-                "few-colours", "info",
-                f"{len(rest)} picture(s) have very few colours and a large flat area but look like the other photos "
-                "to the model: probably fine",
-                rest,
+                kind="few-colours", severity="info",
+                message=f"{len(rest)} picture(s) have very few colours and a large flat area but look like the other "
+                "photos to the model: probably fine",
+                items=rest,
             ))  # fmt: skip
-        self.findings[index : index + 1] = replaced
+        index = self.findings.index(finding)
+        return replace(self, findings=[*self.findings[:index], *replaced, *self.findings[index + 1 :]])
 
     def problem_files(self) -> dict[str, list[str]]:
         """File -> reasons, for every file a finding would quarantine."""
@@ -99,7 +107,8 @@ def diagnose(root: str | Path, workers: int | None = None, quiet: bool = False, 
     findings = _findings(infos, others, root)
     problem = layout_problem(root)
     if problem:
-        findings.insert(0, Finding("layout", "error", f"train, compare and split refuse this folder: {problem}"))
+        message = f"train, compare and split refuse this folder: {problem}"
+        findings.insert(0, Finding(kind="layout", severity="error", message=message))
     counts: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
     for info in infos:
         counts[info.split or "all"][info.label] += 1
@@ -121,11 +130,11 @@ def _findings(infos: list[FileInfo], others: list[Path], root: Path) -> list[Fin
     if unreadable:
         findings.append(
             Finding(
-                "unreadable",
-                "error",
-                f"{len(unreadable)} file(s) cannot be decoded",
-                [f"{i.path}: {i.error}" for i in unreadable],
-                [i.path for i in unreadable],
+                kind="unreadable",
+                severity="error",
+                message=f"{len(unreadable)} file(s) cannot be decoded",
+                items=[item(i.path, i.error or "") for i in unreadable],
+                quarantine=[i.path for i in unreadable],
             )
         )
     findings += _duplicate_findings(infos)
@@ -135,10 +144,10 @@ def _findings(infos: list[FileInfo], others: list[Path], root: Path) -> list[Fin
     if others:
         findings.append(
             Finding(
-                "ignored",
-                "info",
-                f"{len(others)} file(s) without an image extension are ignored",
-                [str(p.relative_to(root)) for p in others],
+                kind="ignored",
+                severity="info",
+                message=f"{len(others)} file(s) without an image extension are ignored",
+                items=[item(str(p.relative_to(root))) for p in others],
             )
         )
     return findings
@@ -146,84 +155,42 @@ def _findings(infos: list[FileInfo], others: list[Path], root: Path) -> list[Fin
 
 def _picture_findings(infos: list[FileInfo]) -> list[Finding]:
     """What the pictures themselves show: graphics, flat colour, small sizes, rotation, animation, odd modes."""
-    findings: list[Finding] = []
-    graphics = [i for i in infos if not i.error and i.colours < 64 and i.flat_share >= 0.5]
-    if graphics:  # colours alone also catch real photos on a dark background: nothing moves until features agree
-        findings.append(
-            Finding(
-                GRAPHICS,
-                "info",
-                f"{len(graphics)} picture(s) may be graphics rather than photos (very few colours, one large flat "
-                "area); `doctor --labels` checks them against the photos",
-                [f"{i.path}: {i.colours} colours, {i.flat_share:.0%} one colour" for i in graphics],
-            )
+    readable = [i for i in infos if not i.error]
+    graphics = [i for i in readable if i.colours < 64 and i.flat_share >= 0.5]
+    flat = [i for i in readable if i.flat_share >= 0.8 and i not in graphics]
+    tiny = [i for i in readable if min(i.width, i.height) < TINY_SIDE]
+    small = [i for i in readable if TINY_SIDE <= min(i.width, i.height) < SMALL_SIDE]
+    rotated = [i for i in readable if i.orientation not in (0, 1)]
+    animated = [i for i in readable if i.frames > 1]
+    unusual = [i for i in readable if i.mode not in ("RGB", "L")]
+    found: list[tuple[FindingKind, Severity, list[FileInfo], str, Callable[[FileInfo], str]]] = [
+        # colours alone also catch real photos on a dark background: nothing moves until features agree
+        (GRAPHICS, "info", graphics, "picture(s) may be graphics rather than photos (very few colours, one large "
+         "flat area); `doctor --labels` checks them against the photos",
+         lambda i: f"{i.colours} colours, {i.flat_share:.0%} one colour"),
+        ("mostly-flat", "info", flat, "picture(s) are mostly one flat colour (cut-outs or illustrations?): worth a "
+         "look", lambda i: f"{i.flat_share:.0%} one colour"),
+        ("tiny", "warning", tiny, f"picture(s) under {TINY_SIDE} px on the short side: tiny",
+         lambda i: f"{i.width}x{i.height}"),
+        ("small", "info", small, f"picture(s) under {SMALL_SIDE} px on the short side: small (upscaled 2x or more "
+         "for a 224-pixel input)", lambda i: f"{i.width}x{i.height}"),
+        ("exif-rotated", "info", rotated, "photo(s) carry an EXIF rotation (applied when loading)",
+         lambda i: f"orientation {i.orientation}"),
+        ("animated", "warning", animated, "animated image(s): only the first frame is used",
+         lambda i: f"{i.frames} frames"),
+        ("modes", "info", unusual, "picture(s) in modes other than RGB/L (converted to RGB, transparency composited "
+         "on white)", lambda i: i.mode or ""),
+    ]  # fmt: skip
+    return [
+        Finding(
+            kind=kind,
+            severity=severity,
+            message=f"{len(chosen)} {message}",
+            items=[item(i.path, detail(i)) for i in chosen],
         )
-    flat = [i for i in infos if not i.error and i.flat_share >= 0.8 and i not in graphics]
-    if flat:
-        findings.append(
-            Finding(
-                "mostly-flat",
-                "info",
-                f"{len(flat)} picture(s) are mostly one flat colour (cut-outs or illustrations?): worth a look",
-                [f"{i.path}: {i.flat_share:.0%} one colour" for i in flat],
-            )
-        )
-    return findings + _size_and_format_findings(infos)
-
-
-def _size_and_format_findings(infos: list[FileInfo]) -> list[Finding]:
-    """Small pictures, EXIF rotation, animation and modes other than RGB/L."""
-    findings: list[Finding] = []
-    for kind, severity, side, text in (
-        ("tiny", "warning", TINY_SIDE, "tiny"),
-        ("small", "info", SMALL_SIDE, "small (upscaled 2x or more for a 224-pixel input)"),
-    ):
-        small = [
-            i
-            for i in infos
-            if not i.error and min(i.width, i.height) < side and (kind == "tiny" or min(i.width, i.height) >= TINY_SIDE)
-        ]
-        if small:
-            findings.append(
-                Finding(
-                    kind,
-                    severity,
-                    f"{len(small)} picture(s) under {side} px on the short side: {text}",
-                    [f"{i.path}: {i.width}x{i.height}" for i in small],
-                )
-            )
-    rotated = [i for i in infos if not i.error and i.orientation not in (0, 1)]
-    if rotated:
-        findings.append(
-            Finding(
-                "exif-rotated",
-                "info",
-                f"{len(rotated)} photo(s) carry an EXIF rotation (applied when loading)",
-                [f"{i.path}: orientation {i.orientation}" for i in rotated],
-            )
-        )
-    animated = [i for i in infos if not i.error and i.frames > 1]
-    if animated:
-        findings.append(
-            Finding(
-                "animated",
-                "warning",
-                f"{len(animated)} animated image(s): only the first frame is used",
-                [f"{i.path}: {i.frames} frames" for i in animated],
-            )
-        )
-    unusual = [i for i in infos if not i.error and i.mode not in ("RGB", "L")]
-    if unusual:
-        findings.append(
-            Finding(
-                "modes",
-                "info",
-                f"{len(unusual)} picture(s) in modes other than RGB/L (converted "
-                "to RGB, transparency composited on white)",
-                [f"{i.path}: {i.mode}" for i in unusual],
-            )
-        )
-    return findings
+        for kind, severity, chosen, message, detail in found
+        if chosen
+    ]
 
 
 def _duplicate_findings(infos: list[FileInfo]) -> list[Finding]:
@@ -235,24 +202,26 @@ def _duplicate_findings(infos: list[FileInfo]) -> list[Finding]:
         (exact, "identical bytes"),
         (groups_from_pairs(near_pairs), "same picture, resized or re-encoded"),
     ):
-        for kind, severity, title in (
-            ("leakage", "error", "in both train and val (inflates validation accuracy)"),
-            ("conflicting-labels", "error", "filed under different classes"),
-            ("duplicate", "warning", "repeated within one class"),
-        ):
+        copies: tuple[tuple[FindingKind, Severity], ...] = (
+            ("leakage", "error"),
+            ("conflicting-labels", "error"),
+            ("duplicate", "warning"),
+        )
+        for kind, severity in copies:
             chosen = [g for g in groups if _duplicate_kind(g, infos) == kind]
             if not chosen:
                 continue
-            files, moved = [], []
+            items, moved = [], []
             for group in chosen:
                 members = sorted(group, key=lambda i: (infos[i].split != "train", infos[i].path))
-                files.append(" = ".join(infos[i].path for i in members))
+                items.append(Item(paths=tuple(infos[i].path for i in members)))
                 moved += [infos[i].path for i in (members if kind == "conflicting-labels" else members[1:])]
-            findings.append(Finding(kind, severity, f"{len(chosen)} group(s) of {how} {title}", files, moved))
+            message = f"{len(chosen)} group(s) of {how}: {COPY_PROBLEMS[kind]}"
+            findings.append(Finding(kind=kind, severity=severity, message=message, items=items, quarantine=moved))
     return findings
 
 
-def _duplicate_kind(group: list[int], infos: list[FileInfo]) -> str:
+def _duplicate_kind(group: list[int], infos: list[FileInfo]) -> FindingKind:
     if len({infos[i].label for i in group}) > 1:
         return "conflicting-labels"
     if len({infos[i].split for i in group}) > 1:
@@ -270,9 +239,9 @@ def _imbalance_findings(infos: list[FileInfo]) -> list[Finding]:
         if least[1] and most[1] / least[1] >= IMBALANCE_RATIO:
             findings.append(
                 Finding(
-                    "imbalance",
-                    "warning",
-                    f"{split}: class '{most[0]}' has {most[1] / least[1]:.1f}x "
+                    kind="imbalance",
+                    severity="warning",
+                    message=f"{split}: class '{most[0]}' has {most[1] / least[1]:.1f}x "
                     f"the images of '{least[0]}' ({most[1]} vs {least[1]})",
                 )
             )
@@ -288,9 +257,9 @@ def _twin_class_findings(infos: list[FileInfo]) -> list[Finding]:
         twins[key(info.label)].add(info.label)
     return [
         Finding(
-            "twin-classes",
-            "warning",
-            f"class folders {' and '.join(repr(n) for n in sorted(names))} "
+            kind="twin-classes",
+            severity="warning",
+            message=f"class folders {' and '.join(repr(n) for n in sorted(names))} "
             "differ only in case, spaces or punctuation: the same class twice? (merge them if so)",
         )
         for names in twins.values()
@@ -320,9 +289,9 @@ def format_report(report: DoctorReport) -> str:
         lines.append("no problems found")
     for finding in sorted(report.findings, key=lambda f: ("error", "warning", "info").index(f.severity)):
         lines.append(f"{finding.severity.upper()}: {finding.message}")
-        lines += [f"    {f}" for f in finding.files[:20]]
-        if len(finding.files) > 20:
-            lines.append(f"    ... and {len(finding.files) - 20} more (use --json for all)")
+        lines += [f"    {line}" for line in finding.lines()[:20]]
+        if len(finding.items) > 20:
+            lines.append(f"    ... and {len(finding.items) - 20} more (use --json for all)")
     problems = report.problem_files()
     if problems:
         lines.append(

@@ -16,6 +16,7 @@ import torch
 
 from transferlab.config import TrainConfig
 from transferlab.data.decoding import DecodedSplit, choose_store, decode_split, estimate_decoded_bytes
+from transferlab.data.findings import COPY_PROBLEMS, FindingKind
 from transferlab.data.fingerprints import near_duplicate_pairs
 from transferlab.data.layout import Dataset, load_dataset
 from transferlab.data.presets import train_side
@@ -36,7 +37,7 @@ class PreparedData:
     spec: BackboneSpec
     train: DecodedSplit
     val: DecodedSplit
-    duplicates: list[tuple[Path, Path, str]] = field(default_factory=list)  # see duplicate_problems
+    duplicates: list[tuple[Path, Path, FindingKind]] = field(default_factory=list)  # see duplicate_problems
 
     @property
     def skipped(self) -> list[tuple[Path, str]]:
@@ -91,7 +92,7 @@ def prepare_data(config: TrainConfig, dist: Dist | None = None) -> PreparedData:
     prepared = PreparedData(dataset, spec, train, val)
     prepared.duplicates = duplicate_problems(prepared)
     for first, second, kind in prepared.duplicates:
-        log.warning("%s: %s = %s (run `transferlab doctor` for a full check)", kind, first, second)
+        log.warning("%s: %s = %s (run `transferlab doctor` for a full check)", COPY_PROBLEMS[kind], first, second)
     for split, name in ((train, "train"), (val, "val")):
         if len(split) == 0:
             raise DatasetError(f"no readable images left in the {name} split")
@@ -102,17 +103,18 @@ def prepare_data(config: TrainConfig, dist: Dist | None = None) -> PreparedData:
     return prepared
 
 
-def duplicate_problems(prepared: PreparedData) -> list[tuple[Path, Path, str]]:
-    """The same picture in train and val ("leakage") or under two classes ("conflicting labels").
+def duplicate_problems(prepared: PreparedData) -> list[tuple[Path, Path, FindingKind]]:
+    """The same picture in train and val ("leakage") or under two classes ("conflicting-labels"): the doctor's
+    kinds.
 
     Cheap: the perceptual fingerprints were computed while decoding.
     """
     train, val = prepared.train, prepared.val
     paths, labels = train.paths + val.paths, train.labels.tolist() + val.labels.tolist()
-    problems = []
+    problems: list[tuple[Path, Path, FindingKind]] = []
     for i, j in near_duplicate_pairs(train.fingerprints + val.fingerprints):
         if labels[i] != labels[j]:
-            problems.append((paths[i], paths[j], "conflicting labels"))
+            problems.append((paths[i], paths[j], "conflicting-labels"))
         elif i < len(train) <= j:
-            problems.append((paths[i], paths[j], "leakage between train and val"))
+            problems.append((paths[i], paths[j], "leakage"))
     return problems

@@ -1,34 +1,39 @@
 """A small local web app for a trained run (FastAPI): a page to drop a photo on, `POST /predict`, `GET /health`.
 
-Uploads are bounded in bytes (refused by Content-Length before the body is read, or counted as it streams in:
-`BodyLimit`) and in pixels (checked from the image header before any pixel is decoded): an empty upload, a file
-that is not an image, or an oversize one gets a 4xx with a clear message, and the server keeps serving. At most one
-upload per CPU core is decoded at a time (the others wait up to 10 s, then get 503), so parallel huge uploads cannot
-exhaust memory; inference is serialized by a lock, so concurrent requests never race on the model. Class names
-reach the page as text, never as markup.
+Uploads are bounded as every page of transferlab bounds them (`web.Uploads`: bytes, pixels from the header before
+any pixel is decoded, one decode per CPU core at a time): an empty upload, a file that is not an image, or an
+oversize one gets a 4xx with a clear message, and the server keeps serving. Inference is serialized by a lock, so
+concurrent requests never race on the model. The app answers only its own Host and Origin (`web.SameOrigin`), and
+class names reach the page as text, never as markup.
 """
 
 from __future__ import annotations
 
 import html
 import io
-import json
 import threading
-import warnings
 from pathlib import Path
 from typing import BinaryIO
 
 from fastapi import FastAPI, File, HTTPException, UploadFile
 from fastapi.responses import HTMLResponse
-from PIL import Image
 
 from transferlab.data.images import UnreadableImage
 from transferlab.inference.shipped import Predictor, is_shipped, load_predictor
-
-MAX_BYTES = 20 * 1024 * 1024
-MAX_PIXELS = 50_000_000
-MULTIPART_OVERHEAD = 64 * 1024  # the multipart envelope around the file: boundaries, headers, the file name
-DECODE_WAIT = 10.0  # seconds an upload waits for a decoding slot before 503
+from transferlab.inference.web import (
+    DECODE_WAIT,
+    MAX_BYTES,
+    MAX_PIXELS,
+    MULTIPART_OVERHEAD,
+    BodyLimit,
+    SameOrigin,
+    Uploads,
+    address_line,
+    allowed_hosts,
+    one_line_errors,
+    run,
+    warn_if_exposed,
+)
 
 
 def create_app(
@@ -38,16 +43,21 @@ def create_app(
     topk: int = 5,
     decode_slots: int | None = None,
     decode_wait: float = DECODE_WAIT,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8000,
 ) -> FastAPI:
     """The web app for `run_dir`'s best model (or, for a compare folder, its recommended run's; or an exported
-    `.onnx` file, run without torch).
+    `.onnx` file, run without torch), answering requests for `host`:`port` only.
 
     At most `decode_slots` uploads (default: one per CPU core) are decoded at once; another waits up to
     `decode_wait` seconds for a slot, then gets 503."""
     classifier = load_predictor(run_dir)
-    uploads = UploadPredictor(classifier, max_bytes, max_pixels, decode_slots, decode_wait)
+    uploads = UploadPredictor(classifier, Uploads(max_bytes, max_pixels, decode_slots, decode_wait))
     app = FastAPI(title="transferlab", description=f"Image classifier: {', '.join(classifier.classes)}")
     app.add_middleware(BodyLimit, limit=max_bytes + MULTIPART_OVERHEAD)
+    app.add_middleware(SameOrigin, allows=allowed_hosts(host, port))
+    one_line_errors(app)
     info = {
         "backbone": classifier.metadata.get("backbone"),
         "strategy": classifier.metadata.get("strategy"),
@@ -82,37 +92,18 @@ def _where(path: str | Path) -> dict:
 
 
 class UploadPredictor:
-    """Uploaded bytes -> a prediction, safely: bounded in bytes and pixels, at most `decode_slots` decoded at once
-    (one per CPU core by default; another waits `decode_wait` seconds, then 503), inference serialized by a lock.
-    Every refusal is an HTTPException with a clear message. Shared by `serve` and the studio's Try view."""
+    """Uploaded bytes -> a prediction, safely: within `uploads`' bounds, inference serialized by a lock. Every
+    refusal is an HTTPException with a clear message. Shared by `serve` and the studio's Try view."""
 
-    def __init__(
-        self,
-        classifier: Predictor,
-        max_bytes: int = MAX_BYTES,
-        max_pixels: int = MAX_PIXELS,
-        decode_slots: int | None = None,
-        decode_wait: float = DECODE_WAIT,
-    ):
-        from transferlab.utils.machine import cpu_cores
-
-        self.classifier, self.max_bytes, self.max_pixels, self.decode_wait = (
-            classifier,
-            max_bytes,
-            max_pixels,
-            decode_wait,
-        )
+    def __init__(self, classifier: Predictor, uploads: Uploads):
+        self.classifier, self.uploads = classifier, uploads
         self.lock = threading.Lock()
-        self.slots = threading.BoundedSemaphore(decode_slots or cpu_cores())
 
     def predict(self, stream: BinaryIO, topk: int) -> dict:
-        data = read_upload(stream, self.max_bytes)
-        if not self.slots.acquire(timeout=self.decode_wait):
-            raise HTTPException(503, "busy decoding other uploads: try again in a moment")
-        try:
-            crop = _decode(data, self.max_pixels, self.classifier)
-        finally:
-            self.slots.release()
+        data = self.uploads.read(stream)
+        self.uploads.check_pixels(data)
+        with self.uploads.decoding():
+            crop = _decode(data, self.classifier)
         with self.lock:
             assessment = self.classifier.assess(crop[None])[0]
         prediction = self.classifier.rank(assessment, topk)
@@ -125,78 +116,7 @@ class UploadPredictor:
         }
 
 
-class BodyLimit:
-    """ASGI middleware: a request whose Content-Length is over `limit` gets 413 before a byte of its body is read;
-    one without a length is counted as it streams in and cut off with 413 once past the limit."""
-
-    def __init__(self, app, limit: int):
-        self.app, self.limit = app, limit
-
-    async def __call__(self, scope, receive, send) -> None:
-        if scope["type"] != "http":
-            return await self.app(scope, receive, send)
-        length = dict(scope.get("headers") or []).get(b"content-length")
-        if length is not None and (not length.isdigit() or int(length) > self.limit):
-            return await self._refuse(send)
-        seen, started = 0, False
-
-        async def counted_receive():
-            nonlocal seen
-            message = await receive()
-            seen += len(message.get("body", b""))
-            if seen > self.limit:
-                raise _TooLarge
-            return message
-
-        async def tracked_send(message):
-            nonlocal started
-            started = started or message["type"] == "http.response.start"
-            await send(message)
-
-        try:
-            await self.app(scope, counted_receive, tracked_send)
-        except _TooLarge:
-            if not started:
-                await self._refuse(send)
-
-    async def _refuse(self, send) -> None:
-        body = json.dumps({"detail": f"upload too large: more than {self.limit} bytes"}).encode()
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 413,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
-            }
-        )
-        await send({"type": "http.response.body", "body": body})
-
-
-class _TooLarge(Exception):
-    pass
-
-
-def read_upload(stream: BinaryIO, max_bytes: int) -> bytes:
-    """An upload's bytes, at most `max_bytes`: an empty one is a 400, a larger one a 413 (read no further)."""
-    data = stream.read(max_bytes + 1)
-    if not data:
-        raise HTTPException(400, "empty upload: choose an image file")
-    if len(data) > max_bytes:
-        raise HTTPException(413, f"upload too large: more than {max_bytes} bytes")
-    return data
-
-
-def _decode(data: bytes, max_pixels: int, classifier: Predictor):
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(data)) as header:  # size from the header, before decoding pixels
-                width, height = header.size
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise HTTPException(413, "image has too many pixels") from None
-    except Exception:  # noqa: BLE001 - anything Pillow cannot identify is not an image for us
-        raise HTTPException(415, "not an image: upload a JPEG, PNG, GIF, WebP, BMP or TIFF file") from None
-    if width * height > max_pixels:
-        raise HTTPException(413, f"image has too many pixels: {width}x{height} (at most {max_pixels:,})")
+def _decode(data: bytes, classifier: Predictor):
     try:
         return classifier.preprocess(io.BytesIO(data))
     except UnreadableImage as error:
@@ -204,9 +124,11 @@ def _decode(data: bytes, max_pixels: int, classifier: Predictor):
 
 
 def serve(run_dir: str | Path, host: str = "127.0.0.1", port: int = 8000) -> None:
-    import uvicorn
-
-    uvicorn.run(create_app(run_dir), host=host, port=port, log_level="info")
+    """Serve `run_dir`'s model on http://host:port (127.0.0.1 unless told otherwise)."""
+    app = create_app(run_dir, host=host, port=port)
+    warn_if_exposed(host, "serve")
+    print(f"transferlab serve: {address_line(host, port)}", flush=True)
+    run(app, host, port)
 
 
 PAGE = """<!doctype html>

@@ -4,46 +4,59 @@ model, ship it. `create_studio(folder, out)` is the FastAPI app; `studio(...)` s
 The page is a view: the doctor (`curate.doctor`), the label check (`curate.label_issues`), `fit` and `compare`
 (run as the command), evaluation results (read from the runs' files), `Classifier` and `export_run` do the work.
 
-Security: it answers only requests whose Host is the page's own and whose Origin, when sent, is the page's own (a
-hostile site cannot post to it, nor reach it by DNS rebinding); every path a request names is resolved and confined
-to the photo folder or the runs folder; uploads are bounded as `serve` bounds them; names reach the page as text.
+Security, as every page of transferlab (`inference.web`): it answers only requests whose Host is the page's own and
+whose Origin, when sent, is the page's own (a hostile site cannot post to it, nor reach it by DNS rebinding); every
+request is validated into a typed model (`requests`: 422, one line); every path a request names or a run's file
+points to is resolved and confined to the photo folder or the runs folder; uploads are bounded as `serve` bounds
+them; names reach the page as text.
 """
 
 from __future__ import annotations
 
 import json
-import logging
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
 
-from transferlab.errors import TransferlabError
-from transferlab.inference.serve import MAX_BYTES, MULTIPART_OVERHEAD, BodyLimit
-from transferlab.studio.jobs import Busy, TrainRequest
+from transferlab.errors import Conflict, TransferlabError
+from transferlab.inference.web import (
+    MAX_BYTES,
+    MULTIPART_OVERHEAD,
+    BodyLimit,
+    SameOrigin,
+    address_line,
+    allowed_hosts,
+    one_line_errors,
+    run,
+    warn_if_exposed,
+)
 from transferlab.studio.photo_routes import change_routes, photo_routes
+from transferlab.studio.requests import TrainRequest
 from transferlab.studio.result_routes import model_routes, result_routes
-from transferlab.studio.security import SameOrigin
 from transferlab.studio.state import Studio
 
-log = logging.getLogger("transferlab")
 STATIC = Path(__file__).parent / "static"
 ASSETS = {"app.js": "text/javascript", "app.css": "text/css"}
 
 
-def create_studio(folder: str | Path, out: str | Path = "runs", allowed_hosts: tuple[str, ...] = ()) -> FastAPI:
-    """The studio's app for the photo folder `folder` (created if need be), its runs written into `out`.
-    `allowed_hosts` are the host:port pairs the page is served on (requests naming another Host are refused)."""
+def create_studio(
+    folder: str | Path, out: str | Path = "runs", *, host: str = "127.0.0.1", port: int = 8000
+) -> FastAPI:
+    """The studio's app for the photo folder `folder` (created if need be), its runs written into `out`, answering
+    requests for `host`:`port` only (0.0.0.0: this machine's own addresses and names too)."""
     state = Studio(folder, out)
     app = FastAPI(title="transferlab studio", docs_url=None, redoc_url=None, openapi_url=None)
     app.add_middleware(BodyLimit, limit=MAX_BYTES + MULTIPART_OVERHEAD)
-    app.add_middleware(SameOrigin, hosts=allowed_hosts)
+    app.add_middleware(SameOrigin, allows=allowed_hosts(host, port))
+    one_line_errors(app)
     app.state.studio = state
 
     @app.exception_handler(TransferlabError)
     def expected_failure(request: Request, error: TransferlabError) -> JSONResponse:
-        return JSONResponse({"detail": str(error)}, status_code=409 if isinstance(error, Busy) else 400)
+        return JSONResponse({"detail": str(error)}, status_code=409 if isinstance(error, Conflict) else 400)
 
     @app.get("/", response_class=HTMLResponse)
     def page() -> str:
@@ -76,10 +89,8 @@ def _train_routes(app: FastAPI, state: Studio) -> None:
         }
 
     @app.post("/api/train")
-    def train(body: dict) -> dict:
-        known = set(TrainRequest.__dataclass_fields__)
-        request = TrainRequest(**{k: v for k, v in body.items() if k in known})
-        run = state.training.start(request)
+    def train(body: TrainRequest) -> dict:
+        run = state.training.start(body)
         return {"folder": run.name}
 
     @app.post("/api/train/cancel")
@@ -95,7 +106,7 @@ def _train_routes(app: FastAPI, state: Studio) -> None:
     def events() -> StreamingResponse:
         """Server-sent events: the training's progress once a second, until it ends."""
 
-        def stream():
+        def stream() -> Iterator[str]:
             last = None
             while True:
                 now = state.training.progress()
@@ -113,13 +124,7 @@ def _train_routes(app: FastAPI, state: Studio) -> None:
 
 def studio(folder: str | Path, out: str | Path = "runs", host: str = "127.0.0.1", port: int = 8000) -> None:
     """Serve the studio on http://host:port (127.0.0.1 unless told otherwise)."""
-    import uvicorn
-
-    hosts = {f"{host}:{port}"}
-    if host in ("127.0.0.1", "localhost", "::1"):
-        hosts |= {f"127.0.0.1:{port}", f"localhost:{port}", f"[::1]:{port}"}
-    else:
-        log.warning("studio: listening on %s: anyone who can reach this machine can see and change the photos", host)
-    app = create_studio(folder, out, tuple(sorted(hosts)))
-    print(f"transferlab studio: http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}/", flush=True)
-    uvicorn.run(app, host=host, port=port, log_level="warning")
+    app = create_studio(folder, out, host=host, port=port)
+    warn_if_exposed(host, "studio")
+    print(f"transferlab studio: {address_line(host, port)}", flush=True)
+    run(app, host, port)

@@ -17,40 +17,30 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from transferlab.errors import DamagedFile, UsageError
-from transferlab.runs import read_metrics
+from transferlab.errors import Conflict, DamagedFile, TransferlabError, UsageError
+from transferlab.runs import read_compare_summary, read_metrics, read_summary
+from transferlab.studio.requests import TrainRequest
 from transferlab.utils.storage import read_json_if_readable
 
 JobStatus = Literal["idle", "running", "finished", "failed", "cancelled"]
 
 
-@dataclass(kw_only=True)
-class TrainRequest:
-    """What the Train view asks for: `fit` within a budget (the default), or `compare` of chosen cells."""
-
-    mode: Literal["fit", "compare"] = "fit"
-    budget: str = "5m"
-    strategies: list[str] = field(default_factory=lambda: ["finetune", "extract"])
-    backbones: list[str] = field(default_factory=list)
-    seeds: int = 1
-    epochs: int | None = None
-
-    def arguments(self, folder: Path, out: Path, name: str) -> list[str]:
-        common = [str(folder), "--out", str(out), "--name", name, "-q"]
-        if self.epochs is not None:
-            common += ["--epochs", str(self.epochs)]
-        if self.mode == "fit":
-            return ["fit", *common, "--budget", self.budget]
-        arguments = ["compare", *common, "--strategies", ",".join(self.strategies), "--seeds", str(self.seeds)]
-        if len(self.backbones) == 1:
-            arguments += ["--backbone", self.backbones[0]]
-        elif self.backbones:
-            arguments += ["--backbones", ",".join(self.backbones)]
-        return arguments
+def command_line(request: TrainRequest, folder: Path, out: Path, name: str) -> list[str]:
+    """The `transferlab` arguments that run `request` on `folder`, into `out/name`."""
+    common = [str(folder), "--out", str(out), "--name", name, "-q"]
+    if request.epochs is not None:
+        common += ["--epochs", str(request.epochs)]
+    if request.mode == "fit":
+        return ["fit", *common, "--budget", request.budget]
+    arguments = ["compare", *common, "--strategies", ",".join(request.strategies), "--seeds", str(request.seeds)]
+    if len(request.backbones) == 1:
+        arguments += ["--backbone", request.backbones[0]]
+    elif request.backbones:
+        arguments += ["--backbones", ",".join(request.backbones)]
+    return arguments
 
 
 class Training:
@@ -72,7 +62,7 @@ class Training:
                 raise Busy("a training is running: wait for it to finish, or cancel it")
             name = f"studio-{request.mode}-{time.strftime('%Y%m%d-%H%M%S')}"
             self.out.mkdir(parents=True, exist_ok=True)
-            command = [sys.executable, "-m", "transferlab", *request.arguments(self.folder, self.out, name)]
+            command = [sys.executable, "-m", "transferlab", *command_line(request, self.folder, self.out, name)]
             self.process = subprocess.Popen(
                 command,
                 stdout=subprocess.PIPE,
@@ -105,7 +95,7 @@ class Training:
             "status": self.status,
             "code": code,
             "folder": self.run_dir.name if self.run_dir else None,
-            "request": asdict(self.request) if self.request else None,
+            "request": self.request.model_dump() if self.request else None,
             "elapsed": round(elapsed, 1),
             "left": self._left(elapsed, runs),
             "runs": runs,
@@ -135,7 +125,7 @@ class Training:
             self.lines.append(line.rstrip())
 
 
-class Busy(UsageError):
+class Busy(Conflict):
     """A second training asked for while one runs."""
 
 
@@ -164,36 +154,41 @@ class Check:
 
 
 def read_runs(folder: Path) -> list[dict]:
-    """Each run of a compare or fit folder as it stands: strategy, backbone, status, epochs, last and best accuracy."""
+    """Each run of a compare or fit folder as it stands: strategy, backbone, status, epochs, last and best accuracy.
+    A run whose files cannot be read yet (being written) or at all is left out."""
     runs: list[dict] = []
     if not folder.is_dir():
         return runs
-    for run in sorted(p for p in folder.iterdir() if p.is_dir()):
-        summary = read_json_if_readable(run / "summary.json")
-        if summary is None:
+    for run in sorted(p for p in folder.iterdir() if p.is_dir() and not p.is_symlink()):
+        try:
+            summary = read_summary(run)
+        except (TransferlabError, OSError):
             continue
         try:
             metrics = read_metrics(run)  # a line being written is left out
         except DamagedFile:
             metrics = []  # the run's own commands say so; the page shows what it can
         last = metrics[-1] if metrics else {}
+        accuracies = [m["val_acc"] for m in metrics if isinstance(m.get("val_acc"), (int, float))]
         runs.append(
             {
                 "name": run.name,
-                "strategy": summary.get("strategy"),
-                "backbone": summary.get("backbone"),
-                "status": summary.get("status"),
+                "strategy": summary.strategy,
+                "backbone": summary.backbone,
+                "status": summary.status,
                 "stage": last.get("stage") or None,
                 "epoch": last.get("epoch"),
                 "val_acc": last.get("val_acc"),
-                "best_val_acc": max((m.get("val_acc", 0) for m in metrics), default=None),
-                "curve": [m.get("val_acc") for m in metrics],
+                "best_val_acc": max(accuracies, default=None),
+                "curve": accuracies,
             }
         )
     return runs
 
 
 def _answer(folder: Path) -> str | None:
-    summary = read_json_if_readable(folder / "summary.json")
-    answer = (summary or {}).get("recommendation")
-    return answer.get("sentence") if answer else None
+    try:
+        summary = read_compare_summary(folder)
+    except TransferlabError:
+        return None
+    return summary.sentence if summary is not None else None

@@ -1,6 +1,11 @@
 """The studio's journal: every change to the photo folder, written before and after it happens, so a kill at any
 moment leaves every photo either where it was or journaled where it went.
 
+Changes are made one at a time (a lock): a second request to move, undo or set aside a photo that the first has
+just moved finds it gone and gets a `Conflict` (409), and a change that fails after its `begin` is journaled as
+`abandoned` before the request answers, so no `begin` is left open. A line of the wrong shape (a hand edit, another
+version) is skipped with a warning; a reason is kept to `MAX_REASON` characters.
+
 A change is a move (to another class, or set aside into the quarantine folder) or an added photo. Each is appended
 to `journal.jsonl` as `begin` (fsynced) before the file moves, and as `done` after; `recover` (run when the studio
 starts) settles a change that began and never ended by looking at the disk: a move whose target exists was made (its
@@ -20,11 +25,14 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from pydantic import TypeAdapter
+
 from transferlab.curate.quarantine import free_name, move_file
-from transferlab.errors import UsageError
+from transferlab.errors import Conflict, UsageError
 
 log = logging.getLogger("transferlab")
 JOURNAL = "journal.jsonl"
+MAX_REASON = 500
 Kind = Literal["move", "aside", "add", "undo"]
 State = Literal["begin", "done", "abandoned", "undone"]
 
@@ -43,12 +51,27 @@ class Entry:
     undoes: str | None = None  # an undo: the entry it reverses
 
 
+_ENTRY = TypeAdapter(Entry)
+
+
+def _read_entry(line: str) -> Entry:
+    """A journal line as an Entry, its every field of the right type (ValueError otherwise)."""
+    try:
+        entry = _ENTRY.validate_json(line, strict=True)
+    except Exception as error:  # noqa: BLE001 - pydantic's ValidationError: the line is of another shape
+        raise ValueError(str(error)) from None
+    for path in (entry.source, entry.target):
+        if Path(path).is_absolute() or ".." in Path(path).parts:
+            raise ValueError(f"a path out of the studio's folder: {path}")
+    return entry
+
+
 class Journal:
     """The journal of one photo folder. `root` holds every path it records (they are written relative to it)."""
 
     def __init__(self, path: Path, root: Path):
         self.path, self.root = path, root
-        self.lock = threading.Lock()
+        self.lock = threading.RLock()
         self.path.parent.mkdir(parents=True, exist_ok=True)
 
     def entries(self) -> list[Entry]:
@@ -60,31 +83,44 @@ class Journal:
         damaged = 0
         for number, line in enumerate(lines, 1):
             try:
-                record = json.loads(line)
-                latest[record["id"]] = Entry(**record)
-            except (ValueError, TypeError, KeyError):
+                entry = _read_entry(line)
+            except ValueError:
                 damaged += number < len(lines)  # a torn last line (killed while appending) was never begun on disk
+                continue
+            latest[entry.id] = entry
         if damaged:
             log.warning(
-                "%s: %d damaged line(s) skipped; the changes they recorded cannot be undone here", self.path, damaged
+                "%s: %d damaged line(s) (torn, or of another shape) skipped; the changes they recorded cannot be undone",
+                self.path,
+                damaged,
             )
         return list(latest.values())
 
     def move(self, source: Path, target: Path, kind: Kind, reason: str = "", undoes: str | None = None) -> Entry:
-        """Move `source` to `target` (or a free name beside it), journaled before and after."""
+        """Move `source` to `target` (or a free name beside it), journaled before and after. A source that another
+        change moved away meanwhile is a Conflict; a move that fails is journaled as abandoned."""
         with self.lock:
+            if not source.is_file():
+                raise Conflict(f"{self._rel(source)} was changed by another request meanwhile: look again")
             target = free_name(target)
             entry = Entry(
                 id=uuid.uuid4().hex[:12],
                 kind=kind,
                 source=self._rel(source),
                 target=self._rel(target),
-                reason=reason,
+                reason=reason[:MAX_REASON],
                 undoes=undoes,
             )
             self._append(entry)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            move_file(source, target)
+            try:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                move_file(source, target)
+            except OSError as error:
+                entry.state = "done" if target.exists() and not source.exists() else "abandoned"
+                self._append(entry)
+                if entry.state == "abandoned":
+                    raise Conflict(f"cannot move {entry.source}: {error.strerror or error}") from None
+                return entry
             entry.state = "done"
             self._append(entry)
             return entry
@@ -94,31 +130,38 @@ class Journal:
         renamed into place before this is called."""
         with self.lock:
             entry = Entry(
-                id=uuid.uuid4().hex[:12], kind="add", source="", target=self._rel(target), reason=reason, state="done"
+                id=uuid.uuid4().hex[:12],
+                kind="add",
+                source="",
+                target=self._rel(target),
+                reason=reason[:MAX_REASON],
+                state="done",
             )
             self._append(entry)
             return entry
 
     def undo(self, entry_id: str, aside: Path) -> Entry:
         """Reverse entry `entry_id`: a move goes back to its source (if that place is free), an added photo is set
-        aside into `aside` (never deleted)."""
-        entry = next((e for e in self.entries() if e.id == entry_id), None)
-        if entry is None or entry.state != "done":
-            raise UsageError(f"nothing to undo: change {entry_id} is not a finished change")
-        target = self.root / entry.target
-        if not target.is_file():
-            raise UsageError(f"cannot undo: {entry.target} is no longer there")
-        if entry.kind == "add":
-            back = self.move(target, aside / entry.target, "undo", f"undo: added {entry.target}", undoes=entry.id)
-        else:
-            source = self.root / entry.source
-            if source.exists():
-                raise UsageError(f"cannot undo: {entry.source} is taken by another file")
-            back = self.move(target, source, "undo", f"undo: {entry.reason}", undoes=entry.id)
+        aside into `aside` (never deleted). One undo at a time: a second undo of the same change is a Conflict."""
         with self.lock:
+            entry = next((e for e in self.entries() if e.id == entry_id), None)
+            if entry is not None and entry.state == "undone":
+                raise Conflict(f"change {entry_id} is undone already")
+            if entry is None or entry.state != "done":
+                raise UsageError(f"nothing to undo: change {entry_id} is not a finished change")
+            target = self.root / entry.target
+            if not target.is_file():
+                raise Conflict(f"cannot undo: {entry.target} is no longer there")
+            if entry.kind == "add":
+                back = self.move(target, aside / entry.target, "undo", f"undo: added {entry.target}", undoes=entry.id)
+            else:
+                source = self.root / entry.source
+                if os.path.lexists(source):
+                    raise Conflict(f"cannot undo: {entry.source} is taken by another file")
+                back = self.move(target, source, "undo", f"undo: {entry.reason}", undoes=entry.id)
             entry.state = "undone"
             self._append(entry)
-        return back
+            return back
 
     def recover(self) -> list[Entry]:
         """Settle every change that began and never ended (the studio was killed during it); returns them."""

@@ -4,15 +4,29 @@ aside, the journal and undo, the split, and the checks (the doctor, the label ch
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
+from typing import Annotated
 
-from fastapi import FastAPI, File, Form, HTTPException, UploadFile
+from fastapi import FastAPI, File, Form, HTTPException, Query, UploadFile
 from fastapi.responses import Response
 
 from transferlab.errors import UsageError
-from transferlab.inference.serve import MAX_BYTES, read_upload
+from transferlab.studio.requests import (
+    MAX_LISTED,
+    Aside,
+    Check,
+    Move,
+    Name,
+    NewClass,
+    Split,
+    SplitFolder,
+    Undo,
+)
 from transferlab.studio.state import Studio
 from transferlab.studio.workspace import Workspace, thumbnail
+
+JOURNAL_SHOWN = 200  # the newest entries /api/journal returns
 
 
 def photo_routes(app: FastAPI, state: Studio) -> None:
@@ -27,27 +41,36 @@ def photo_routes(app: FastAPI, state: Studio) -> None:
         }
 
     @app.get("/api/photos")
-    def photos(cls: str, split: str = "all", offset: int = 0, limit: int = 60) -> dict:
-        page, total = state.workspace.photos(cls, split, max(0, offset), min(max(1, limit), 500))
+    def photos(
+        cls: Annotated[str, Query(min_length=1, max_length=255)],
+        split: Split = "all",
+        offset: Annotated[int, Query(ge=0, le=10**9)] = 0,
+        limit: Annotated[int, Query(ge=1, le=MAX_LISTED)] = 60,
+    ) -> dict:
+        page, total = state.workspace.photos(cls, split, offset, limit)
         return {"photos": page, "total": total, "offset": offset}
 
     @app.get("/api/thumb")
-    def thumb(path: str) -> Response:
+    def thumb(path: Annotated[str, Query(min_length=1, max_length=4096)]) -> Response:
+        photo = state.workspace.photo(path)
         try:
-            data = thumbnail(state.workspace.photo(path))
-        except UsageError:
+            with state.uploads.decoding():
+                data = thumbnail(photo, max_pixels=state.uploads.max_pixels)
+        except HTTPException:
             raise
         except Exception:  # noqa: BLE001 - an unreadable photo has no thumbnail; the doctor says why
             raise HTTPException(415, "cannot show this file") from None
         return Response(data, media_type="image/jpeg", headers={"Cache-Control": "max-age=3600"})
 
     @app.post("/api/classes")
-    def create_class(body: dict) -> dict:
-        state.workspace.create_class(str(body.get("name", "")))
+    def create_class(body: NewClass) -> dict:
+        state.workspace.create_class(body.name)
         return overview()
 
     @app.post("/api/upload")
-    def upload(cls: str = Form(...), split: str = Form("all"), file: UploadFile = File(...)) -> dict:
+    def upload(
+        cls: Annotated[Name, Form()], file: Annotated[UploadFile, File()], split: Annotated[Split, Form()] = "all"
+    ) -> dict:
         return {"added": _save_upload(state, cls, split, file)}
 
 
@@ -55,48 +78,45 @@ def change_routes(app: FastAPI, state: Studio) -> None:
     """Moving, setting aside, undoing, splitting, and the checks whose findings lead to them."""
 
     @app.post("/api/move")
-    def move(body: dict) -> dict:
-        source = state.workspace.photo(str(body.get("path", "")))
+    def move(body: Move) -> dict:
+        source = state.workspace.photo(body.path)
         split = _split_of(state.workspace, source)
-        target = state.workspace.class_dir(str(body.get("to", "")), split) / source.name
+        target = state.workspace.class_dir(body.to, split) / source.name
         if target.parent == source.parent:
-            raise UsageError(f"{state.workspace.relative(source)} is already in {body.get('to')}")
-        target.parent.mkdir(parents=True, exist_ok=True)
-        entry = state.journal.move(source, target, "move", str(body.get("reason") or f"moved to {body.get('to')}"))
+            raise UsageError(f"{state.workspace.relative(source)} is already in {body.to}")
+        entry = state.journal.move(source, target, "move", body.reason or f"moved to {body.to}")
         return {"entry": entry.__dict__}
 
     @app.post("/api/aside")
-    def aside(body: dict) -> dict:
-        source = state.workspace.photo(str(body.get("path", "")))
+    def aside(body: Aside) -> dict:
+        source = state.workspace.photo(body.path)
         target = state.workspace.aside / str(state.workspace.relative(source))
-        entry = state.journal.move(source, target, "aside", str(body.get("reason") or "set aside"))
+        entry = state.journal.move(source, target, "aside", body.reason or "set aside")
         return {"entry": entry.__dict__}
 
     @app.get("/api/journal")
     def journal() -> dict:
-        return {"entries": [e.__dict__ for e in reversed(state.journal.entries())]}
+        return {"entries": [e.__dict__ for e in reversed(state.journal.entries()[-JOURNAL_SHOWN:])]}
 
     @app.post("/api/undo")
-    def undo(body: dict) -> dict:
-        return {"entry": state.journal.undo(str(body.get("id", "")), state.workspace.aside).__dict__}
+    def undo(body: Undo) -> dict:
+        return {"entry": state.journal.undo(body.id, state.workspace.aside).__dict__}
 
     @app.post("/api/split")
-    def split(body: dict) -> dict:
+    def split(body: SplitFolder) -> dict:
         from transferlab.curate.splitting import split_folder
 
         if state.workspace.split_dirs() is not None:
             raise UsageError("the folder is split into train/ and val/ already")
         out = state.workspace.folder.parent / f"{state.workspace.folder.name}-split"
-        result = split_folder(
-            state.workspace.folder, out, float(body.get("val_fraction", 0.2)), int(body.get("seed", 0))
-        )
+        result = split_folder(state.workspace.folder, out, body.val_fraction, body.seed)
         state.open(out)  # the studio goes on with the split folder; the original is left as it was
         return {"folder": str(out), "counts": result.counts, "lines": result.lines()}
 
     @app.post("/api/check")
-    def check(body: dict) -> dict:
+    def check(body: Check) -> dict:
         state.doctor.start()
-        if body.get("labels"):
+        if body.labels:
             state.labels.start()
         return findings()
 
@@ -106,23 +126,35 @@ def change_routes(app: FastAPI, state: Studio) -> None:
 
 
 def _save_upload(state: Studio, cls: str, split: str, file: UploadFile) -> str:
-    """Write an uploaded photo into a class folder: bounded, judged by its bytes, never over another file."""
+    """Write an uploaded photo into a class folder: bounded as every upload is (bytes, pixels, decodes at once),
+    judged by its bytes, written under a temporary name of its own, never over another file."""
     from transferlab.curate.collect import EXTENSIONS, file_name, judge
     from transferlab.curate.fetching import FetchFailed
     from transferlab.curate.quarantine import free_name
 
-    data = read_upload(file.file, MAX_BYTES)
+    data = state.uploads.read(file.file)
+    state.uploads.check_pixels(data)
     try:
-        kind, _ = judge(data)
+        with state.uploads.decoding():
+            kind, _ = judge(data)
     except FetchFailed as error:
         raise HTTPException(415, f"not a photo: {error}") from None
     folder = state.workspace.class_dir(cls, split)
     folder.mkdir(parents=True, exist_ok=True)
-    target = free_name(folder / file_name(file.filename or "photo", EXTENSIONS[kind]))
-    tmp = folder / f".{target.name}.{os.getpid()}.part"
-    tmp.write_bytes(data)
-    os.link(tmp, target)  # never over a file that appeared meanwhile
-    tmp.unlink()
+    handle, name = tempfile.mkstemp(dir=folder, prefix=".upload-", suffix=".part")  # one per request
+    tmp = Path(name)
+    try:
+        with os.fdopen(handle, "wb") as out:
+            out.write(data)
+        while True:
+            target = free_name(folder / file_name(file.filename or "photo", EXTENSIONS[kind]))
+            try:
+                os.link(tmp, target)  # never over a file that appeared meanwhile: then the next free name
+                break
+            except FileExistsError:
+                continue
+    finally:
+        tmp.unlink(missing_ok=True)
     state.journal.added(target, f"added to {cls}")
     return str(target.relative_to(state.workspace.folder))
 

@@ -1,93 +1,92 @@
 """The studio's result routes: the runs, their answer, table, plots and per-photo results; trying a model on a
-photo; exporting and downloading it."""
+photo; exporting and downloading it.
+
+Every run a request names is confined to the runs folder, and so is every run a run's own files point to (a compare
+folder's recommended run); a folder of the runs folder that cannot be read as a run (a dangling link, a summary of
+another shape) is left out of the list, and named in one line when asked for. Files of a run are served with a
+policy that runs no script: a report's HTML is text and pictures only.
+"""
 
 from __future__ import annotations
 
 import csv
 import io
+import os
 import zipfile
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
-from fastapi import FastAPI, File, HTTPException, UploadFile
+from fastapi import FastAPI, File, HTTPException, Query, UploadFile
 from fastapi.responses import FileResponse, Response, StreamingResponse
 
 from transferlab.errors import TransferlabError, UsageError
+from transferlab.runs import read_compare_summary, read_summary
 from transferlab.studio.jobs import read_runs
 from transferlab.studio.state import Studio
 from transferlab.studio.workspace import confined
 from transferlab.utils.storage import read_json_if_readable
 
 PLOTS = ("curves.png", "accuracy_vs_time.png", "time_breakdown.png")
+RUN_FILES = (".png", ".md", ".html", ".json", ".csv")
+NO_SCRIPTS = "default-src 'none'; img-src data: 'self'; style-src 'unsafe-inline'; sandbox"
+RunName = Annotated[str, Query(min_length=1, max_length=255)]
 
 
 def result_routes(app: FastAPI, state: Studio) -> None:
     @app.get("/api/runs")
     def runs() -> dict:
         found = []
-        if state.out.is_dir():
-            for folder in sorted(state.out.iterdir(), key=lambda p: p.stat().st_mtime, reverse=True):
-                summary = read_json_if_readable(folder / "summary.json")
-                if summary is None:
-                    continue
-                answer = summary.get("recommendation") if summary.get("kind") == "compare" else None
-                found.append(
-                    {
-                        "name": folder.name,
-                        "kind": summary.get("kind", "run"),
-                        "sentence": answer.get("sentence") if answer else None,
-                        "runs": [r["name"] for r in read_runs(folder)] if summary.get("kind") == "compare" else [],
-                        "onnx": _exported(folder),
-                    }
-                )
+        for folder in _run_folders(state.out):
+            try:
+                found.append(_describe(state, folder))
+            except (TransferlabError, OSError):
+                continue  # not a run this version can read: left out of the list
         return {"runs": found}
 
     @app.get("/api/results")
-    def results(run: str) -> dict:
+    def results(run: RunName) -> dict:
         folder = state.run_folder(run)
-        summary = read_json_if_readable(folder / "summary.json") or {}
-        answer = summary.get("recommendation")
-        chosen = folder / answer["recommended_run"] if answer else folder
+        chosen = state.run(run)
+        summary = read_compare_summary(folder)
         evaluation = read_json_if_readable(chosen / "evaluation" / "evaluation.json")
         return {
-            "summary": summary,
-            "plots": [name for name in PLOTS if (folder / name).exists()],
-            "run": str(chosen.relative_to(state.out)),
-            "evaluation": evaluation,
+            "kind": "compare" if summary is not None else "run",
+            "sentence": summary.sentence if summary is not None else None,
+            "cells": summary.cells if summary is not None else [],
+            "plots": [name for name in PLOTS if (folder / name).is_file()],
+            "run": str(chosen.relative_to(os.path.realpath(state.out))),
+            "evaluation": evaluation if isinstance(evaluation, dict) else None,
             "predictions": _predictions(state, chosen / "evaluation" / "predictions.csv"),
         }
 
     @app.get("/api/runfile")
-    def runfile(path: str) -> FileResponse:
+    def runfile(path: Annotated[str, Query(min_length=1, max_length=4096)]) -> FileResponse:
         file = confined(state.out, path, must_exist=True)
-        if file.suffix.lower() not in (".png", ".md", ".html", ".json", ".csv"):
+        if file.suffix.lower() not in RUN_FILES:
             raise HTTPException(404, "no such file")
-        return FileResponse(file)
+        return FileResponse(file, headers={"Content-Security-Policy": NO_SCRIPTS, "X-Content-Type-Options": "nosniff"})
 
 
 def model_routes(app: FastAPI, state: Studio) -> None:
     """Try a model on a photo, export it to ONNX, download the export or the run folder."""
 
     @app.post("/api/predict")
-    def predict(run: str, file: UploadFile = File(...)) -> dict:
+    def predict(run: RunName, file: Annotated[UploadFile, File()]) -> dict:
         return state.predictor(run).predict(file.file, 5)
 
     @app.post("/api/export")
-    def export(run: str) -> dict:
+    def export(run: RunName) -> dict:
         from transferlab.inference.export import export_run
 
-        result = export_run(state.run_folder(run), "onnx")
-        return {"file": str(result.path.relative_to(state.out)), "max_abs_diff": result.max_abs_diff}
+        result = export_run(state.run(run), "onnx")
+        return {"file": str(result.path.relative_to(os.path.realpath(state.out))), "max_abs_diff": result.max_abs_diff}
 
     @app.get("/api/download")
-    def download(run: str, what: str = "onnx") -> Response:
-        folder = state.run_folder(run)
-        from transferlab.runs import resolve_run
-
-        chosen = resolve_run(folder)
+    def download(run: RunName, what: Literal["onnx", "run"] = "onnx") -> Response:
+        chosen = state.run(run)
         if what == "onnx":
             model = chosen / "model.onnx"
-            if not model.exists():
+            if not model.is_file() or model.is_symlink():
                 raise UsageError("no ONNX export yet: export it first")
             return FileResponse(model, filename=f"{chosen.name}.onnx", media_type="application/octet-stream")
         return StreamingResponse(
@@ -97,40 +96,75 @@ def model_routes(app: FastAPI, state: Studio) -> None:
         )
 
 
-def _exported(folder: Path) -> bool:
-    """Whether the run a folder stands for (a compare folder: its recommended run) has an ONNX export."""
-    from transferlab.runs import resolve_run
+def _run_folders(out: Path) -> list[Path]:
+    """The runs folder's sub-folders that stay inside it after symlinks, newest first."""
+    if not out.is_dir():
+        return []
+    real = Path(os.path.realpath(out))
+    found = []
+    for path in out.iterdir():
+        try:
+            resolved = Path(os.path.realpath(path))
+            if resolved.is_relative_to(real) and resolved != real and path.is_dir():
+                found.append((path.stat().st_mtime, path))
+        except OSError:
+            continue  # gone meanwhile, or a link to nowhere
+    return [path for _, path in sorted(found, reverse=True)]
 
+
+def _describe(state: Studio, folder: Path) -> dict[str, Any]:
+    """What /api/runs says of a folder: a compare (or fit) folder with its answer and runs, or one run."""
+    summary = read_compare_summary(folder)
+    if summary is None:
+        read_summary(folder)  # a single run: refused (DamagedFile) unless its summary reads
+    return {
+        "name": folder.name,
+        "kind": "compare" if summary is not None else "run",
+        "sentence": summary.sentence if summary is not None else None,
+        "runs": [r["name"] for r in read_runs(folder)] if summary is not None else [],
+        "onnx": _exported(state, folder.name),
+    }
+
+
+def _exported(state: Studio, name: str) -> bool:
+    """Whether the run a folder stands for (a compare folder: its recommended run) has an ONNX export."""
     try:
-        return (resolve_run(folder) / "model.onnx").exists()
+        return (state.run(name) / "model.onnx").is_file()
     except TransferlabError:
         return False
 
 
 def _predictions(state: Studio, path: Path) -> list[dict[str, Any]]:
-    """The evaluation's per-photo rows, with each photo's path relative to the studio's folder (None if outside)."""
-    if not path.exists():
+    """The evaluation's per-photo rows, with each photo's path relative to the studio's folder (None if outside);
+    a file of another shape gives none."""
+    if not path.is_file():
         return []
-    with open(path, newline="") as handle:
-        rows = list(csv.DictReader(handle))
-    out = []
-    for row in rows:
-        probabilities = {k[2:]: float(v) for k, v in row.items() if k.startswith("p_")}
-        out.append(
-            {
-                "photo": state.workspace.relative(row["path"]),
-                "true": row["true"],
-                "predicted": row["predicted"],
-                "probability": probabilities.get(row["predicted"], 0.0),
-            }
-        )
+    try:
+        with open(path, newline="", encoding="utf-8") as handle:
+            rows = list(csv.DictReader(handle))
+        out = []
+        for row in rows:
+            probabilities = {k[2:]: float(v) for k, v in row.items() if k and k.startswith("p_")}
+            out.append(
+                {
+                    "photo": state.workspace.relative(row["path"]),
+                    "true": row["true"],
+                    "predicted": row["predicted"],
+                    "probability": probabilities.get(row["predicted"], 0.0),
+                }
+            )
+    except (OSError, KeyError, TypeError, ValueError, csv.Error):
+        return []
     return out
 
 
 def _zip(folder: Path) -> bytes:
+    """The run folder as a zip: its plain files only (no link is followed, in or out)."""
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
-        for path in sorted(folder.rglob("*")):
-            if path.is_file() and not path.is_symlink():
-                archive.write(path, f"{folder.name}/{path.relative_to(folder)}")
+        for dirpath, _, filenames in os.walk(folder):  # links to folders are not walked into
+            for name in sorted(filenames):
+                path = Path(dirpath) / name
+                if path.is_file() and not path.is_symlink():
+                    archive.write(path, f"{folder.name}/{path.relative_to(folder)}")
     return buffer.getvalue()

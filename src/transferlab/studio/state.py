@@ -3,18 +3,26 @@ models loaded for trying (`Studio`)."""
 
 from __future__ import annotations
 
-import json
 import logging
 import os
+import threading
+from collections import OrderedDict
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from transferlab.errors import UsageError
 from transferlab.inference.serve import UploadPredictor
+from transferlab.inference.web import Uploads
 from transferlab.studio.jobs import Check, Training
 from transferlab.studio.journal import JOURNAL, Journal
 from transferlab.studio.workspace import Workspace, confined
 
+if TYPE_CHECKING:
+    from transferlab.curate.doctor import DoctorReport
+    from transferlab.curate.label_issues import LabelCheck
+
 log = logging.getLogger("transferlab")
+MODELS_KEPT = 2  # models loaded for Try at once (each holds its weights in memory)
 
 
 class Studio:
@@ -22,7 +30,9 @@ class Studio:
 
     def __init__(self, folder: str | Path, out: str | Path):
         self.out = Path(os.path.abspath(Path(out).expanduser()))
-        self.predictors: dict[str, UploadPredictor] = {}
+        self.lock = threading.Lock()
+        self.uploads = Uploads()  # one set of bounds for every upload and thumbnail the studio decodes
+        self.predictors: OrderedDict[Path, UploadPredictor] = OrderedDict()  # the last MODELS_KEPT, by run
         self.open(folder)
 
     def open(self, folder: str | Path) -> None:
@@ -38,47 +48,45 @@ class Studio:
         self.labels = Check(self._check_labels)
         self.training = Training(self.workspace.folder, self.out)
 
-    def _diagnose(self) -> dict:
+    def _diagnose(self) -> DoctorReport:
         from transferlab.curate.doctor import diagnose
 
-        report = diagnose(self.workspace.folder, quiet=True)
-        return json.loads(report.to_json())
+        return diagnose(self.workspace.folder, quiet=True)
 
-    def _check_labels(self) -> dict:
+    def _check_labels(self) -> LabelCheck:
         from transferlab.curate.label_issues import check_labels
 
-        return check_labels(self.workspace.folder, quiet=True).as_dict()
+        return check_labels(self.workspace.folder, quiet=True)
 
     def findings(self) -> dict:
         """The doctor's report (its possible graphics confirmed or cleared by the label check once that is done),
-        each finding with the photos it is about, and the label check's lists."""
-        from transferlab.curate.doctor import DoctorReport, Finding
-
-        report = self.doctor.result
-        if report is not None and self.labels.result is not None:
-            doctor = DoctorReport(**{**report, "findings": [Finding(**f) for f in report["findings"]]})
-            doctor.confirm_graphics({i["path"] for i in self.labels.result["issues"] if i["kind"] == "outlier"})
-            report = json.loads(doctor.to_json())
+        each finding with the photos it is about, and the label check's lists. The checks' results are read, never
+        changed: a check finishing while this runs cannot spoil them."""
+        report: DoctorReport | None = self.doctor.result
+        check: LabelCheck | None = self.labels.result
+        if report is not None and check is not None:
+            report = report.with_graphics_judged({i.path for i in check.issues if i.kind == "outlier"})
+        findings = None
         if report is not None:
-            for finding in report["findings"]:
-                finding["photos"] = [p for line in finding["files"] for p in self._photos_of(line)]
+            findings = {**report.as_dict(), "findings": [
+                {**f.as_dict(), "photos": [p for p in f.photos() if self._is_photo(p)]} for f in report.findings
+            ]}  # fmt: skip
         return {
-            "doctor": {"status": self.doctor.status, "error": self.doctor.error, "report": report},
-            "labels": {"status": self.labels.status, "error": self.labels.error, "check": self.labels.result},
+            "doctor": {"status": self.doctor.status, "error": self.doctor.error, "report": findings},
+            "labels": {
+                "status": self.labels.status,
+                "error": self.labels.error,
+                "check": check.as_dict() if check is not None else None,
+            },
         }
 
-    def _photos_of(self, line: str) -> list[str]:
-        """The photos a finding's line is about: "train/cat/x.jpg: 40x30" -> [train/cat/x.jpg]; a group of copies
-        "a.jpg = b.jpg" -> both."""
-        found = []
-        for part in line.split(" = "):
-            pieces = part.split(": ")
-            for end in range(len(pieces), 0, -1):
-                candidate = ": ".join(pieces[:end])
-                if (self.workspace.folder / candidate).is_file():
-                    found.append(candidate)
-                    break
-        return found
+    def _is_photo(self, relative: str) -> bool:
+        """Whether a finding's photo is still a photo of the folder (it may have moved since the check)."""
+        try:
+            self.workspace.photo(relative)
+        except UsageError:
+            return False
+        return True
 
     def run_folder(self, name: str) -> Path:
         """A run or compare folder inside the runs folder."""
@@ -87,10 +95,27 @@ class Studio:
             raise UsageError(f"{name}: no such run")
         return path
 
-    def predictor(self, name: str) -> UploadPredictor:
-        """The model of run `name` (a compare folder: its recommended run), loaded once."""
-        if name not in self.predictors:
-            from transferlab.inference.predict import Classifier
+    def run(self, name: str) -> Path:
+        """The run that run or compare folder `name` stands for (a compare folder: its recommended run), resolved
+        and confined to the runs folder like the name itself."""
+        from transferlab.runs import resolve_run
 
-            self.predictors[name] = UploadPredictor(Classifier.load(self.run_folder(name)))
-        return self.predictors[name]
+        chosen = Path(os.path.realpath(resolve_run(self.run_folder(name))))
+        if not chosen.is_relative_to(os.path.realpath(self.out)):
+            raise UsageError(f"{name}: its recommended run points out of the runs folder: refused")
+        return chosen
+
+    def predictor(self, name: str) -> UploadPredictor:
+        """The model of run `name` (a compare folder: its recommended run), loaded once; the last MODELS_KEPT kept."""
+        run = self.run(name)
+        if run in self.predictors:
+            self.predictors.move_to_end(run)
+            return self.predictors[run]
+        from transferlab.inference.predict import Classifier
+
+        predictor = UploadPredictor(Classifier.load(run), self.uploads)
+        with self.lock:
+            self.predictors[run] = predictor
+            while len(self.predictors) > MODELS_KEPT:
+                self.predictors.popitem(last=False)
+        return predictor

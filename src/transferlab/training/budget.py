@@ -15,14 +15,13 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import re
 import time
 from pathlib import Path
 
-from transferlab.config import Strategy, TrainConfig
+from transferlab.config import Strategy, TrainConfig, parse_duration  # noqa: F401 - also read from here
 from transferlab.data.layout import check_out_folder
 from transferlab.data.prepare import PreparedData, prepare_data
-from transferlab.errors import UsageError, WeightsUnavailable, above
+from transferlab.errors import WeightsUnavailable, above
 from transferlab.models.backbones import ENSEMBLE_JOIN, REGISTRY, ensemble_of
 from transferlab.runs import RunSummary
 from transferlab.training.driver import Comparison, open_folder, run_plan, train_and_evaluate, usable_backbones
@@ -33,18 +32,6 @@ from transferlab.utils.distributed import setup as setup_distributed
 
 log = logging.getLogger("transferlab")
 STEP_COST = 3.0  # a training step (forward + backward + update) in forward passes
-
-
-def parse_duration(text: str) -> float:
-    """Seconds in "90", "90s", "5m", "1h30m"."""
-    parts = re.fullmatch(r"\s*(?:(\d+(?:\.\d+)?)h)?\s*(?:(\d+(?:\.\d+)?)m)?\s*(?:(\d+(?:\.\d+)?)s?)?\s*", text)
-    if not parts or not any(parts.groups()):
-        raise UsageError(f"cannot read the duration '{text}': write e.g. 90s, 5m or 1h30m")
-    hours, minutes, seconds = (float(g) if g else 0.0 for g in parts.groups())
-    total = 3600 * hours + 60 * minutes + seconds
-    if total <= 0:
-        raise UsageError("the budget must be more than 0 seconds")
-    return total
 
 
 def fit_within(config: TrainConfig, budget: float, evaluate: bool = True) -> Comparison:

@@ -290,11 +290,10 @@ $('result-run').onchange = () => showResults($('result-run').value);
 
 async function showResults(name) {
   const r = await api('/api/results?run=' + encodeURIComponent(name));
-  const answer = r.summary.recommendation;
-  $('result-answer').textContent = answer ? answer.sentence + (answer.settle ? ' ' + answer.settle : '') : '';
+  $('result-answer').textContent = r.sentence || '';
   $('result-run-name').textContent = r.run;
   const cells = $('cells').tBodies[0]; cells.replaceChildren();
-  for (const c of r.summary.cells || []) {
+  for (const c of r.cells) {
     cells.append(el('tr', {}, el('td', { text: c.label }), el('td', { text: (100 * c.accuracy).toFixed(1) + '%' }),
       el('td', { text: seconds(c.seconds) })));
   }
