@@ -11,6 +11,8 @@ from PIL import Image
 REPO = Path(__file__).resolve().parents[1]
 ANIMALS4 = (REPO / ".." / "shared" / "datasets" / "animals4").resolve()
 
+LOCAL = "http://127.0.0.1:8000"  # the address a page made by `create_app` answers by default (Host checked)
+
 COLOURS = {"red": (200, 40, 40), "green": (40, 180, 60), "blue": (40, 60, 200)}
 
 

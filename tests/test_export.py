@@ -62,7 +62,7 @@ from transferlab.cli import main
 assert main(["predict", {str(result.path)!r}, {str(photo)!r}, "--format", "json"]) == 0
 from fastapi.testclient import TestClient
 from transferlab.inference.serve import create_app
-client = TestClient(create_app({str(result.path)!r}))
+client = TestClient(create_app({str(result.path)!r}), base_url='http://127.0.0.1:8000')
 answer = client.post("/predict", files={{"file": ("p.jpg", open({str(photo)!r}, "rb"), "image/jpeg")}}).json()
 assert answer["label"] in ("blue", "green", "red", "unknown"), answer
 heavy = sorted(m for m in sys.modules if m.split(".")[0] in ("torch", "torchvision"))

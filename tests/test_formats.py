@@ -13,7 +13,7 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from conftest import COLOURS, synthetic_picture
+from conftest import COLOURS, LOCAL, synthetic_picture
 from transferlab.cli import main
 from transferlab.data.images import load_rgb
 from transferlab.data.layout import load_dataset
@@ -96,7 +96,7 @@ def test_predict_and_the_web_app_read_heic_and_avif(trained_run, tmp_path, capsy
     assert [r["file"] for r in rows] == [str(heic), str(avif)] and all("label" in r for r in rows)
     from transferlab.inference.serve import create_app
 
-    client = TestClient(create_app(trained_run))
+    client = TestClient(create_app(trained_run), base_url=LOCAL)
     for path, kind, row in ((heic, "image/heic", rows[0]), (avif, "image/avif", rows[1])):
         response = client.post("/predict", files={"file": (path.name, io.BytesIO(path.read_bytes()), kind)})
         assert response.status_code == 200

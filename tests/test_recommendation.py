@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import LOCAL
 from transferlab.analysis.plots import pareto_front
 from transferlab.analysis.recommendation import holm, recommend
 from transferlab.analysis.results import LoadedRun
@@ -214,7 +215,7 @@ def test_compare_skips_a_backbone_without_weights_and_predict_uses_the_recommend
 
     from transferlab.inference.serve import create_app
 
-    assert TestClient(create_app(folder)).get("/health").json()["run"] == str(folder / "extract")
+    assert TestClient(create_app(folder), base_url=LOCAL).get("/health").json()["run"] == str(folder / "extract")
     assert main(["export", str(folder), "--out", str(tmp_path / "m.onnx")]) == 0
     assert "parity on" in capsys.readouterr().out
 

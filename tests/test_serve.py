@@ -14,7 +14,7 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from conftest import ANIMALS4, COLOURS, REPO, photo_like, synthetic_picture
+from conftest import ANIMALS4, COLOURS, LOCAL, REPO, photo_like, synthetic_picture
 from transferlab.inference.serve import create_app
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -29,7 +29,7 @@ def _png(size=(64, 48), colour=(200, 40, 40), mode="RGB") -> bytes:
 
 @pytest.fixture(scope="module")
 def client(trained_run):
-    return TestClient(create_app(trained_run, max_bytes=200_000, max_pixels=1_000_000))
+    return TestClient(create_app(trained_run, max_bytes=200_000, max_pixels=1_000_000), base_url=LOCAL)
 
 
 def test_health_and_page(client):
@@ -101,8 +101,8 @@ def test_browser_upload_shows_the_predicted_label(trained_run, tmp_path):
     import uvicorn
     from playwright.sync_api import sync_playwright
 
-    app = create_app(trained_run)
     port = _free_port()
+    app = create_app(trained_run, port=port)
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
@@ -113,7 +113,11 @@ def test_browser_upload_shows_the_predicted_label(trained_run, tmp_path):
     photo = photos[0] if photos else tmp_path / "red.png"
     if not photos:
         photo.write_bytes(_png())
-    answer = TestClient(app).post("/predict", files={"file": (photo.name, photo.read_bytes())}).json()
+    answer = (
+        TestClient(app, base_url=f"http://127.0.0.1:{port}")
+        .post("/predict", files={"file": (photo.name, photo.read_bytes())})
+        .json()
+    )
     expected = answer["label"]
     try:
         with sync_playwright() as playwright:

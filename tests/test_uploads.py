@@ -12,7 +12,7 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from conftest import make_folder
+from conftest import LOCAL, make_folder
 from transferlab.cli import main
 from transferlab.inference.serve import create_app
 from transferlab.inference.web import BodyLimit
@@ -76,7 +76,7 @@ def test_uploads_wait_for_a_decoding_slot_then_get_503(trained_run, monkeypatch)
         return real_decode(*args)
 
     monkeypatch.setattr(serve, "_decode", slow_decode)
-    client = TestClient(create_app(trained_run, decode_slots=1, decode_wait=0.2))
+    client = TestClient(create_app(trained_run, decode_slots=1, decode_wait=0.2), base_url=LOCAL)
     first = {}
     worker = threading.Thread(target=lambda: first.update(r=client.post("/predict", files={"file": ("a.png", _png())})))
     worker.start()
@@ -117,7 +117,7 @@ def hostile_run(tmp_path_factory):
 
 
 def test_class_names_reach_the_page_and_the_report_as_text(hostile_run):
-    page = TestClient(create_app(hostile_run / "extract")).get("/").text
+    page = TestClient(create_app(hostile_run / "extract"), base_url=LOCAL).get("/").text
     report = (hostile_run / "report.html").read_text()
     for html in (page, report):
         assert HOSTILE not in html and "&lt;img src=x onerror=alert(1)&gt;" in html
