@@ -157,7 +157,7 @@ def test_one_training_at_a_time_and_cancel_is_ctrl_c(client, monkeypatch):
 
     class FakeProcess:
         def __init__(self, command, **kwargs):
-            self.command, self.signals, self.stdout = command, [], io.StringIO("")
+            self.command, self.signals, self.pid, self.kwargs = command, [], 2**22 + 1, kwargs
 
         def poll(self):
             return None

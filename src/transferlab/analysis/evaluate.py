@@ -29,6 +29,7 @@ from transferlab.errors import DatasetError
 from transferlab.inference.predict import Classifier
 from transferlab.runs import resolve_run
 from transferlab.utils.device import resolve_device
+from transferlab.utils.progress import report
 from transferlab.utils.storage import read_json, write_atomically
 
 __all__ = ["CALIBRATION_BINS", "Evaluation", "evaluate_decoded", "evaluate_run", "read_evaluation", "wilson_interval"]
@@ -48,6 +49,7 @@ def evaluate_run(
     data = other_folder(run_dir, data)
     label_of = _labelled_photos(run_dir, data, classifier.classes)
     paths, labels, probs, skipped, unknown = [], [], [], [], []
+    report("evaluation", run_dir.name, 0, 1)
     for path, result in classifier.predict_files(list(label_of), tta=tta, workers=workers, quiet=quiet):
         if isinstance(result, str):
             skipped.append((str(path), result))
@@ -72,6 +74,7 @@ def evaluate_run(
     )
     if write:
         write_evaluation(evaluation, evaluation_dir(run_dir, data))
+    report("evaluation", run_dir.name, 1, 1)
     return evaluation
 
 

@@ -78,11 +78,12 @@ def write_report(compare_dir: str | Path, title: str = "transferlab comparison")
     into a compare folder; return report.md's path."""
     compare_dir = Path(compare_dir)
     runs = load_runs(compare_dir)
-    for name, plot in (
-        ("curves.png", plot_curves),
-        ("accuracy_vs_time.png", plot_accuracy_vs_time),
-        ("time_breakdown.png", plot_time_breakdown),
-    ):
+    plots = [("accuracy_vs_time.png", plot_accuracy_vs_time), ("time_breakdown.png", plot_time_breakdown)]
+    if has_curves(runs):  # a probe fits in one step: no curve to draw
+        plots.append(("curves.png", plot_curves))
+    else:
+        (compare_dir / "curves.png").unlink(missing_ok=True)  # one from an earlier report of this folder
+    for name, plot in plots:
         plot(runs).savefig(compare_dir / name, dpi=110)
     setup = read_json(compare_dir / "compare.json") if (compare_dir / "compare.json").exists() else {}
     answer = recommend(runs, "most accurate" if "budget_seconds" in setup else "cheapest")
@@ -125,8 +126,14 @@ def write_report(compare_dir: str | Path, title: str = "transferlab comparison")
     return path
 
 
+def has_curves(runs: list[LoadedRun]) -> bool:
+    """Whether any run trained over more than one epoch (else the per-epoch plots would be empty axes)."""
+    return any(len(run.metrics) > 1 for run in runs)
+
+
 def _plot_lines(runs: list[LoadedRun]) -> list[str]:
     """The report's sections on time and learning, each with its plot."""
+    curves = ["## Learning curves", "", "![curves](curves.png)", ""] if has_curves(runs) else []
     return [
         "## Why the times differ",
         "",
@@ -134,10 +141,7 @@ def _plot_lines(runs: list[LoadedRun]) -> list[str]:
         "",
         "![where the time went](time_breakdown.png)",
         "",
-        "## Learning curves",
-        "",
-        "![curves](curves.png)",
-        "",
+        *curves,
         "## Accuracy against time",
         "",
         "Circled: the Pareto front (no other cell is both more accurate and faster).",

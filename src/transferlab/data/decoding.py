@@ -29,6 +29,7 @@ from transferlab.data.layout import Sample
 from transferlab.data.presets import decoded_view, eval_view, train_view
 from transferlab.errors import UnreadableImage
 from transferlab.utils.parallel import parallel_imap
+from transferlab.utils.progress import report
 from transferlab.utils.storage import cache_dir
 
 log = logging.getLogger("transferlab")
@@ -165,7 +166,9 @@ def decode_split(
     results = parallel_imap(Decode(size, crop, background), [s.path for s in samples], workers, desc, quiet)
     sink = _DiskSink() if store == "disk" else None
     kept, skipped, images, fingerprints = [], [], [], []
-    for sample, (result, fp) in zip(samples, results):
+    report("decoding", desc, 0, len(samples))
+    for done, (sample, (result, fp)) in enumerate(zip(samples, results), 1):
+        report("decoding", desc, done, len(samples))
         if isinstance(result, str):
             log.warning("skipped %s: %s", sample.path, result)
             skipped.append((sample.path, result))

@@ -2,8 +2,10 @@
 
 A training runs `transferlab fit` or `transferlab compare` in a child process, so cancelling it is exactly Ctrl-C
 (SIGINT: the run folder keeps what finished and the report is written) and a crash cannot take the page down. Its
-progress is read from the files the runs write as they go (the run-folder contract: `compare.json`, each run's
-`metrics.jsonl` and `summary.json`), never from a second implementation of training. The checks (`doctor`, and the
+progress is read from the files it writes as it goes: the steps it reports (`utils.progress`: decoding, features,
+the probe, epochs, evaluation) and the run-folder contract (each run's `metrics.jsonl` and `summary.json`), never
+from a second implementation of training. It runs in a session of its own with its output in a file, so it outlives
+a studio stopped or restarted meanwhile, and `training.json` lets the next studio find it. The checks (`doctor`, and the
 label check of `doctor --labels`) run in a thread of the studio and keep their last result.
 """
 
@@ -15,15 +17,18 @@ import subprocess
 import sys
 import threading
 import time
-from collections import deque
 from collections.abc import Callable
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from transferlab.config import parse_duration
 from transferlab.errors import Conflict, DamagedFile, TransferlabError, UsageError
 from transferlab.runs import read_compare_summary, read_metrics, read_summary
 from transferlab.studio.requests import TrainRequest
-from transferlab.utils.storage import read_json_if_readable
+from transferlab.utils.progress import ENV as PROGRESS_ENV
+from transferlab.utils.progress import ProgressEvent, read_progress
+from transferlab.utils.storage import read_json_if_readable, save_json
 
 JobStatus = Literal["idle", "running", "finished", "failed", "cancelled"]
 
@@ -43,86 +48,200 @@ def command_line(request: TrainRequest, folder: Path, out: Path, name: str) -> l
     return arguments
 
 
-class Training:
-    """The one training the studio runs at a time, in a child process."""
+@dataclass(kw_only=True)
+class TrainingRecord:
+    """training.json in the studio's folder: the training started last, so a studio started again finds it (still
+    running, or how it ended). One writer (`Training.start`), one reader (`_read_record`)."""
 
-    def __init__(self, folder: Path, out: Path):
-        self.folder, self.out = folder, out
-        self.process: subprocess.Popen | None = None
+    pid: int
+    name: str  # the run or compare folder, in the runs folder
+    request: dict[str, Any]
+    started: float
+
+
+class Training:
+    """The one training the studio runs at a time, in a child process of its own session: it writes its output and
+    progress into the studio's folder (never a pipe), so it outlives a studio that is stopped or restarted, and a
+    studio started again shows it, running or finished."""
+
+    def __init__(self, folder: Path, out: Path, home: Path):
+        self.folder, self.out, self.home = folder, out, home
+        self.process: subprocess.Popen | None = None  # a training this studio started (its exit code is known)
+        self.pid: int | None = None  # a training found running when the studio started
         self.run_dir: Path | None = None
         self.request: TrainRequest | None = None
         self.started = 0.0
         self.status: JobStatus = "idle"
-        self.lines: deque[str] = deque(maxlen=50)  # the command's last lines of output
         self.lock = threading.Lock()
+        self._attach()
+
+    # --- starting, stopping ------------------------------------------------------------------------------------
 
     def start(self, request: TrainRequest) -> Path:
         with self.lock:
-            if self.process is not None and self.process.poll() is None:
+            if self._running():
                 raise Busy("a training is running: wait for it to finish, or cancel it")
             name = f"studio-{request.mode}-{time.strftime('%Y%m%d-%H%M%S')}"
             self.out.mkdir(parents=True, exist_ok=True)
+            logs = self.home / "trainings"
+            logs.mkdir(parents=True, exist_ok=True)
             command = [sys.executable, "-m", "transferlab", *command_line(request, self.folder, self.out, name)]
-            self.process = subprocess.Popen(
-                command,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                text=True,
-                env={**os.environ, "PYTHONUNBUFFERED": "1"},
-            )
+            with open(logs / f"{name}.log", "w", encoding="utf-8") as log_file:
+                self.process = subprocess.Popen(
+                    command,
+                    stdout=log_file,
+                    stderr=subprocess.STDOUT,
+                    stdin=subprocess.DEVNULL,
+                    start_new_session=True,  # a Ctrl-C or a restart of the studio leaves it running
+                    env={**os.environ, "PYTHONUNBUFFERED": "1", PROGRESS_ENV: str(logs / f"{name}.progress.jsonl")},
+                )
+            self.pid = None
             self.run_dir, self.request, self.started, self.status = self.out / name, request, time.time(), "running"
-            self.lines.clear()
-            threading.Thread(target=self._read, args=(self.process,), daemon=True).start()
+            record = TrainingRecord(pid=self.process.pid, name=name, request=request.model_dump(), started=self.started)
+            save_json(asdict(record), self.home / RECORD)
             return self.run_dir
 
     def cancel(self) -> None:
         """Ctrl-C for the training: it keeps what finished and writes its report."""
         with self.lock:
-            if self.process is None or self.process.poll() is not None:
+            if not self._running():
                 raise UsageError("no training is running")
-            self.process.send_signal(signal.SIGINT)
+            if self.process is not None:
+                self.process.send_signal(signal.SIGINT)
+            elif self.pid is not None:
+                os.kill(self.pid, signal.SIGINT)
             self.status = "cancelled"
 
+    # --- where it stands ---------------------------------------------------------------------------------------
+
     def progress(self) -> dict[str, Any]:
-        """Where the training is: its runs (stage, epoch, accuracy so far), elapsed and left, and how it ended."""
+        """Where the training is: its steps (decoding, features, the probe, epochs, evaluation) with the time each
+        has left, its runs (stage, epoch, accuracy so far), elapsed and left, and how it ended."""
+        running = self._running()
         code = self.process.poll() if self.process is not None else None
-        if self.process is not None and code is not None and self.status == "running":
-            self.status = "finished" if code == 0 else "failed"
+        if not running and self.status == "running":
+            ended_well = code == 0 if self.process is not None else self._answer() is not None
+            self.status = "finished" if ended_well else "failed"
         runs = read_runs(self.run_dir) if self.run_dir is not None else []
-        elapsed = time.time() - self.started if self.started else 0.0
+        elapsed = (time.time() if running else self._ended()) - self.started if self.started else 0.0
+        name = self.run_dir.name if self.run_dir else None
         return {
             "status": self.status,
             "code": code,
-            "folder": self.run_dir.name if self.run_dir else None,
+            "folder": name,
             "request": self.request.model_dump() if self.request else None,
             "elapsed": round(elapsed, 1),
-            "left": self._left(elapsed, runs),
+            "left": self._left(elapsed, runs) if running else None,
+            "steps": summarize(read_progress(self.home / "trainings" / f"{name}.progress.jsonl")) if name else [],
             "runs": runs,
-            "lines": list(self.lines)[-8:],
-            "answer": _answer(self.run_dir) if self.run_dir is not None and code is not None else None,
+            "lines": self._lines() if self.status == "failed" else [],  # what went wrong, in its own words
+            "answer": self._answer() if not running else None,
         }
 
+    def _running(self) -> bool:
+        if self.process is not None:
+            return self.process.poll() is None
+        return self.pid is not None and _alive(self.pid)
+
+    def _answer(self) -> str | None:
+        return _answer(self.run_dir) if self.run_dir is not None else None
+
+    def _ended(self) -> float:
+        """When the training ended, as far as its files tell (its log's last write)."""
+        try:
+            return (self.home / "trainings" / f"{self.run_dir.name}.log").stat().st_mtime if self.run_dir else 0.0
+        except OSError:
+            return time.time()
+
+    def _lines(self) -> list[str]:
+        path = self.home / "trainings" / f"{self.run_dir.name}.log" if self.run_dir else None
+        try:
+            text = path.read_text(encoding="utf-8", errors="replace") if path else ""
+        except OSError:
+            return []
+        return [line[:300] for line in text.splitlines()[-8:]]
+
     def _left(self, elapsed: float, runs: list[dict]) -> float | None:
-        if self.status != "running" or self.request is None:
+        if self.request is None:
             return None
         if self.request.mode == "fit":
-            from transferlab.training.budget import parse_duration
-
             return max(0.0, round(parse_duration(self.request.budget) - elapsed, 1))
-        plan = read_json_if_readable(self.run_dir / "compare.json") if self.run_dir else None
-        if not plan or not runs:
-            return None
-        total = len(plan.get("strategies", [])) * len(plan.get("backbones", [])) * plan.get("seeds", 1)
-        total *= len(plan.get("batch_sizes", [1]))
+        total = len(self.request.strategies) * max(1, len(self.request.backbones)) * self.request.seeds
         done = sum(r["status"] != "running" for r in runs)
-        per_run = elapsed / max(done, 0.5)
-        return round(max(0.0, per_run * (total - done)), 1)
+        if not runs or not done:
+            return None
+        return round(max(0.0, elapsed / done * (total - done)), 1)
 
-    def _read(self, process: subprocess.Popen) -> None:
-        assert process.stdout is not None
-        for line in process.stdout:
-            self.lines.append(line.rstrip())
+    def _attach(self) -> None:
+        """Find the training started last (from training.json): running still, or how it ended."""
+        record = _read_record(self.home / RECORD)
+        if record is None:
+            return
+        try:
+            self.request = TrainRequest.model_validate(record.request)
+        except ValueError:
+            return
+        self.run_dir, self.started = self.out / record.name, record.started
+        if _alive(record.pid) and record.name in _command_of(record.pid):
+            self.pid, self.status = record.pid, "running"
+        else:
+            self.status = "finished" if self._answer() is not None else "failed"
+
+
+RECORD = "training.json"
+
+
+def _read_record(path: Path) -> TrainingRecord | None:
+    data = read_json_if_readable(path)
+    if not isinstance(data, dict):
+        return None
+    try:
+        record = TrainingRecord(**data)
+    except TypeError:
+        return None
+    if not (isinstance(record.pid, int) and isinstance(record.name, str) and isinstance(record.request, dict)):
+        return None
+    if not isinstance(record.started, (int, float)) or "/" in record.name or record.name in ("", ".", ".."):
+        return None
+    return record
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except (OSError, OverflowError):
+        return False
+    try:  # a child of ours that ended but was not reaped yet (a zombie) is not running
+        return Path(f"/proc/{pid}/stat").read_text().split(") ")[1][:1] != "Z"
+    except (OSError, IndexError):
+        return True
+
+
+def _command_of(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def summarize(events: list[ProgressEvent]) -> list[dict[str, Any]]:
+    """Each step as it stands (its latest event), in the order the steps began, with the seconds it has left at
+    the pace it has kept (None until it has a pace)."""
+    first: dict[tuple[str, str], ProgressEvent] = {}
+    latest: dict[tuple[str, str], ProgressEvent] = {}
+    for event in events:
+        key = (event.step, event.detail)
+        first.setdefault(key, event)
+        latest[key] = event
+    steps = []
+    for step, event in latest.items():
+        start = first[step]
+        pace = (event.time - start.time) / (event.done - start.done) if event.done > start.done else None
+        left = round(pace * (event.total - event.done), 1) if pace is not None and event.done < event.total else None
+        steps.append(
+            {"step": event.step, "detail": event.detail, "done": event.done, "total": event.total, "left": left}
+        )
+    return steps
 
 
 class Busy(Conflict):

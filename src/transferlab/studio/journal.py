@@ -90,7 +90,7 @@ class Journal:
             latest[entry.id] = entry
         if damaged:
             log.warning(
-                "%s: %d damaged line(s) (torn, or of another shape) skipped; the changes they recorded cannot be undone",
+                "%s: %d damaged line(s) skipped (torn, or of another shape): their changes cannot be undone here",
                 self.path,
                 damaged,
             )

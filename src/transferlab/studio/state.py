@@ -46,7 +46,7 @@ class Studio:
             )
         self.doctor = Check(self._diagnose)
         self.labels = Check(self._check_labels)
-        self.training = Training(self.workspace.folder, self.out)
+        self.training = Training(self.workspace.folder, self.out, self.workspace.home)
 
     def _diagnose(self) -> DoctorReport:
         from transferlab.curate.doctor import diagnose

@@ -29,6 +29,7 @@ from transferlab.config import Recipe
 from transferlab.data.loaders import Batches, StageInputs
 from transferlab.errors import UsageError
 from transferlab.runs import EpochRecord, StageName
+from transferlab.utils.progress import report
 
 
 def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
@@ -137,6 +138,7 @@ def fit(
     """
     bar = tqdm(epochs, desc=desc, unit="epoch", disable=quiet, initial=epochs.start - 1, total=epochs.stop - 1)
     for epoch in bar:
+        report("training", stage or desc, epoch - 1, epochs.stop - 1)
         lr = step.optimizer.param_groups[0]["lr"]
         epoch_start = time.perf_counter()
         train_sums, data_seconds, compute_seconds = train_one_epoch(

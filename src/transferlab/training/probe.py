@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
+from transferlab.utils.progress import report
+
 if TYPE_CHECKING:
     from transferlab.runs import EpochRecord
     from transferlab.training.features import FeatureCache
@@ -72,10 +74,12 @@ def fit_probe(
     """
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # small matrices: a second thread only waits (and with another process busy, spins)
+    report("probe", f"{len(features)} photos", 0, 1)
     try:
         return _fit_probe(features, labels, num_classes, folds, grid, seed)
     finally:
         torch.set_num_threads(threads)
+        report("probe", f"{len(features)} photos", 1, 1)
 
 
 def _fit_probe(

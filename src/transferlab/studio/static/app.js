@@ -260,18 +260,35 @@ function follow() {
   events.addEventListener('end', () => { events.close(); api('/api/train').then(showProgress); });
 }
 function seconds(s) { return s === null || s === undefined ? '' : s < 60 ? `${Math.round(s)} s` : `${Math.floor(s / 60)} min ${Math.round(s % 60)} s`; }
+const STEP_WORDS = { decoding: 'Decoding photos', features: 'Features', probe: 'Fitting the probe', training: 'Training',
+  evaluation: 'Evaluating' };
 function showProgress(p) {
   const running = p.status === 'running';
   $('train-start').disabled = running; $('train-cancel').disabled = !running;
   $('train-status').textContent = `${p.status}${p.folder ? ': ' + p.folder : ''} ${running ? '(' + seconds(p.elapsed)
     + ' so far' + (p.left !== null ? ', about ' + seconds(p.left) + ' left' : '') + ')' : ''}`;
+  const steps = $('train-steps').tBodies[0]; steps.replaceChildren();
+  for (const s of p.steps || []) {
+    const finished = s.done >= s.total;
+    const count = s.total > 1 ? `${s.done} of ${s.total}` : (finished ? 'done' : 'working...');
+    steps.append(el('tr', { class: finished ? 'done' : 'now', 'data-step': s.step },
+      el('td', { text: STEP_WORDS[s.step] || s.step }), el('td', { text: s.detail }), el('td', { text: count }),
+      el('td', { text: finished ? '' : (s.left !== null ? 'about ' + seconds(s.left) + ' left' : '') })));
+  }
+  if (running && !(p.steps || []).length) {
+    steps.append(el('tr', { class: 'now' }, el('td', { text: 'Starting' }), el('td', { text: 'loading the libraries' }),
+      el('td', { text: 'working...' }), el('td', { text: '' })));
+  }
+  $('train-steps').classList.toggle('hidden', !steps.rows.length);
   const body = $('train-runs').tBodies[0]; body.replaceChildren();
   for (const r of p.runs) {
     const pct = v => v === null || v === undefined ? '' : (100 * v).toFixed(1) + '%';
     body.append(el('tr', { 'data-run': r.name }, ...[r.name, r.stage || '', r.epoch ?? '', pct(r.val_acc), pct(r.best_val_acc),
       r.status].map(v => el('td', { text: String(v) }))));
   }
+  $('train-runs').classList.toggle('hidden', !p.runs.length);
   $('train-lines').textContent = (p.lines || []).join('\n');
+  $('train-lines').classList.toggle('hidden', !(p.lines || []).length);
   $('train-answer').textContent = p.answer || '';
 }
 
