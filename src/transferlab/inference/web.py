@@ -38,6 +38,7 @@ MULTIPART_OVERHEAD = 64 * 1024  # the multipart envelope around the file: bounda
 DECODE_WAIT = 10.0  # seconds an upload waits for a decoding slot before 503
 REQUEST_SECONDS = 60.0  # a request (headers and body) must have arrived within this, or the connection is closed
 REFUSED = "refused: this page only answers itself (Host or Origin is another site)"
+SHUTDOWN_SECONDS = 3  # after Ctrl-C, open requests (a progress stream) get this long to end
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 ANY = ("0.0.0.0", "::", "")
 
@@ -252,7 +253,14 @@ def run(app: FastAPI, host: str, port: int, request_seconds: float = REQUEST_SEC
     `request_seconds` to `2 * request_seconds` is closed."""
     import uvicorn
 
-    config = uvicorn.Config(app, host=host, port=port, log_level="warning", http=slow_client_protocol(request_seconds))
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        log_level="warning",
+        http=slow_client_protocol(request_seconds),
+        timeout_graceful_shutdown=SHUTDOWN_SECONDS,  # a page following a training keeps a stream open: Ctrl-C ends it
+    )
     uvicorn.Server(config).run()
 
 

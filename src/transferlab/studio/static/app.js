@@ -18,7 +18,9 @@ function el(tag, props = {}, ...children) {
 function say(text) { $('message').textContent = text || ''; }
 
 async function api(path, options = {}) {
-  const response = await fetch(path, options);
+  let response;
+  try { response = await fetch(path, options); }
+  catch (e) { throw new Error('the studio does not answer: is it still running? (reload the page once it is)'); }
   const type = response.headers.get('content-type') || '';
   const body = type.includes('json') ? await response.json() : await response.text();
   if (!response.ok) throw new Error(body.detail || body || response.statusText);
@@ -257,7 +259,7 @@ $('train-cancel').onclick = async () => { try { await post('/api/train/cancel');
 function follow() {
   const events = new EventSource('/api/train/events');
   events.onmessage = message => showProgress(JSON.parse(message.data));
-  events.addEventListener('end', () => { events.close(); api('/api/train').then(showProgress); });
+  events.addEventListener('end', () => { events.close(); api('/api/train').then(showProgress).catch(e => say(e.message)); });
 }
 function seconds(s) { return s === null || s === undefined ? '' : s < 60 ? `${Math.round(s)} s` : `${Math.floor(s / 60)} min ${Math.round(s % 60)} s`; }
 const STEP_WORDS = { decoding: 'Decoding photos', features: 'Features', probe: 'Fitting the probe', training: 'Training',
@@ -389,4 +391,5 @@ $('export').onclick = async () => {
 loadState().then(() => { if (!state.cls && state.classes.length) openClass(state.classes[0].name); })
   .catch(e => say(e.message));
 loadChoices().catch(e => say(e.message));
-api('/api/train').then(p => { if (p.status !== 'idle') showProgress(p); if (p.status === 'running') follow(); });
+api('/api/train').then(p => { if (p.status !== 'idle') showProgress(p); if (p.status === 'running') follow(); })
+  .catch(e => say(e.message));
