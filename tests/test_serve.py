@@ -4,20 +4,16 @@ concurrent requests, and works in a real headless browser."""
 from __future__ import annotations
 
 import io
-import socket
-import threading
-import time
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
 from conftest import ANIMALS4, COLOURS, LOCAL, REPO, photo_like, synthetic_picture
+from studio_pages import ARGS, CHROMIUM, free_port, serving
 from transferlab.inference.serve import create_app
 
-CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = REPO / "test-artifacts"
 
 
@@ -90,25 +86,12 @@ def test_concurrent_requests_are_safe_and_consistent(client):
         assert answer["topk"] == answers[i % 3]["topk"]  # the same image always gets the same answer
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's chromium is not installed (make test installs it)")
 def test_browser_upload_shows_the_predicted_label(trained_run, tmp_path):
-    import uvicorn
     from playwright.sync_api import sync_playwright
 
-    port = _free_port()
+    port = free_port()
     app = create_app(trained_run, port=port)
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.05)
     photos = sorted((ANIMALS4 / "val" / "cat").glob("*.jpg"))[:1] if ANIMALS4.is_dir() else []
     photo = photos[0] if photos else tmp_path / "red.png"
     if not photos:
@@ -119,32 +102,16 @@ def test_browser_upload_shows_the_predicted_label(trained_run, tmp_path):
         .json()
     )
     expected = answer["label"]
-    try:
-        with sync_playwright() as playwright:
-            browser = playwright.chromium.launch(
-                executable_path=str(CHROMIUM),
-                headless=True,
-                args=[
-                    "--no-sandbox",
-                    "--disable-gpu",
-                    "--disable-quic",
-                    "--no-first-run",
-                    "--disable-sync",
-                    "--disable-background-networking",
-                    "--disable-component-update",
-                ],
-            )
-            page = browser.new_page()
-            page.goto(f"http://127.0.0.1:{port}/")
-            page.set_input_files("#file", str(photo))
-            page.wait_for_selector(".bar", timeout=30_000)
-            label = page.text_content("#label")
-            ARTIFACTS.mkdir(exist_ok=True)
-            page.screenshot(path=str(ARTIFACTS / "serve_page.png"), full_page=True)
-            browser.close()
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
+    with serving(app, port), sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=ARGS)
+        page = browser.new_page()
+        page.goto(f"http://127.0.0.1:{port}/")
+        page.set_input_files("#file", str(photo))
+        page.wait_for_selector(".bar", timeout=30_000)
+        label = page.text_content("#label")
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "serve_page.png"), full_page=True)
+        browser.close()
     if answer["known"]:
         assert label.startswith(expected + " (") and label.endswith("%)")
     else:  # a cat photo for a red/green/blue model: like none of its classes

@@ -6,33 +6,12 @@ the five views goes to docs/, so the pictures there stay true."""
 from __future__ import annotations
 
 import shutil
-import socket
-import threading
-import time
 from pathlib import Path
 
 import pytest
 
 from conftest import ANIMALS4, REPO, make_folder
-
-CHROMIUM = Path("/usr/bin/chromium")
-ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-sync",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--use-fake-device-for-media-stream",
-    "--use-fake-ui-for-media-stream",
-]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from studio_pages import ARGS, CHROMIUM, free_port, serving, start_training
 
 
 def _photos(root: Path) -> tuple[Path, bool]:
@@ -51,23 +30,15 @@ def _photos(root: Path) -> tuple[Path, bool]:
 
 @pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's chromium is not installed (make test installs it)")
 def test_the_whole_loop_in_a_browser(tmp_path):
-    import uvicorn
     from playwright.sync_api import expect, sync_playwright
 
     from transferlab.studio.app import create_studio
 
     photos, real = _photos(tmp_path / "photos")
     classes = sorted(p.name for p in photos.iterdir())
-    port = _free_port()
-    app = create_studio(photos, tmp_path / "runs", port=port)
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.05)
+    port = free_port()
     shots = REPO / "docs" / "images"
-    try:
+    with serving(create_studio(photos, tmp_path / "runs", port=port), port):
         with sync_playwright() as playwright:
             browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=ARGS)
             page = browser.new_page(viewport={"width": 1280, "height": 900})
@@ -104,12 +75,7 @@ def test_the_whole_loop_in_a_browser(tmp_path):
             page.screenshot(path=str(tmp_path / "studio-photos.png"), full_page=True)
 
             # 2 train: a short comparison, its progress pushed to the page as it goes
-            page.click("#tabs button[data-view=train]")
-            page.check("input[name=mode][value=compare]")
-            page.uncheck("input[name=strategy][value=finetune]")
-            page.fill("#epochs", "1")
-            page.click("#train-start")
-            expect(page.locator("#train-status")).to_contain_text("running", timeout=20_000)
+            start_training(page, expect)
             expect(page.locator("#train-runs tbody tr")).to_have_count(1, timeout=120_000)
             expect(page.locator("#train-status")).to_contain_text("finished", timeout=180_000)
             expect(page.locator("#train-answer")).to_contain_text("Use extract")
@@ -145,10 +111,7 @@ def test_the_whole_loop_in_a_browser(tmp_path):
             assert not dialogs  # no name was ever run as markup
             assert not errors, errors
             browser.close()
-        if real:  # the docs show the real photos only
-            shots.mkdir(exist_ok=True)
-            for view in ("photos", "train", "results", "try", "ship"):
-                shutil.copy(tmp_path / f"studio-{view}.png", shots / f"studio-{view}.png")
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
+    if real:  # the docs show the real photos only
+        shots.mkdir(exist_ok=True)
+        for view in ("photos", "train", "results", "try", "ship"):
+            shutil.copy(tmp_path / f"studio-{view}.png", shots / f"studio-{view}.png")

@@ -8,27 +8,18 @@ from __future__ import annotations
 
 import json
 import shutil
-import socket
-import threading
-import time
 from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
 from conftest import ANIMALS4, REPO, make_folder
-from test_studio_browser import ARGS, CHROMIUM
+from studio_pages import ARGS, CHROMIUM, free_port, serving, start_training
 
 pytestmark = pytest.mark.skipif(
     not CHROMIUM.exists(), reason="Debian's chromium is not installed (make test installs it)"
 )
 TRAINING = 240_000  # ms: a one-epoch extract comparison of ~20 photos takes ~20 s here; slack for a loaded machine
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _photos(root: Path, misfiled: int = 2) -> tuple[Path, bool]:
@@ -48,39 +39,11 @@ def _photos(root: Path, misfiled: int = 2) -> tuple[Path, bool]:
 
 @contextmanager
 def _serving(photos: Path, runs: Path, port: int):
-    """The studio on 127.0.0.1:port until the block ends; every answer's status recorded."""
-    import uvicorn
-
+    """The studio on 127.0.0.1:port until the block ends."""
     from transferlab.studio.app import create_studio
 
-    app = create_studio(photos, runs, port=port)
-    statuses: list[tuple[int, str]] = []
-
-    @app.middleware("http")
-    async def record(request, call_next):
-        response = await call_next(request)
-        statuses.append((response.status_code, request.url.path))
-        return response
-
-    from transferlab.inference.web import SHUTDOWN_SECONDS
-
-    config = uvicorn.Config(
-        app, host="127.0.0.1", port=port, log_level="warning", timeout_graceful_shutdown=SHUTDOWN_SECONDS
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert server.started, "the studio did not start"
-    try:
+    with serving(create_studio(photos, runs, port=port), port) as statuses:
         yield statuses
-    finally:
-        server.should_exit = True
-        thread.join(timeout=15)
-    assert not thread.is_alive(), "the studio did not stop"
-    assert not [s for s in statuses if s[0] >= 500], statuses
 
 
 @contextmanager
@@ -101,13 +64,7 @@ def _browser():
 
 def _train(page, expect, *, reload_midway: bool = False) -> str:
     """Start a one-epoch extract comparison from the Train view and wait for its answer; returns the run folder."""
-    page.click("#tabs button[data-view=train]")
-    page.check("input[name=mode][value=compare]")
-    page.uncheck("input[name=strategy][value=finetune]")
-    page.fill("#epochs", "1")
-    page.click("#train-start")
-    expect(page.locator("#train-status")).to_contain_text("running", timeout=20_000)
-    folder = page.locator("#train-status").inner_text().split(": ")[1].split(" ")[0]
+    folder = start_training(page, expect)
     expect(page.locator("#train-steps tbody tr").first).to_be_visible()  # a step shows from the first second
     if reload_midway:
         expect(page.locator("#train-steps tr[data-step]").first).to_be_visible(timeout=TRAINING)
@@ -133,7 +90,7 @@ def test_labels_then_check_again_train_move_a_doubted_photo_undo_move_train_agai
     from playwright.sync_api import expect
 
     photos, real = _photos(tmp_path / "photos")
-    runs, port = tmp_path / "runs", _free_port()
+    runs, port = tmp_path / "runs", free_port()
     with _serving(photos, runs, port), _browser() as (context, _):
         page = context.new_page()
         page.goto(f"http://127.0.0.1:{port}/")
@@ -200,7 +157,7 @@ def test_split_from_the_page_train_through_a_studio_restart_and_cancel_while_sta
     from playwright.sync_api import expect
 
     photos, _ = _photos(tmp_path / "photos", misfiled=0)
-    runs, port = tmp_path / "runs", _free_port()
+    runs, port = tmp_path / "runs", free_port()
     with _browser() as (context, _):
         page = context.new_page()
         with _serving(photos, runs, port):
@@ -209,13 +166,7 @@ def test_split_from_the_page_train_through_a_studio_restart_and_cancel_while_sta
             expect(page.locator("#message")).to_contain_text("split into")
             expect(page.locator("#split-choice")).to_be_visible()
             assert (tmp_path / "photos-split" / "train").is_dir() and (tmp_path / "photos-split" / "val").is_dir()
-            page.click("#tabs button[data-view=train]")
-            page.check("input[name=mode][value=compare]")
-            page.uncheck("input[name=strategy][value=finetune]")
-            page.fill("#epochs", "1")
-            page.click("#train-start")
-            expect(page.locator("#train-status")).to_contain_text("running", timeout=20_000)
-            folder = page.locator("#train-status").inner_text().split(": ")[1].split(" ")[0]
+            folder = start_training(page, expect)
         # the studio stopped mid-training (its server gone), then started again on the folder it was working on
         with _serving(tmp_path / "photos-split", runs, port):
             page.reload()
