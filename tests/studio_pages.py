@@ -40,14 +40,16 @@ def serving(app, port: int) -> Iterator[list[tuple[int, str]]]:
 
     statuses: list[tuple[int, str]] = []
 
-    @app.middleware("http")
-    async def record(request, call_next):
-        response = await call_next(request)
-        statuses.append((response.status_code, request.url.path))
-        return response
+    async def recorded(scope, receive, send):  # the app as served, every answer's status noted on its way out
+        async def noting(message):
+            if message["type"] == "http.response.start":
+                statuses.append((message["status"], scope.get("path", "")))
+            await send(message)
+
+        await app(scope, receive, noting)
 
     config = uvicorn.Config(
-        app, host="127.0.0.1", port=port, log_level="warning", timeout_graceful_shutdown=SHUTDOWN_SECONDS
+        recorded, host="127.0.0.1", port=port, log_level="warning", timeout_graceful_shutdown=SHUTDOWN_SECONDS
     )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)

@@ -178,7 +178,7 @@ def test_compare_with_seeds_reports_spread_test_and_self_contained_html(tiny_dat
     report = result.report.read_text()
     assert "## Is the difference real?" in report and "paired bootstrap over 12 validation images and 2 seeds" in report
     assert re.search(r"\| finetune \| 2 \| [\d.]+% ± [\d.]+% \|", report)
-    assert "## Evaluation: `finetune-seed0`" in report and "finetune-seed0/evaluation/confusion_matrix.png" in report
+    assert "## Evaluation: finetune\\-seed0" in report and "finetune-seed0/evaluation/confusion_matrix.png" in report
     html = result.report.with_suffix(".html").read_text()
     assert html.count("data:image/png;base64,") >= 7 and 'src="' not in html.replace('src="data:', "")
 

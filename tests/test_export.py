@@ -47,9 +47,13 @@ def test_the_export_fed_as_documented_answers_as_predict_does(trained_run, tmp_p
     result = export_run(trained_run, "onnx", tmp_path / "m.onnx")
     photos = sorted((_data_root(trained_run) / "val").rglob("*.jpg"))
     ours, shipped = Classifier.load(trained_run), ShippedModel(result.path)
+    threshold = ours.unknown.threshold if ours.unknown is not None else None
     for (_, a), (_, b) in zip(ours.predict_files(photos), shipped.predict_files(photos), strict=True):
         assert np.abs(a.probs.numpy() - b.probs).max() <= 1e-4 and abs(a.distance - b.distance) <= 1e-4
-        assert ours.rank(a).label == shipped.rank(b).label
+        # the same answer, but where the distance is within the parity tolerance of the "unknown" threshold (the
+        # threshold is a quantile of validation distances: one photo sits exactly on it, and 1e-7 decides its side)
+        on_the_edge = threshold is not None and abs(a.distance - threshold) <= 1e-4
+        assert ours.rank(a).label == shipped.rank(b).label or on_the_edge
     assert len(photos) >= 6
 
 

@@ -57,7 +57,13 @@ def plot_curves(runs: list[LoadedRun]) -> Figure:
             if not m:
                 continue
             epochs = [r["epoch"] for r in m]
-            style = {"color": colours[cell], "alpha": 1.0 if k == 0 else 0.35, "linewidth": 1.6 if k == 0 else 1}
+            style = {
+                "color": colours[cell],
+                "alpha": 1.0 if k == 0 else 0.35,
+                "linewidth": 1.6 if k == 0 else 1,
+                "marker": "o",  # one epoch is a point, not an empty plot
+                "markersize": 3,
+            }
             label = (lambda what, name=name: f"{name} {what}") if k == 0 else (lambda what: None)
             ax_loss.plot(epochs, [r["train_loss"] for r in m], linestyle="--", label=label("train"), **style)
             ax_loss.plot(epochs, [r["val_loss"] for r in m], label=label("val"), **style)

@@ -127,8 +127,8 @@ def write_report(compare_dir: str | Path, title: str = "transferlab comparison")
 
 
 def has_curves(runs: list[LoadedRun]) -> bool:
-    """Whether any run trained over more than one epoch (else the per-epoch plots would be empty axes)."""
-    return any(len(run.metrics) > 1 for run in runs)
+    """Whether any run trained by epochs (a probe is one fit: its per-epoch plots would be empty axes)."""
+    return any(record.get("stage") != "probe" for run in runs for record in run.metrics)
 
 
 def _plot_lines(runs: list[LoadedRun]) -> list[str]:

@@ -24,7 +24,6 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
-from tqdm.auto import tqdm
 
 from transferlab.data.decoding import DecodedSplit
 from transferlab.data.presets import TrainPreset, eval_view, normalize, resize_tensor
@@ -32,7 +31,7 @@ from transferlab.models.backbones import BackboneSpec
 from transferlab.models.onnx_features import hash_state
 from transferlab.runs import torchvision_version
 from transferlab.utils.distributed import Dist
-from transferlab.utils.progress import report
+from transferlab.utils.progress import Tracked
 from transferlab.utils.storage import cache_dir, write_atomically
 
 log = logging.getLogger("transferlab")
@@ -90,10 +89,7 @@ def extract_features(
     backbone.eval()
     preset = TrainPreset(spec.input_size) if views else None  # torchvision is imported only where views are made
     train_index = list(range(len(train))) if train_index is None else train_index
-    total = (views + centre) * len(train) + len(val)
-    bar = tqdm(total=total, desc="features", unit="img", disable=quiet, leave=False)
-    done = 0  # the bar counts nothing when it is disabled (-q)
-    report("features", spec.name, done, total)
+    bar = Tracked("features", spec.name, (views + centre) * len(train) + len(val), quiet, unit="img")
     amp = torch.autocast(device.type, dtype=precision) if precision is not None else nullcontext()
     forward = _forward(backbone, spec, device, precision, onnx)
 
@@ -102,7 +98,6 @@ def extract_features(
         return cast(TrainPreset, preset)(picture)
 
     def run(pictures: list[torch.Tensor], view: int | str | None) -> torch.Tensor:
-        nonlocal done
         out = []
         for i in range(0, len(pictures), batch_size):
             chunk = pictures[i : i + batch_size]
@@ -114,8 +109,6 @@ def extract_features(
             with amp:
                 out.append(forward(normalize(batch, spec)).float().cpu())
             bar.update(len(chunk))
-            done += len(chunk)
-            report("features", spec.name, done, total)
         return torch.cat(out) if out else torch.zeros(0, spec.feature_dim)
 
     with torch.random.fork_rng(devices=[]):  # the seeded crops leave the training random state untouched

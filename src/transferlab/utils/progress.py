@@ -15,7 +15,7 @@ import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Literal, get_args
+from typing import Any, Literal, get_args
 
 ENV = "TRANSFERLAB_PROGRESS"
 Step = Literal["decoding", "features", "probe", "training", "evaluation"]
@@ -51,6 +51,25 @@ def report(step: Step, detail: str, done: int, total: int) -> None:
             handle.write(line)
     except OSError:
         pass  # progress is for the eyes only: never a reason to stop the work
+
+
+class Tracked:
+    """A terminal progress bar (tqdm, off when `quiet`) whose count also goes to the progress file as `step`."""
+
+    def __init__(self, step: Step, detail: str, total: int, quiet: bool, **bar: Any):
+        from tqdm.auto import tqdm
+
+        self.step, self.detail, self.total, self.done = step, detail, total, 0
+        self.bar = tqdm(total=total, disable=quiet, desc=step, leave=False, **bar)
+        report(step, detail, 0, total)
+
+    def update(self, n: int) -> None:
+        self.done += n  # counted here: a disabled bar counts nothing
+        self.bar.update(n)
+        report(self.step, self.detail, self.done, self.total)
+
+    def close(self) -> None:
+        self.bar.close()
 
 
 def read_progress(path: str | Path) -> list[ProgressEvent]:
