@@ -78,7 +78,9 @@ def test_features_of_a_share_equal_the_same_rows_of_the_whole(tiny_dataset):
     backbone, spec, _ = create_backbone("efficientnet_lite0")
     train_split = decoding.decode_split(dataset.train, spec.resize_size, workers=0, quiet=True)
     val_split = decoding.decode_split(dataset.val, spec.resize_size, spec.input_size, workers=0, quiet=True)
-    whole = features.extract_features(backbone, spec, train_split, val_split, 2, 8, torch.device("cpu"), quiet=True)
+    whole = features.extract_features(
+        backbone, spec, train_split, val_split, 2, 8, device=torch.device("cpu"), quiet=True
+    )
     share = [1, 4, 6, 7]
     part = features.extract_features(
         backbone,
@@ -87,7 +89,7 @@ def test_features_of_a_share_equal_the_same_rows_of_the_whole(tiny_dataset):
         val_split.subset([0]),
         2,
         3,
-        torch.device("cpu"),
+        device=torch.device("cpu"),
         quiet=True,
         train_index=share,
     )

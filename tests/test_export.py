@@ -16,12 +16,13 @@ import torch
 from conftest import ANIMALS4, make_folder
 from transferlab.cli import main
 from transferlab.inference.export import ParityError, export_run
+from transferlab.runs import read_run_config
 
 pytestmark = pytest.mark.filterwarnings("ignore::FutureWarning")
 
 
 def _data_root(run: Path) -> Path:
-    return Path(json.loads((run / "config.json").read_text())["data"]["root"])
+    return read_run_config(run).data_root
 
 
 def test_onnx_export_takes_pixels_and_gives_probabilities_and_the_unknown_score(trained_run, tmp_path):

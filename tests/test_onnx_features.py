@@ -18,7 +18,9 @@ def _features(tiny_dataset, onnx: bool):
     data = load_dataset(tiny_dataset)
     val = decode_split(data.val, spec.resize_size, spec.input_size, quiet=True)
     train = decode_split(data.train[:4], spec.resize_size, spec.input_size, quiet=True)
-    return extract_features(backbone, spec, train, val, 0, 8, torch.device("cpu"), True, centre=True, onnx=onnx)
+    return extract_features(
+        backbone, spec, train, val, 0, 8, device=torch.device("cpu"), quiet=True, centre=True, onnx=onnx
+    )
 
 
 def test_onnx_runtime_features_equal_torchs_and_the_export_is_kept(tiny_dataset, tmp_path, monkeypatch):

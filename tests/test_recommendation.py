@@ -4,6 +4,7 @@ every cell with the most accurate (Holm-corrected), and the compare folder carri
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,6 +15,7 @@ from transferlab.analysis.plots import pareto_front
 from transferlab.analysis.recommendation import holm, recommend
 from transferlab.analysis.results import LoadedRun
 from transferlab.cli import main
+from transferlab.config import DataConfig, Recipe, TrainConfig
 from transferlab.models.backbones import get_spec, resolve_backbone
 from transferlab.runs import RunSummary, read_compare_summary, resolve_run
 
@@ -26,8 +28,16 @@ def _run(strategy: str, backbone: str, accuracy: float, seconds: float, seed: in
     summary = RunSummary(
         status="completed", strategy=strategy, backbone=backbone, total_seconds=seconds, best_val_acc=accuracy
     )
-    config = {"backbone": backbone, "seed": seed, "recipe": {"batch_size": 32}}
-    return LoadedRun(f"{backbone}-{strategy}", None, summary, [], config, correct, list(PATHS))
+    config = TrainConfig(data=DataConfig(root="photos"), backbone=backbone, seed=seed, recipe=Recipe(batch_size=32))
+    return LoadedRun(
+        name=f"{backbone}-{strategy}",
+        dir=Path("runs"),
+        summary=summary,
+        metrics=[],
+        config=config,
+        correct=correct,
+        paths=list(PATHS),
+    )
 
 
 def test_holm_adjusts_in_step_down_order():
@@ -71,7 +81,7 @@ def test_fit_recommends_the_most_accurate_model_it_found_whatever_it_costs():
     answer = recommend(runs, "most accurate")
     assert answer.recommended == answer.best == "extract (lite0+lite1+lite2, batch 32)"
     assert "the most accurate model found within the budget" in answer.sentence and "faster" not in answer.sentence
-    runs[1].summary.status, runs[1].config["recipe"]["epochs"] = "interrupted", 1
+    runs[1].summary.status, runs[1].config.recipe.epochs = "interrupted", 1
     assert recommend(runs, "most accurate").recommended == "two-stage (efficientnet_lite0, batch 32)"
 
 
@@ -118,7 +128,7 @@ def test_a_cell_without_per_image_results_is_compared_by_its_accuracy_not_waved_
 def test_a_run_cut_short_is_not_recommended_for_the_time_it_did_not_spend():
     whole, cut = _run("extract", "efficientnet_lite0", 0.95, 20), _run("finetune", "efficientnet_lite0", 0.95, 8)
     cut.summary.status, cut.summary.epochs_completed = "interrupted", 2
-    cut.config["recipe"]["epochs"] = 10
+    cut.config.recipe.epochs = 10
     answer = recommend([whole, cut])
     assert answer.recommended == "extract (efficientnet_lite0, batch 32)"
     assert "Not recommended because cut short" in answer.sentence and "after 2 of 10 epochs" in answer.sentence
@@ -279,9 +289,8 @@ def test_the_report_says_what_two_stage_did_under_each_recipe(recipe, says, neve
     from transferlab.config import RECIPES
 
     run = _run("two-stage", "efficientnet_lite0", 0.9, 100)
-    run.config["recipe"] = {**dataclasses.asdict(RECIPES[recipe]), "batch_size": 32}
+    run.config.recipe = dataclasses.replace(RECIPES[recipe], batch_size=32)
     text = explain_times([run])
     assert says in text and never not in text.split("then fine-tuned")[0]
-    no_head = {**run.config["recipe"], "head_solver": "sgd", "head_epochs": 0}
-    run.config["recipe"] = no_head
+    run.config.recipe = dataclasses.replace(run.config.recipe, head_solver="sgd", head_epochs=0)
     assert "no head stage" in explain_times([run])

@@ -21,25 +21,31 @@ import platform
 import re
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from safetensors.torch import load_file, save_file
 
-from transferlab.config import Strategy
-from transferlab.errors import DamagedFile, RunNotFound, first_line
-from transferlab.utils.storage import read_json_object, save_json, write_atomically
+from transferlab.config import Strategy, TrainConfig, to_dict, train_config_from_dict
+from transferlab.errors import DamagedFile, RunNotFound, UsageError, first_line
+from transferlab.utils.storage import read_json, read_json_object, save_json, write_atomically
 
 WEIGHTS_FILE = "model.safetensors"
 META_FILE = "model.json"
+CONFIG_FILE = "config.json"
+SUMMARY_FILE = "summary.json"
+PLAN_FILE = "compare.json"
+CV_FILE = "cv.json"
+CONFIG_REMEDY = "resume it with the version that wrote it, or train it again"
 WEIGHTS_REMEDY = "the run's model is damaged; copy the run folder again from where it was trained, or train it again"
 SUMMARY_REMEDY = "the run's summary is damaged; copy the run folder again, or train it again"
 METRICS_REMEDY = "the run's epoch records are damaged; copy the run folder again, or train it again"
 
 
 Status = Literal["running", "completed", "interrupted"]
+FolderKind = Literal["compare", "fit"]
 StageName = Literal["head", "probe", "finetune", ""]  # "" in metrics written before stages had names
 
 
@@ -127,18 +133,125 @@ class RunSummary:
 
 
 def write_summary(run_dir: Path, summary: RunSummary) -> None:
-    save_json(dataclasses.asdict(summary), Path(run_dir) / "summary.json")
+    save_json(dataclasses.asdict(summary), Path(run_dir) / SUMMARY_FILE)
 
 
 def read_summary(run_dir: str | Path) -> RunSummary:
     """summary.json; keys written by another version are ignored, a damaged file is a `DamagedFile`."""
-    path = Path(run_dir) / "summary.json"
+    path = Path(run_dir) / SUMMARY_FILE
     data = read_json_object(path, SUMMARY_REMEDY)
     known = {f.name for f in dataclasses.fields(RunSummary)}
     try:
         return RunSummary(**{k: v for k, v in data.items() if k in known})
     except TypeError:  # a field it must have is missing
         raise DamagedFile(path, "is damaged (a field is missing)", SUMMARY_REMEDY) from None
+
+
+@dataclass(kw_only=True)
+class Resolved:
+    """What a run found when it started (config.json's "resolved"): where the photos were, what was in them, the
+    weights and versions, what was skipped."""
+
+    device: str = ""
+    processes: int = 1
+    classes: list[str] = field(default_factory=list)
+    data_root: str = ""  # absolute
+    layout: str = ""
+    counts: dict[str, dict[str, int]] = field(default_factory=dict)  # split -> class -> photos
+    weights: dict[str, Any] = field(default_factory=dict)
+    versions: dict[str, str] = field(default_factory=dict)
+    skipped_files: list[list[str]] = field(default_factory=list)  # [path, why]
+    duplicate_problems: list[list[str]] = field(default_factory=list)  # [path, path, finding kind]
+
+
+@dataclass(kw_only=True)
+class RunConfig:
+    """config.json: the run's settings (a `TrainConfig`) and what it found (`Resolved`). Written by
+    `write_run_config`, read by `read_run_config`."""
+
+    config: TrainConfig
+    resolved: Resolved
+
+    @property
+    def data_root(self) -> Path:
+        """The photo folder the run was trained on: absolute where the run recorded it, else as it was written."""
+        return Path(self.resolved.data_root or self.config.data.root).expanduser()
+
+
+def write_run_config(run_dir: Path, config: TrainConfig, resolved: Resolved) -> None:
+    save_json({**to_dict(config), "resolved": asdict(resolved)}, Path(run_dir) / CONFIG_FILE)
+
+
+def read_run_config(run_dir: str | Path) -> RunConfig:
+    """config.json; a setting this version does not know, or a damaged file, is a `DamagedFile` naming it."""
+    path = Path(run_dir) / CONFIG_FILE
+    saved = read_json_object(path, CONFIG_REMEDY)
+    resolved = saved.pop("resolved", None) or {}
+    try:
+        config = train_config_from_dict(saved)
+        known = {f.name for f in dataclasses.fields(Resolved)}
+        return RunConfig(config=config, resolved=Resolved(**{k: v for k, v in resolved.items() if k in known}))
+    except (UsageError, TypeError, KeyError, AttributeError, ValueError) as error:  # another version's, or damaged
+        problem = f"cannot be read by this version of transferlab ({first_line(error)})"
+        raise DamagedFile(path, problem, CONFIG_REMEDY) from None
+
+
+def read_model_backbone(run_dir: str | Path) -> str | None:
+    """The backbone model.json says the saved weights are (None when no weights are saved yet)."""
+    path = Path(run_dir) / META_FILE
+    if not path.exists():
+        return None
+    backbone = read_json_object(path, WEIGHTS_REMEDY).get("backbone")
+    return backbone if isinstance(backbone, str) else None
+
+
+@dataclass(kw_only=True)
+class ComparePlan:
+    """compare.json: what a compare or fit folder set out to run (written when the folder is made, by
+    `write_compare_plan`; read by `read_compare_plan`). A `fit` plans as it goes, within `budget_seconds`."""
+
+    kind: FolderKind
+    strategies: list[Strategy]
+    backbones: list[str]
+    seeds: int = 1
+    batch_sizes: list[int] = field(default_factory=list)
+    skipped_backbones: dict[str, str] = field(default_factory=dict)  # backbone -> why it was left out
+    budget_seconds: float | None = None
+    config: dict[str, Any] = field(default_factory=dict)  # the TrainConfig the runs share, as saved
+
+
+def write_compare_plan(folder: Path, plan: ComparePlan) -> None:
+    save_json(asdict(plan), Path(folder) / PLAN_FILE)
+
+
+def read_compare_plan(folder: str | Path) -> ComparePlan | None:
+    """compare.json, or None in a folder that has none (not a compare or fit folder)."""
+    path = Path(folder) / PLAN_FILE
+    if not path.exists():
+        return None
+    data = read_json_object(path, COMPARE_REMEDY)
+    data.setdefault("kind", "fit" if "budget_seconds" in data else "compare")  # written before it said so
+    known = {f.name for f in dataclasses.fields(ComparePlan)}
+    try:
+        return ComparePlan(**{k: v for k, v in data.items() if k in known})
+    except TypeError:
+        raise DamagedFile(path, "is damaged (a field is missing)", COMPARE_REMEDY) from None
+
+
+def read_cross_validation(folder: str | Path) -> dict[str, Any]:
+    """cv.json of a compare folder (compare --cv): backbone -> its probe's out-of-fold results ({} without)."""
+    path = Path(folder) / CV_FILE
+    data = read_json(path) if path.exists() else {}
+    return data if isinstance(data, dict) else {}
+
+
+def add_cross_validation(folder: Path, backbone: str, entry: dict[str, Any]) -> None:
+    save_json({**read_cross_validation(folder), backbone: entry}, Path(folder) / CV_FILE)
+
+
+def is_run_folder(path: Path) -> bool:
+    """Whether `path` holds a run (its summary.json)."""
+    return (Path(path) / SUMMARY_FILE).exists()
 
 
 @dataclass(kw_only=True)
@@ -150,7 +263,7 @@ class CompareSummary:
     recommendation: dict | None  # recommendation.Recommendation as a dict
     skipped_backbones: dict[str, str]  # backbone -> why it was left out
     cross_validation: list[dict] | None = None  # compare --cv: each backbone's probe over every image
-    kind: str = "compare"
+    kind: FolderKind = "compare"
 
     @property
     def recommended_run(self) -> str | None:
@@ -160,25 +273,36 @@ class CompareSummary:
 
     @property
     def sentence(self) -> str | None:
-        """The answer in one sentence (and, where the evidence is thin, what would settle it)."""
-        if not isinstance(self.recommendation, dict):
-            return None
-        parts = [self.recommendation.get(k) for k in ("sentence", "settle")]
-        return " ".join(p for p in parts if isinstance(p, str) and p) or None
+        """The answer in one sentence (None when nothing is recommended)."""
+        return self._text("sentence") or None
+
+    @property
+    def settle(self) -> str:
+        """Where the evidence is thin, what would settle it ("" otherwise)."""
+        return self._text("settle")
+
+    @property
+    def answer(self) -> str | None:
+        """The sentence, and what would settle it, as one paragraph."""
+        return " ".join(p for p in (self.sentence, self.settle) if p) or None
+
+    def _text(self, key: str) -> str:
+        value = self.recommendation.get(key) if isinstance(self.recommendation, dict) else None
+        return value if isinstance(value, str) else ""
 
 
 COMPARE_REMEDY = "rebuild it: `transferlab train --resume` on one of its runs writes the report and summary again"
 
 
 def write_compare_summary(compare_dir: Path, summary: CompareSummary) -> None:
-    save_json(dataclasses.asdict(summary), Path(compare_dir) / "summary.json")
+    save_json(dataclasses.asdict(summary), Path(compare_dir) / SUMMARY_FILE)
 
 
 def read_compare_summary(compare_dir: str | Path) -> CompareSummary | None:
-    path = Path(compare_dir) / "summary.json"
+    path = Path(compare_dir) / SUMMARY_FILE
     remedy = COMPARE_REMEDY
     data = read_json_object(path, remedy) if path.exists() else {}
-    if data.get("kind") != "compare":
+    if data.get("kind") not in ("compare", "fit"):
         return None
     known = {f.name for f in dataclasses.fields(CompareSummary)}
     try:
@@ -196,7 +320,7 @@ def resolve_run(path: str | Path) -> Path:
     if summary is not None and summary.recommendation:
         chosen = summary.recommended_run
         if chosen is None or not _stays_inside(path / chosen, path):
-            raise DamagedFile(path / "summary.json", "names no run of this folder as recommended", COMPARE_REMEDY)
+            raise DamagedFile(path / SUMMARY_FILE, "names no run of this folder as recommended", COMPARE_REMEDY)
         return path / chosen
     if summary is not None:
         raise RunNotFound(f"{path}: this comparison recommends no run (none finished?); name a run folder")

@@ -24,13 +24,13 @@ from transferlab.analysis.evaluation_plots import (
     plot_top_losses,
 )
 from transferlab.data.decoding import DecodedSplit
-from transferlab.data.layout import evaluation_files, load_dataset
-from transferlab.errors import DatasetError
+from transferlab.data.layout import dataset_for, evaluation_files
+from transferlab.errors import DamagedFile, DatasetError
 from transferlab.inference.predict import Classifier
-from transferlab.runs import resolve_run
+from transferlab.runs import read_run_config, resolve_run
 from transferlab.utils.device import resolve_device
 from transferlab.utils.progress import report
-from transferlab.utils.storage import read_json, write_atomically
+from transferlab.utils.storage import write_atomically
 
 __all__ = ["CALIBRATION_BINS", "Evaluation", "evaluate_decoded", "evaluate_run", "read_evaluation", "wilson_interval"]
 
@@ -83,16 +83,16 @@ def other_folder(run_dir: Path, data: str | Path | None) -> str | Path | None:
     ones it trained on (a single folder is split; read whole, it would hold the training photos)."""
     if data is None:
         return None
-    own = read_json(Path(run_dir) / "config.json")["data"]["root"]
-    return None if Path(data).expanduser().resolve() == Path(own).expanduser().resolve() else data
+    own = read_run_config(run_dir).data_root
+    return None if Path(data).expanduser().resolve() == own.resolve() else data
 
 
 def _labelled_photos(run_dir: Path, data: str | Path | None, classes: list[str]) -> dict[Path, int]:
     """Photo -> the model's class index: the run's own validation photos, or another folder's (`evaluation_files`:
     its test/ or val/, else all its class folders), whose classes must be among the model's."""
     if data is None:
-        cfg = read_json(run_dir / "config.json")["data"]
-        dataset = load_dataset(cfg["root"], cfg["val_fraction"], cfg.get("split_seed", 0), cfg["max_per_class"])
+        saved = read_run_config(run_dir)
+        dataset = dataset_for(saved.config.data, saved.data_root)
         if dataset.classes != classes:
             raise DatasetError(f"the folder's classes {dataset.classes} differ from the model's {classes}")
         return {s.path: s.label for s in dataset.val}
@@ -163,12 +163,15 @@ def read_evaluation(run_dir: Path) -> Evaluation | None:
     path = Path(run_dir) / "evaluation" / "predictions.csv"
     if not path.exists():
         return None
-    with open(path, newline="") as handle:
-        rows = list(csv.DictReader(handle))
-    classes = [k[2:] for k in rows[0] if k.startswith("p_")] if rows else []
-    probs = np.array([[float(r[f"p_{c}"]) for c in classes] for r in rows])
-    labels = np.array([classes.index(r["true"]) for r in rows])
-    return Evaluation(Path(run_dir), classes, [r["path"] for r in rows], labels, probs)
+    try:
+        with open(path, newline="", encoding="utf-8") as handle:
+            rows = list(csv.DictReader(handle))
+        classes = [k[2:] for k in rows[0] if k and k.startswith("p_")] if rows else []
+        probs = np.array([[float(r[f"p_{c}"]) for c in classes] for r in rows])
+        labels = np.array([classes.index(r["true"]) for r in rows])
+        return Evaluation(Path(run_dir), classes, [r["path"] for r in rows], labels, probs)
+    except (KeyError, TypeError, ValueError, UnicodeDecodeError, csv.Error):
+        raise DamagedFile(path, "is damaged", "evaluate the run again: `transferlab evaluate RUN`") from None
 
 
 def per_class_table(evaluation: Evaluation) -> str:

@@ -153,7 +153,14 @@ def recommend(runs: list[LoadedRun], prefer: Prefer = "cheapest") -> Recommendat
         recommended_run=cells[chosen][0].name,
         val_images=val_images,
         sentence=_sentence(
-            best, chosen, accuracy, seconds, against, comparisons, "balanced accuracy " if weights else "", prefer
+            best,
+            chosen,
+            accuracy,
+            seconds,
+            against,
+            comparisons,
+            metric="balanced accuracy " if weights else "",
+            prefer=prefer,
         )
         + _cut_short(cells, chosen)
         + balanced,
@@ -218,6 +225,7 @@ def _sentence(
     seconds: dict,
     against: CellComparison | None,
     comparisons: list[CellComparison],
+    *,
     metric: str = "",
     prefer: Prefer = "cheapest",
 ) -> str:
@@ -253,7 +261,7 @@ def _cut_short(cells: dict[Cell, list[LoadedRun]], chosen: Cell) -> str:
     if not short:
         return ""
     what = ", ".join(
-        f"{cell.label} after {r.summary.epochs_completed} of {r.config['recipe']['epochs']} epochs" for cell, r in short
+        f"{cell.label} after {r.summary.epochs_completed} of {r.config.recipe.epochs} epochs" for cell, r in short
     )
     if any(cell == chosen for cell, _ in short):
         return (

@@ -19,8 +19,16 @@ from transferlab.analysis.results import (
     load_runs,
     markdown_table,
 )
-from transferlab.runs import CompareSummary, RunSummary, write_compare_summary
-from transferlab.utils.storage import read_json, write_atomically
+from transferlab.config import Recipe
+from transferlab.runs import (
+    ComparePlan,
+    CompareSummary,
+    RunSummary,
+    read_compare_plan,
+    read_cross_validation,
+    write_compare_summary,
+)
+from transferlab.utils.storage import write_atomically
 
 
 def explain_times(runs: list[LoadedRun]) -> str:
@@ -51,24 +59,24 @@ def explain_times(runs: list[LoadedRun]) -> str:
         )
     two_stage = [r for r in firsts if r.summary.strategy == "two-stage"]
     if two_stage:
-        lines += ["", _two_stage_sentence(two_stage[0].summary, two_stage[0].config["recipe"])]
+        lines += ["", _two_stage_sentence(two_stage[0].summary, two_stage[0].config.recipe)]
     return "\n".join(lines)
 
 
-def _two_stage_sentence(ts: RunSummary, recipe: dict) -> str:
+def _two_stage_sentence(ts: RunSummary, recipe: Recipe) -> str:
     """What two-stage did, as its recipe had it: the head fitted as a probe in one step, trained by epochs on
     cached features, or no head stage at all; then the whole network."""
     cached = ", read from the cache" if ts.features_from_cache else ""
     features = f"({format_seconds(ts.feature_seconds)} for the features{cached})"
-    if recipe.get("head_solver", "sgd") == "probe":
+    if recipe.head_solver == "probe":
         head = f"Two-stage first fitted the head as a cross-validated probe on cached features in one step {features}"
-    elif recipe.get("head_epochs", 0) > 0:
-        head = f"Two-stage first trained the head on cached features for {recipe['head_epochs']} epochs {features}"
+    elif recipe.head_epochs > 0:
+        head = f"Two-stage first trained the head on cached features for {recipe.head_epochs} epochs {features}"
     else:
         head = "Two-stage had no head stage (0 head epochs)"
     return (
-        f"{head}, then fine-tuned the whole network for up to {recipe['epochs']} epochs with the backbone at "
-        f"{recipe['backbone_lr_scale']:g}x the head's learning rate ({format_seconds(ts.compute_seconds)} of "
+        f"{head}, then fine-tuned the whole network for up to {recipe.epochs} epochs with the backbone at "
+        f"{recipe.backbone_lr_scale:g}x the head's learning rate ({format_seconds(ts.compute_seconds)} of "
         "training compute in all)."
     )
 
@@ -85,19 +93,22 @@ def write_report(compare_dir: str | Path, title: str = "transferlab comparison")
         (compare_dir / "curves.png").unlink(missing_ok=True)  # one from an earlier report of this folder
     for name, plot in plots:
         plot(runs).savefig(compare_dir / name, dpi=110)
-    setup = read_json(compare_dir / "compare.json") if (compare_dir / "compare.json").exists() else {}
-    answer = recommend(runs, "most accurate" if "budget_seconds" in setup else "cheapest")
-    cv = cross_validation_rows(read_json(compare_dir / "cv.json") if (compare_dir / "cv.json").exists() else {})
+    plan = read_compare_plan(compare_dir)
+    kind = plan.kind if plan is not None else "compare"
+    skipped = plan.skipped_backbones if plan is not None else {}
+    answer = recommend(runs, "most accurate" if kind == "fit" else "cheapest")
+    cv = cross_validation_rows(read_cross_validation(compare_dir))
     write_compare_summary(
         compare_dir,
         CompareSummary(
             cells=cell_rows(runs),
             recommendation=answer.as_dict() if answer else None,
-            skipped_backbones=setup.get("skipped_backbones", {}),
+            skipped_backbones=skipped,
             cross_validation=cv or None,
+            kind=kind,
         ),
     )
-    lines = [f"# {title}", ""] + _setup_lines(runs, setup.get("skipped_backbones", {}))[:-1] + not_run(setup, runs)
+    lines = [f"# {title}", ""] + _setup_lines(runs, skipped)[:-1] + not_run(plan, runs)
     lines += [""]
     lines += ["## The answer", "", f"**{headline(answer)}**", ""] + _answer_lines(answer) + _cv_lines(cv)
     lines += [
@@ -155,51 +166,47 @@ def _setup_lines(runs: list[LoadedRun], skipped_backbones: dict[str, str]) -> li
     """What was compared: data, images, backbones and their weights, recipe, skipped files and backbones."""
     if not runs:
         return []
-    first = runs[0].config
-    resolved = first.get("resolved", {})
-    skipped = resolved.get("skipped_files", [])
-    duplicates = resolved.get("duplicate_problems", [])
-    seeds = sorted({r.config["seed"] for r in runs})
-    weights = {r.config["backbone"]: r.config.get("resolved", {}).get("weights", {}) for r in runs}
-    recipe = first["recipe"]
+    first, resolved = runs[0].config, runs[0].resolved
+    copies = resolved.duplicate_problems
+    seeds = sorted({r.config.seed for r in runs})
+    weights = {r.config.backbone: r.resolved.weights for r in runs}
+    recipe = first.recipe
     return [
-        f"- data: {markdown_text(first['data']['root'])} ({resolved.get('layout')}); "
-        f"classes: {', '.join(markdown_text(c) for c in resolved.get('classes', []))}",
-        f"- images: {_counts_line(resolved.get('counts', {}))}",
+        f"- data: {markdown_text(resolved.data_root or first.data.root)} ({resolved.layout}); "
+        f"classes: {', '.join(markdown_text(c) for c in resolved.classes)}",
+        f"- images: {_counts_line(resolved.counts)}",
         "- backbones: "
         + "; ".join(f"{name} (weights: {w.get('source')}, {w.get('name')})" for name, w in weights.items())
-        + f"; device: {resolved.get('device')}; training seeds: {', '.join(map(str, seeds))}",
-        f"- recipe `{recipe['name']}`: {recipe_line(recipe)}"
+        + f"; device: {resolved.device}; training seeds: {', '.join(map(str, seeds))}",
+        f"- recipe `{recipe.name}`: {recipe_line(recipe)}"
         + (
-            f"; extract caches {first['views']} augmented view(s) per training image"
-            if recipe.get("head_solver", "sgd") == "sgd"
+            f"; extract caches {first.views} augmented view(s) per training image"
+            if recipe.head_solver == "sgd"
             else ""
         ),
         *[f"- backbone {name} skipped: {why}" for name, why in skipped_backbones.items()],
-        f"- unreadable files skipped: {len(skipped)}"
-        + "".join(f"\n  - {markdown_text(p)}: {markdown_text(why)}" for p, why in skipped),
-        f"- duplicate problems found while decoding: {len(duplicates)}"
-        + "".join(f"\n  - {kind}: {markdown_text(a)} = {markdown_text(b)}" for a, b, kind in duplicates),
+        f"- unreadable files skipped: {len(resolved.skipped_files)}"
+        + "".join(f"\n  - {markdown_text(p)}: {markdown_text(why)}" for p, why in resolved.skipped_files),
+        f"- duplicate problems found while decoding: {len(copies)}"
+        + "".join(f"\n  - {kind}: {markdown_text(a)} = {markdown_text(b)}" for a, b, kind in copies),
         "",
     ]
 
 
-def not_run(setup: dict, runs: list[LoadedRun]) -> list[str]:
+def not_run(plan: ComparePlan | None, runs: list[LoadedRun]) -> list[str]:
     """The runs a comparison planned (compare.json) that never started, because it was stopped first: the answer
     is among the cells that ran. (A `fit` plans as it goes: nothing to list.)"""
-    if not setup.get("config") or "budget_seconds" in setup:
+    if plan is None or plan.kind == "fit" or "seed" not in plan.config:
         return []
-    first = setup["config"]["seed"]
+    first = plan.config["seed"]
     planned = [
         (backbone, strategy, size, first + k)
-        for backbone in setup["backbones"]
-        for k in range(setup["seeds"])
-        for size in setup["batch_sizes"]
-        for strategy in setup["strategies"]
+        for backbone in plan.backbones
+        for k in range(plan.seeds)
+        for size in plan.batch_sizes
+        for strategy in plan.strategies
     ]
-    done = {
-        (r.config["backbone"], r.summary.strategy, r.config["recipe"]["batch_size"], r.config["seed"]) for r in runs
-    }
+    done = {(r.config.backbone, r.summary.strategy, r.config.recipe.batch_size, r.config.seed) for r in runs}
     missing = [
         f"{strategy} ({backbone}, batch {size}, seed {seed})"
         for backbone, strategy, size, seed in planned
@@ -254,24 +261,19 @@ def _answer_lines(answer: Recommendation | None) -> list[str]:
     return lines + ["", answer.settle, ""] if answer.settle else lines + [""]
 
 
-def recipe_line(recipe: dict) -> str:
+def recipe_line(recipe: Recipe) -> str:
     """A recipe in words, e.g. "25 epochs, batch 32, SGD lr 0.001 momentum 0.9, StepLR(7, 0.1)"."""
-    optimizer = recipe.get("optimizer", "sgd")
-    parts = [f"{recipe['epochs']} epochs", f"batch {recipe['batch_size']}"]
+    parts = [f"{recipe.epochs} epochs", f"batch {recipe.batch_size}"]
     parts.append(
-        f"SGD lr {recipe['lr']} momentum {recipe['momentum']}" if optimizer == "sgd" else f"AdamW lr {recipe['lr']}"
+        f"SGD lr {recipe.lr} momentum {recipe.momentum}" if recipe.optimizer == "sgd" else f"AdamW lr {recipe.lr}"
     )
-    if recipe.get("weight_decay"):
-        parts.append(f"weight decay {recipe['weight_decay']}")
-    parts.append(
-        f"StepLR({recipe['step_size']}, {recipe['gamma']})"
-        if recipe.get("schedule", "step") == "step"
-        else "cosine schedule"
-    )
-    if recipe.get("label_smoothing"):
-        parts.append(f"label smoothing {recipe['label_smoothing']}")
-    if recipe.get("patience"):
-        parts.append(f"early stopping after {recipe['patience']} epochs without improvement")
+    if recipe.weight_decay:
+        parts.append(f"weight decay {recipe.weight_decay}")
+    parts.append(f"StepLR({recipe.step_size}, {recipe.gamma})" if recipe.schedule == "step" else "cosine schedule")
+    if recipe.label_smoothing:
+        parts.append(f"label smoothing {recipe.label_smoothing}")
+    if recipe.patience:
+        parts.append(f"early stopping after {recipe.patience} epochs without improvement")
     return ", ".join(parts)
 
 

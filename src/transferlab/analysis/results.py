@@ -6,7 +6,7 @@ Everything is computed from files (`load_runs`), so the results can be rebuilt f
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple, cast
 
@@ -14,9 +14,9 @@ import numpy as np
 
 from transferlab.analysis.evaluate import read_evaluation, wilson_interval
 from transferlab.analysis.stats import bootstrap_interval
+from transferlab.config import TrainConfig
 from transferlab.models.backbones import short_name
-from transferlab.runs import RunSummary, read_metrics, read_summary
-from transferlab.utils.storage import read_json
+from transferlab.runs import Resolved, RunSummary, is_run_folder, read_metrics, read_run_config, read_summary
 
 COLUMNS = (
     "backbone",
@@ -48,48 +48,52 @@ class Cell(NamedTuple):
         return f"{self.strategy} ({short_name(self.backbone)}, batch {self.batch_size})"
 
 
-@dataclass
+@dataclass(kw_only=True)
 class LoadedRun:
-    """One run folder read back: its summary, per-epoch metrics, saved configuration and per-image results."""
+    """One run folder read back: its summary, per-epoch metrics, saved settings and what it found, and per-image
+    results."""
 
     name: str
     dir: Path
     summary: RunSummary
     metrics: list[dict]
-    config: dict
+    config: TrainConfig
+    resolved: Resolved = field(default_factory=Resolved)
     correct: np.ndarray | None  # per validation image: was the best model right? (None: not evaluated)
     paths: list[str] | None = None  # the validation images `correct` is about, in the same order
     labels: np.ndarray | None = None  # their true classes (indices), in the same order
 
     @property
     def cell(self) -> Cell:
-        return Cell(self.config["backbone"], self.summary.strategy, self.config["recipe"]["batch_size"])
+        return Cell(self.config.backbone, self.summary.strategy, self.config.recipe.batch_size)
 
 
 def load_runs(compare_dir: str | Path) -> list[LoadedRun]:
     """The runs inside a compare folder, ordered by strategy, then seed."""
     runs = []
-    for run_dir in sorted(p for p in Path(compare_dir).iterdir() if (p / "summary.json").exists()):
+    for run_dir in sorted(p for p in Path(compare_dir).iterdir() if is_run_folder(p)):
         evaluation = read_evaluation(run_dir)
+        saved = read_run_config(run_dir)
         runs.append(
             LoadedRun(
-                run_dir.name,
-                run_dir,
-                read_summary(run_dir),
-                read_metrics(run_dir),
-                read_json(run_dir / "config.json"),
-                evaluation.correct if evaluation is not None else None,
-                evaluation.paths if evaluation is not None else None,
-                evaluation.labels if evaluation is not None else None,
+                name=run_dir.name,
+                dir=run_dir,
+                summary=read_summary(run_dir),
+                metrics=read_metrics(run_dir),
+                config=saved.config,
+                resolved=saved.resolved,
+                correct=evaluation.correct if evaluation is not None else None,
+                paths=evaluation.paths if evaluation is not None else None,
+                labels=evaluation.labels if evaluation is not None else None,
             )
         )
     return sorted(
         runs,
         key=lambda r: (
-            r.config["backbone"],
+            r.config.backbone,
             STRATEGY_ORDER.get(r.summary.strategy, 9),
-            r.config["recipe"]["batch_size"],
-            r.config["seed"],
+            r.config.recipe.batch_size,
+            r.config.seed,
             r.name,
         ),
     )
@@ -113,8 +117,8 @@ def paired_correct(
     """(seeds, images) arrays of right/wrong for two cells over the seeds both completed and the validation
     images both evaluated, paired by image path (never by row position). With `weights` (per path), each image
     counts by its weight, so that the mean is a balanced accuracy."""
-    seeds_a = {r.config["seed"]: r for r in a if r.correct is not None}
-    seeds_b = {r.config["seed"]: r for r in b if r.correct is not None}
+    seeds_a = {r.config.seed: r for r in a if r.correct is not None}
+    seeds_b = {r.config.seed: r for r in b if r.correct is not None}
     common = sorted(set(seeds_a) & set(seeds_b))
     if not common:
         return None, None

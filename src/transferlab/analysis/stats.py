@@ -90,6 +90,7 @@ def unpaired_bootstrap(
     images_b: int,
     a: str = "a",
     b: str = "b",
+    *,
     resamples: int = RESAMPLES,
     seed: int = 0,
 ) -> Difference:

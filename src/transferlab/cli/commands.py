@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from dataclasses import replace
@@ -65,8 +64,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     except TrainingInterrupted as stop:
         print(f"interrupted; {stop.result.run_dir} keeps the best checkpoint (epoch {stop.result.best_epoch})")
         return 130
+    from transferlab.utils.distributed import is_main_process
+
     s = result.summary
-    if s is None or int(os.environ.get("RANK", "0")) != 0:
+    if s is None or not is_main_process():
         return 0  # under torchrun, rank 0 reports
     if result.already_finished:
         print(
@@ -117,24 +118,22 @@ def cmd_fit(args: argparse.Namespace) -> int:
 def _print_comparison(result, closing: str = "") -> int:
     from transferlab.analysis.report import not_run
     from transferlab.analysis.results import load_runs, text_table
-    from transferlab.runs import read_compare_summary
-    from transferlab.utils.storage import read_json
+    from transferlab.runs import read_compare_plan, read_compare_summary
+    from transferlab.utils.distributed import is_main_process
 
-    if int(os.environ.get("RANK", "0")) != 0:
+    if not is_main_process():
         return 0  # under torchrun, rank 0 reports
     runs = load_runs(result.out_dir)
     print(text_table(runs))
-    for line in not_run(read_json(result.out_dir / "compare.json"), runs):
+    for line in not_run(read_compare_plan(result.out_dir), runs):
         print(line.removeprefix("- "))
     for name, why in result.skipped_backbones.items():
         print(f"skipped {name}: {why}")
     summary = read_compare_summary(result.out_dir)
-    answer = summary.recommendation if summary else None
-    print(
-        "\n"
-        + (answer["sentence"] if answer else "No run finished: nothing to recommend.")
-        + (f"\n{answer['settle']}" if answer and answer["settle"] else "")
-    )
+    sentence = summary.sentence if summary is not None else None
+    print("\n" + (sentence or "No run finished: nothing to recommend."))
+    if summary is not None and summary.settle:
+        print(summary.settle)
     if closing:
         print(closing)
     print(f"report: {result.report} (and {result.report.with_suffix('.html').name})")

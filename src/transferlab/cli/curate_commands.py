@@ -92,7 +92,7 @@ def cmd_collect(args: argparse.Namespace) -> int:
 def cmd_split(args: argparse.Namespace) -> int:
     from transferlab.curate.splitting import split_folder
 
-    result = split_folder(args.src, args.out, args.val_fraction, args.seed, args.link, args.workers, args.quiet)
+    result = split_folder(args.src, args.out, args.val_fraction, args.seed, args.link, args.workers, quiet=args.quiet)
     print("\n".join(result.lines()))
     total = {name: sum(counts.values()) for name, counts in result.counts.items()}
     print(

@@ -73,6 +73,7 @@ def check_labels(
     folds: int = 5,
     seed: int = 0,
     workers: int | None = None,
+    *,
     quiet: bool = False,
     feature_cache: bool = True,
     out: str | Path | None = None,

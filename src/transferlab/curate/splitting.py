@@ -52,6 +52,7 @@ def split_folder(
     seed: int = 0,
     link: bool = False,
     workers: int | None = None,
+    *,
     quiet: bool = False,
 ) -> SplitResult:
     """Split SRC/<class>/* into OUT/train/<class> and OUT/val/<class> (see the module docstring)."""

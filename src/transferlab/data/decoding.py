@@ -149,6 +149,7 @@ def decode_split(
     background: tuple[int, int, int] = (255, 255, 255),
     workers: int | None = None,
     desc: str = "decode",
+    *,
     quiet: bool = False,
     store: str = "memory",
 ) -> DecodedSplit:

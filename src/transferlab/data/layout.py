@@ -15,6 +15,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from transferlab.config import DataConfig
 from transferlab.data.images import IMAGE_EXTENSIONS, VAL_DIR_NAMES, is_hidden_below, is_hidden_name, is_image_file
 from transferlab.errors import DatasetError, UsageError
 
@@ -44,6 +45,12 @@ class Dataset:
             counter = Counter(s.label for s in samples)
             result[split] = {name: counter.get(i, 0) for i, name in enumerate(self.classes)}
         return result
+
+
+def dataset_for(data: DataConfig, root: str | Path | None = None, *, capped: bool = True) -> Dataset:
+    """The dataset `data` describes, split as it says (at `root` when given: the absolute folder a run recorded;
+    with `capped`, at most its `max_per_class` photos a class). The one way a run's photos are found again."""
+    return load_dataset(root or data.root, data.val_fraction, data.split_seed, data.max_per_class if capped else None)
 
 
 def load_dataset(

@@ -85,6 +85,7 @@ class ImageLoader:
         device: torch.device,
         augment: bool,
         workers: int | None = None,
+        *,
         seed: int = 0,
     ):
         self.spec, self.device, self.batch_size, self.order = spec, device, batch_size, _Order()

@@ -86,7 +86,7 @@ def prepare_data(config: TrainConfig, dist: Dist | None = None) -> PreparedData:
         (dataset.val, spec.resize_size, spec.input_size, "val"),
     ):
         share = [samples[i] for i in dist.shard(len(samples))]
-        part = decode_split(share, size, crop, data.background, workers, f"decode {name}", quiet, store)
+        part = decode_split(share, size, crop, data.background, workers, f"decode {name}", quiet=quiet, store=store)
         splits.append(DecodedSplit.merge(dist.gather(part), [s.path for s in samples]) if dist.enabled else part)
     train, val = splits
     prepared = PreparedData(dataset, spec, train, val)

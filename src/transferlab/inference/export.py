@@ -22,11 +22,11 @@ import numpy as np
 import torch
 
 from transferlab.data.images import load_crop
-from transferlab.data.layout import Dataset, load_dataset
+from transferlab.data.layout import Dataset, dataset_for
 from transferlab.errors import DatasetError, TransferlabError, UnreadableImage, UsageError
 from transferlab.inference.predict import Classifier
-from transferlab.runs import resolve_run
-from transferlab.utils.storage import read_json, save_json
+from transferlab.runs import read_run_config, resolve_run
+from transferlab.utils.storage import save_json
 
 PARITY_TOLERANCE = 1e-4
 FORMATS = ("onnx", "torchscript")
@@ -169,7 +169,7 @@ def sample_crops(
     be read, the export fails and says how to name some."""
     where = "the images given"
     if samples is None:
-        where = f"the run's validation images ({run_data_root(run_dir)})"
+        where = f"the run's validation images ({read_run_config(run_dir).data_root})"
         try:
             val = run_dataset(run_dir).val
             samples = [s.path for s in val[:: max(1, len(val) // count)]][:count]
@@ -188,21 +188,10 @@ def sample_crops(
     return np.stack(crops)
 
 
-def run_data_root(run_dir: Path) -> str:
-    """The photo folder a run was trained on, as an absolute path where the run recorded one."""
-    return _data_root(read_json(run_dir / "config.json"))
-
-
-def _data_root(config: dict) -> str:
-    return config.get("resolved", {}).get("data_root") or config["data"]["root"]
-
-
 def run_dataset(run_dir: Path, max_per_class: bool = False) -> Dataset:
     """The run's photo folder split as the run split it (every photo; with `max_per_class`, the run's own cap)."""
-    config = read_json(run_dir / "config.json")
-    data = config["data"]
-    cap = data.get("max_per_class") if max_per_class else None
-    return load_dataset(_data_root(config), data["val_fraction"], data.get("split_seed", 0), cap)
+    saved = read_run_config(run_dir)
+    return dataset_for(saved.config.data, saved.data_root, capped=max_per_class)
 
 
 @torch.inference_mode()

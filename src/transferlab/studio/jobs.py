@@ -310,4 +310,4 @@ def _answer(folder: Path) -> str | None:
         summary = read_compare_summary(folder)
     except TransferlabError:
         return None
-    return summary.sentence if summary is not None else None
+    return summary.answer if summary is not None else None

@@ -9,7 +9,6 @@ policy that runs no script: a report's HTML is text and pictures only.
 
 from __future__ import annotations
 
-import csv
 import io
 import os
 import zipfile
@@ -19,12 +18,13 @@ from typing import Annotated, Any, Literal
 from fastapi import FastAPI, File, HTTPException, Query, UploadFile
 from fastapi.responses import FileResponse, Response, StreamingResponse
 
+from transferlab.analysis.evaluate import read_evaluation
+from transferlab.analysis.evaluation import Evaluation
 from transferlab.errors import TransferlabError, UsageError
 from transferlab.runs import read_compare_summary, read_summary
 from transferlab.studio.jobs import read_runs
 from transferlab.studio.state import Studio
 from transferlab.studio.workspace import confined
-from transferlab.utils.storage import read_json_if_readable
 
 PLOTS = ("curves.png", "accuracy_vs_time.png", "time_breakdown.png")
 RUN_FILES = (".png", ".md", ".html", ".json", ".csv")
@@ -48,15 +48,18 @@ def result_routes(app: FastAPI, state: Studio) -> None:
         folder = state.run_folder(run)
         chosen = state.run(run)
         summary = read_compare_summary(folder)
-        evaluation = read_json_if_readable(chosen / "evaluation" / "evaluation.json")
+        try:
+            evaluation = read_evaluation(chosen)
+        except TransferlabError:
+            evaluation = None  # damaged: the run's own commands say so; the page shows the rest
         return {
-            "kind": "compare" if summary is not None else "run",
-            "sentence": summary.sentence if summary is not None else None,
+            "kind": summary.kind if summary is not None else "run",
+            "sentence": summary.answer if summary is not None else None,
             "cells": summary.cells if summary is not None else [],
             "plots": [name for name in PLOTS if (folder / name).is_file()],
             "run": str(chosen.relative_to(os.path.realpath(state.out))),
-            "evaluation": evaluation if isinstance(evaluation, dict) else None,
-            "predictions": _predictions(state, chosen / "evaluation" / "predictions.csv"),
+            "evaluation": evaluation.summary() if evaluation is not None else None,
+            "predictions": _predictions(state, evaluation) if evaluation is not None else [],
         }
 
     @app.get("/api/runfile")
@@ -119,8 +122,8 @@ def _describe(state: Studio, folder: Path) -> dict[str, Any]:
         read_summary(folder)  # a single run: refused (DamagedFile) unless its summary reads
     return {
         "name": folder.name,
-        "kind": "compare" if summary is not None else "run",
-        "sentence": summary.sentence if summary is not None else None,
+        "kind": summary.kind if summary is not None else "run",
+        "sentence": summary.answer if summary is not None else None,
         "runs": [r["name"] for r in read_runs(folder)] if summary is not None else [],
         "onnx": _exported(state, folder.name),
     }
@@ -134,28 +137,18 @@ def _exported(state: Studio, name: str) -> bool:
         return False
 
 
-def _predictions(state: Studio, path: Path) -> list[dict[str, Any]]:
-    """The evaluation's per-photo rows, with each photo's path relative to the studio's folder (None if outside);
-    a file of another shape gives none."""
-    if not path.is_file():
-        return []
-    try:
-        with open(path, newline="", encoding="utf-8") as handle:
-            rows = list(csv.DictReader(handle))
-        out = []
-        for row in rows:
-            probabilities = {k[2:]: float(v) for k, v in row.items() if k and k.startswith("p_")}
-            out.append(
-                {
-                    "photo": state.workspace.relative(row["path"]),
-                    "true": row["true"],
-                    "predicted": row["predicted"],
-                    "probability": probabilities.get(row["predicted"], 0.0),
-                }
-            )
-    except (OSError, KeyError, TypeError, ValueError, csv.Error):
-        return []
-    return out
+def _predictions(state: Studio, evaluation: Evaluation) -> list[dict[str, Any]]:
+    """The evaluation's per-photo answers, with each photo's path relative to the studio's folder (None if outside)."""
+    predicted = evaluation.predicted
+    return [
+        {
+            "photo": state.workspace.relative(path),
+            "true": evaluation.classes[int(truth)],
+            "predicted": evaluation.classes[int(guess)],
+            "probability": float(evaluation.probs[i, guess]),
+        }
+        for i, (path, truth, guess) in enumerate(zip(evaluation.paths, evaluation.labels, predicted))
+    ]
 
 
 def _zip(folder: Path) -> bytes:

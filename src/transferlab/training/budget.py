@@ -23,7 +23,7 @@ from transferlab.data.layout import check_out_folder
 from transferlab.data.prepare import PreparedData, prepare_data
 from transferlab.errors import WeightsUnavailable, above
 from transferlab.models.backbones import ENSEMBLE_JOIN, REGISTRY, ensemble_of
-from transferlab.runs import RunSummary
+from transferlab.runs import ComparePlan, RunSummary
 from transferlab.training.driver import Comparison, open_folder, run_plan, train_and_evaluate, usable_backbones
 from transferlab.training.run_folder import RunResult
 from transferlab.utils.device import resolve_device
@@ -54,13 +54,13 @@ def fit_within(config: TrainConfig, budget: float, evaluate: bool = True) -> Com
         config,
         dist,
         "fit",
-        {
-            "strategies": ["extract", "two-stage"],
-            "seeds": 1,
-            "backbones": usable,
-            "budget_seconds": budget,
-            "skipped_backbones": skipped,
-        },
+        ComparePlan(
+            kind="fit",
+            strategies=["extract", "two-stage"],
+            backbones=usable,
+            budget_seconds=budget,
+            skipped_backbones=skipped,
+        ),
     )
     results: list[RunResult] = []
 
@@ -71,13 +71,33 @@ def fit_within(config: TrainConfig, budget: float, evaluate: bool = True) -> Com
                 log.warning("budget spent: no probe for %s", backbone)
                 break
             prepared[backbone] = prepare_data(dataclasses.replace(config, backbone=backbone), dist)
-            if _run(config, out_dir, backbone, "extract", prepared[backbone], None, evaluate, dist, results):
+            if _run(
+                config,
+                out_dir,
+                backbone,
+                "extract",
+                prepared[backbone],
+                None,
+                evaluate=evaluate,
+                dist=dist,
+                results=results,
+            ):
                 return True
         probes = [r.summary for r in results if r.summary is not None and r.best_val_acc is not None]
         joined = ensemble_of([s.backbone for s in probes])
         if joined and dist.broadcast(_ensemble_fits(probes, deadline)):
             prepared[joined] = prepare_data(dataclasses.replace(config, backbone=joined), dist)
-            if _run(config, out_dir, joined, "extract", prepared[joined], None, evaluate, dist, results):
+            if _run(
+                config,
+                out_dir,
+                joined,
+                "extract",
+                prepared[joined],
+                None,
+                evaluate=evaluate,
+                dist=dist,
+                results=results,
+            ):
                 return True
         scored = [
             (r.best_val_acc, k, r)
@@ -90,7 +110,17 @@ def fit_within(config: TrainConfig, budget: float, evaluate: bool = True) -> Com
         backbone = best.summary.backbone
         if not dist.broadcast(_two_stage_fits(best.summary, prepared[backbone], deadline)):
             return False
-        return _run(config, out_dir, backbone, "two-stage", prepared[backbone], deadline, evaluate, dist, results)
+        return _run(
+            config,
+            out_dir,
+            backbone,
+            "two-stage",
+            prepared[backbone],
+            deadline,
+            evaluate=evaluate,
+            dist=dist,
+            results=results,
+        )
 
     return run_plan(out_dir, dist, probes_then_two_stage, results, skipped)
 
@@ -129,6 +159,7 @@ def _run(
     strategy: Strategy,
     prepared: PreparedData,
     deadline: float | None,
+    *,
     evaluate: bool,
     dist: Dist,
     results: list[RunResult],

@@ -23,7 +23,7 @@ def calibrate_run(run_dir: Path, prepared, device: torch.device | str = "cpu") -
         prepared.val,
         0,
         64,
-        classifier.device,
+        device=classifier.device,
         quiet=True,
         centre=True,
     )
@@ -45,10 +45,10 @@ def fit_for_run(
         prepared.val,
         0,
         config.recipe.batch_size,
-        precision,
-        alone,
-        config.feature_cache,
-        True,
+        precision=precision,
+        dist=alone,
+        use_cache=config.feature_cache,
+        quiet=True,
         centre=True,
     )
     return fit_and_save(features, run_dir)

@@ -60,6 +60,7 @@ def save_training_state(
     optimizer,
     scheduler,
     rng_per_rank: list[dict],
+    *,
     best: dict,
     scaler=None,
     stage: str = "",
@@ -115,6 +116,7 @@ class CheckpointSaver:
         dist: Dist,
         generator: torch.Generator,
         best: dict | None = None,
+        *,
         records: list[EpochRecord] | None = None,
     ):
         self.run_dir, self.model, self.metadata, self.dist, self.generator = run_dir, model, metadata, dist, generator
@@ -156,10 +158,10 @@ class CheckpointSaver:
                 self.optimizer,
                 self.scheduler,
                 rng,
-                self.best,
-                self.scaler,
-                self.stage,
-                {**self.stopping.state(), "stopped": stop},
+                best=self.best,
+                scaler=self.scaler,
+                stage=self.stage,
+                stopping={**self.stopping.state(), "stopped": stop},
             )
         self.dist.barrier()
         return stop

@@ -18,12 +18,12 @@ from transferlab.data.layout import check_out_folder, load_dataset
 from transferlab.data.prepare import prepare_data
 from transferlab.errors import InvalidSetting, WeightsUnavailable, at_least, one_of
 from transferlab.models.backbones import ensemble_of
+from transferlab.runs import ComparePlan, add_cross_validation
 from transferlab.training.driver import Comparison, open_folder, run_plan, train_and_evaluate, usable_backbones
 from transferlab.training.run_folder import RunResult
 from transferlab.utils.device import resolve_device
 from transferlab.utils.distributed import Dist
 from transferlab.utils.distributed import setup as setup_distributed
-from transferlab.utils.storage import read_json, save_json
 
 log = logging.getLogger("transferlab")
 
@@ -35,6 +35,7 @@ def compare(
     evaluate: bool = True,
     backbones: list[str] | None = None,
     batch_sizes: list[int] | None = None,
+    *,
     cv: int | None = None,
     ensemble: bool = True,
 ) -> Comparison:
@@ -62,13 +63,14 @@ def compare(
         config,
         dist,
         f"compare-{tag}",
-        {
-            "strategies": list(strategies),
-            "seeds": seeds,
-            "backbones": usable + ([joined] if joined else []),
-            "batch_sizes": sizes,
-            "skipped_backbones": skipped,
-        },
+        ComparePlan(
+            kind="compare",
+            strategies=list(strategies),
+            seeds=seeds,
+            backbones=usable + ([joined] if joined else []),
+            batch_sizes=sizes,
+            skipped_backbones=skipped,
+        ),
     )
     grid = len(usable) > 1 or len(sizes) > 1
     results: list[RunResult] = []
@@ -76,11 +78,11 @@ def compare(
     def every_backbone() -> bool:
         for backbone in usable:
             base = dataclasses.replace(config, backbone=backbone, out=str(out_dir))
-            if _compare_backbone(base, strategies, seeds, sizes, grid, evaluate, dist, results, cv):
+            if _compare_backbone(base, strategies, seeds, sizes, grid, evaluate, dist=dist, results=results, cv=cv):
                 return True
         if joined:
             base = dataclasses.replace(config, backbone=joined, out=str(out_dir))
-            return _compare_backbone(base, ("extract",), seeds, sizes, grid, evaluate, dist, results)
+            return _compare_backbone(base, ("extract",), seeds, sizes, grid, evaluate, dist=dist, results=results)
         return False
 
     return run_plan(out_dir, dist, every_backbone, results, skipped)
@@ -105,6 +107,7 @@ def _compare_backbone(
     sizes: list[int],
     grid: bool,
     evaluate: bool,
+    *,
     dist: Dist,
     results: list[RunResult],
     cv: int | None = None,
@@ -148,9 +151,7 @@ def cross_validate(config: TrainConfig, prepared, folds: int, out_dir: Path) -> 
         "paths": [str(p) for p in paths],
         "correct": correct,
     }
-    path = out_dir / "cv.json"
-    saved = read_json(path) if path.exists() else {}
-    save_json({**saved, config.backbone: entry}, path)
+    add_cross_validation(out_dir, config.backbone, entry)
     log.info(
         "cross-validated probe, %s: %.1f%% over %d images (%d folds)",
         config.backbone,

@@ -30,7 +30,7 @@ def costed(
         if features.train_centre is not None:
             pictures += len(features.train_centre)
         features.compute_seconds = cost_now(backbone, spec, val, pictures, precision, device,
-                                            cast(float, features.compute_seconds))  # fmt: skip
+                                            recorded=cast(float, features.compute_seconds))  # fmt: skip
     return features
 
 
@@ -41,6 +41,7 @@ def cost_now(
     pictures: int,
     precision: torch.dtype | None,
     device: torch.device,
+    *,
     recorded: float,
 ) -> float:
     """What computing `pictures` features would take here and now: the backbone timed on a few validation pictures

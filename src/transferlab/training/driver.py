@@ -8,6 +8,7 @@ run and evaluates it on rank 0; `write_report` writes the report and the recomme
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import shutil
 from collections.abc import Callable
@@ -19,11 +20,10 @@ from transferlab.data.prepare import PreparedData
 from transferlab.errors import RunNotFound, WeightsUnavailable
 from transferlab.models.backbones import resolve_backbone
 from transferlab.models.model import check_weights
-from transferlab.runs import new_run_dir
+from transferlab.runs import ComparePlan, is_run_folder, new_run_dir, write_compare_plan
 from transferlab.training.run_folder import RunResult, TrainingInterrupted
 from transferlab.training.trainer import train
 from transferlab.utils.distributed import Dist
-from transferlab.utils.storage import save_json
 
 log = logging.getLogger("transferlab")
 
@@ -47,11 +47,11 @@ def usable_backbones(names: list[str], weights: str | None) -> tuple[list[str], 
     return usable, skipped
 
 
-def open_folder(config: TrainConfig, dist: Dist, default_name: str, plan: dict) -> Path:
+def open_folder(config: TrainConfig, dist: Dist, default_name: str, plan: ComparePlan) -> Path:
     """A new folder for the runs, made by rank 0 and named to every process, with the plan in compare.json."""
     out_dir = Path(dist.broadcast(str(new_run_dir(config.out, config.name, default_name)) if dist.main else None))
     if dist.main:
-        save_json({**plan, "config": to_dict(config)}, out_dir / "compare.json")
+        write_compare_plan(out_dir, dataclasses.replace(plan, config=to_dict(config)))
     return out_dir
 
 
@@ -117,7 +117,7 @@ def abandon(out_dir: Path, dist: Dist) -> None:
 
 
 def has_runs(out_dir: Path) -> bool:
-    return out_dir.is_dir() and any((p / "summary.json").exists() for p in out_dir.iterdir())
+    return out_dir.is_dir() and any(is_run_folder(p) for p in out_dir.iterdir())
 
 
 def write_report(out_dir: Path, dist: Dist) -> Path:

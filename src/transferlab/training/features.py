@@ -68,6 +68,7 @@ def extract_features(
     val: DecodedSplit,
     views: int,
     batch_size: int,
+    *,
     device: torch.device,
     quiet: bool = False,
     precision: torch.dtype | None = None,
@@ -146,6 +147,7 @@ def feature_key(
     val: DecodedSplit,
     views: int,
     precision: torch.dtype | None,
+    *,
     centre: bool = False,
 ) -> str:
     """What cached features depend on: the backbone's weights (and BatchNorm statistics), the pictures, the
@@ -246,6 +248,7 @@ def features_for(
     val: DecodedSplit,
     views: int,
     batch_size: int,
+    *,
     precision: torch.dtype | None,
     dist: Dist,
     use_cache: bool = True,
@@ -255,13 +258,17 @@ def features_for(
     """The frozen backbone's features of every picture: from the disk cache when every process has them, else
     computed (each process its share, shares exchanged) and cached."""
     if not use_cache:
-        return _sharded_features(backbone, spec, train, val, views, batch_size, precision, dist, quiet, centre)
-    key = feature_key(backbone, spec, train, val, views, precision, centre)
+        return _sharded_features(
+            backbone, spec, train, val, views, batch_size, precision=precision, dist=dist, quiet=quiet, centre=centre
+        )
+    key = feature_key(backbone, spec, train, val, views, precision, centre=centre)
     cached = load_features(key, train, val)
     if all(dist.gather(cached is not None)):
         log.info("features: read from the cache (%s...)", key[:12])
         return cast(FeatureCache, cached)
-    features = _sharded_features(backbone, spec, train, val, views, batch_size, precision, dist, quiet, centre)
+    features = _sharded_features(
+        backbone, spec, train, val, views, batch_size, precision=precision, dist=dist, quiet=quiet, centre=centre
+    )
     problem = inconsistency(features, len(train), len(val))
     if problem:  # never cache what a later run could not use
         raise RuntimeError(f"computed {problem}")
@@ -276,6 +283,7 @@ def _sharded_features(
     val: DecodedSplit,
     views: int,
     batch_size: int,
+    *,
     precision: torch.dtype | None,
     dist: Dist,
     quiet: bool,
@@ -290,9 +298,9 @@ def _sharded_features(
         val.subset(val_idx),
         views,
         batch_size,
-        dist.device,
-        quiet or not dist.main,
-        precision,
+        device=dist.device,
+        quiet=quiet or not dist.main,
+        precision=precision,
         train_index=train_idx,
         centre=centre,
         onnx=True,
@@ -327,10 +335,10 @@ def every_image_features(config, prepared) -> tuple[torch.Tensor, torch.Tensor, 
         prepared.val,
         0,
         config.recipe.batch_size,
-        None,
-        dist,
-        config.feature_cache,
-        config.quiet,
+        precision=None,
+        dist=dist,
+        use_cache=config.feature_cache,
+        quiet=config.quiet,
         centre=True,
     )
     x = torch.cat([cast(torch.Tensor, features.train_centre), features.val])  # asked for with centre=True

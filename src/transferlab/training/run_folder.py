@@ -11,12 +11,13 @@ from pathlib import Path
 
 import torch
 
-from transferlab.config import Strategy, TrainConfig, to_dict
+from transferlab.config import Strategy, TrainConfig
 from transferlab.data.prepare import PreparedData
 from transferlab.models.model import TransferModel, count_parameters
 from transferlab.models.weights import WeightsInfo
 from transferlab.runs import (
     EpochRecord,
+    Resolved,
     RunSummary,
     Status,
     new_run_dir,
@@ -24,12 +25,12 @@ from transferlab.runs import (
     read_summary,
     truncate_metrics,
     versions,
+    write_run_config,
     write_summary,
 )
 from transferlab.training.checkpoint import CheckpointSaver, load_training_state, set_rng_state
 from transferlab.training.stages import Stage
 from transferlab.utils.distributed import Dist
-from transferlab.utils.storage import save_json
 
 log = logging.getLogger("transferlab")
 
@@ -119,6 +120,7 @@ def open_run(
     weights_info: WeightsInfo,
     stages: list[Stage],
     precision: torch.dtype | None,
+    *,
     dist: Dist,
     generator: torch.Generator,
     resume_dir: Path | None,
@@ -171,24 +173,19 @@ def _new_run_dir(config: TrainConfig, prepared: PreparedData, weights_info: Weig
     )
     if dist.main:
         dataset = prepared.dataset
-        save_json(
-            {
-                **to_dict(config),
-                "resolved": {
-                    "device": str(dist.device),
-                    "processes": dist.world,
-                    "classes": dataset.classes,
-                    "data_root": str(Path(config.data.root).resolve()),
-                    "layout": dataset.layout,
-                    "counts": dataset.counts(),
-                    "weights": dataclasses.asdict(weights_info),
-                    "versions": versions(),
-                    "skipped_files": [[str(p), reason] for p, reason in prepared.skipped],
-                    "duplicate_problems": [[str(a), str(b), kind] for a, b, kind in prepared.duplicates],
-                },
-            },
-            run_dir / "config.json",
+        resolved = Resolved(
+            device=str(dist.device),
+            processes=dist.world,
+            classes=dataset.classes,
+            data_root=str(Path(config.data.root).resolve()),
+            layout=dataset.layout,
+            counts=dataset.counts(),
+            weights=dataclasses.asdict(weights_info),
+            versions=versions(),
+            skipped_files=[[str(p), reason] for p, reason in prepared.skipped],
+            duplicate_problems=[[str(a), str(b), kind] for a, b, kind in prepared.duplicates],
         )
+        write_run_config(run_dir, config, resolved)
     return run_dir
 
 
@@ -206,5 +203,5 @@ def _reopen(run_dir: Path, model: TransferModel, metadata: dict, dist: Dist, gen
     if dist.main:
         truncate_metrics(run_dir, done)
     log.info("resuming %s after epoch %d", run_dir, done)
-    saver = CheckpointSaver(run_dir, model, metadata, dist, generator, state["best"], records)
+    saver = CheckpointSaver(run_dir, model, metadata, dist, generator, state["best"], records=records)
     return OpenRun(run_dir, summary, saver, done, state, extending)

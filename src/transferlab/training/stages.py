@@ -82,10 +82,10 @@ def probe_stage(
         prepared.val,
         views,
         recipe.batch_size,
-        precision,
-        dist,
-        config.feature_cache,
-        config.quiet,
+        precision=precision,
+        dist=dist,
+        use_cache=config.feature_cache,
+        quiet=config.quiet,
         centre=recipe.probe_features in ("centre", "both"),
     )
     summary.add_features(costed(features, model.backbone, prepared.spec, prepared.val, precision, dist.device))
@@ -108,6 +108,7 @@ def stage_inputs(
     config: TrainConfig,
     dist: Dist,
     precision: torch.dtype | None,
+    *,
     order,
     summary: RunSummary,
 ) -> tuple[StageInputs, nn.Module, list]:
@@ -121,7 +122,7 @@ def stage_inputs(
     if stage.name == "head":
         features = features_for(
             model.backbone, prepared.spec, prepared.train, prepared.val, config.views, recipe.batch_size,
-            precision, dist, config.feature_cache, config.quiet,
+            precision=precision, dist=dist, use_cache=config.feature_cache, quiet=config.quiet,
         )  # fmt: skip
         summary.add_features(costed(features, model.backbone, prepared.spec, prepared.val, precision, dist.device))
         inputs = TensorInputs(

@@ -64,7 +64,9 @@ def train(
     precision = autocast_dtype(config.precision, dist.device)
     scaler = make_scaler(dist.device, precision)
     generator = torch.Generator().manual_seed(config.seed)  # the same on every rank: the same permutation
-    run = open_run(config, prepared, model, weights_info, stages, precision, dist, generator, resume_dir)
+    run = open_run(
+        config, prepared, model, weights_info, stages, precision, dist=dist, generator=generator, resume_dir=resume_dir
+    )
     run.saver.deadline = deadline
 
     def order() -> list[int]:  # each epoch: this process's share of one shuffled permutation
@@ -81,10 +83,21 @@ def train(
                 run.saver(probe_stage(model, prepared, config, dist, precision, run.summary))
                 continue
             inputs, trained, parameters = stage_inputs(
-                stage, model, prepared, config, dist, precision, order, run.summary
+                stage, model, prepared, config, dist, precision, order=order, summary=run.summary
             )
             desc = f"{config.strategy} ({stage.name})" if len(stages) > 1 else config.strategy
-            _train_stage(run, stage, inputs, trained, parameters, config, dist, precision, scaler, desc)
+            _train_stage(
+                run,
+                stage,
+                inputs,
+                trained,
+                parameters,
+                config,
+                dist=dist,
+                precision=precision,
+                scaler=scaler,
+                desc=desc,
+            )
     except KeyboardInterrupt:
         status = "interrupted"
         log.warning("interrupted: %s keeps the best checkpoint so far (epoch %s)", run.dir, run.saver.best["epoch"])
@@ -102,6 +115,7 @@ def _train_stage(
     trained: nn.Module,
     parameters: list,
     config: TrainConfig,
+    *,
     dist: Dist,
     precision: torch.dtype | None,
     scaler: torch.amp.GradScaler | None,

@@ -65,6 +65,11 @@ class Dist:
             torch_dist.barrier()
 
 
+def is_main_process() -> bool:
+    """Whether this process is the one that reports: rank 0 under torchrun, or the only process."""
+    return int(os.environ.get("RANK", "0")) == 0
+
+
 def setup(device: torch.device) -> Dist:
     """Join torchrun's process group when launched by torchrun; otherwise a single process on `device`."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
