@@ -18,6 +18,7 @@ import torch
 from conftest import make_folder
 from transferlab.analysis.evaluate import evaluate_run
 from transferlab.inference.predict import Classifier
+from transferlab.runs import read_compare_summary
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
 
@@ -185,5 +186,7 @@ def test_fit_under_two_processes_makes_one_folder_evaluated_and_reported_once(da
     runs = [p for p in fit.iterdir() if (p / "summary.json").exists()]
     assert runs and all(json.loads((r / "summary.json").read_text())["processes"] == 2 for r in runs)
     assert all((r / "evaluation" / "evaluation.json").exists() for r in runs)  # every run evaluated (by rank 0)
-    assert json.loads((fit / "summary.json").read_text())["recommendation"] is not None
+    answer = read_compare_summary(fit)
+    assert answer is not None and answer.kind == "fit" and answer.recommended_run in [r.name for r in runs]
+    assert answer.sentence is not None and answer.sentence.startswith("Use ")
     assert done.stdout.count("report: ") == 1  # rank 0 alone reports

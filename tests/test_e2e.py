@@ -11,6 +11,7 @@ from conftest import ANIMALS4
 from transferlab.cli import main
 from transferlab.data.layout import load_dataset
 from transferlab.inference.predict import Classifier
+from transferlab.runs import read_compare_summary, read_summary
 
 pytestmark = [pytest.mark.e2e, pytest.mark.skipif(not ANIMALS4.is_dir(), reason=f"real photos not found at {ANIMALS4}")]
 
@@ -36,10 +37,15 @@ def test_compare_on_real_photos_then_reload_and_predict(tmp_path, capsys):
     )
     assert code == 0
     printed = capsys.readouterr().out
-    assert "finetune" in printed and "extract" in printed and "best val acc" in printed
     compare_dir = out / "cmp"
     report = (compare_dir / "report.md").read_text()
-    assert "| finetune |" in report and "| extract |" in report
+    for strategy in ("finetune", "extract"):  # one row each, on the terminal and in the report, with its accuracy
+        accuracy = f"{read_summary(compare_dir / strategy).best_val_acc:.1%}"
+        (line,) = [row for row in printed.splitlines() if row.split()[:2] == ["efficientnet_lite0", strategy]]
+        (row,) = [row for row in report.splitlines() if row.startswith(f"| efficientnet_lite0 | {strategy} |")]
+        assert accuracy in line.split() and f" {accuracy} " in row, (strategy, accuracy, line, row)
+    answer = read_compare_summary(compare_dir)
+    assert answer is not None and answer.sentence is not None and answer.sentence in printed
     for plot in ("curves.png", "accuracy_vs_time.png", "time_breakdown.png"):
         assert (compare_dir / plot).stat().st_size > 5000
 

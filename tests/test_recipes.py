@@ -23,12 +23,29 @@ def test_reference_recipe_is_the_tutorials():
     )
     optimizer, scheduler = make_optimizer([torch.nn.Parameter(torch.zeros(1))], r)
     assert isinstance(optimizer, torch.optim.SGD) and isinstance(scheduler, torch.optim.lr_scheduler.StepLR)
+    group = optimizer.param_groups[0]
+    assert (group["lr"], group["momentum"], group["weight_decay"]) == (0.001, 0.9, 0.0)
+    assert (scheduler.step_size, scheduler.gamma) == (7, 0.1)
+    lrs = []
+    for _ in range(15):  # the tutorial's schedule: 0.001 for epochs 1-7, 0.0001 for 8-14, then 1e-5
+        lrs.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    assert lrs[:7] == [0.001] * 7 and all(abs(x - 1e-4) < 1e-12 for x in lrs[7:14]) and abs(lrs[14] - 1e-5) < 1e-12
 
 
 def test_fast_recipe_uses_adamw_with_a_cosine_schedule():
-    optimizer, scheduler = make_optimizer([torch.nn.Parameter(torch.zeros(1))], RECIPES["fast"])
+    fast = RECIPES["fast"]
+    optimizer, scheduler = make_optimizer([torch.nn.Parameter(torch.zeros(1))], fast)
     assert isinstance(optimizer, torch.optim.AdamW)
     assert isinstance(scheduler, torch.optim.lr_scheduler.CosineAnnealingLR)
+    group = optimizer.param_groups[0]
+    assert (group["lr"], group["weight_decay"]) == (fast.lr, fast.weight_decay)
+    assert scheduler.T_max == fast.epochs  # annealed to zero over the recipe's own epochs
+    for _ in range(fast.epochs):
+        optimizer.step()
+        scheduler.step()
+    assert optimizer.param_groups[0]["lr"] < 1e-9
 
 
 def test_early_stopping_stops_after_patience_epochs_without_improvement():

@@ -30,6 +30,7 @@ def _photos(root: Path) -> tuple[Path, bool]:
 
 @pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's chromium is not installed (make test installs it)")
 def test_the_whole_loop_in_a_browser(tmp_path):
+    import httpx
     from playwright.sync_api import expect, sync_playwright
 
     from transferlab.studio.app import create_studio
@@ -92,10 +93,20 @@ def test_the_whole_loop_in_a_browser(tmp_path):
 
             # 4 try: a photo of a class
             page.click("#tabs button[data-view=try]")
-            page.set_input_files("#try-file", str(sorted((photos / classes[1]).iterdir())[-1]))
+            tried = sorted((photos / classes[1]).iterdir())[-1]
+            page.set_input_files("#try-file", str(tried))
             expect(page.locator("#try-bars .row")).to_have_count(len(classes))
-            label = page.locator("#try-label").inner_text()
-            assert any(label.startswith(c) for c in classes) or label.startswith("unknown")
+            answer = httpx.post(  # the same photo asked of the same model through the API
+                f"http://127.0.0.1:{port}/api/predict",
+                params={"run": page.locator("#try-run").input_value()},
+                files={"file": (tried.name, tried.read_bytes())},
+            ).json()
+            shown = (
+                f"{answer['label']} ({100 * answer['probability']:.1f}%)"
+                if answer["known"]
+                else f"unknown: like none of the classes (nearest: {answer['nearest']})"
+            )
+            assert page.locator("#try-label").inner_text() == shown
             page.screenshot(path=str(tmp_path / "studio-try.png"), full_page=True)
 
             # 5 ship: export to ONNX (checked against PyTorch), then download it
