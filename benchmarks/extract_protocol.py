@@ -85,14 +85,16 @@ def draw_split(labels: np.ndarray, val_share: float, per_class: int | None, seed
 
 def run_split(data, decoded_train, decoded_val, centre, labels, idx_train, idx_val, backbone, out) -> dict:
     dataset = Dataset(
-        data.root,
-        data.classes,
-        [data.samples[i] for i in idx_train],
-        [data.samples[i] for i in idx_val],
-        "re-split",
-        [],
+        root=data.root,
+        classes=data.classes,
+        train=[data.samples[i] for i in idx_train],
+        val=[data.samples[i] for i in idx_val],
+        layout="re-split",
+        ignored_files=[],
     )
-    prepared = PreparedData(dataset, get_spec(backbone), decoded_train.subset(idx_train), decoded_val.subset(idx_val))
+    prepared = PreparedData(
+        dataset=dataset, spec=get_spec(backbone), train=decoded_train.subset(idx_train), val=decoded_val.subset(idx_val)
+    )
     results = {}
     recipes = {
         "a default extract": RECIPES[DEFAULT_RECIPE],

@@ -32,7 +32,11 @@ def test_no_epoch_starts_that_would_end_past_the_deadline(tmp_path):
 
     model = torch.nn.Linear(2, 2)
     saver = CheckpointSaver(
-        tmp_path, model, {"backbone": "x", "classes": ["a", "b"]}, Dist(0, 1, 0, torch.device("cpu")), torch.Generator()
+        tmp_path,
+        model,
+        {"backbone": "x", "classes": ["a", "b"]},
+        Dist(rank=0, world=1, local_rank=0, device=torch.device("cpu")),
+        torch.Generator(),
     )
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
     saver.begin_stage("finetune", optimizer=optimizer, scheduler=torch.optim.lr_scheduler.StepLR(optimizer, 1))

@@ -102,7 +102,7 @@ def test_training_pictures_are_shrunk_to_train_side_never_enlarged_and_val_pictu
     root.mkdir()
     Image.new("RGB", (600, 450), (200, 30, 30)).save(root / "large.png")
     Image.new("RGB", (96, 72), (30, 200, 30)).save(root / "small.png")
-    samples = [Sample(root / "large.png", 0), Sample(root / "small.png", 0)]
+    samples = [Sample(path=root / "large.png", label=0), Sample(path=root / "small.png", label=0)]
     train_split = decoding.decode_split(samples, 224, workers=0, quiet=True)
     assert [tuple(p.shape) for p in train_split.images] == [(3, 224, 298), (3, 72, 96)]
     val_split = decoding.decode_split(samples, 100, 90, workers=0, quiet=True)

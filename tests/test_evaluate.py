@@ -46,7 +46,9 @@ def test_wilson_interval_matches_the_formula():
 def test_metrics_match_a_hand_computed_example(tmp_path):
     # 4 images, 2 classes: predictions a, a, b, a for truths a, b, b, b; every confidence 0.9
     probs = np.array([[0.9, 0.1], [0.9, 0.1], [0.1, 0.9], [0.9, 0.1]])
-    evaluation = Evaluation(tmp_path, ["a", "b"], ["1", "2", "3", "4"], np.array([0, 1, 1, 1]), probs)
+    evaluation = Evaluation(
+        run_dir=tmp_path, classes=["a", "b"], paths=["1", "2", "3", "4"], labels=np.array([0, 1, 1, 1]), probs=probs
+    )
     assert evaluation.accuracy == 0.5
     assert evaluation.confusion().tolist() == [[1, 0], [2, 1]]
     per_class = evaluation.per_class()

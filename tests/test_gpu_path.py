@@ -64,8 +64,14 @@ def test_training_loop_runs_under_autocast_and_gradient_scaling(dtype):
     records = []
     fit(
         model,
-        TrainStep(optimizer, scheduler, torch.nn.CrossEntropyLoss(), dtype, scaler),
-        TensorInputs(x[None], y, x, y, 16, CPU),
+        TrainStep(
+            optimizer=optimizer,
+            scheduler=scheduler,
+            criterion=torch.nn.CrossEntropyLoss(),
+            precision=dtype,
+            scaler=scaler,
+        ),
+        TensorInputs(train=x[None], train_labels=y, val=x, val_labels=y, batch_size=16, device=CPU),
         range(1, recipe.epochs + 1),
         CPU,
         records.append,
@@ -104,8 +110,8 @@ def test_training_loop_accepts_a_compiled_module():
     records = []
     fit(
         compiled,
-        TrainStep(optimizer, scheduler, torch.nn.CrossEntropyLoss()),
-        TensorInputs(x[None], y, x, y, 16, CPU),
+        TrainStep(optimizer=optimizer, scheduler=scheduler, criterion=torch.nn.CrossEntropyLoss()),
+        TensorInputs(train=x[None], train_labels=y, val=x, val_labels=y, batch_size=16, device=CPU),
         range(1, recipe.epochs + 1),
         CPU,
         records.append,

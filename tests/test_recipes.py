@@ -61,10 +61,17 @@ def test_early_stopping_stops_after_patience_epochs_without_improvement():
         seen.append(record)
         return stopping.update(record.val_acc)
 
-    inputs = TensorInputs(features[None], labels, features[:0], labels[:0], 8, torch.device("cpu"))  # val acc stays 0
+    inputs = TensorInputs(
+        train=features[None],
+        train_labels=labels,
+        val=features[:0],
+        val_labels=labels[:0],
+        batch_size=8,
+        device=torch.device("cpu"),
+    )  # val acc stays 0
     fit(
         head,
-        TrainStep(optimizer, scheduler, torch.nn.CrossEntropyLoss()),
+        TrainStep(optimizer=optimizer, scheduler=scheduler, criterion=torch.nn.CrossEntropyLoss()),
         inputs,
         range(1, recipe.epochs + 1),
         torch.device("cpu"),

@@ -64,13 +64,13 @@ def evaluate_run(
             + "; ".join(f"{path}: {why}" for path, why in skipped[:3])
         )
     evaluation = Evaluation(
-        run_dir,
-        classifier.classes,
-        paths,
-        np.array(labels),
-        np.stack(probs),
-        skipped,
-        float(np.mean(unknown)) if classifier.unknown is not None and unknown else None,
+        run_dir=run_dir,
+        classes=classifier.classes,
+        paths=paths,
+        labels=np.array(labels),
+        probs=np.stack(probs),
+        skipped=skipped,
+        answered_unknown=float(np.mean(unknown)) if classifier.unknown is not None and unknown else None,
     )
     if write:
         write_evaluation(evaluation, evaluation_dir(run_dir, data))
@@ -122,12 +122,12 @@ def evaluate_decoded(run_dir: str | Path, val: DecodedSplit, device: str = "cpu"
     for start in range(0, len(val), 64):
         probs.append(classifier.probabilities(torch.stack(val.images[start : start + 64])).numpy())
     evaluation = Evaluation(
-        run_dir,
-        classifier.classes,
-        [str(p) for p in val.paths],
-        val.labels.numpy(),
-        np.concatenate(probs),
-        [(str(p), why) for p, why in val.skipped],
+        run_dir=run_dir,
+        classes=classifier.classes,
+        paths=[str(p) for p in val.paths],
+        labels=val.labels.numpy(),
+        probs=np.concatenate(probs),
+        skipped=[(str(p), why) for p, why in val.skipped],
     )
     if write:
         write_evaluation(evaluation, run_dir / "evaluation")
@@ -169,7 +169,9 @@ def read_evaluation(run_dir: Path) -> Evaluation | None:
         classes = [k[2:] for k in rows[0] if k and k.startswith("p_")] if rows else []
         probs = np.array([[float(r[f"p_{c}"]) for c in classes] for r in rows])
         labels = np.array([classes.index(r["true"]) for r in rows])
-        return Evaluation(Path(run_dir), classes, [r["path"] for r in rows], labels, probs)
+        return Evaluation(
+            run_dir=Path(run_dir), classes=classes, paths=[r["path"] for r in rows], labels=labels, probs=probs
+        )
     except (KeyError, TypeError, ValueError, UnicodeDecodeError, csv.Error):
         raise DamagedFile(path, "is damaged", "evaluate the run again: `transferlab evaluate RUN`") from None
 

@@ -15,7 +15,7 @@ from torchmetrics.functional.classification import multiclass_calibration_error
 CALIBRATION_BINS = 15
 
 
-@dataclass
+@dataclass(kw_only=True)
 class Evaluation:
     run_dir: Path
     classes: list[str]

@@ -15,7 +15,7 @@ import numpy as np
 RESAMPLES = 10_000
 
 
-@dataclass
+@dataclass(kw_only=True)
 class Difference:
     a: str
     b: str
@@ -74,7 +74,10 @@ def paired_bootstrap(
         rows = rng.integers(0, seeds, seeds)
         cols = rng.integers(0, images, images)
         diffs[r] = per_image_diff[np.ix_(rows, cols)].mean()
-    return Difference(a, b, float(per_image_diff.mean()), *_interval_and_p(diffs), seeds, images)
+    low, high, p_value = _interval_and_p(diffs)
+    return Difference(
+        a=a, b=b, diff=float(per_image_diff.mean()), low=low, high=high, p_value=p_value, seeds=seeds, images=images
+    )
 
 
 def _interval_and_p(diffs: np.ndarray) -> tuple[float, float, float]:
@@ -100,8 +103,17 @@ def unpaired_bootstrap(
     rng = np.random.default_rng(seed)
     draws_a = rng.binomial(images_a, min(max(accuracy_a, 0.0), 1.0), resamples) / images_a
     draws_b = rng.binomial(images_b, min(max(accuracy_b, 0.0), 1.0), resamples) / images_b
+    low, high, p_value = _interval_and_p(draws_a - draws_b)
     return Difference(
-        a, b, accuracy_a - accuracy_b, *_interval_and_p(draws_a - draws_b), 1, min(images_a, images_b), paired=False
+        a=a,
+        b=b,
+        diff=accuracy_a - accuracy_b,
+        low=low,
+        high=high,
+        p_value=p_value,
+        seeds=1,
+        images=min(images_a, images_b),
+        paired=False,
     )
 
 

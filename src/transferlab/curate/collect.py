@@ -47,7 +47,7 @@ EXTENSIONS = {
 }
 
 
-@dataclass
+@dataclass(kw_only=True)
 class Download:
     url: str
     label: str
@@ -58,7 +58,7 @@ class Download:
     attempts: int = 0
 
 
-@dataclass
+@dataclass(kw_only=True)
 class CollectResult:
     out: Path
     saved: dict[str, int] = field(default_factory=dict)  # class -> photos saved this run
@@ -125,7 +125,7 @@ def judge(data: bytes) -> tuple[str, Fingerprint]:
 
 def download(url: str, label: str, limits: Limits) -> Download:
     """Fetch and judge one URL, retrying with back-off what may pass."""
-    result = Download(url, label)
+    result = Download(url=url, label=label)
     for attempt in range(limits.retries + 1):
         result.attempts = attempt + 1
         try:
@@ -181,7 +181,7 @@ def collect(source: str | Path, out: str | Path, limits: Limits = Limits(), quie
     if out.is_dir() and {d.name.lower() for d in out.iterdir() if d.is_dir()} & {"train", "val", "valid"}:
         raise UsageError(f"{out} is split into train/ and val/: collect into a class-folder folder, then split it")
     done = _finished_urls(out / SOURCES)
-    result = CollectResult(out, already=sum(1 for url, _ in pairs if url in done))
+    result = CollectResult(out=out, already=sum(1 for url, _ in pairs if url in done))
     todo = [(url, label) for url, label in pairs if url not in done]
     library = Library(out, quiet)
     out.mkdir(parents=True, exist_ok=True)

@@ -20,7 +20,7 @@ USER_AGENT = "transferlab-collect/0.1 (+photo dataset builder)"
 STOP = threading.Event()  # set when a collect is interrupted: downloads in flight give up at their next read
 
 
-@dataclass(frozen=True)
+@dataclass(kw_only=True, frozen=True)
 class Limits:
     concurrency: int = 8  # downloads at once
     timeout: float = 15.0  # seconds any one network wait may take

@@ -20,7 +20,7 @@ from transferlab.errors import DatasetError, UsageError
 from transferlab.utils.storage import save_json
 
 
-@dataclass
+@dataclass(kw_only=True)
 class SplitResult:
     out: Path
     classes: list[str]
@@ -77,12 +77,12 @@ def split_folder(
     groups = duplicate_groups(infos)
     train, val, excluded = split_samples(samples, classes, val_fraction, seed, groups)
     result = SplitResult(
-        out,
-        classes,
-        {},
-        _kept_together(groups, samples, classes, excluded),
-        [[str(p.relative_to(src)) for p in g] for g in excluded],
-        unreadable,
+        out=out,
+        classes=classes,
+        counts={},
+        kept_together=_kept_together(groups, samples, classes, excluded),
+        excluded=[[str(p.relative_to(src)) for p in g] for g in excluded],
+        unreadable=unreadable,
     )
     for name, part in (("train", train), ("val", val)):
         count = Counter(s.label for s in part)

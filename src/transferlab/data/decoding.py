@@ -35,7 +35,7 @@ from transferlab.utils.storage import cache_dir
 log = logging.getLogger("transferlab")
 
 
-@dataclass
+@dataclass(kw_only=True)
 class DecodedSplit:
     """One split's pictures decoded once: uint8 (3, H, W) tensors with their labels, paths and fingerprints."""
 
@@ -65,10 +65,10 @@ class DecodedSplit:
     def subset(self, indices: list[int]) -> DecodedSplit:
         """The pictures at `indices` (timings and skipped files stay with the whole split)."""
         return DecodedSplit(
-            [self.images[i] for i in indices],
-            self.labels[indices],
-            [self.paths[i] for i in indices],
-            [self.fingerprints[i] for i in indices] if self.fingerprints else [],
+            images=[self.images[i] for i in indices],
+            labels=self.labels[indices],
+            paths=[self.paths[i] for i in indices],
+            fingerprints=[self.fingerprints[i] for i in indices] if self.fingerprints else [],
         )
 
     @staticmethod

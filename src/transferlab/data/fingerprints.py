@@ -18,7 +18,7 @@ HASH_DISTANCE = 10  # pHash bits that may differ for a candidate near-duplicate 
 THUMB_DIFFERENCE = 8.0  # mean absolute difference (0-255) of 32x32 grey thumbnails that confirms a pair
 
 
-@dataclass(frozen=True)
+@dataclass(kw_only=True, frozen=True)
 class Fingerprint:
     phash: int  # 64-bit DCT perceptual hash
     thumb: bytes  # 32x32 8-bit grey thumbnail, for confirming candidate pairs
@@ -34,7 +34,7 @@ def fingerprint(picture: Image.Image) -> Fingerprint:
     grey = small.convert("L")
     phash = int(str(imagehash.phash(grey)), 16)
     thumb = grey.resize((32, 32), Image.Resampling.BILINEAR).tobytes()
-    return Fingerprint(phash, thumb, picture.width / picture.height)
+    return Fingerprint(phash=phash, thumb=thumb, aspect=picture.width / picture.height)
 
 
 def same_picture(a: Fingerprint, b: Fingerprint) -> bool:

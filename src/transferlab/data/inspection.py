@@ -34,7 +34,7 @@ GONE = "gone: moved or deleted while the folder was being inspected"
 log = logging.getLogger("transferlab")
 
 
-@dataclass
+@dataclass(kw_only=True)
 class FileInfo:
     path: str  # relative to the dataset root
     split: str  # "train", "val" or "" for a single folder
@@ -58,12 +58,14 @@ class FileInfo:
     def fingerprint(self) -> Fingerprint | None:
         if self.error or not self.phash:
             return None
-        return Fingerprint(int(self.phash, 16), bytes.fromhex(self.thumb), self.aspect)
+        return Fingerprint(phash=int(self.phash, 16), thumb=bytes.fromhex(self.thumb), aspect=self.aspect)
 
 
 def inspect_file(path: Path, root: Path, split: str, label: str) -> FileInfo:
     stat = path.stat()
-    info = FileInfo(str(path.relative_to(root)), split, label, stat.st_size, stat.st_mtime_ns)
+    info = FileInfo(
+        path=str(path.relative_to(root)), split=split, label=label, size=stat.st_size, mtime_ns=stat.st_mtime_ns
+    )
     data = path.read_bytes()
     info.sha256 = hashlib.sha256(data).hexdigest()
     if not data:
@@ -151,7 +153,7 @@ def _inspect_job(item: tuple[Path, Path, str, str]) -> FileInfo:
     try:
         return inspect_file(path, root, split, label)
     except FileNotFoundError:  # moved or deleted since the folder was listed (the studio, another command)
-        return FileInfo(str(path.relative_to(root)), split, label, 0, 0, error=GONE)
+        return FileInfo(path=str(path.relative_to(root)), split=split, label=label, size=0, mtime_ns=0, error=GONE)
 
 
 def _read_cache(path: Path) -> dict:

@@ -20,13 +20,13 @@ from transferlab.data.images import IMAGE_EXTENSIONS, VAL_DIR_NAMES, is_hidden_b
 from transferlab.errors import DatasetError, UsageError
 
 
-@dataclass(frozen=True)
+@dataclass(kw_only=True, frozen=True)
 class Sample:
     path: Path
     label: int
 
 
-@dataclass
+@dataclass(kw_only=True)
 class Dataset:
     """Class names plus the train and validation samples, with where they came from."""
 
@@ -83,7 +83,9 @@ def load_dataset(
     if max_per_class:
         train = _subset(train, max_per_class, seed)
         val = _subset(val, max_per_class, seed)
-    return Dataset(root, classes, train, val, layout, ignored, excluded)
+    return Dataset(
+        root=root, classes=classes, train=train, val=val, layout=layout, ignored_files=ignored, excluded=excluded
+    )
 
 
 def class_files(root: Path) -> tuple[dict[str, list[Path]], dict[str, list[Path]] | None, list[Path], str]:
@@ -292,7 +294,7 @@ def _check_same_classes(train: dict, val: dict, train_dir: Path, val_dir: Path) 
 
 
 def to_samples(files: dict[str, list[Path]], classes: list[str]) -> list[Sample]:
-    return [Sample(path, classes.index(name)) for name in classes for path in files[name]]
+    return [Sample(path=path, label=classes.index(name)) for name in classes for path in files[name]]
 
 
 def _subset(samples: list[Sample], per_class: int, seed: int) -> list[Sample]:

@@ -130,7 +130,7 @@ class StageInputs(Protocol):
     def val_batches(self) -> Batches: ...
 
 
-@dataclass
+@dataclass(kw_only=True)
 class TensorInputs:
     """Inputs held in memory as tensors: `train` is (views, N, ...), view (epoch - 1) % views is read in epoch
     `epoch`; `order` gives each epoch's training order (default: in turn), `val_share` the validation rows this
@@ -155,7 +155,7 @@ class TensorInputs:
         return tensor_batches(self.val, self.val_labels, self.batch_size, self.device, self.val_share)
 
 
-@dataclass
+@dataclass(kw_only=True)
 class PictureInputs:
     """Inputs made from decoded pictures: augmented training batches in `order()`, validation crops of `val_share`."""
 

@@ -29,7 +29,7 @@ from transferlab.utils.parallel import default_workers
 log = logging.getLogger("transferlab")
 
 
-@dataclass
+@dataclass(kw_only=True)
 class PreparedData:
     """A dataset with its pictures decoded once, shareable between runs with the same backbone preprocessing."""
 
@@ -49,7 +49,7 @@ def prepare_data(config: TrainConfig, dist: Dist | None = None) -> PreparedData:
 
     Under torchrun each process decodes its share and the shares are exchanged, so all hold every picture.
     """
-    dist = dist or Dist(0, 1, 0, torch.device("cpu"))
+    dist = dist or Dist(rank=0, world=1, local_rank=0, device=torch.device("cpu"))
     keep_freed_memory()
     data = config.data
     dataset = load_dataset(
@@ -89,7 +89,7 @@ def prepare_data(config: TrainConfig, dist: Dist | None = None) -> PreparedData:
         part = decode_split(share, size, crop, data.background, workers, f"decode {name}", quiet=quiet, store=store)
         splits.append(DecodedSplit.merge(dist.gather(part), [s.path for s in samples]) if dist.enabled else part)
     train, val = splits
-    prepared = PreparedData(dataset, spec, train, val)
+    prepared = PreparedData(dataset=dataset, spec=spec, train=train, val=val)
     prepared.duplicates = duplicate_problems(prepared)
     for first, second, kind in prepared.duplicates:
         log.warning("%s: %s = %s (run `transferlab doctor` for a full check)", COPY_PROBLEMS[kind], first, second)

@@ -12,7 +12,7 @@ from transferlab.errors import at_least
 UNKNOWN = "unknown"
 
 
-@dataclass
+@dataclass(kw_only=True)
 class Prediction:
     label: str  # the class, or "unknown" for a photo like no training photo
     probability: float  # of the most likely class
@@ -38,4 +38,11 @@ def answer(
     order = sorted(range(len(classes)), key=lambda i: -float(probabilities[i]))[: min(topk, len(classes))]
     ranked = [(classes[i], float(probabilities[i])) for i in order]
     known = distance is None or threshold is None or distance <= threshold
-    return Prediction(ranked[0][0] if known else UNKNOWN, ranked[0][1], ranked, known, ranked[0][0], distance)
+    return Prediction(
+        label=ranked[0][0] if known else UNKNOWN,
+        probability=ranked[0][1],
+        topk=ranked,
+        known=known,
+        nearest=ranked[0][0],
+        distance=distance,
+    )

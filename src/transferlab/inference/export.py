@@ -38,7 +38,7 @@ class ParityError(TransferlabError, RuntimeError):
     """The exported model's outputs differ from PyTorch's by more than the tolerance."""
 
 
-@dataclass
+@dataclass(kw_only=True)
 class ExportResult:
     path: Path
     metadata_path: Path
@@ -129,7 +129,7 @@ def export_run(
         raise ParityError(
             f"{out}: the export's answers differ from transferlab's by {diff:.2e} (> {PARITY_TOLERANCE:g})"
         )
-    return ExportResult(out, metadata_path, diff, len(crops))
+    return ExportResult(path=out, metadata_path=metadata_path, max_abs_diff=diff, images=len(crops))
 
 
 def _export_onnx(model: torch.nn.Module, example: torch.Tensor, out: Path, metadata: dict) -> None:

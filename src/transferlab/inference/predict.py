@@ -29,7 +29,7 @@ from transferlab.utils.machine import keep_freed_memory
 from transferlab.utils.parallel import parallel_map
 
 
-@dataclass
+@dataclass(kw_only=True)
 class Assessment:
     """One photo as the model sees it: class probabilities and its distance to the training photos."""
 
@@ -110,7 +110,7 @@ class Classifier:
             flipped = self.features(normalize(crops.flip(-1).to(self.device), self.spec))
             probs = (probs + self.model.head(flipped).float().softmax(1).cpu()) / 2
         distances = self.unknown.scores(features.float().cpu()).tolist() if self.unknown else [None] * len(probs)
-        return [Assessment(p, d) for p, d in zip(probs, distances)]
+        return [Assessment(probs=p, distance=d) for p, d in zip(probs, distances)]
 
     def predict_files(
         self,
@@ -152,7 +152,7 @@ class Classifier:
         """One photo's assessment (or bare probabilities) -> its answer and the top-k (label, probability) pairs;
         the answer is "unknown" when the photo is farther from the training photos than the run's threshold."""
         if isinstance(assessment, torch.Tensor):
-            assessment = Assessment(assessment)
+            assessment = Assessment(probs=assessment)
         threshold = self.unknown.threshold if self.unknown else None
         return answer(assessment.probs.tolist(), self.classes, topk, assessment.distance, threshold)
 

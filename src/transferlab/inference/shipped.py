@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from transferlab.inference.predict import Classifier
 
 
-@dataclass
+@dataclass(kw_only=True)
 class ShippedAssessment:
     """One photo as the exported model sees it: class probabilities and its "unknown" score (None: no detector)."""
 
@@ -67,7 +67,7 @@ class ShippedModel:
         if tta:
             probs = (probs + self.session.run(None, {self.input_name: np.ascontiguousarray(crops[:, :, ::-1])})[0]) / 2
         scores = [float(s) for s in outputs[1]] if len(outputs) > 1 else [None] * len(probs)
-        return [ShippedAssessment(p, s) for p, s in zip(probs, scores)]
+        return [ShippedAssessment(probs=p, distance=s) for p, s in zip(probs, scores)]
 
     def predict_files(
         self, paths: Sequence[str | Path], batch_size: int = 32, tta: bool = False, workers: int | None = None,

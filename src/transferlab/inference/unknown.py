@@ -34,7 +34,7 @@ METHOD = (
 )
 
 
-@dataclass
+@dataclass(kw_only=True)
 class UnknownDetector:
     bank: torch.Tensor  # (N, D) L2-normalised features of the training photos (centre crops)
     threshold: float
@@ -64,7 +64,9 @@ def fit_detector(
 ) -> UnknownDetector:
     """Threshold from the validation photos' scores (`conformal_threshold`); the share of known photos rejected
     estimated on held-out folds of the validation photos."""
-    detector = UnknownDetector(torch.nn.functional.normalize(train_features.float(), dim=1), 0.0, 0.0)
+    detector = UnknownDetector(
+        bank=torch.nn.functional.normalize(train_features.float(), dim=1), threshold=0.0, known_rejected=0.0
+    )
     scores = detector.scores(val_features).numpy()
     detector.threshold = conformal_threshold(scores)
     order = np.random.default_rng(seed).permutation(len(scores))
@@ -105,7 +107,12 @@ def load_detector(run_dir: str | Path) -> UnknownDetector | None:
         with safe_open(path, "pt") as handle:
             about = json.loads(handle.metadata()["detector"])
             bank = handle.get_tensor("bank")
-        return UnknownDetector(bank, float(about["threshold"]), float(about["known_rejected"]), int(about["k"]))
+        return UnknownDetector(
+            bank=bank,
+            threshold=float(about["threshold"]),
+            known_rejected=float(about["known_rejected"]),
+            k=int(about["k"]),
+        )
     except Exception as error:  # noqa: BLE001 - cut short, overwritten, or without its fields
         raise DamagedFile(
             path,

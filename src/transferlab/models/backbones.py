@@ -25,7 +25,7 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
-@dataclass(frozen=True)
+@dataclass(kw_only=True, frozen=True)
 class BackboneSpec:
     name: str
     input_size: int
@@ -97,7 +97,9 @@ class EnsembleWeights:
             state.update({f"members.{k}.{key}": value for key, value in member_state.items()})
             infos.append(info)
         name = " + ".join(f"{m.name}: {i.name}" for m, i in zip(self.members, infos))
-        return state, weights.WeightsInfo(infos[0].source, name, None, all(i.pretrained for i in infos))
+        return state, weights.WeightsInfo(
+            source=infos[0].source, name=name, sha256=None, pretrained=all(i.pretrained for i in infos)
+        )
 
 
 def ensemble_spec(names: list[str]) -> BackboneSpec:

@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     import torch
 
 
-@dataclass(frozen=True)
+@dataclass(kw_only=True, frozen=True)
 class WeightsInfo:
     """Where the pretrained weights came from, recorded with every run."""
 
@@ -25,7 +25,7 @@ class WeightsInfo:
     pretrained: bool
 
 
-RANDOM = WeightsInfo("random (not pretrained)", "none", None, False)
+RANDOM = WeightsInfo(source="random (not pretrained)", name="none", sha256=None, pretrained=False)
 
 
 def is_file_reference(weights: str | Path) -> bool:
@@ -48,7 +48,7 @@ def load_file(path: Path) -> tuple[dict[str, torch.Tensor], WeightsInfo]:
     for key in ("state_dict", "model"):
         if isinstance(state, dict) and isinstance(state.get(key), dict):
             state = state[key]
-    return state, WeightsInfo("file", path.name, sha256(path), True)
+    return state, WeightsInfo(source="file", name=path.name, sha256=sha256(path), pretrained=True)
 
 
 def sha256(path: Path) -> str:
@@ -84,7 +84,7 @@ class TorchvisionWeights:
         filename = cached.name
         if cached.is_file():
             state = torch.load(cached, map_location="cpu", weights_only=True)
-            return state, WeightsInfo("torchvision cache", variant, sha256(cached), True)
+            return state, WeightsInfo(source="torchvision cache", name=variant, sha256=sha256(cached), pretrained=True)
         try:
             state = torch.hub.load_state_dict_from_url(
                 url, progress=True, check_hash=True, map_location="cpu", weights_only=True
@@ -97,7 +97,9 @@ class TorchvisionWeights:
                 f"--weights /path/to/{filename} (or put it in {cached.parent}); or use --backbone "
                 f"efficientnet_lite0, whose ImageNet weights ship inside a Python package and need no network."
             ) from None
-        return state, WeightsInfo("download", variant, sha256(cached) if cached.is_file() else None, True)
+        return state, WeightsInfo(
+            source="download", name=variant, sha256=sha256(cached) if cached.is_file() else None, pretrained=True
+        )
 
 
 class PackageWeights:
@@ -125,4 +127,6 @@ class PackageWeights:
         module = __import__(self.package)
         path = Path(getattr(module, f"EfficientnetLite{self.level}ModelFile").get_model_file_path())
         state = torch.load(path, map_location="cpu", weights_only=True)
-        return state, WeightsInfo("package", f"{self.package} ({path.name})", sha256(path), True)
+        return state, WeightsInfo(
+            source="package", name=f"{self.package} ({path.name})", sha256=sha256(path), pretrained=True
+        )

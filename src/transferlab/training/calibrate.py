@@ -37,7 +37,7 @@ def fit_for_run(
     features are the pretrained ones the probe used: read from the feature cache. Otherwise `calibrate_run`."""
     if config.strategy != "extract":
         return calibrate_run(run_dir, prepared, device)
-    alone = Dist(0, 1, 0, device)  # called by rank 0 alone: no collective calls
+    alone = Dist(rank=0, world=1, local_rank=0, device=device)  # called by rank 0 alone: no collective calls
     features = features_for(
         backbone,
         prepared.spec,

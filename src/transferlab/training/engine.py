@@ -80,7 +80,7 @@ def make_optimizer(parameters, recipe: Recipe, epochs: int | None = None):
     return optimizer, scheduler
 
 
-@dataclass
+@dataclass(kw_only=True)
 class TrainStep:
     """What one optimisation step uses: the optimizer and its per-epoch schedule, the loss, and the precision
     (autocast type, None = float32) with its gradient scaler (fp16 only)."""

@@ -37,7 +37,7 @@ from transferlab.utils.storage import cache_dir, write_atomically
 log = logging.getLogger("transferlab")
 
 
-@dataclass
+@dataclass(kw_only=True)
 class FeatureCache:
     """Pooled backbone features: `train` is (views, N, D) for the augmented views, `train_centre` (N, D) for the
     centre crops of the training pictures (when asked for), `val` is (N, D)."""
@@ -120,7 +120,12 @@ def extract_features(
     bar.close()
     backbone.train(was_training)
     return FeatureCache(
-        train_features, train.labels, val_features, val.labels, time.perf_counter() - start, train_centre=train_centre
+        train=train_features,
+        train_labels=train.labels,
+        val=val_features,
+        val_labels=val.labels,
+        seconds=time.perf_counter() - start,
+        train_centre=train_centre,
     )
 
 
@@ -199,14 +204,14 @@ def load_features(key: str, train: DecodedSplit, val: DecodedSplit) -> FeatureCa
         return None
     seconds = time.perf_counter() - start
     features = FeatureCache(
-        tensors["train"],
-        train.labels,
-        tensors["val"],
-        val.labels,
-        seconds,
-        True,
-        tensors.get("train_centre"),
-        computed if computed == computed else seconds,
+        train=tensors["train"],
+        train_labels=train.labels,
+        val=tensors["val"],
+        val_labels=val.labels,
+        seconds=seconds,
+        from_cache=True,
+        train_centre=tensors.get("train_centre"),
+        compute_seconds=computed if computed == computed else seconds,
     )
     problem = inconsistency(features, len(train), len(val))
     if problem:
@@ -317,7 +322,12 @@ def _sharded_features(
         if train_centre is not None:  # computed when `centre`
             train_centre[t_idx] = c_feat
     return FeatureCache(
-        train_features, train.labels, val_features, val.labels, max(p[4] for p in parts), train_centre=train_centre
+        train=train_features,
+        train_labels=train.labels,
+        val=val_features,
+        val_labels=val.labels,
+        seconds=max(p[4] for p in parts),
+        train_centre=train_centre,
     )
 
 
@@ -327,7 +337,7 @@ def every_image_features(config, prepared) -> tuple[torch.Tensor, torch.Tensor, 
     from transferlab.models.model import create_backbone
 
     backbone, spec, _ = create_backbone(config.backbone, config.weights)
-    dist = Dist(0, 1, 0, torch.device("cpu"))
+    dist = Dist(rank=0, world=1, local_rank=0, device=torch.device("cpu"))
     features = features_for(
         backbone,
         spec,

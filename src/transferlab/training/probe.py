@@ -33,7 +33,7 @@ PAST_BEST = 3  # stop walking up the C grid once this many values in a row score
 FLOAT_STEP = float(np.finfo(np.float32).eps)
 
 
-@dataclass
+@dataclass(kw_only=True)
 class Probe:
     """A fitted linear head: logits = features @ weight.T + bias."""
 
@@ -115,7 +115,14 @@ def _fit_probe(
     w = _lift(w, basis) / temperature
     weight = (w[:-1] / std[:, None]).T  # fold the standardisation into the layer
     bias = w[-1] - (w[:-1] * (mean / std)[:, None]).sum(0)
-    return Probe(weight.float(), bias.float(), grid[best], scores[best], folds, time.perf_counter() - start)
+    return Probe(
+        weight=weight.float(),
+        bias=bias.float(),
+        C=grid[best],
+        cv_accuracy=scores[best],
+        folds=folds,
+        seconds=time.perf_counter() - start,
+    )
 
 
 def stratified_folds(labels: torch.Tensor, folds: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:

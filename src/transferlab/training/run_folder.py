@@ -57,7 +57,7 @@ class TrainingInterrupted(KeyboardInterrupt):
         self.result = result
 
 
-@dataclass
+@dataclass(kw_only=True)
 class OpenRun:
     """A run folder being trained: its summary, its checkpoint saver, and what a resumed run had done already."""
 
@@ -156,7 +156,7 @@ def open_run(
             total_params=count_parameters(model.parameters()),
             precision=str(precision).replace("torch.", "") if precision else "float32",
         )
-        run = OpenRun(run_dir, summary, CheckpointSaver(run_dir, model, metadata, dist, generator))
+        run = OpenRun(dir=run_dir, summary=summary, saver=CheckpointSaver(run_dir, model, metadata, dist, generator))
     else:
         run = _reopen(Path(resume_dir), model, metadata, dist, generator)
     if dist.main:
@@ -204,4 +204,4 @@ def _reopen(run_dir: Path, model: TransferModel, metadata: dict, dist: Dist, gen
         truncate_metrics(run_dir, done)
     log.info("resuming %s after epoch %d", run_dir, done)
     saver = CheckpointSaver(run_dir, model, metadata, dist, generator, state["best"], records=records)
-    return OpenRun(run_dir, summary, saver, done, state, extending)
+    return OpenRun(dir=run_dir, summary=summary, saver=saver, done=done, state=state, extending=extending)

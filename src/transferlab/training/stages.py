@@ -126,9 +126,15 @@ def stage_inputs(
         )  # fmt: skip
         summary.add_features(costed(features, model.backbone, prepared.spec, prepared.val, precision, dist.device))
         inputs = TensorInputs(
-            features.train, features.train_labels, features.val, features.val_labels, recipe.batch_size,
-            dist.device, order, val_share,
-        )  # fmt: skip
+            train=features.train,
+            train_labels=features.train_labels,
+            val=features.val,
+            val_labels=features.val_labels,
+            batch_size=recipe.batch_size,
+            device=dist.device,
+            order=order,
+            val_share=val_share,
+        )
         return inputs, model.head, model.trainable_parameters()
     if model.frozen:  # two-stage: the head has learned on features; now everything trains
         model.unfreeze_backbone()
@@ -149,7 +155,7 @@ def stage_inputs(
     val_loader = ImageLoader(
         prepared.val, prepared.spec, recipe.batch_size, dist.device, augment=False, workers=config.loader_workers
     )
-    return PictureInputs(train_loader, val_loader, order, val_share), model, parameters
+    return PictureInputs(train=train_loader, val=val_loader, order=order, val_share=val_share), model, parameters
 
 
 def wrap(module: nn.Module, config: TrainConfig, stage: Stage, dist: Dist) -> nn.Module:

@@ -129,7 +129,7 @@ def _train_stage(
     run.restore_stopping(stage)
     module = wrap(trained, config, stage, dist)
     loss = nn.CrossEntropyLoss(label_smoothing=recipe.label_smoothing)
-    step = TrainStep(optimizer, scheduler, loss, precision, scaler)
+    step = TrainStep(optimizer=optimizer, scheduler=scheduler, criterion=loss, precision=precision, scaler=scaler)
     epochs = range(max(stage.first, run.done + 1), stage.last + 1)
     eval_module = trained if dist.enabled else module
     fit(

@@ -16,7 +16,7 @@ import torch
 import torch.distributed as torch_dist
 
 
-@dataclass(frozen=True)
+@dataclass(kw_only=True, frozen=True)
 class Dist:
     rank: int
     world: int
@@ -74,11 +74,11 @@ def setup(device: torch.device) -> Dist:
     """Join torchrun's process group when launched by torchrun; otherwise a single process on `device`."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:
-        return Dist(0, 1, 0, device)
+        return Dist(rank=0, world=1, local_rank=0, device=device)
     rank, local_rank = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
     if device.type == "cuda":
         device = torch.device("cuda", local_rank)
         torch.cuda.set_device(device)
     if not torch_dist.is_initialized():
         torch_dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-    return Dist(rank, world, local_rank, device)
+    return Dist(rank=rank, world=world, local_rank=local_rank, device=device)
