@@ -6,9 +6,13 @@
     <run>/summary.json    status (running / completed / interrupted), best epoch, timings (`RunSummary`)
     <run>/last.pt         the state to resume from after the last finished epoch
 
-Every file is written atomically (temporary file + rename). Weights are safetensors: loading a run never
-unpickles anything. Training writes them after each epoch through `training.checkpoint.CheckpointSaver`; this
-module is the contract every reader (predict, evaluate, the report) relies on, and imports no training code.
+Every file is written atomically (temporary file + rename), but metrics.jsonl, which is appended a line per epoch
+(a last line cut short by a kill is dropped when read: that epoch never finished). Weights are safetensors: loading
+a run never unpickles anything. Each file has one typed writer and one typed reader here (`tests/test_contract.py`
+checks that no other module names them): config.json `RunConfig`, metrics.jsonl `EpochRecord`, summary.json
+`RunSummary` (a compare or fit folder's: `CompareSummary`), compare.json `ComparePlan`, cv.json. Training writes
+the weights after each epoch through `training.checkpoint.CheckpointSaver`; this module is the contract every reader
+(predict, evaluate, the report, the studio) relies on, and imports no training code.
 """
 
 from __future__ import annotations
