@@ -37,13 +37,7 @@ def create_backbone(
         if weights is not None and is_file_reference(weights):
             state, info = load_file(Path(weights))
         else:
-            variant = str(weights) if weights is not None else spec.variants[0]
-            if variant not in spec.variants:
-                raise UsageError(
-                    f"backbone {name} has no weights named '{variant}'; "
-                    f"choose one of {', '.join(spec.variants)} or pass a weights file"
-                )
-            state, info = spec.find_weights(variant)
+            state, info = spec.find_weights(_variant(spec, weights))
         _load_state(network, state, spec.name, info)
     return spec.to_features(network), spec, info
 
@@ -57,14 +51,20 @@ def check_weights(name: str, weights: str | Path | None = None) -> None:
         if not Path(weights).is_file():
             raise WeightsUnavailable(f"weights file {weights} does not exist")
         return
+    variant = _variant(spec, weights)
+    if spec.find_weights.missing(variant):
+        spec.find_weights(variant)
+
+
+def _variant(spec: BackboneSpec, weights: str | Path | None) -> str:
+    """The named weights variant asked for (the backbone's first when none is), refused unless the backbone has it."""
     variant = str(weights) if weights is not None else spec.variants[0]
     if variant not in spec.variants:
         raise UsageError(
-            f"backbone {name} has no weights named '{variant}'; "
+            f"backbone {spec.name} has no weights named '{variant}'; "
             f"choose one of {', '.join(spec.variants)} or pass a weights file"
         )
-    if spec.find_weights.missing(variant):
-        spec.find_weights(variant)
+    return variant
 
 
 def _no_weights_for_ensemble(spec: BackboneSpec, weights: str | Path | None) -> None:

@@ -4,7 +4,6 @@ does not depend on whether its features were cached, nor on the load of the comm
 from __future__ import annotations
 
 import time
-from contextlib import nullcontext
 from typing import cast
 
 import torch
@@ -14,6 +13,7 @@ from transferlab.data.decoding import DecodedSplit
 from transferlab.data.presets import normalize
 from transferlab.models.backbones import BackboneSpec
 from transferlab.training.features import FeatureCache
+from transferlab.utils.device import autocast
 
 COST_SAMPLE = 16  # pictures timed to cost cached features in this process
 TIMINGS = 2  # timed passes over them, after a warm-up pass of the same size
@@ -51,7 +51,7 @@ def cost_now(
     sample = [val.images[i] for i in range(min(COST_SAMPLE, len(val)))]
     if len(sample) < 4:
         return recorded
-    amp = torch.autocast(device.type, dtype=precision) if precision is not None else nullcontext()
+    amp = autocast(device, precision)
     batch = normalize(torch.stack(sample).to(device), spec)
     was_training = backbone.training
     backbone.eval()

@@ -29,6 +29,7 @@ from transferlab.config import Recipe
 from transferlab.data.loaders import Batches, StageInputs
 from transferlab.errors import UsageError
 from transferlab.runs import EpochRecord, StageName
+from transferlab.utils.device import autocast
 from transferlab.utils.progress import report
 
 
@@ -43,11 +44,6 @@ def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
     if precision == "auto":
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
     return {"bf16": torch.bfloat16, "fp16": torch.float16}[precision]
-
-
-def autocast(device: torch.device, dtype: torch.dtype | None):
-    """Mixed-precision context for forward passes (a no-op for float32)."""
-    return torch.autocast(device.type, dtype=dtype) if dtype is not None else nullcontext()
 
 
 def make_scaler(device: torch.device, dtype: torch.dtype | None) -> torch.amp.GradScaler:

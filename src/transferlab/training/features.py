@@ -15,7 +15,6 @@ import json
 import logging
 import time
 from collections.abc import Callable
-from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import cast
@@ -30,6 +29,7 @@ from transferlab.data.presets import TrainPreset, eval_view, normalize, resize_t
 from transferlab.models.backbones import BackboneSpec
 from transferlab.models.onnx_features import hash_state
 from transferlab.runs import torchvision_version
+from transferlab.utils.device import autocast
 from transferlab.utils.distributed import Dist
 from transferlab.utils.progress import Tracked
 from transferlab.utils.storage import cache_dir, write_atomically
@@ -91,7 +91,7 @@ def extract_features(
     preset = TrainPreset(spec.input_size) if views else None  # torchvision is imported only where views are made
     train_index = list(range(len(train))) if train_index is None else train_index
     bar = Tracked("features", spec.name, (views + centre) * len(train) + len(val), quiet, unit="img")
-    amp = torch.autocast(device.type, dtype=precision) if precision is not None else nullcontext()
+    amp = autocast(device, precision)
     forward = _forward(backbone, spec, device, precision, onnx)
 
     def crop(picture: torch.Tensor, seed: int) -> torch.Tensor:
