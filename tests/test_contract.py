@@ -58,3 +58,19 @@ def test_every_dataclass_is_keyword_only():
         if "dataclass" in ast.unparse(decorator) and "kw_only=True" not in ast.unparse(decorator)
     ]
     assert not positional, positional
+
+
+def test_the_command_lines_defaults_are_the_configs():
+    """`transferlab train PHOTOS` with no option trains exactly `TrainConfig(data=DataConfig(root=PHOTOS))`, and
+    `compare` weighs the strategies `compare()` weighs by default."""
+    import inspect
+
+    from transferlab.cli.commands import config_from_args
+    from transferlab.cli.parser import build_parser
+    from transferlab.config import DataConfig, TrainConfig
+    from transferlab.training.comparison import compare
+
+    args = build_parser().parse_args(["train", "photos"])
+    assert config_from_args(args, args.strategy) == TrainConfig(data=DataConfig(root="photos"))
+    compared = build_parser().parse_args(["compare", "photos"]).strategies.split(",")
+    assert tuple(compared) == inspect.signature(compare).parameters["strategies"].default

@@ -150,6 +150,14 @@ def test_int8_is_checked_against_float32_and_refused_when_shown_worse(trained_ru
     assert not (tmp_path / "bad.onnx").exists()
 
 
+def test_int8_export_is_in_the_python_api_too(trained_run, tmp_path):
+    from transferlab import export_int8
+
+    report, max_abs_diff = export_int8(trained_run, tmp_path / "api8.onnx")
+    assert report.path == tmp_path / "api8.onnx" and report.path.stat().st_size > 1_000_000
+    assert max_abs_diff <= 1e-4 and report.agreement >= 0.8
+
+
 def test_an_int8_model_onnx_runtime_cannot_run_is_one_line_and_nothing_written(
     trained_run, tmp_path, monkeypatch, capsys
 ):

@@ -9,7 +9,8 @@ Python API (everything the `transferlab` command does):
     clf.predict("my_cat.png")
 
 Each command has its function: train, compare, resume, diagnose and check_labels (doctor), split_folder (split),
-collect_photos (collect), evaluate_run, Classifier.predict_files (predict), export_run, create_app (serve);
+collect_photos (collect), evaluate_run, Classifier.predict_files (predict), export_run and export_int8 (export),
+create_app (serve);
 plot_* return matplotlib Figures that notebooks show inline.
 
 The subpackages are the architecture, each one concern, each importing only the layers below it
@@ -49,6 +50,7 @@ _EXPORTS = {
     "compare": ("training.comparison", "compare"),
     "evaluate_run": ("analysis.evaluate", "evaluate_run"),
     "export_run": ("inference.export", "export_run"),
+    "export_int8": ("analysis.quantize", "export_int8"),
     "Classifier": ("inference.predict", "Classifier"),
     "Prediction": ("inference.predict", "Prediction"),
     "load_run": ("inference.predict", "load_run"),

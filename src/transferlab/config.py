@@ -20,6 +20,7 @@ DecodeCache = Literal["auto", "memory", "disk"]
 Optimizer = Literal["sgd", "adamw"]
 Schedule = Literal["step", "cosine"]
 STRATEGIES: tuple[Strategy, ...] = get_args(Strategy)
+COMPARED: tuple[Strategy, ...] = ("finetune", "extract")  # what `compare` (and the studio's comparison) weighs
 PRECISIONS: tuple[Precision, ...] = get_args(Precision)
 HEAD_SOLVERS: tuple[HeadSolver, ...] = get_args(HeadSolver)
 PROBE_FEATURES: tuple[ProbeFeatures, ...] = get_args(ProbeFeatures)
@@ -164,3 +165,12 @@ def train_config_from_dict(data: dict) -> TrainConfig:
     data["data"] = DataConfig(**{**data["data"], "background": tuple(data["data"]["background"])})
     data["recipe"] = Recipe(**data["recipe"])
     return TrainConfig(**data)
+
+
+def default_of(kind: type, name: str) -> Any:
+    """A setting's default as its dataclass declares it: the command line shows and uses the same value."""
+    field_ = next(f for f in dataclasses.fields(kind) if f.name == name)
+    if field_.default is not dataclasses.MISSING:
+        return field_.default
+    factory: Any = field_.default_factory
+    return factory()

@@ -66,6 +66,23 @@ class QuantizationReport:
         ]
 
 
+def export_int8(
+    run: str | Path, out: str | Path | None = None, samples: list[Path] | None = None
+) -> tuple[QuantizationReport, float]:
+    """`export --int8` as a function: run `run` (a compare folder: its recommended run) exported to ONNX, checked
+    against transferlab's own answers (on `samples`, else the run's validation photos), then quantized to int8 into
+    `out` (default RUN/model.int8.onnx) and checked against float32, or refused (`QuantizationRefused`, nothing
+    written). Returns the int8 report and the float32 export's largest difference from transferlab's answers."""
+    from transferlab.inference.export import export_run
+    from transferlab.runs import resolve_run
+
+    run_dir = resolve_run(run)
+    target = Path(out) if out else run_dir / "model.int8.onnx"
+    with tempfile.TemporaryDirectory() as work:
+        exported = export_run(run_dir, "onnx", Path(work) / "model.onnx", samples)
+        return quantize_export(exported.path, run_dir, target), exported.max_abs_diff
+
+
 def quantize_export(
     float_model: Path, run_dir: Path, out: Path, calibration: np.ndarray | None = None
 ) -> QuantizationReport:

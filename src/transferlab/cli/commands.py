@@ -277,25 +277,17 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def _export_int8(args: argparse.Namespace, samples: list[Path] | None) -> int:
-    import tempfile
-
-    from transferlab.analysis.quantize import QuantizationRefused, quantize_export
-    from transferlab.inference.export import export_run
-    from transferlab.runs import resolve_run
+    from transferlab.analysis.quantize import QuantizationRefused, export_int8
 
     if args.format != "onnx":
         raise UsageError("--int8 makes an ONNX file: leave out --format torchscript")
-    run_dir = resolve_run(args.run)
-    out = Path(args.out) if args.out else run_dir / "model.int8.onnx"
-    with tempfile.TemporaryDirectory() as work:
-        exported = export_run(run_dir, "onnx", Path(work) / "model.onnx", samples)
-        try:
-            report = quantize_export(exported.path, run_dir, out)
-        except QuantizationRefused as error:
-            print(f"error: {error}", file=sys.stderr)
-            return 1
+    try:
+        report, max_abs_diff = export_int8(args.run, args.out, samples)
+    except QuantizationRefused as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
     print("\n".join(report.lines()))
-    print(f"exported {out} (int8; the float32 export matched transferlab's answers to {exported.max_abs_diff:.1e})")
+    print(f"exported {report.path} (int8; the float32 export matched transferlab's answers to {max_abs_diff:.1e})")
     return 0
 
 

@@ -5,7 +5,17 @@ from __future__ import annotations
 
 import argparse
 
-from transferlab.config import DEFAULT_RECIPE, PRECISIONS, RECIPES, STRATEGIES
+from transferlab.config import (
+    COMPARED,
+    DECODE_CACHES,
+    DEFAULT_RECIPE,
+    PRECISIONS,
+    RECIPES,
+    STRATEGIES,
+    DataConfig,
+    TrainConfig,
+    default_of,
+)
 from transferlab.errors import UsageError
 from transferlab.models.backbones import AUTO, REGISTRY, get_spec
 
@@ -35,7 +45,7 @@ def _common(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--backbone",
-        default="auto",
+        default=default_of(TrainConfig, "backbone"),
         type=backbone_name,
         metavar="NAME",
         help=f"pretrained network: {', '.join(sorted(REGISTRY))}, several joined by '+' (an ensemble, "
@@ -52,26 +62,41 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--epochs", type=int, help="override the recipe's number of epochs")
     parser.add_argument("--batch-size", type=int, help="override the recipe's batch size")
     parser.add_argument("--lr", type=float, help="override the recipe's learning rate")
-    parser.add_argument("--seed", type=int, default=0, help="training seed (initialisation, shuffling, augmentation)")
-    parser.add_argument("--split-seed", type=int, default=0, help="seed of the train/val split of a single folder")
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=default_of(TrainConfig, "seed"),
+        help="training seed (initialisation, shuffling, augmentation)",
+    )
+    parser.add_argument(
+        "--split-seed",
+        type=int,
+        default=default_of(DataConfig, "split_seed"),
+        help="seed of the train/val split of a single folder",
+    )
     parser.add_argument("--deterministic", action="store_true", help="bit-reproducible runs (CPU; slower on GPU)")
     parser.add_argument(
         "--views",
         type=int,
-        default=1,
+        default=default_of(TrainConfig, "views"),
         help="extract: augmented views per training image whose features are cached (default 1)",
     )
-    parser.add_argument("--val-fraction", type=float, default=0.2, help="validation share when splitting one folder")
+    parser.add_argument(
+        "--val-fraction",
+        type=float,
+        default=default_of(DataConfig, "val_fraction"),
+        help="validation share when splitting one folder",
+    )
     parser.add_argument("--max-per-class", type=int, help="use at most N images per class and split (quick trials)")
     _machine_options(parser)
 
 
 def _machine_options(parser: argparse.ArgumentParser) -> None:
     """Where and how fast a run computes, and where it is written."""
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ...")
+    parser.add_argument("--device", default=default_of(TrainConfig, "device"), help="auto, cpu, cuda, cuda:1 ...")
     parser.add_argument(
         "--precision",
-        default="auto",
+        default=default_of(TrainConfig, "precision"),
         choices=PRECISIONS,
         help="mixed precision (auto: bf16 on GPUs that have it, else fp16; float32 on the CPU)",
     )
@@ -84,8 +109,8 @@ def _machine_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--decode-cache",
-        default="auto",
-        choices=("auto", "memory", "disk"),
+        default=default_of(TrainConfig, "decode_cache"),
+        choices=DECODE_CACHES,
         help="keep decoded pictures in memory or memory-mapped on disk (auto: from their size)",
     )
     parser.add_argument(
@@ -93,7 +118,8 @@ def _machine_options(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="compute frozen features again instead of reading them from ~/.cache/transferlab",
     )
-    parser.add_argument("--out", default="runs", help="folder for run directories (default runs/)")
+    out = default_of(TrainConfig, "out")
+    parser.add_argument("--out", default=out, help=f"folder for run directories (default {out}/)")
     parser.add_argument("--name", help="run folder name (default: strategy/compare + backbone + time)")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars (for logs and CI)")
 
@@ -113,7 +139,7 @@ def _dataset_commands(commands: argparse._SubParsersAction) -> None:
     )
     doctor.add_argument(
         "--backbone",
-        default="auto",
+        default=default_of(TrainConfig, "backbone"),
         type=backbone_name,
         metavar="NAME",
         help="--labels: pretrained network (auto: the best one whose weights are on this machine)",
@@ -162,7 +188,8 @@ def build_parser() -> argparse.ArgumentParser:
         "studio", help="one local page for the whole loop: look at the photos and fix them, train, try, ship"
     )
     studio.add_argument("data", nargs="?", default="photos", help="photo folder (made if missing; default photos/)")
-    studio.add_argument("--out", default="runs", help="folder for run directories (default runs/)")
+    out = default_of(TrainConfig, "out")
+    studio.add_argument("--out", default=out, help=f"folder for run directories (default {out}/)")
     studio.add_argument("--host", default="127.0.0.1", help="address to listen on (default: this machine only)")
     studio.add_argument("--port", type=int, default=8000)
     commands.add_parser("backbones", help="list the available backbones")
@@ -173,14 +200,14 @@ def _training_commands(commands: argparse._SubParsersAction) -> None:
     """The commands that train: train, compare, fit."""
     train = commands.add_parser("train", help="train one strategy")
     _common(train)
-    train.add_argument("--strategy", default="finetune", choices=STRATEGIES)
+    train.add_argument("--strategy", default=default_of(TrainConfig, "strategy"), choices=STRATEGIES)
     train.add_argument("--resume", metavar="RUN", help="continue RUN from its last completed epoch (its own settings)")
     compare = commands.add_parser("compare", help="train several strategies on the same data and compare them")
     _common(compare)
     compare.add_argument(
         "--strategies",
-        default="finetune,extract",
-        help=f"comma-separated, from {', '.join(STRATEGIES)} (default: finetune,extract)",
+        default=",".join(COMPARED),
+        help=f"comma-separated, from {', '.join(STRATEGIES)} (default: {','.join(COMPARED)})",
     )
     compare.add_argument(
         "--backbones",

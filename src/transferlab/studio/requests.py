@@ -12,7 +12,7 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-from transferlab.config import STRATEGIES, Strategy, parse_duration
+from transferlab.config import COMPARED, STRATEGIES, Strategy, parse_duration
 from transferlab.errors import UsageError
 
 PathText = Annotated[str, Field(min_length=1, max_length=4096)]
@@ -75,7 +75,7 @@ class TrainRequest(_Request):
 
     mode: Literal["fit", "compare"] = "fit"
     budget: Annotated[str, Field(max_length=20), AfterValidator(_duration)] = "5m"
-    strategies: Annotated[list[Strategy], Field(min_length=1, max_length=len(STRATEGIES))] = ["finetune", "extract"]
+    strategies: Annotated[list[Strategy], Field(min_length=1, max_length=len(STRATEGIES))] = list(COMPARED)
     backbones: Annotated[list[Annotated[str, AfterValidator(_backbone)]], Field(max_length=8)] = []
     seeds: Annotated[int, Field(ge=1, le=20)] = 1
     epochs: Annotated[int, Field(ge=1, le=1000)] | None = None

@@ -13,7 +13,7 @@ import dataclasses
 import logging
 from pathlib import Path
 
-from transferlab.config import STRATEGIES, Strategy, TrainConfig
+from transferlab.config import COMPARED, STRATEGIES, Strategy, TrainConfig
 from transferlab.data.layout import check_out_folder, load_dataset
 from transferlab.data.prepare import prepare_data
 from transferlab.errors import InvalidSetting, WeightsUnavailable, at_least, one_of
@@ -30,7 +30,7 @@ log = logging.getLogger("transferlab")
 
 def compare(
     config: TrainConfig,
-    strategies: tuple[Strategy, ...] = ("finetune", "extract"),
+    strategies: tuple[Strategy, ...] = COMPARED,
     seeds: int = 1,
     evaluate: bool = True,
     backbones: list[str] | None = None,
