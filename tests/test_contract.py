@@ -1,4 +1,4 @@
-"""The run-folder contract holds in the code: only `runs.py` names the files a run or compare folder holds (every
+"""The run-folder contract holds in the code: only the `runs` package names the files a run or compare folder holds (every
 other module reads them through its typed readers: `read_run_config`, `read_summary`, `read_compare_summary`,
 `read_compare_plan`, ...), and no function takes more than six positional parameters (keyword-only beyond)."""
 
@@ -25,15 +25,15 @@ def _modules():
         yield path.relative_to(PACKAGE), ast.parse(path.read_text())
 
 
-def test_only_runs_py_names_a_file_of_a_run_folder():
+def test_only_the_runs_package_names_a_file_of_a_run_folder():
     named = [
         f"{path}:{node.lineno} {node.value!r}"
         for path, tree in _modules()
-        if path != Path("runs.py")
+        if path.parts[0] != "runs"
         for node in ast.walk(tree)
         if isinstance(node, ast.Constant) and node.value in RUN_FILES
     ]
-    assert not named, f"read these through runs.py's typed readers: {named}"
+    assert not named, f"read these through the typed readers of `runs`: {named}"
 
 
 def test_no_function_takes_more_than_six_positional_parameters():

@@ -226,7 +226,7 @@ def test_a_damaged_journal_line_is_skipped_with_a_warning(tmp_path, caplog):
 def test_a_write_that_fails_leaves_the_previous_file_and_no_half_file(run, monkeypatch):
     import torch
 
-    import transferlab.runs as runs
+    import transferlab.runs.run as runs  # where the weights are written
     from transferlab.models.model import build_model
 
     before = (run / "model.safetensors").read_bytes()

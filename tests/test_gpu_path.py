@@ -13,7 +13,7 @@ from transferlab.data.decoding import decode_split
 from transferlab.data.layout import load_dataset
 from transferlab.data.loaders import ImageLoader, TensorInputs, loader_settings
 from transferlab.models.backbones import get_spec
-from transferlab.training.engine import TrainStep, autocast_dtype, fit, make_optimizer, make_scaler
+from transferlab.training.engine import TrainStep, autocast_dtype, make_optimizer, make_scaler, train_epochs
 
 CPU = torch.device("cpu")
 
@@ -62,7 +62,7 @@ def test_training_loop_runs_under_autocast_and_gradient_scaling(dtype):
     optimizer, scheduler = make_optimizer(list(model.parameters()), recipe)
     scaler = make_scaler(CPU, dtype)
     records = []
-    fit(
+    train_epochs(
         model,
         TrainStep(
             optimizer=optimizer,
@@ -108,7 +108,7 @@ def test_training_loop_accepts_a_compiled_module():
     recipe = Recipe(epochs=2, lr=0.05)
     optimizer, scheduler = make_optimizer(list(model.parameters()), recipe)
     records = []
-    fit(
+    train_epochs(
         compiled,
         TrainStep(optimizer=optimizer, scheduler=scheduler, criterion=torch.nn.CrossEntropyLoss()),
         TensorInputs(train=x[None], train_labels=y, val=x, val_labels=y, batch_size=16, device=CPU),

@@ -6,7 +6,7 @@ import torch
 
 from transferlab.config import RECIPES, Recipe
 from transferlab.data.loaders import TensorInputs
-from transferlab.training.engine import EarlyStopping, TrainStep, fit, make_optimizer
+from transferlab.training.engine import EarlyStopping, TrainStep, make_optimizer, train_epochs
 
 
 def test_reference_recipe_is_the_tutorials():
@@ -69,7 +69,7 @@ def test_early_stopping_stops_after_patience_epochs_without_improvement():
         batch_size=8,
         device=torch.device("cpu"),
     )  # val acc stays 0
-    fit(
+    train_epochs(
         head,
         TrainStep(optimizer=optimizer, scheduler=scheduler, criterion=torch.nn.CrossEntropyLoss()),
         inputs,

@@ -13,14 +13,14 @@ import torch
 from conftest import COLOURS, make_folder, photo_like, synthetic_picture
 from transferlab.cli import main
 from transferlab.inference.predict import Classifier
-from transferlab.inference.unknown import FILE, fit_detector, load_detector
+from transferlab.inference.unknown import FILE, fit_unknown_detector, load_detector
 
 
 def test_threshold_turns_away_about_five_percent_of_known_photos_and_keeps_strangers_out():
     rng = np.random.default_rng(0)
     centres = rng.normal(0, 1, (3, 32))
     known = lambda n: torch.tensor(np.repeat(centres, n, 0) + rng.normal(0, 0.3, (3 * n, 32)))  # noqa: E731
-    detector = fit_detector(known(100), known(100))
+    detector = fit_unknown_detector(known(100), known(100))
     held_out = detector.scores(known(200))
     strangers = detector.scores(torch.tensor(rng.normal(0, 1, (100, 32))))
     assert 0.01 <= float((held_out > detector.threshold).float().mean()) <= 0.10

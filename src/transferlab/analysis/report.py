@@ -108,7 +108,7 @@ def write_report(compare_dir: str | Path, title: str = "transferlab comparison")
             kind=kind,
         ),
     )
-    lines = [f"# {title}", ""] + _setup_lines(runs, skipped)[:-1] + not_run(plan, runs)
+    lines = [f"# {title}", ""] + _setup_lines(runs, skipped)[:-1] + [f"- {line}" for line in not_run(plan, runs)]
     lines += [""]
     lines += ["## The answer", "", f"**{headline(answer)}**", ""] + _answer_lines(answer) + _cv_lines(cv)
     lines += [
@@ -214,9 +214,7 @@ def not_run(plan: ComparePlan | None, runs: list[LoadedRun]) -> list[str]:
     ]
     if not missing:
         return []
-    return [
-        "- not run, the comparison was stopped first (the answer is among the cells that ran): " + "; ".join(missing)
-    ]
+    return ["not run, the comparison was stopped first (the answer is among the cells that ran): " + "; ".join(missing)]
 
 
 def _cv_lines(rows: list[dict]) -> list[str]:

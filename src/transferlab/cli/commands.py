@@ -126,7 +126,7 @@ def _print_comparison(result, closing: str = "") -> int:
     runs = load_runs(result.out_dir)
     print(text_table(runs))
     for line in not_run(read_compare_plan(result.out_dir), runs):
-        print(line.removeprefix("- "))
+        print(line)
     for name, why in result.skipped_backbones.items():
         print(f"skipped {name}: {why}")
     summary = read_compare_summary(result.out_dir)

@@ -86,7 +86,7 @@ def check_labels(
     start = time.perf_counter()
     if out is not None:
         check_out_folder(out, root)
-    name, classes, x, y, paths = _every_image_features(root, backbone, weights, workers, quiet, feature_cache)
+    name, classes, x, y, paths = _folder_features(root, backbone, weights, workers, quiet, feature_cache)
     probabilities = cross_val_probabilities(x, y, len(classes), folds, seed).numpy()
     labels = y.numpy()
     distance = neighbour_distance(x.numpy())
@@ -135,7 +135,7 @@ def _chosen(verdict: Verdict, p_label: np.ndarray, z: np.ndarray) -> list[tuple[
     return chosen + [(int(i), "outlier") for i in np.argsort(-z) if z[i] > OUTLIER_Z]
 
 
-def _every_image_features(
+def _folder_features(
     root: str | Path, backbone: str, weights: str | None, workers: int | None, quiet: bool, feature_cache: bool
 ) -> tuple[str, list[str], torch.Tensor, torch.Tensor, list]:
     """(backbone, classes, centre-crop features, labels, paths) of every readable image of `root`, train and val."""

@@ -5,7 +5,7 @@
   memory beside the GPU (`loader_settings`).
 - `tensor_batches`: batches of tensors held in memory (cached features).
 - `PictureInputs` and `TensorInputs`: a stage's inputs, each with `train_batches(epoch)` and `val_batches()`: what
-  `engine.fit` reads.
+  `engine.train_epochs` reads.
 """
 
 from __future__ import annotations

@@ -59,7 +59,7 @@ class UnknownDetector:
         }
 
 
-def fit_detector(
+def fit_unknown_detector(
     train_features: torch.Tensor, val_features: torch.Tensor, folds: int = 5, seed: int = 0
 ) -> UnknownDetector:
     """Threshold from the validation photos' scores (`conformal_threshold`); the share of known photos rejected
@@ -123,6 +123,6 @@ def load_detector(run_dir: str | Path) -> UnknownDetector | None:
 
 def fit_and_save(features, run_dir: Path) -> UnknownDetector:
     """The detector of centre-crop training features and validation features (a `features.FeatureCache`), saved."""
-    detector = fit_detector(features.train_centre, features.val)
+    detector = fit_unknown_detector(features.train_centre, features.val)
     save_detector(detector, run_dir)
     return detector

@@ -14,6 +14,7 @@ given the folder.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import time
 from pathlib import Path
@@ -50,19 +51,10 @@ def fit_within(config: TrainConfig, budget: float, evaluate: bool = True) -> Com
         )
     usable, skipped = usable_backbones(at_hand, None)
     dist = setup_distributed(resolve_device(config.device))
-    out_dir = open_folder(
-        config,
-        dist,
-        "fit",
-        ComparePlan(
-            kind="fit",
-            strategies=["extract", "two-stage"],
-            backbones=usable,
-            budget_seconds=budget,
-            skipped_backbones=skipped,
-        ),
-    )
+    plan = ComparePlan(kind="fit", strategies=["extract", "two-stage"], backbones=usable, skipped_backbones=skipped)
+    out_dir = open_folder(config, dist, "fit", dataclasses.replace(plan, budget_seconds=budget))
     results: list[RunResult] = []
+    run = functools.partial(_run, config, out_dir, evaluate=evaluate, dist=dist, results=results)
 
     def probes_then_two_stage() -> bool:
         prepared: dict[str, PreparedData] = {}
@@ -71,33 +63,13 @@ def fit_within(config: TrainConfig, budget: float, evaluate: bool = True) -> Com
                 log.warning("budget spent: no probe for %s", backbone)
                 break
             prepared[backbone] = prepare_data(dataclasses.replace(config, backbone=backbone), dist)
-            if _run(
-                config,
-                out_dir,
-                backbone,
-                "extract",
-                prepared[backbone],
-                None,
-                evaluate=evaluate,
-                dist=dist,
-                results=results,
-            ):
+            if run(backbone, "extract", prepared[backbone], None):
                 return True
         probes = [r.summary for r in results if r.summary is not None and r.best_val_acc is not None]
         joined = ensemble_of([s.backbone for s in probes])
         if joined and dist.broadcast(_ensemble_fits(probes, deadline)):
             prepared[joined] = prepare_data(dataclasses.replace(config, backbone=joined), dist)
-            if _run(
-                config,
-                out_dir,
-                joined,
-                "extract",
-                prepared[joined],
-                None,
-                evaluate=evaluate,
-                dist=dist,
-                results=results,
-            ):
+            if run(joined, "extract", prepared[joined], None):
                 return True
         scored = [
             (r.best_val_acc, k, r)
@@ -110,17 +82,7 @@ def fit_within(config: TrainConfig, budget: float, evaluate: bool = True) -> Com
         backbone = best.summary.backbone
         if not dist.broadcast(_two_stage_fits(best.summary, prepared[backbone], deadline)):
             return False
-        return _run(
-            config,
-            out_dir,
-            backbone,
-            "two-stage",
-            prepared[backbone],
-            deadline,
-            evaluate=evaluate,
-            dist=dist,
-            results=results,
-        )
+        return run(backbone, "two-stage", prepared[backbone], deadline)
 
     return run_plan(out_dir, dist, probes_then_two_stage, results, skipped)
 

@@ -30,7 +30,7 @@ def calibrate_run(run_dir: Path, prepared, device: torch.device | str = "cpu") -
     return fit_and_save(features, run_dir)
 
 
-def fit_for_run(
+def fit_unknown_for_run(
     run_dir: Path, prepared, config, backbone: torch.nn.Module, precision: torch.dtype | None, device: torch.device
 ) -> UnknownDetector:
     """Fit and save a finished run's detector. A frozen backbone (extract) never trained, so its centre-crop

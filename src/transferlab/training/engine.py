@@ -112,7 +112,7 @@ def _no_reduce(values: list[float]) -> list[float]:
     return values
 
 
-def fit(
+def train_epochs(
     module: nn.Module,
     step: TrainStep,
     inputs: StageInputs,

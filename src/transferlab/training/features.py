@@ -85,14 +85,12 @@ def extract_features(
     `onnx`, on the CPU in float32, the backbone runs in ONNX Runtime (`models.onnx_features`: the same features
     within 1e-4, faster; exported once per set of weights, so only for the pretrained backbones that are reused).
     """
-    start = time.perf_counter()
-    was_training = backbone.training
+    start, was_training = time.perf_counter(), backbone.training
     backbone.eval()
     preset = TrainPreset(spec.input_size) if views else None  # torchvision is imported only where views are made
     train_index = list(range(len(train))) if train_index is None else train_index
     bar = Tracked("features", spec.name, (views + centre) * len(train) + len(val), quiet, unit="img")
-    amp = autocast(device, precision)
-    forward = _forward(backbone, spec, device, precision, onnx)
+    amp, forward = autocast(device, precision), _forward(backbone, spec, device, precision, onnx)
 
     def crop(picture: torch.Tensor, seed: int) -> torch.Tensor:
         torch.manual_seed(seed)
@@ -120,13 +118,9 @@ def extract_features(
     bar.close()
     backbone.train(was_training)
     return FeatureCache(
-        train=train_features,
-        train_labels=train.labels,
-        val=val_features,
-        val_labels=val.labels,
-        seconds=time.perf_counter() - start,
-        train_centre=train_centre,
-    )
+        train=train_features, train_labels=train.labels, val=val_features, val_labels=val.labels,
+        seconds=time.perf_counter() - start, train_centre=train_centre,
+    )  # fmt: skip
 
 
 def _forward(

@@ -236,7 +236,7 @@ def probe_inputs(features: FeatureCache, which: str) -> tuple[torch.Tensor, torc
     return torch.cat(rows), features.train_labels.repeat(len(rows))
 
 
-def fit_head(
+def fit_probe_head(
     head: torch.nn.Linear, features: FeatureCache, which: str, epoch: int = 1, seed: int = 0
 ) -> tuple[EpochRecord, Probe]:
     """Fit a probe on `features` (rows from `probe_inputs`), write it into `head`, and describe it as one epoch's

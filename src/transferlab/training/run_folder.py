@@ -141,7 +141,7 @@ def open_run(
         **({"revision": spec.revision} if spec.revision else {}),  # how its features are computed (ensembles)
     }
     if resume_dir is None:
-        run_dir = _new_run_dir(config, prepared, weights_info, dist)
+        run_dir = _create_run_folder(config, prepared, weights_info, dist)
         trainable = model.parameters() if stages[-1].name == "finetune" else model.trainable_parameters()
         summary = RunSummary(
             status="running",
@@ -164,7 +164,7 @@ def open_run(
     return run
 
 
-def _new_run_dir(config: TrainConfig, prepared: PreparedData, weights_info: WeightsInfo, dist: Dist) -> Path:
+def _create_run_folder(config: TrainConfig, prepared: PreparedData, weights_info: WeightsInfo, dist: Dist) -> Path:
     """Create the run folder (rank 0; its name sent to the others) and write config.json into it."""
     run_dir = Path(
         dist.broadcast(

@@ -26,7 +26,7 @@ from transferlab.runs import (
 )
 from transferlab.training.costs import costed
 from transferlab.training.features import features_for
-from transferlab.training.probe import fit_head
+from transferlab.training.probe import fit_probe_head
 from transferlab.utils.distributed import Dist
 
 log = logging.getLogger("transferlab")
@@ -72,7 +72,7 @@ def probe_stage(
     summary: RunSummary,
 ) -> EpochRecord:
     """The "probe" stage: frozen features (centre crops and/or views), then the head fitted by cross-validated
-    logistic regression (`probe.fit_head`); its one record."""
+    logistic regression (`probe.fit_probe_head`); its one record."""
     recipe = config.recipe
     views = config.views if recipe.probe_features in ("views", "both") else 0
     features = features_for(
@@ -89,7 +89,7 @@ def probe_stage(
         centre=recipe.probe_features in ("centre", "both"),
     )
     summary.add_features(costed(features, model.backbone, prepared.spec, prepared.val, precision, dist.device))
-    record, probe = fit_head(cast(nn.Linear, model.head[-1]), features, recipe.probe_features, seed=config.seed)
+    record, probe = fit_probe_head(cast(nn.Linear, model.head[-1]), features, recipe.probe_features, seed=config.seed)
     summary.probe_C, summary.probe_cv_accuracy = probe.C, probe.cv_accuracy
     log.info(
         "probe: C=%g chosen by %d-fold cross-validation (%.1f%% there); val accuracy %.1f%%",

@@ -3,8 +3,9 @@
 `train` reads top to bottom like torchvision's reference script: prepare the data (`prepare.prepare_data`), seed,
 build the model (`model.build_model`), open the run folder (new, or resumed from `last.pt`), then for each stage
 of the strategy (`plan_stages`): its inputs (cached features from `features`, or decoded pictures through
-`loaders`) -> its optimizer -> `engine.fit`, with a `checkpoint.CheckpointSaver` writing after every epoch. Ctrl-C stops
-it and keeps the best checkpoint so far. Launched by torchrun, the processes share the work (`distributed`).
+`loaders`) -> its optimizer -> `engine.train_epochs`, with a `checkpoint.CheckpointSaver` writing after every
+epoch. Ctrl-C stops it and keeps the best checkpoint so far. Launched by torchrun, the processes share the work
+(`distributed`).
 """
 
 from __future__ import annotations
@@ -26,7 +27,14 @@ from transferlab.models.model import TransferModel, build_model, check_weights
 from transferlab.runs import (
     Status,
 )
-from transferlab.training.engine import TrainStep, autocast_dtype, fit, make_optimizer, make_scaler, seed_everything
+from transferlab.training.engine import (
+    TrainStep,
+    autocast_dtype,
+    make_optimizer,
+    make_scaler,
+    seed_everything,
+    train_epochs,
+)
 from transferlab.training.run_folder import OpenRun, RunResult, TrainingInterrupted, open_run
 from transferlab.training.stages import Stage, plan_stages, probe_stage, stage_inputs, wrap
 from transferlab.utils.device import resolve_device
@@ -56,17 +64,15 @@ def train(
     # Seed after preparing the data (starting decode workers draws from the global generator), so a run on its
     # own and the same run inside `compare` start from the same random state.
     seed_everything(config.seed, config.deterministic)
-    model, _, weights_info = build_model(
-        config.backbone, len(prepared.dataset.classes), config.strategy, config.weights
-    )
+    classes = len(prepared.dataset.classes)
+    model, _, weights_info = build_model(config.backbone, classes, config.strategy, config.weights)
     model.to(dist.device)
     stages = plan_stages(config.strategy, config.recipe)
     precision = autocast_dtype(config.precision, dist.device)
     scaler = make_scaler(dist.device, precision)
     generator = torch.Generator().manual_seed(config.seed)  # the same on every rank: the same permutation
-    run = open_run(
-        config, prepared, model, weights_info, stages, precision, dist=dist, generator=generator, resume_dir=resume_dir
-    )
+    run = open_run(config, prepared, model, weights_info, stages, precision,
+                   dist=dist, generator=generator, resume_dir=resume_dir)  # fmt: skip
     run.saver.deadline = deadline
 
     def order() -> list[int]:  # each epoch: this process's share of one shuffled permutation
@@ -82,22 +88,11 @@ def train(
                 run.saver.begin_stage(stage.name)
                 run.saver(probe_stage(model, prepared, config, dist, precision, run.summary))
                 continue
-            inputs, trained, parameters = stage_inputs(
-                stage, model, prepared, config, dist, precision, order=order, summary=run.summary
-            )
+            inputs, trained, parameters = stage_inputs(stage, model, prepared, config, dist, precision,
+                                                       order=order, summary=run.summary)  # fmt: skip
             desc = f"{config.strategy} ({stage.name})" if len(stages) > 1 else config.strategy
-            _train_stage(
-                run,
-                stage,
-                inputs,
-                trained,
-                parameters,
-                config,
-                dist=dist,
-                precision=precision,
-                scaler=scaler,
-                desc=desc,
-            )
+            _train_stage(run, stage, inputs, trained, parameters, config,
+                         dist=dist, precision=precision, scaler=scaler, desc=desc)  # fmt: skip
     except KeyboardInterrupt:
         status = "interrupted"
         log.warning("interrupted: %s keeps the best checkpoint so far (epoch %s)", run.dir, run.saver.best["epoch"])
@@ -121,7 +116,7 @@ def _train_stage(
     scaler: torch.amp.GradScaler | None,
     desc: str,
 ) -> None:
-    """The epochs of one stage: its optimizer and schedule (restored when resuming), then `engine.fit`."""
+    """The epochs of one stage: its optimizer and schedule (restored when resuming), then `engine.train_epochs`."""
     recipe = config.recipe
     optimizer, scheduler = make_optimizer(parameters, recipe, stage.epochs)
     run.restore_optimizer(stage, optimizer, scheduler, scaler)
@@ -132,7 +127,7 @@ def _train_stage(
     step = TrainStep(optimizer=optimizer, scheduler=scheduler, criterion=loss, precision=precision, scaler=scaler)
     epochs = range(max(stage.first, run.done + 1), stage.last + 1)
     eval_module = trained if dist.enabled else module
-    fit(
+    train_epochs(
         module,
         step,
         inputs,
@@ -167,12 +162,12 @@ def _fit_unknown(
     precision: torch.dtype | None,
     dist: Dist,
 ) -> Status:
-    """The run's "unknown" detector (`calibrate.fit_for_run`), by rank 0; Ctrl-C skips it."""
-    from transferlab.training.calibrate import fit_for_run
+    """The run's "unknown" detector (`calibrate.fit_unknown_for_run`), by rank 0; Ctrl-C skips it."""
+    from transferlab.training.calibrate import fit_unknown_for_run
 
     start = time.perf_counter()
     try:
-        detector = fit_for_run(run.dir, prepared, config, model.backbone, precision, dist.device)
+        detector = fit_unknown_for_run(run.dir, prepared, config, model.backbone, precision, dist.device)
     except KeyboardInterrupt:
         log.warning("interrupted while fitting the 'unknown' threshold: predict will answer a class for every photo")
         return "interrupted"
