@@ -1,6 +1,7 @@
-"""The run-folder contract holds in the code: only the `runs` package names the files a run or compare folder holds (every
-other module reads them through its typed readers: `read_run_config`, `read_summary`, `read_compare_summary`,
-`read_compare_plan`, ...), and no function takes more than six positional parameters (keyword-only beyond)."""
+"""The run-folder contract holds in the code: only the `runs` package names the files a run or compare folder holds
+(every other module reads them through its typed readers: `read_run_config`, `read_summary`, `read_compare_summary`,
+`read_compare_plan`, ...); no function takes more than six positional parameters (keyword-only beyond); every
+dataclass is keyword-only; the command line's defaults are the config's."""
 
 from __future__ import annotations
 
