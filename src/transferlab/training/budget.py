@@ -17,6 +17,7 @@ import dataclasses
 import functools
 import logging
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from transferlab.config import Strategy, TrainConfig, parse_duration  # noqa: F401 - also read from here
@@ -53,38 +54,37 @@ def fit_within(config: TrainConfig, budget: float, evaluate: bool = True) -> Com
     dist = setup_distributed(resolve_device(config.device))
     plan = ComparePlan(kind="fit", strategies=["extract", "two-stage"], backbones=usable, skipped_backbones=skipped)
     out_dir = open_folder(config, dist, "fit", dataclasses.replace(plan, budget_seconds=budget))
-    results: list[RunResult] = []
-    run = functools.partial(_run, config, out_dir, evaluate=evaluate, dist=dist, results=results)
+    run = functools.partial(_run, config, out_dir, evaluate=evaluate, dist=dist)
 
-    def probes_then_two_stage() -> bool:
+    def probes_then_two_stage() -> Iterator[RunResult]:
         prepared: dict[str, PreparedData] = {}
+        done: list[RunResult] = []
         for backbone in usable:
-            if results and dist.broadcast(time.monotonic() > deadline):  # rank 0 decides for every process
+            if done and dist.broadcast(time.monotonic() > deadline):  # rank 0 decides for every process
                 log.warning("budget spent: no probe for %s", backbone)
                 break
             prepared[backbone] = prepare_data(dataclasses.replace(config, backbone=backbone), dist)
-            if run(backbone, "extract", prepared[backbone], None):
-                return True
-        probes = [r.summary for r in results if r.summary is not None and r.best_val_acc is not None]
+            done.append(run(backbone, "extract", prepared[backbone], None))
+            yield done[-1]
+        probes = [r.summary for r in done if r.summary is not None and r.best_val_acc is not None]
         joined = ensemble_of([s.backbone for s in probes])
         if joined and dist.broadcast(_ensemble_fits(probes, deadline)):
             prepared[joined] = prepare_data(dataclasses.replace(config, backbone=joined), dist)
-            if run(joined, "extract", prepared[joined], None):
-                return True
+            done.append(run(joined, "extract", prepared[joined], None))
+            yield done[-1]
         scored = [
             (r.best_val_acc, k, r)
-            for k, r in enumerate(results)
+            for k, r in enumerate(done)
             if r.best_val_acc is not None and r.summary is not None and ENSEMBLE_JOIN not in r.summary.backbone
         ]  # two-stage fine-tunes one backbone: the best single one
         best = max(scored, key=lambda t: (t[0], -t[1]))[2] if scored else None  # the first of equals, as max does
         if best is None or best.summary is None:
-            return False
+            return
         backbone = best.summary.backbone
-        if not dist.broadcast(_two_stage_fits(best.summary, prepared[backbone], deadline)):
-            return False
-        return run(backbone, "two-stage", prepared[backbone], deadline)
+        if dist.broadcast(_two_stage_fits(best.summary, prepared[backbone], deadline)):
+            yield run(backbone, "two-stage", prepared[backbone], deadline)
 
-    return run_plan(out_dir, dist, probes_then_two_stage, results, skipped)
+    return run_plan(out_dir, dist, probes_then_two_stage(), skipped)
 
 
 def _ensemble_fits(probes: list[RunSummary], deadline: float) -> bool:
@@ -124,9 +124,8 @@ def _run(
     *,
     evaluate: bool,
     dist: Dist,
-    results: list[RunResult],
-) -> bool:
+) -> RunResult:
     run_config = dataclasses.replace(
         config, backbone=backbone, strategy=strategy, name=f"{backbone}-{strategy}", out=str(out_dir)
     )
-    return train_and_evaluate(run_config, prepared, dist, evaluate, results, deadline)
+    return train_and_evaluate(run_config, prepared, dist, evaluate, deadline)

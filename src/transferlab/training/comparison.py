@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from collections.abc import Iterator
 from pathlib import Path
 
 from transferlab.config import COMPARED, STRATEGIES, Strategy, TrainConfig
@@ -73,19 +74,16 @@ def compare(
         ),
     )
     grid = len(usable) > 1 or len(sizes) > 1
-    results: list[RunResult] = []
 
-    def every_backbone() -> bool:
+    def every_backbone() -> Iterator[RunResult]:
         for backbone in usable:
             base = dataclasses.replace(config, backbone=backbone, out=str(out_dir))
-            if _compare_backbone(base, strategies, seeds, sizes, grid, evaluate, dist=dist, results=results, cv=cv):
-                return True
+            yield from _compare_backbone(base, strategies, seeds, sizes, grid, evaluate, dist=dist, cv=cv)
         if joined:
             base = dataclasses.replace(config, backbone=joined, out=str(out_dir))
-            return _compare_backbone(base, ("extract",), seeds, sizes, grid, evaluate, dist=dist, results=results)
-        return False
+            yield from _compare_backbone(base, ("extract",), seeds, sizes, grid, evaluate, dist=dist)
 
-    return run_plan(out_dir, dist, every_backbone, results, skipped)
+    return run_plan(out_dir, dist, every_backbone(), skipped)
 
 
 def _check_settings(strategies: tuple[str, ...], seeds: int, batch_sizes: list[int] | None, cv: int | None) -> None:
@@ -109,10 +107,9 @@ def _compare_backbone(
     evaluate: bool,
     *,
     dist: Dist,
-    results: list[RunResult],
     cv: int | None = None,
-) -> bool:
-    """Every strategy and batch size of one backbone on its prepared data; True when interrupted."""
+) -> Iterator[RunResult]:
+    """Every strategy and batch size of one backbone on its prepared data, each run as it finishes."""
     prepared = prepare_data(config, dist)
     if cv and dist.main:
         cross_validate(config, prepared, cv, Path(config.out))
@@ -130,9 +127,7 @@ def _compare_backbone(
                     name=name,
                     recipe=dataclasses.replace(config.recipe, batch_size=batch),
                 )
-                if train_and_evaluate(run_config, prepared, dist, evaluate, results):
-                    return True
-    return False
+                yield train_and_evaluate(run_config, prepared, dist, evaluate)
 
 
 def cross_validate(config: TrainConfig, prepared, folds: int, out_dir: Path) -> dict:

@@ -1,9 +1,11 @@
 """What `compare` and `fit --budget` share: the workflow around many runs in one folder.
 
 `open_folder` makes the folder on rank 0 (the other torchrun processes get its name broadcast) and writes the plan
-(`compare.json`); `run_plan` runs the plan's body, keeps what finished after Ctrl-C, writes the report on rank 0,
-and removes a folder in which no run started when the body fails or is interrupted; `train_and_evaluate` trains one
-run and evaluates it on rank 0; `write_report` writes the report and the recommendation on rank 0.
+(`compare.json`); `run_plan` trains the runs a plan yields one by one (a generator: `compare`'s every cell, `fit`'s
+probes then two-stage), keeps what finished after Ctrl-C (an interruption propagates to it: no "was I interrupted"
+flags), writes the report on rank 0, and removes a folder in which no run started when the plan fails or is
+interrupted; `train_and_evaluate` trains one run and evaluates it on rank 0; `write_report` writes the report and
+the recommendation on rank 0.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import shutil
-from collections.abc import Callable
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -66,14 +68,18 @@ class Comparison:
     skipped_backbones: dict[str, str] = field(default_factory=dict)  # backbone -> why it was left out
 
 
-def run_plan(
-    out_dir: Path, dist: Dist, body: Callable[[], bool], results: list[RunResult], skipped: dict[str, str]
-) -> Comparison:
-    """Run `body` (True when it was interrupted; it adds its runs to `results`), then write the report; Ctrl-C keeps
-    what finished. A body that fails, or a folder in which no run started, leaves no folder behind (finished runs
-    are always kept)."""
+def run_plan(out_dir: Path, dist: Dist, runs: Iterator[RunResult], skipped: dict[str, str]) -> Comparison:
+    """Train every run `runs` yields, then write the report; Ctrl-C keeps what finished (a run cut short is kept as
+    it is). A plan that fails, or a folder in which no run started, leaves no folder behind (finished runs are
+    always kept)."""
+    results: list[RunResult] = []
+    interrupted = False
     try:
-        interrupted = body()
+        for result in runs:
+            results.append(result)
+    except TrainingInterrupted as stop:  # in the middle of a run: it keeps its best checkpoint
+        results.append(stop.result)
+        interrupted = True
     except KeyboardInterrupt:  # while decoding, computing features or evaluating: keep what finished
         interrupted = True
     except BaseException:
@@ -89,25 +95,16 @@ def run_plan(
 
 
 def train_and_evaluate(
-    run_config: TrainConfig,
-    prepared: PreparedData,
-    dist: Dist,
-    evaluate: bool,
-    results: list[RunResult],
-    deadline: float | None = None,
-) -> bool:
-    """Train one run into `results` and evaluate it on rank 0; True when it was interrupted (its run is kept)."""
+    run_config: TrainConfig, prepared: PreparedData, dist: Dist, evaluate: bool, deadline: float | None = None
+) -> RunResult:
+    """Train one run and evaluate it on rank 0. An interruption propagates (`TrainingInterrupted`, with the run
+    as it was kept)."""
     from transferlab.analysis.evaluate import evaluate_decoded
 
-    try:
-        result = train(run_config, prepared, deadline=deadline)
-    except TrainingInterrupted as stop:
-        results.append(stop.result)
-        return True
-    results.append(result)
+    result = train(run_config, prepared, deadline=deadline)
     if evaluate and dist.main:
         evaluate_decoded(result.run_dir, prepared.val, run_config.device)
-    return False
+    return result
 
 
 def abandon(out_dir: Path, dist: Dist) -> None:
