@@ -142,7 +142,7 @@ def open_run(
     }
     if resume_dir is None:
         run_dir = _create_run_folder(config, prepared, weights_info, dist)
-        trainable = model.parameters() if stages[-1].name == "finetune" else model.trainable_parameters()
+        trainable = model.parameters() if stages[-1].trains_backbone else model.trainable_parameters()
         summary = RunSummary(
             status="running",
             strategy=config.strategy,

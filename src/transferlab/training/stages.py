@@ -35,7 +35,8 @@ log = logging.getLogger("transferlab")
 @dataclass(frozen=True, kw_only=True)
 class Stage:
     """A stretch of epochs (numbered over the whole run) that trains one part of the model on one kind of input:
-    "head" trains the head on cached features, "finetune" trains the whole network on pictures."""
+    "probe" fits the head on cached features in one step, "head" trains the head on cached features by epochs,
+    "finetune" trains the whole network on pictures."""
 
     name: StageName
     first: int
@@ -44,6 +45,30 @@ class Stage:
     @property
     def epochs(self) -> int:
         return self.last - self.first + 1
+
+    @property
+    def one_step(self) -> bool:
+        """The head fitted in one step (a cross-validated probe), not trained by epochs."""
+        return self.name == "probe"
+
+    @property
+    def on_features(self) -> bool:
+        """It trains the head alone, on the frozen backbone's cached features."""
+        return self.name in ("probe", "head")
+
+    @property
+    def trains_backbone(self) -> bool:
+        """It trains the whole network, backbone included, on decoded pictures."""
+        return self.name == "finetune"
+
+
+@dataclass(frozen=True, kw_only=True)
+class StageSetup:
+    """What a stage trains and on what: its inputs, the module that trains, its parameters (or parameter groups)."""
+
+    inputs: StageInputs
+    module: nn.Module
+    parameters: list
 
 
 def plan_stages(strategy: str, recipe: Recipe) -> list[Stage]:
@@ -58,7 +83,7 @@ def plan_stages(strategy: str, recipe: Recipe) -> list[Stage]:
         else Stage(name="head", first=1, last=recipe.head_epochs)
     )
     if strategy == "extract":
-        return [head] if head.name == "probe" else [Stage(name="head", first=1, last=recipe.epochs)]
+        return [head] if head.one_step else [Stage(name="head", first=1, last=recipe.epochs)]
     stages = [head, Stage(name="finetune", first=head.last + 1, last=head.last + recipe.epochs)]
     return [stage for stage in stages if stage.epochs > 0]
 
@@ -111,15 +136,16 @@ def stage_inputs(
     *,
     order,
     summary: RunSummary,
-) -> tuple[StageInputs, nn.Module, list]:
-    """(inputs, the module that trains, its parameters or parameter groups) for `stage`.
+) -> StageSetup:
+    """What `stage` trains and on what.
 
-    "head": the frozen backbone's features (computed once or read from the cache) and the head alone.
-    "finetune": decoded pictures, augmented each epoch, and the whole network (two-stage: the backbone at
-    `backbone_lr_scale` x the head's learning rate).
+    On features ("head"): the frozen backbone's features (computed once or read from the cache) and the head alone.
+    Training the backbone ("finetune"; the model unfrozen first, `TransferModel.unfreeze_backbone`): decoded
+    pictures, augmented each epoch, and the whole network (two-stage: the backbone at `backbone_lr_scale` x the
+    head's learning rate).
     """
     recipe, val_share = config.recipe, dist.shard(len(prepared.val))
-    if stage.name == "head":
+    if stage.on_features:
         features = features_for(
             model.backbone, prepared.spec, prepared.train, prepared.val, config.views, recipe.batch_size,
             precision=precision, dist=dist, use_cache=config.feature_cache, quiet=config.quiet,
@@ -135,9 +161,7 @@ def stage_inputs(
             order=order,
             val_share=val_share,
         )
-        return inputs, model.head, model.trainable_parameters()
-    if model.frozen:  # two-stage: the head has learned on features; now everything trains
-        model.unfreeze_backbone()
+        return StageSetup(inputs=inputs, module=model.head, parameters=model.trainable_parameters())
     parameters = (
         model.parameter_groups(recipe.lr, recipe.backbone_lr_scale)
         if config.strategy == "two-stage"
@@ -155,7 +179,8 @@ def stage_inputs(
     val_loader = ImageLoader(
         prepared.val, prepared.spec, recipe.batch_size, dist.device, augment=False, workers=config.loader_workers
     )
-    return PictureInputs(train=train_loader, val=val_loader, order=order, val_share=val_share), model, parameters
+    pictures = PictureInputs(train=train_loader, val=val_loader, order=order, val_share=val_share)
+    return StageSetup(inputs=pictures, module=model, parameters=parameters)
 
 
 def wrap(module: nn.Module, config: TrainConfig, stage: Stage, dist: Dist) -> nn.Module:
@@ -165,6 +190,6 @@ def wrap(module: nn.Module, config: TrainConfig, stage: Stage, dist: Dist) -> nn
 
         device_ids = [dist.device.index] if dist.device.type == "cuda" else None
         module = DistributedDataParallel(module, device_ids=device_ids)
-    if config.compile and stage.name == "finetune":
+    if config.compile and stage.trains_backbone:
         module = cast(nn.Module, torch.compile(module))
     return module

@@ -20,7 +20,6 @@ from torch import nn
 
 from transferlab.config import TrainConfig
 from transferlab.data.layout import check_out_folder
-from transferlab.data.loaders import StageInputs
 from transferlab.data.prepare import PreparedData, prepare_data
 from transferlab.models.backbones import resolve_backbone
 from transferlab.models.model import TransferModel, build_model, check_weights
@@ -36,7 +35,7 @@ from transferlab.training.engine import (
     train_epochs,
 )
 from transferlab.training.run_folder import OpenRun, RunResult, TrainingInterrupted, open_run
-from transferlab.training.stages import Stage, plan_stages, probe_stage, stage_inputs, wrap
+from transferlab.training.stages import Stage, StageSetup, plan_stages, probe_stage, stage_inputs, wrap
 from transferlab.utils.device import resolve_device
 from transferlab.utils.distributed import Dist
 from transferlab.utils.distributed import setup as setup_distributed
@@ -84,15 +83,15 @@ def train(
         for stage in stages:
             if stage.last <= run.done or run.stopped_early(stage):
                 continue
-            if stage.name == "probe":
+            if stage.one_step:
                 run.saver.begin_stage(stage.name)
                 run.saver(probe_stage(model, prepared, config, dist, precision, run.summary))
                 continue
-            inputs, trained, parameters = stage_inputs(stage, model, prepared, config, dist, precision,
-                                                       order=order, summary=run.summary)  # fmt: skip
+            if stage.trains_backbone and model.frozen:  # two-stage: the head has learned on features
+                model.unfreeze_backbone()
+            setup = stage_inputs(stage, model, prepared, config, dist, precision, order=order, summary=run.summary)
             desc = f"{config.strategy} ({stage.name})" if len(stages) > 1 else config.strategy
-            _train_stage(run, stage, inputs, trained, parameters, config,
-                         dist=dist, precision=precision, scaler=scaler, desc=desc)  # fmt: skip
+            _train_stage(run, stage, setup, config, dist=dist, precision=precision, scaler=scaler, desc=desc)
     except KeyboardInterrupt:
         status = "interrupted"
         log.warning("interrupted: %s keeps the best checkpoint so far (epoch %s)", run.dir, run.saver.best["epoch"])
@@ -106,9 +105,7 @@ def train(
 def _train_stage(
     run: OpenRun,
     stage: Stage,
-    inputs: StageInputs,
-    trained: nn.Module,
-    parameters: list,
+    setup: StageSetup,
     config: TrainConfig,
     *,
     dist: Dist,
@@ -118,19 +115,19 @@ def _train_stage(
 ) -> None:
     """The epochs of one stage: its optimizer and schedule (restored when resuming), then `engine.train_epochs`."""
     recipe = config.recipe
-    optimizer, scheduler = make_optimizer(parameters, recipe, stage.epochs)
+    optimizer, scheduler = make_optimizer(setup.parameters, recipe, stage.epochs)
     run.restore_optimizer(stage, optimizer, scheduler, scaler)
     run.saver.begin_stage(stage.name, optimizer=optimizer, scheduler=scheduler, scaler=scaler, patience=recipe.patience)
     run.restore_stopping(stage)
-    module = wrap(trained, config, stage, dist)
+    module = wrap(setup.module, config, stage, dist)
     loss = nn.CrossEntropyLoss(label_smoothing=recipe.label_smoothing)
     step = TrainStep(optimizer=optimizer, scheduler=scheduler, criterion=loss, precision=precision, scaler=scaler)
     epochs = range(max(stage.first, run.done + 1), stage.last + 1)
-    eval_module = trained if dist.enabled else module
+    eval_module = setup.module if dist.enabled else module
     train_epochs(
         module,
         step,
-        inputs,
+        setup.inputs,
         epochs,
         dist.device,
         run.saver,
