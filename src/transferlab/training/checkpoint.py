@@ -8,8 +8,9 @@ moment.
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, cast
 
 import torch
 
@@ -53,6 +54,37 @@ def set_rng_state(state: dict, generator: torch.Generator) -> None:
     np.random.set_state((kind, keys.numpy().astype("uint32"), pos, has_gauss, cached))
 
 
+@dataclass(kw_only=True)
+class Best:
+    """The best epoch so far and its validation accuracy (`epoch` None: no epoch has finished)."""
+
+    epoch: int | None = None
+    acc: float = -1.0
+
+
+@dataclass(kw_only=True)
+class TrainingState:
+    """last.pt read back (`load_training_state`): everything needed to continue after `epoch`."""
+
+    epoch: int
+    model: dict[str, torch.Tensor]
+    optimizer: dict | None
+    scheduler: dict | None
+    scaler: dict | None
+    rng: list[dict]  # one per process
+    best: Best
+    stage: str | None = None  # the stage whose optimizer is saved (None: written before stages had names)
+    stopping: dict | None = None  # the early-stopping count, and why training stopped early ("stopped")
+
+    @property
+    def stopped_early(self) -> bool:
+        return bool((self.stopping or {}).get("stopped"))
+
+    def in_stage(self, name: str) -> bool:
+        """Whether the saved optimizer and stopping count are `name`'s (a state from before stages had names: yes)."""
+        return self.stage is None or self.stage == name
+
+
 def save_training_state(
     run_dir: Path,
     epoch: int,
@@ -61,7 +93,7 @@ def save_training_state(
     scheduler,
     rng_per_rank: list[dict],
     *,
-    best: dict,
+    best: Best,
     scaler=None,
     stage: str = "",
     stopping: dict | None = None,
@@ -78,25 +110,31 @@ def save_training_state(
         "scheduler": scheduler.state_dict() if scheduler is not None else None,
         "scaler": scaler.state_dict() if scaler is not None else None,
         "rng": rng_per_rank,
-        "best": dict(best),
+        "best": {"epoch": best.epoch, "acc": best.acc},
         "stopping": stopping,
     }
     write_atomically(run_dir / LAST_STATE, lambda tmp: torch.save(state, tmp))
 
 
-def load_training_state(run_dir: Path) -> dict:
+def load_training_state(run_dir: Path) -> TrainingState:
     """The state saved by `save_training_state` (loaded with weights_only: no code runs from the file)."""
     path = Path(run_dir) / LAST_STATE
+    remedy = "the run cannot be resumed from it; its best model is still usable (predict, evaluate, export)"
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        saved = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise
     except Exception as error:  # noqa: BLE001 - torch's words for a cut-short or foreign file vary
-        raise DamagedFile(
-            path,
-            f"cannot be read ({first_line(error)})",
-            "the run cannot be resumed from it; its best model is still usable (predict, evaluate, export)",
-        ) from None
+        raise DamagedFile(path, f"cannot be read ({first_line(error)})", remedy) from None
+    try:
+        best = saved["best"]
+        return TrainingState(
+            epoch=saved["epoch"], model=saved["model"], optimizer=saved["optimizer"], scheduler=saved["scheduler"],
+            scaler=saved.get("scaler"), rng=saved["rng"], best=Best(epoch=best["epoch"], acc=best["acc"]),
+            stage=saved.get("stage"), stopping=saved.get("stopping"),
+        )  # fmt: skip
+    except (KeyError, TypeError, AttributeError):  # another shape: another version's, or not ours
+        raise DamagedFile(path, "is of another shape", remedy) from None
 
 
 class CheckpointSaver:
@@ -115,12 +153,12 @@ class CheckpointSaver:
         metadata: dict,
         dist: Dist,
         generator: torch.Generator,
-        best: dict | None = None,
+        best: Best | None = None,
         *,
         records: list[EpochRecord] | None = None,
     ):
         self.run_dir, self.model, self.metadata, self.dist, self.generator = run_dir, model, metadata, dist, generator
-        self.best: dict[str, Any] = dict(best) if best else {"epoch": None, "acc": -1.0}
+        self.best = best or Best()
         self.records = list(records or [])
         self.stage, self.optimizer, self.scheduler, self.scaler = "", None, None, None
         self.stopping = EarlyStopping(None)
@@ -134,7 +172,7 @@ class CheckpointSaver:
         self.stopping = EarlyStopping(patience)
 
     def __call__(self, record: EpochRecord) -> str | None:
-        improved = record.val_acc > self.best["acc"]
+        improved = record.val_acc > self.best.acc
         rng = self.dist.gather(rng_state(self.generator))
         if self.dist.main:
             runs.append_metrics(self.run_dir, record.as_dict())
@@ -144,7 +182,7 @@ class CheckpointSaver:
                 )
         self.records.append(record)
         if improved:
-            self.best.update(epoch=record.epoch, acc=record.val_acc)
+            self.best = Best(epoch=record.epoch, acc=record.val_acc)
         stop = self.stopping.update(record.val_acc)
         if stop is None and self.deadline is not None and time.monotonic() + record.seconds > self.deadline:
             stop = "the time budget would run out during another epoch"

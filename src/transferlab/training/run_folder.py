@@ -28,7 +28,7 @@ from transferlab.runs import (
     write_run_config,
     write_summary,
 )
-from transferlab.training.checkpoint import CheckpointSaver, load_training_state, set_rng_state
+from transferlab.training.checkpoint import CheckpointSaver, TrainingState, load_training_state, set_rng_state
 from transferlab.training.stages import Stage
 from transferlab.utils.distributed import Dist
 
@@ -65,45 +65,45 @@ class OpenRun:
     summary: RunSummary
     saver: CheckpointSaver
     done: int = 0  # epochs completed before this process started
-    state: dict | None = None  # the saved training state, when resuming
+    state: TrainingState | None = None  # the saved training state, when resuming
     extending: bool = False  # resuming a run that had finished, with more epochs
 
     def restore_optimizer(self, stage: Stage, optimizer, scheduler, scaler) -> None:
         """Resuming inside `stage`: put back its optimizer, schedule and scaler states."""
         state = self.state
-        if state is not None and stage.first <= self.done and state.get("stage", stage.name) == stage.name:
-            optimizer.load_state_dict(state["optimizer"])
-            scheduler.load_state_dict(state["scheduler"])
-            if state.get("scaler"):
-                scaler.load_state_dict(state["scaler"])
+        if state is not None and stage.first <= self.done and state.in_stage(stage.name):
+            optimizer.load_state_dict(state.optimizer)
+            scheduler.load_state_dict(state.scheduler)
+            if state.scaler:
+                scaler.load_state_dict(state.scaler)
 
     def stopped_early(self, stage: Stage) -> bool:
         """Killed right after `stage` stopped early: the rest of that stage is not trained after all."""
-        state = self.state or {}
-        saved = state.get("stopping") or {}
-        return bool(saved.get("stopped")) and not self.extending and state.get("stage") == stage.name
+        state = self.state
+        return state is not None and state.stopped_early and not self.extending and state.stage == stage.name
 
     def restore_stopping(self, stage: Stage) -> None:
         """Resuming inside `stage`: the early-stopping count goes on where it was (not when extending a finished
         run: more epochs were asked for)."""
-        state = self.state or {}
-        saved = state.get("stopping")
-        if saved and not self.extending and state.get("stage") == stage.name and stage.first <= self.done:
-            self.saver.stopping.load(saved)
+        state = self.state
+        if state is None or not state.stopping or self.extending:
+            return
+        if state.stage == stage.name and stage.first <= self.done:
+            self.saver.stopping.load(state.stopping)
 
     def finish(self, strategy: Strategy, status: Status, epoch_seconds: float, dist: Dist) -> RunResult:
         """Write the final summary; raise TrainingInterrupted after Ctrl-C (the run folder stays usable)."""
         best = self.saver.best
         self.summary.add_timings(self.saver.records, epoch_seconds + self.summary.fit_seconds)
-        self.summary.status, self.summary.best_epoch = status, best["epoch"]
-        self.summary.best_val_acc = best["acc"] if best["epoch"] else None
+        self.summary.status, self.summary.best_epoch = status, best.epoch
+        self.summary.best_val_acc = best.acc if best.epoch else None
         if dist.main:
             write_summary(self.dir, self.summary)
         result = RunResult(
             run_dir=self.dir,
             strategy=strategy,
             status=status,
-            best_epoch=best["epoch"],
+            best_epoch=best.epoch,
             best_val_acc=self.summary.best_val_acc,
             epochs=self.saver.records,
             summary=self.summary,
@@ -192,9 +192,9 @@ def _create_run_folder(config: TrainConfig, prepared: PreparedData, weights_info
 def _reopen(run_dir: Path, model: TransferModel, metadata: dict, dist: Dist, generator: torch.Generator) -> OpenRun:
     """Load a run's last.pt back: weights, random states, best-so-far, the epochs' records, the summary."""
     state = load_training_state(run_dir)
-    done = state["epoch"]
-    model.load_state_dict(state["model"])
-    rngs = state["rng"]
+    done = state.epoch
+    model.load_state_dict(state.model)
+    rngs = state.rng
     set_rng_state(rngs[dist.rank] if dist.rank < len(rngs) else rngs[0], generator)
     records = [EpochRecord(**r) for r in read_metrics(run_dir)[:done]]
     summary = read_summary(run_dir)
@@ -203,5 +203,5 @@ def _reopen(run_dir: Path, model: TransferModel, metadata: dict, dist: Dist, gen
     if dist.main:
         truncate_metrics(run_dir, done)
     log.info("resuming %s after epoch %d", run_dir, done)
-    saver = CheckpointSaver(run_dir, model, metadata, dist, generator, state["best"], records=records)
+    saver = CheckpointSaver(run_dir, model, metadata, dist, generator, state.best, records=records)
     return OpenRun(dir=run_dir, summary=summary, saver=saver, done=done, state=state, extending=extending)

@@ -94,10 +94,10 @@ def train(
             _train_stage(run, stage, setup, config, dist=dist, precision=precision, scaler=scaler, desc=desc)
     except KeyboardInterrupt:
         status = "interrupted"
-        log.warning("interrupted: %s keeps the best checkpoint so far (epoch %s)", run.dir, run.saver.best["epoch"])
+        log.warning("interrupted: %s keeps the best checkpoint so far (epoch %s)", run.dir, run.saver.best.epoch)
     feature_seconds = run.summary.feature_seconds - features_before
     epoch_seconds = time.perf_counter() - start - feature_seconds
-    if status == "completed" and dist.main and run.saver.best["epoch"]:
+    if status == "completed" and dist.main and run.saver.best.epoch:
         status = _fit_unknown(run, prepared, config, model, precision, dist)
     return run.finish(config.strategy, status, epoch_seconds, dist)
 
