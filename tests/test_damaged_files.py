@@ -238,7 +238,9 @@ def test_a_write_that_fails_leaves_the_previous_file_and_no_half_file(run, monke
     monkeypatch.setattr(runs, "save_file", disk_full)
     model, _, _ = build_model("efficientnet_lite0", 3, "extract", pretrained=False)
     with pytest.raises(OSError):
-        runs.save_checkpoint(run, model, {"backbone": "efficientnet_lite0", "classes": ["a", "b", "c"]})
+        runs.save_checkpoint(
+            run, model, runs.ModelMeta(backbone="efficientnet_lite0", classes=["a", "b", "c"], strategy="extract")
+        )
     assert (run / "model.safetensors").read_bytes() == before
     assert not [p.name for p in run.iterdir() if ".tmp" in p.name]
     torch.manual_seed(0)

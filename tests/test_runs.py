@@ -14,7 +14,7 @@ from conftest import ctrl_c_on_call, make_folder
 from transferlab import DataConfig, Recipe, TrainConfig, train
 from transferlab.inference.predict import Classifier
 from transferlab.models.model import build_model
-from transferlab.runs import WEIGHTS_FILE, save_checkpoint
+from transferlab.runs import WEIGHTS_FILE, ModelMeta, save_checkpoint
 from transferlab.training.trainer import TrainingInterrupted
 
 
@@ -34,10 +34,10 @@ def _config(root, out, **kwargs) -> TrainConfig:
 def test_saved_model_predicts_exactly_what_it_predicted_before(tmp_path):
     model, spec, _ = build_model("resnet18", 3, "finetune", pretrained=False)
     model.eval()
-    meta = {"backbone": "resnet18", "classes": ["a", "b", "c"], "strategy": "finetune"}
+    meta = ModelMeta(backbone="resnet18", classes=["a", "b", "c"], strategy="finetune")
     save_checkpoint(tmp_path, model, meta)
     crops = torch.randint(0, 256, (3, 3, 224, 224), dtype=torch.uint8)
-    before = Classifier(model, spec, meta["classes"], meta).logits(crops)
+    before = Classifier(model, spec, meta.classes, meta).logits(crops)
     loaded = Classifier.load(tmp_path)
     assert torch.equal(before, loaded.logits(crops))
     with open(tmp_path / WEIGHTS_FILE, "rb") as handle:

@@ -116,7 +116,7 @@ def evaluate_decoded(run_dir: str | Path, val: DecodedSplit, device: str = "cpu"
     """Evaluate a run's best weights on already-decoded validation crops (what `compare` holds in memory)."""
     run_dir = Path(run_dir)
     classifier = Classifier.load(run_dir, resolve_device(device))
-    if classifier.metadata.get("strategy") == "extract":  # the frozen backbone's ONNX export is in the cache
+    if classifier.meta.strategy == "extract":  # the frozen backbone's ONNX export is in the cache
         classifier.prefer_onnx_features()
     probs = []
     for start in range(0, len(val), 64):

@@ -78,7 +78,7 @@ def export_metadata(classifier: Classifier) -> dict:
     return {
         "classes": classifier.classes,
         "backbone": spec.name,
-        "strategy": classifier.metadata.get("strategy"),
+        "strategy": classifier.meta.strategy,
         "input": {
             "name": INPUT,
             "layout": "NHWC",

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, cast
+from typing import Any, BinaryIO, cast
 
 import torch
 from PIL import Image
@@ -24,7 +24,7 @@ from transferlab.inference.answers import UNKNOWN, Assessed, Prediction, answer
 from transferlab.inference.unknown import UnknownDetector, load_detector
 from transferlab.models.backbones import BackboneSpec
 from transferlab.models.model import TransferModel, build_model
-from transferlab.runs import META_FILE, WEIGHTS_FILE, load_checkpoint, resolve_run
+from transferlab.runs import META_FILE, WEIGHTS_FILE, ModelMeta, load_checkpoint, resolve_run
 from transferlab.utils.machine import keep_freed_memory
 from transferlab.utils.parallel import parallel_map
 
@@ -45,7 +45,7 @@ class Classifier:
         model: TransferModel,
         spec: BackboneSpec,
         classes: list[str],
-        metadata: dict,
+        meta: ModelMeta,
         device: str | torch.device = "cpu",
         unknown: UnknownDetector | None = None,
     ):
@@ -55,8 +55,9 @@ class Classifier:
         self.features: Callable[[torch.Tensor], torch.Tensor] = self.model.backbone  # or ONNX Runtime's, below
         self.spec = spec
         self.classes = classes
-        self.metadata = metadata
-        self.background = tuple(metadata.get("background", (255, 255, 255)))
+        self.meta = meta
+        red, green, blue = meta.background
+        self.background = (red, green, blue)
 
     @classmethod
     def load(cls, run_dir: str | Path, device: str | torch.device = "cpu") -> Classifier:
@@ -64,19 +65,23 @@ class Classifier:
         keep_freed_memory()
         run_dir = resolve_run(run_dir)
         state, meta = load_checkpoint(run_dir)
-        model, spec, _ = build_model(meta["backbone"], len(meta["classes"]), meta["strategy"], pretrained=False)
+        model, spec, _ = build_model(meta.backbone, len(meta.classes), meta.strategy, pretrained=False)
         try:
             model.load_state_dict(state)
         except RuntimeError:  # the right names, other shapes: the network this version builds for it is another
-            problem = f"does not fit the network this version of transferlab builds for {meta['backbone']}"
+            problem = f"does not fit the network this version of transferlab builds for {meta.backbone}"
             remedy = (
                 "made by another version (an ensemble from before its members gave their last stages?): train again"
             )
             raise DamagedFile(run_dir / WEIGHTS_FILE, problem, remedy) from None
-        if meta.get("revision", 0) != spec.revision:  # the same weights, but its features are computed otherwise now
-            problem = f"was fitted on {meta['backbone']}'s features as another version of transferlab computed them"
+        if meta.revision != spec.revision:  # the same weights, but its features are computed otherwise now
+            problem = f"was fitted on {meta.backbone}'s features as another version of transferlab computed them"
             raise DamagedFile(run_dir / META_FILE, problem, "train again")
-        return cls(model, spec, meta["classes"], meta, device, load_detector(run_dir))
+        return cls(model, spec, meta.classes, meta, device, load_detector(run_dir))
+
+    def describe(self) -> dict[str, Any]:
+        """What a page says it runs: backbone, strategy, validation accuracy."""
+        return {"backbone": self.meta.backbone, "strategy": self.meta.strategy, "val_acc": self.meta.val_acc}
 
     def prefer_onnx_features(self) -> None:
         """On the CPU, compute the backbone's features with ONNX Runtime from here on (`models.onnx_features`: the

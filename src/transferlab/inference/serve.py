@@ -58,13 +58,7 @@ def create_app(
     app.add_middleware(BodyLimit, limit=max_bytes + MULTIPART_OVERHEAD)
     app.add_middleware(SameOrigin, allows=allowed_hosts(host, port))
     one_line_errors(app)
-    info = {
-        "backbone": classifier.metadata.get("backbone"),
-        "strategy": classifier.metadata.get("strategy"),
-        "classes": classifier.classes,
-        "val_acc": classifier.metadata.get("val_acc"),
-        **_where(run_dir),
-    }
+    info = {**classifier.describe(), "classes": classifier.classes, **_where(run_dir)}
 
     @app.get("/health")
     def health() -> dict:

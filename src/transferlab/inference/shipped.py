@@ -56,6 +56,10 @@ class ShippedModel:
         self.threshold: float | None = float(unknown["threshold"]) if unknown else None
         self.input_name = self.session.get_inputs()[0].name
 
+    def describe(self) -> dict[str, Any]:
+        """What a page says it runs: backbone, strategy (an export carries no validation accuracy)."""
+        return {"backbone": self.metadata.get("backbone"), "strategy": self.metadata.get("strategy"), "val_acc": None}
+
     def preprocess(self, image: str | Path | BinaryIO | Image.Image) -> np.ndarray:
         """One picture -> the uint8 (S, S, 3) crop the model takes (as `Classifier.preprocess`, in HWC)."""
         return load_crop(image, self.background, self.resize_size, self.input_size)

@@ -280,15 +280,36 @@ def read_metrics(run_dir: str | Path) -> list[dict]:
     return records
 
 
-def save_checkpoint(run_dir: Path, model: torch.nn.Module, metadata: dict) -> None:
+@dataclass(kw_only=True)
+class ModelMeta:
+    """model.json: what the saved weights are (backbone, classes, strategy), how to feed them, and the epoch they
+    come from. Written with the weights by `save_checkpoint`, read by `load_checkpoint`."""
+
+    backbone: str
+    classes: list[str]
+    strategy: Strategy
+    input_size: int | None = None
+    resize_size: int | None = None
+    mean: list[float] = field(default_factory=list)
+    std: list[float] = field(default_factory=list)
+    background: list[int] = field(default_factory=lambda: [255, 255, 255])  # transparency composited onto it
+    weights: dict[str, Any] = field(default_factory=dict)
+    versions: dict[str, str] = field(default_factory=dict)
+    revision: int = 0  # how its features are computed (ensembles; written only when not 0)
+    best_epoch: int | None = None
+    val_acc: float | None = None
+
+
+def save_checkpoint(run_dir: Path, model: torch.nn.Module, meta: ModelMeta) -> None:
     """Write the weights (safetensors) and their metadata (JSON), each atomically."""
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    about = {"backbone": metadata["backbone"], "classes": json.dumps(metadata["classes"])}
+    about = {"backbone": meta.backbone, "classes": json.dumps(meta.classes)}
     write_atomically(run_dir / WEIGHTS_FILE, lambda tmp: save_file(state, tmp, metadata=about))
-    save_json(metadata, run_dir / META_FILE)
+    saved = {k: v for k, v in asdict(meta).items() if v is not None and (k != "revision" or v)}
+    save_json(saved, run_dir / META_FILE)
 
 
-def load_checkpoint(run_dir: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
+def load_checkpoint(run_dir: str | Path) -> tuple[dict[str, torch.Tensor], ModelMeta]:
     run_dir = Path(run_dir)
     weights, meta = run_dir / WEIGHTS_FILE, run_dir / META_FILE
     if not weights.exists() or not meta.exists():
@@ -300,7 +321,12 @@ def load_checkpoint(run_dir: str | Path) -> tuple[dict[str, torch.Tensor], dict]
         state = load_file(weights)
     except Exception as error:  # noqa: BLE001 - safetensors says "invalid header", "incomplete", ... in its words
         raise DamagedFile(weights, f"cannot be read ({first_line(error)})", WEIGHTS_REMEDY) from None
-    return state, read_json_object(meta, WEIGHTS_REMEDY)
+    data = read_json_object(meta, WEIGHTS_REMEDY)
+    known = {f.name for f in dataclasses.fields(ModelMeta)}
+    try:
+        return state, ModelMeta(**{k: v for k, v in data.items() if k in known})
+    except TypeError:  # a field it must have is missing
+        raise DamagedFile(meta, "is damaged (a field is missing)", WEIGHTS_REMEDY) from None
 
 
 LAST_STATE = "last.pt"  # the resume state, written by `training.checkpoint`

@@ -7,6 +7,7 @@ moment.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +17,7 @@ import torch
 
 from transferlab import runs
 from transferlab.errors import DamagedFile, first_line
-from transferlab.runs import LAST_STATE, EpochRecord, StageName
+from transferlab.runs import LAST_STATE, EpochRecord, ModelMeta, StageName
 from transferlab.training.engine import EarlyStopping
 from transferlab.utils.storage import write_atomically
 
@@ -150,7 +151,7 @@ class CheckpointSaver:
         self,
         run_dir: Path,
         model: torch.nn.Module,
-        metadata: dict,
+        metadata: ModelMeta,
         dist: Dist,
         generator: torch.Generator,
         best: Best | None = None,
@@ -177,9 +178,8 @@ class CheckpointSaver:
         if self.dist.main:
             runs.append_metrics(self.run_dir, record.as_dict())
             if improved:
-                runs.save_checkpoint(
-                    self.run_dir, self.model, {**self.metadata, "best_epoch": record.epoch, "val_acc": record.val_acc}
-                )
+                best = dataclasses.replace(self.metadata, best_epoch=record.epoch, val_acc=record.val_acc)
+                runs.save_checkpoint(self.run_dir, self.model, best)
         self.records.append(record)
         if improved:
             self.best = Best(epoch=record.epoch, acc=record.val_acc)

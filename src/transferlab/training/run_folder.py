@@ -17,6 +17,7 @@ from transferlab.models.model import TransferModel, count_parameters
 from transferlab.models.weights import WeightsInfo
 from transferlab.runs import (
     EpochRecord,
+    ModelMeta,
     Resolved,
     RunSummary,
     Status,
@@ -127,19 +128,19 @@ def open_run(
 ) -> OpenRun:
     """A new run folder (config.json written), or the folder of a run to resume with its state loaded back."""
     spec, dataset = prepared.spec, prepared.dataset
-    metadata = {
-        "backbone": spec.name,
-        "classes": dataset.classes,
-        "strategy": config.strategy,
-        "input_size": spec.input_size,
-        "resize_size": spec.resize_size,
-        "mean": list(spec.mean),
-        "std": list(spec.std),
-        "background": list(config.data.background),
-        "weights": dataclasses.asdict(weights_info),
-        "versions": versions(),
-        **({"revision": spec.revision} if spec.revision else {}),  # how its features are computed (ensembles)
-    }
+    metadata = ModelMeta(
+        backbone=spec.name,
+        classes=dataset.classes,
+        strategy=config.strategy,
+        input_size=spec.input_size,
+        resize_size=spec.resize_size,
+        mean=list(spec.mean),
+        std=list(spec.std),
+        background=list(config.data.background),
+        weights=dataclasses.asdict(weights_info),
+        versions=versions(),
+        revision=spec.revision,  # how its features are computed (ensembles)
+    )
     if resume_dir is None:
         run_dir = _create_run_folder(config, prepared, weights_info, dist)
         trainable = model.parameters() if stages[-1].trains_backbone else model.trainable_parameters()
@@ -189,7 +190,9 @@ def _create_run_folder(config: TrainConfig, prepared: PreparedData, weights_info
     return run_dir
 
 
-def _reopen(run_dir: Path, model: TransferModel, metadata: dict, dist: Dist, generator: torch.Generator) -> OpenRun:
+def _reopen(
+    run_dir: Path, model: TransferModel, metadata: ModelMeta, dist: Dist, generator: torch.Generator
+) -> OpenRun:
     """Load a run's last.pt back: weights, random states, best-so-far, the epochs' records, the summary."""
     state = load_training_state(run_dir)
     done = state.epoch
