@@ -12,7 +12,7 @@ from torch import nn
 from transferlab.data.decoding import DecodedSplit
 from transferlab.data.presets import normalize
 from transferlab.models.backbones import BackboneSpec
-from transferlab.training.features import FeatureCache
+from transferlab.training.feature_cache import FeatureCache
 from transferlab.utils.device import autocast
 
 COST_SAMPLE = 16  # pictures timed to cost cached features in this process

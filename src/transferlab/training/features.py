@@ -1,17 +1,15 @@
 """Frozen-backbone features: the backbone runs once per view of each picture, and the result is cached on disk.
 
 `extract_features` runs the frozen backbone (in eval mode) once over K augmented views of the training pictures and
-once over the validation pictures; the head then trains on those pooled features. `save_features`/`load_features`
-keep them on disk under `feature_key`, a hash of everything they depend on (backbone weights, pictures, views,
-transform, precision), so a second run, `compare --seeds` or two-stage after extract does not compute them again.
+once over the validation pictures; the head then trains on those pooled features. `feature_cache` keeps them on
+disk under `feature_key`, a hash of everything they depend on (backbone weights, pictures, views, transform,
+precision), so a second run, `compare --seeds` or two-stage after extract does not compute them again.
 `features_for` is what training calls: from the cache when every process has them, else computed (under torchrun,
 each process its share) and cached.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import time
 from collections.abc import Callable
@@ -20,44 +18,24 @@ from pathlib import Path
 from typing import cast
 
 import torch
-from safetensors import safe_open
-from safetensors.torch import load_file, save_file
 from torch import nn
 
 from transferlab.data.decoding import DecodedSplit
 from transferlab.data.presets import TrainPreset, eval_view, normalize, resize_tensor
 from transferlab.models.backbones import BackboneSpec
-from transferlab.models.onnx_features import hash_state
-from transferlab.runs import torchvision_version
+from transferlab.training.feature_cache import (
+    FeatureCache,
+    feature_key,
+    inconsistency,
+    load_features,
+    save_features,
+    view_seed,
+)
 from transferlab.utils.device import autocast
 from transferlab.utils.distributed import Dist
 from transferlab.utils.progress import Tracked
-from transferlab.utils.storage import cache_dir, write_atomically
 
 log = logging.getLogger("transferlab")
-
-
-@dataclass(kw_only=True)
-class FeatureCache:
-    """Pooled backbone features: `train` is (views, N, D) for the augmented views, `train_centre` (N, D) for the
-    centre crops of the training pictures (when asked for), `val` is (N, D)."""
-
-    train: torch.Tensor
-    train_labels: torch.Tensor
-    val: torch.Tensor
-    val_labels: torch.Tensor
-    seconds: float
-    from_cache: bool = False  # read from the disk cache rather than computed
-    train_centre: torch.Tensor | None = None
-    compute_seconds: float | None = None  # what computing them took (in the run that cached them, if read)
-
-    def __post_init__(self) -> None:
-        if self.compute_seconds is None:
-            self.compute_seconds = self.seconds
-
-
-def _view_seed(view: int, index: int) -> int:
-    return 1_000_003 * view + index
 
 
 @torch.inference_mode()
@@ -92,18 +70,13 @@ def extract_features(
     bar = Tracked("features", spec.name, (views + centre) * len(train) + len(val), quiet, unit="img")
     amp, forward = autocast(device, precision), _forward(backbone, spec, device, precision, onnx)
 
-    def crop(picture: torch.Tensor, seed: int) -> torch.Tensor:
-        torch.manual_seed(seed)
-        return cast(TrainPreset, preset)(picture)
-
-    def run(pictures: list[torch.Tensor], view: int | str | None) -> torch.Tensor:
+    def run(pictures: list[torch.Tensor], crop: Callable[[torch.Tensor, int], torch.Tensor] | None) -> torch.Tensor:
+        """The features of `pictures`, each cropped by `crop` (picture, its index) first, or taken as it is."""
         out = []
         for i in range(0, len(pictures), batch_size):
             chunk = pictures[i : i + batch_size]
-            if view == "centre":
-                chunk = [centre_crop(p, spec) for p in chunk]
-            elif view is not None:
-                chunk = [crop(p, _view_seed(int(view), train_index[i + j])) for j, p in enumerate(chunk)]
+            if crop is not None:
+                chunk = [crop(p, i + j) for j, p in enumerate(chunk)]
             batch = torch.stack(chunk).to(device, non_blocking=True)
             with amp:
                 out.append(forward(normalize(batch, spec)).float().cpu())
@@ -111,9 +84,11 @@ def extract_features(
         return torch.cat(out) if out else torch.zeros(0, spec.feature_dim)
 
     with torch.random.fork_rng(devices=[]):  # the seeded crops leave the training random state untouched
-        views_features = [run(train.images, view) for view in range(views)]
+        views_features = [
+            run(train.images, _seeded_view(cast(TrainPreset, preset), view, train_index)) for view in range(views)
+        ]
     train_features = torch.stack(views_features) if views else torch.zeros(0, len(train), spec.feature_dim)
-    train_centre = run(train.images, "centre") if centre else None
+    train_centre = run(train.images, lambda picture, _: centre_crop(picture, spec)) if centre else None
     val_features = run(val.images, None)
     bar.close()
     backbone.train(was_training)
@@ -121,6 +96,17 @@ def extract_features(
         train=train_features, train_labels=train.labels, val=val_features, val_labels=val.labels,
         seconds=time.perf_counter() - start, train_centre=train_centre,
     )  # fmt: skip
+
+
+def _seeded_view(preset: TrainPreset, view: int, train_index: list[int]) -> Callable[[torch.Tensor, int], torch.Tensor]:
+    """Augmented view `view` of the training pictures: picture i cropped with its own seed (view, its index in the
+    whole split), the same crop in any process, batch or run."""
+
+    def crop(picture: torch.Tensor, i: int) -> torch.Tensor:
+        torch.manual_seed(view_seed(view, train_index[i]))
+        return preset(picture)
+
+    return crop
 
 
 def _forward(
@@ -137,107 +123,6 @@ def _forward(
 def centre_crop(picture: torch.Tensor, spec: BackboneSpec) -> torch.Tensor:
     """The evaluation view (Resize to the resize size + CenterCrop) of a decoded training picture."""
     return eval_view(resize_tensor(picture, spec.resize_size), spec.input_size)
-
-
-def feature_key(
-    backbone: nn.Module,
-    spec: BackboneSpec,
-    train: DecodedSplit,
-    val: DecodedSplit,
-    views: int,
-    precision: torch.dtype | None,
-    *,
-    centre: bool = False,
-) -> str:
-    """What cached features depend on: the backbone's weights (and BatchNorm statistics), the pictures, the
-    number of views, the transform and normalization, the precision, and the torch/torchvision versions."""
-    key = hash_state(backbone, hashlib.sha256())
-    key.update(
-        json.dumps(
-            {
-                "spec": [
-                    spec.name,
-                    spec.input_size,
-                    spec.resize_size,
-                    list(spec.mean),
-                    list(spec.std),
-                    spec.feature_dim,
-                    *([spec.revision] if spec.revision else []),
-                ],
-                "views": views,
-                "precision": str(precision),
-                "train": train.digest(),
-                "val": val.digest(),
-                **({"transform": repr(TrainPreset(spec.input_size).transform)} if views else {}),
-                "view_seed": _view_seed(1, 0),
-                "versions": [torch.__version__, torchvision_version()],
-                **({"centre": "resize-centre-crop"} if centre else {}),
-            },
-            sort_keys=True,
-        ).encode()
-    )
-    return key.hexdigest()[:32]
-
-
-def feature_cache_path(key: str) -> Path:
-    return cache_dir() / "features" / f"{key}.safetensors"
-
-
-def load_features(key: str, train: DecodedSplit, val: DecodedSplit) -> FeatureCache | None:
-    """Features cached on disk under `key`, or None (missing or unreadable: they are computed again)."""
-    path = feature_cache_path(key)
-    if not path.exists():
-        return None
-    start = time.perf_counter()
-    try:
-        tensors = load_file(path)
-        with safe_open(path, "pt") as handle:
-            computed = float((handle.metadata() or {}).get("compute_seconds", "nan"))
-    except Exception as error:  # a damaged cache file is not the user's problem: recompute
-        log.warning("ignoring damaged feature cache %s: %s", path, error)
-        return None
-    seconds = time.perf_counter() - start
-    features = FeatureCache(
-        train=tensors["train"],
-        train_labels=train.labels,
-        val=tensors["val"],
-        val_labels=val.labels,
-        seconds=seconds,
-        from_cache=True,
-        train_centre=tensors.get("train_centre"),
-        compute_seconds=computed if computed == computed else seconds,
-    )
-    problem = inconsistency(features, len(train), len(val))
-    if problem:
-        log.warning("ignoring the feature cache %s (%s): computing the features again", path.name, problem)
-        return None
-    return features
-
-
-def inconsistency(features: FeatureCache, train: int, val: int) -> str | None:
-    """What is wrong with features for `train` and `val` pictures (None: nothing), so none are cached or used."""
-    if features.train.dim() != 3 or features.train.shape[1] != train:
-        return f"training features of shape {tuple(features.train.shape)} for {train} pictures"
-    if features.val.dim() != 2 or features.val.shape[0] != val:
-        return f"validation features of shape {tuple(features.val.shape)} for {val} pictures"
-    if features.train_centre is not None and tuple(features.train_centre.shape) != (train, features.val.shape[1]):
-        return f"centre-crop features of shape {tuple(features.train_centre.shape)} for {train} pictures"
-    tensors = [features.train, features.val] + ([features.train_centre] if features.train_centre is not None else [])
-    if not all(bool(torch.isfinite(t).all()) for t in tensors):
-        return "features that are not finite numbers"
-    return None
-
-
-def save_features(key: str, features: FeatureCache) -> Path:
-    """Write features atomically (temporary file, then rename), so concurrent writers never leave half a file."""
-    path = feature_cache_path(key)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tensors = {"train": features.train.contiguous(), "val": features.val.contiguous()}
-    if features.train_centre is not None:
-        tensors["train_centre"] = features.train_centre.contiguous()
-    about = {"compute_seconds": repr(features.compute_seconds)}
-    write_atomically(path, lambda tmp: save_file(tensors, tmp, metadata=about))  # two writers: the last wins whole
-    return path
 
 
 def features_for(
@@ -306,23 +191,32 @@ def _sharded_features(
     )
     if not dist.enabled:
         return part
-    parts = dist.gather((train_idx, val_idx, part.train, part.val, part.seconds, part.train_centre))
-    dim = parts[0][3].shape[-1]
+    shares: list[_Share] = dist.gather(_Share(train_index=train_idx, val_index=val_idx, features=part))
+    dim = part.val.shape[-1]
     train_features, val_features = torch.empty(views, len(train), dim), torch.empty(len(val), dim)
     train_centre = torch.empty(len(train), dim) if centre else None
-    for t_idx, v_idx, t_feat, v_feat, _, c_feat in parts:
-        train_features[:, t_idx] = t_feat
-        val_features[v_idx] = v_feat
-        if train_centre is not None:  # computed when `centre`
-            train_centre[t_idx] = c_feat
+    for share in shares:
+        train_features[:, share.train_index] = share.features.train
+        val_features[share.val_index] = share.features.val
+        if train_centre is not None and share.features.train_centre is not None:  # computed when `centre`
+            train_centre[share.train_index] = share.features.train_centre
     return FeatureCache(
         train=train_features,
         train_labels=train.labels,
         val=val_features,
         val_labels=val.labels,
-        seconds=max(p[4] for p in parts),
+        seconds=max(share.features.seconds for share in shares),
         train_centre=train_centre,
     )
+
+
+@dataclass(kw_only=True)
+class _Share:
+    """One process's share of the features, and which pictures they are of."""
+
+    train_index: list[int]
+    val_index: list[int]
+    features: FeatureCache
 
 
 def every_image_features(config, prepared) -> tuple[torch.Tensor, torch.Tensor, list[Path]]:

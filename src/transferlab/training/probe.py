@@ -21,7 +21,7 @@ from transferlab.utils.progress import report
 
 if TYPE_CHECKING:
     from transferlab.runs import EpochRecord
-    from transferlab.training.features import FeatureCache
+    from transferlab.training.feature_cache import FeatureCache
 
 C_GRID = tuple(float(c) for c in np.logspace(-4, 2, 13))  # inverse L2 strength, 10^-4 ... 10^2, half decades
 FOLDS = 5
