@@ -18,6 +18,7 @@ from transferlab.data.prepare import prepare_data
 from transferlab.data.presets import train_side
 from transferlab.models.model import create_backbone
 from transferlab.training import features
+from transferlab.training.feature_cache import FeatureRequest
 from transferlab.utils import storage
 
 
@@ -78,17 +79,11 @@ def test_features_of_a_share_equal_the_same_rows_of_the_whole(tiny_dataset):
     backbone, spec, _ = create_backbone("efficientnet_lite0")
     train_split = decoding.decode_split(dataset.train, spec.resize_size, workers=0, quiet=True)
     val_split = decoding.decode_split(dataset.val, spec.resize_size, spec.input_size, workers=0, quiet=True)
-    whole = features.extract_features(
-        backbone, spec, train_split, val_split, 2, 8, device=torch.device("cpu"), quiet=True
-    )
+    request = FeatureRequest(backbone=backbone, spec=spec, train=train_split, val=val_split, views=2, batch_size=8)
+    whole = features.extract_features(request, device=torch.device("cpu"), quiet=True)
     share = [1, 4, 6, 7]
     part = features.extract_features(
-        backbone,
-        spec,
-        train_split.subset(share),
-        val_split.subset([0]),
-        2,
-        3,
+        dataclasses.replace(request.share(share, [0]), batch_size=3),
         device=torch.device("cpu"),
         quiet=True,
         train_index=share,

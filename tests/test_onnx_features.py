@@ -10,6 +10,7 @@ import torch
 from transferlab.data.decoding import decode_split
 from transferlab.data.layout import load_dataset
 from transferlab.models.model import create_backbone
+from transferlab.training.feature_cache import FeatureRequest
 from transferlab.training.features import extract_features
 
 
@@ -18,9 +19,8 @@ def _features(tiny_dataset, onnx: bool):
     data = load_dataset(tiny_dataset)
     val = decode_split(data.val, spec.resize_size, spec.input_size, quiet=True)
     train = decode_split(data.train[:4], spec.resize_size, spec.input_size, quiet=True)
-    return extract_features(
-        backbone, spec, train, val, 0, 8, device=torch.device("cpu"), quiet=True, centre=True, onnx=onnx
-    )
+    request = FeatureRequest(backbone=backbone, spec=spec, train=train, val=val, centre=True, batch_size=8)
+    return extract_features(request, device=torch.device("cpu"), quiet=True, onnx=onnx)
 
 
 def test_onnx_runtime_features_equal_torchs_and_the_export_is_kept(tiny_dataset, tmp_path, monkeypatch):

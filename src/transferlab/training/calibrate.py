@@ -9,6 +9,7 @@ import torch
 
 from transferlab.inference.predict import Classifier
 from transferlab.inference.unknown import UnknownDetector, fit_and_save
+from transferlab.training.feature_cache import FeatureRequest
 from transferlab.training.features import extract_features, features_for
 from transferlab.utils.distributed import Dist
 
@@ -16,17 +17,10 @@ from transferlab.utils.distributed import Dist
 def calibrate_run(run_dir: Path, prepared, device: torch.device | str = "cpu") -> UnknownDetector:
     """Fit and save the detector of a trained run from its best weights and its decoded photos."""
     classifier = Classifier.load(run_dir, device)
-    features = extract_features(
-        classifier.model.backbone,
-        classifier.spec,
-        prepared.train,
-        prepared.val,
-        0,
-        64,
-        device=classifier.device,
-        quiet=True,
-        centre=True,
+    request = FeatureRequest(
+        backbone=classifier.model.backbone, spec=classifier.spec, train=prepared.train, val=prepared.val, centre=True
     )
+    features = extract_features(request, device=classifier.device, quiet=True)
     return fit_and_save(features, run_dir)
 
 
@@ -38,17 +32,9 @@ def fit_unknown_for_run(
     if config.strategy != "extract":
         return calibrate_run(run_dir, prepared, device)
     alone = Dist(rank=0, world=1, local_rank=0, device=device)  # called by rank 0 alone: no collective calls
-    features = features_for(
-        backbone,
-        prepared.spec,
-        prepared.train,
-        prepared.val,
-        0,
-        config.recipe.batch_size,
-        precision=precision,
-        dist=alone,
-        use_cache=config.feature_cache,
-        quiet=True,
-        centre=True,
-    )
+    request = FeatureRequest(
+        backbone=backbone, spec=prepared.spec, train=prepared.train, val=prepared.val, centre=True,
+        batch_size=config.recipe.batch_size, precision=precision,
+    )  # fmt: skip
+    features = features_for(request, dist=alone, use_cache=config.feature_cache, quiet=True)
     return fit_and_save(features, run_dir)

@@ -4,6 +4,7 @@ read back only when whole and consistent (a damaged entry is a warning and compu
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -45,24 +46,36 @@ class FeatureCache:
             self.compute_seconds = self.seconds
 
 
+@dataclass(frozen=True, kw_only=True)
+class FeatureRequest:
+    """Which frozen features to compute: `backbone` (in eval mode) over `views` augmented views of the training
+    pictures, also over their centre crops with `centre` (what a probe fits on), and over the validation pictures'
+    crops; `batch_size` pictures at a time, in `precision` (None: float32)."""
+
+    backbone: nn.Module
+    spec: BackboneSpec
+    train: DecodedSplit
+    val: DecodedSplit
+    views: int = 0
+    centre: bool = False
+    batch_size: int = 64
+    precision: torch.dtype | None = None
+
+    def share(self, train_index: list[int], val_index: list[int]) -> FeatureRequest:
+        """The same request for these pictures only (one process's share)."""
+        return dataclasses.replace(self, train=self.train.subset(train_index), val=self.val.subset(val_index))
+
+
 def view_seed(view: int, index: int) -> int:
     """The seed of augmented view `view` of training picture `index` (the same in every process and run)."""
     return 1_000_003 * view + index
 
 
-def feature_key(
-    backbone: nn.Module,
-    spec: BackboneSpec,
-    train: DecodedSplit,
-    val: DecodedSplit,
-    views: int,
-    precision: torch.dtype | None,
-    *,
-    centre: bool = False,
-) -> str:
+def feature_key(request: FeatureRequest) -> str:
     """What cached features depend on: the backbone's weights (and BatchNorm statistics), the pictures, the
     number of views, the transform and normalization, the precision, and the torch/torchvision versions."""
-    key = hash_state(backbone, hashlib.sha256())
+    spec, views, centre = request.spec, request.views, request.centre
+    key = hash_state(request.backbone, hashlib.sha256())
     key.update(
         json.dumps(
             {
@@ -76,9 +89,9 @@ def feature_key(
                     *([spec.revision] if spec.revision else []),
                 ],
                 "views": views,
-                "precision": str(precision),
-                "train": train.digest(),
-                "val": val.digest(),
+                "precision": str(request.precision),
+                "train": request.train.digest(),
+                "val": request.val.digest(),
                 **({"transform": repr(TrainPreset(spec.input_size).transform)} if views else {}),
                 "view_seed": view_seed(1, 0),
                 "versions": [torch.__version__, torchvision_version()],

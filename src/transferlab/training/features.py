@@ -20,11 +20,11 @@ from typing import cast
 import torch
 from torch import nn
 
-from transferlab.data.decoding import DecodedSplit
 from transferlab.data.presets import TrainPreset, eval_view, normalize, resize_tensor
 from transferlab.models.backbones import BackboneSpec
 from transferlab.training.feature_cache import (
     FeatureCache,
+    FeatureRequest,
     feature_key,
     inconsistency,
     load_features,
@@ -40,18 +40,11 @@ log = logging.getLogger("transferlab")
 
 @torch.inference_mode()
 def extract_features(
-    backbone: nn.Module,
-    spec: BackboneSpec,
-    train: DecodedSplit,
-    val: DecodedSplit,
-    views: int,
-    batch_size: int,
+    request: FeatureRequest,
     *,
     device: torch.device,
     quiet: bool = False,
-    precision: torch.dtype | None = None,
     train_index: list[int] | None = None,
-    centre: bool = False,
     onnx: bool = False,
 ) -> FeatureCache:
     """Run the frozen backbone (in eval mode) once over `views` augmented views of train and once over val; with
@@ -63,6 +56,9 @@ def extract_features(
     `onnx`, on the CPU in float32, the backbone runs in ONNX Runtime (`models.onnx_features`: the same features
     within 1e-4, faster; exported once per set of weights, so only for the pretrained backbones that are reused).
     """
+    backbone, spec, train, val, views, centre = (request.backbone, request.spec, request.train, request.val,
+                                                  request.views, request.centre)  # fmt: skip
+    batch_size, precision = request.batch_size, request.precision
     start, was_training = time.perf_counter(), backbone.training
     backbone.eval()
     preset = TrainPreset(spec.input_size) if views else None  # torchvision is imported only where views are made
@@ -125,70 +121,30 @@ def centre_crop(picture: torch.Tensor, spec: BackboneSpec) -> torch.Tensor:
     return eval_view(resize_tensor(picture, spec.resize_size), spec.input_size)
 
 
-def features_for(
-    backbone: nn.Module,
-    spec: BackboneSpec,
-    train: DecodedSplit,
-    val: DecodedSplit,
-    views: int,
-    batch_size: int,
-    *,
-    precision: torch.dtype | None,
-    dist: Dist,
-    use_cache: bool = True,
-    quiet: bool = False,
-    centre: bool = False,
-) -> FeatureCache:
+def features_for(request: FeatureRequest, *, dist: Dist, use_cache: bool = True, quiet: bool = False) -> FeatureCache:
     """The frozen backbone's features of every picture: from the disk cache when every process has them, else
     computed (each process its share, shares exchanged) and cached."""
     if not use_cache:
-        return _sharded_features(
-            backbone, spec, train, val, views, batch_size, precision=precision, dist=dist, quiet=quiet, centre=centre
-        )
-    key = feature_key(backbone, spec, train, val, views, precision, centre=centre)
-    cached = load_features(key, train, val)
+        return _sharded_features(request, dist=dist, quiet=quiet)
+    key = feature_key(request)
+    cached = load_features(key, request.train, request.val)
     if all(dist.gather(cached is not None)):
         log.info("features: read from the cache (%s...)", key[:12])
         return cast(FeatureCache, cached)
-    features = _sharded_features(
-        backbone, spec, train, val, views, batch_size, precision=precision, dist=dist, quiet=quiet, centre=centre
-    )
-    problem = inconsistency(features, len(train), len(val))
+    features = _sharded_features(request, dist=dist, quiet=quiet)
+    problem = inconsistency(features, len(request.train), len(request.val))
     if problem:  # never cache what a later run could not use
         raise RuntimeError(f"computed {problem}")
     save_features(key, features)  # every process writes (atomically): on several machines, each has its own cache
     return features
 
 
-def _sharded_features(
-    backbone: nn.Module,
-    spec: BackboneSpec,
-    train: DecodedSplit,
-    val: DecodedSplit,
-    views: int,
-    batch_size: int,
-    *,
-    precision: torch.dtype | None,
-    dist: Dist,
-    quiet: bool,
-    centre: bool = False,
-) -> FeatureCache:
+def _sharded_features(request: FeatureRequest, *, dist: Dist, quiet: bool) -> FeatureCache:
     """The frozen backbone over this process's share of the pictures; shares exchanged so all hold every vector."""
+    train, val, views, centre = request.train, request.val, request.views, request.centre
     train_idx, val_idx = dist.shard(len(train)), dist.shard(len(val))
-    part = extract_features(
-        backbone,
-        spec,
-        train.subset(train_idx),
-        val.subset(val_idx),
-        views,
-        batch_size,
-        device=dist.device,
-        quiet=quiet or not dist.main,
-        precision=precision,
-        train_index=train_idx,
-        centre=centre,
-        onnx=True,
-    )
+    mine = request.share(train_idx, val_idx)
+    part = extract_features(mine, device=dist.device, quiet=quiet or not dist.main, train_index=train_idx, onnx=True)
     if not dist.enabled:
         return part
     shares: list[_Share] = dist.gather(_Share(train_index=train_idx, val_index=val_idx, features=part))
@@ -226,19 +182,11 @@ def every_image_features(config, prepared) -> tuple[torch.Tensor, torch.Tensor, 
 
     backbone, spec, _ = create_backbone(config.backbone, config.weights)
     dist = Dist(rank=0, world=1, local_rank=0, device=torch.device("cpu"))
-    features = features_for(
-        backbone,
-        spec,
-        prepared.train,
-        prepared.val,
-        0,
-        config.recipe.batch_size,
-        precision=None,
-        dist=dist,
-        use_cache=config.feature_cache,
-        quiet=config.quiet,
-        centre=True,
-    )
+    request = FeatureRequest(
+        backbone=backbone, spec=spec, train=prepared.train, val=prepared.val, centre=True,
+        batch_size=config.recipe.batch_size,
+    )  # fmt: skip
+    features = features_for(request, dist=dist, use_cache=config.feature_cache, quiet=config.quiet)
     x = torch.cat([cast(torch.Tensor, features.train_centre), features.val])  # asked for with centre=True
     y = torch.cat([prepared.train.labels, prepared.val.labels])
     return x, y, prepared.train.paths + prepared.val.paths

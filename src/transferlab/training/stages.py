@@ -25,6 +25,7 @@ from transferlab.runs import (
     StageName,
 )
 from transferlab.training.costs import costed
+from transferlab.training.feature_cache import FeatureRequest
 from transferlab.training.features import features_for
 from transferlab.training.probe import fit_probe_head
 from transferlab.utils.distributed import Dist
@@ -100,19 +101,11 @@ def probe_stage(
     logistic regression (`probe.fit_probe_head`); its one record."""
     recipe = config.recipe
     views = config.views if recipe.probe_features in ("views", "both") else 0
-    features = features_for(
-        model.backbone,
-        prepared.spec,
-        prepared.train,
-        prepared.val,
-        views,
-        recipe.batch_size,
-        precision=precision,
-        dist=dist,
-        use_cache=config.feature_cache,
-        quiet=config.quiet,
-        centre=recipe.probe_features in ("centre", "both"),
-    )
+    request = FeatureRequest(
+        backbone=model.backbone, spec=prepared.spec, train=prepared.train, val=prepared.val, views=views,
+        centre=recipe.probe_features in ("centre", "both"), batch_size=recipe.batch_size, precision=precision,
+    )  # fmt: skip
+    features = features_for(request, dist=dist, use_cache=config.feature_cache, quiet=config.quiet)
     summary.add_features(costed(features, model.backbone, prepared.spec, prepared.val, precision, dist.device))
     record, probe = fit_probe_head(cast(nn.Linear, model.head[-1]), features, recipe.probe_features, seed=config.seed)
     summary.probe_C, summary.probe_cv_accuracy = probe.C, probe.cv_accuracy
@@ -146,10 +139,11 @@ def stage_inputs(
     """
     recipe, val_share = config.recipe, dist.shard(len(prepared.val))
     if stage.on_features:
-        features = features_for(
-            model.backbone, prepared.spec, prepared.train, prepared.val, config.views, recipe.batch_size,
-            precision=precision, dist=dist, use_cache=config.feature_cache, quiet=config.quiet,
+        request = FeatureRequest(
+            backbone=model.backbone, spec=prepared.spec, train=prepared.train, val=prepared.val, views=config.views,
+            batch_size=recipe.batch_size, precision=precision,
         )  # fmt: skip
+        features = features_for(request, dist=dist, use_cache=config.feature_cache, quiet=config.quiet)
         summary.add_features(costed(features, model.backbone, prepared.spec, prepared.val, precision, dist.device))
         inputs = TensorInputs(
             train=features.train,
