@@ -26,7 +26,7 @@ def test_a_bad_duration_is_a_one_line_error(text, capsys):
 def test_no_epoch_starts_that_would_end_past_the_deadline(tmp_path):
     import torch
 
-    from transferlab.runs import EpochRecord
+    from transferlab.runs import EpochRecord, ModelMeta
     from transferlab.training.checkpoint import CheckpointSaver
     from transferlab.utils.distributed import Dist
 
@@ -34,7 +34,7 @@ def test_no_epoch_starts_that_would_end_past_the_deadline(tmp_path):
     saver = CheckpointSaver(
         tmp_path,
         model,
-        {"backbone": "x", "classes": ["a", "b"]},
+        ModelMeta(backbone="x", classes=["a", "b"], strategy="finetune"),
         Dist(rank=0, world=1, local_rank=0, device=torch.device("cpu")),
         torch.Generator(),
     )
