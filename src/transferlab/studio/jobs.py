@@ -83,17 +83,16 @@ class Training:
                 raise Busy("a training is running: wait for it to finish, or cancel it")
             name = f"studio-{request.mode}-{time.strftime('%Y%m%d-%H%M%S')}"
             self.out.mkdir(parents=True, exist_ok=True)
-            logs = self.home / "trainings"
-            logs.mkdir(parents=True, exist_ok=True)
+            self._file(name, ".log").parent.mkdir(parents=True, exist_ok=True)
             command = [sys.executable, "-m", "transferlab", *command_line(request, self.folder, self.out, name)]
-            with open(logs / f"{name}.log", "w", encoding="utf-8") as log_file:
+            with open(self._file(name, ".log"), "w", encoding="utf-8") as log_file:
                 self.process = subprocess.Popen(
                     command,
                     stdout=log_file,
                     stderr=subprocess.STDOUT,
                     stdin=subprocess.DEVNULL,
                     start_new_session=True,  # a Ctrl-C or a restart of the studio leaves it running
-                    env={**os.environ, "PYTHONUNBUFFERED": "1", PROGRESS_ENV: str(logs / f"{name}.progress.jsonl")},
+                    env={**os.environ, "PYTHONUNBUFFERED": "1", PROGRESS_ENV: str(self._file(name, ".progress.jsonl"))},
                 )
             self.pid = None
             self.run_dir, self.request, self.started, self.status = self.out / name, request, time.time(), "running"
@@ -132,11 +131,15 @@ class Training:
             "request": self.request.model_dump() if self.request else None,
             "elapsed": round(elapsed, 1),
             "left": self._left(elapsed, runs) if running else None,
-            "steps": summarize(read_progress(self.home / "trainings" / f"{name}.progress.jsonl")) if name else [],
+            "steps": summarize(read_progress(self._file(name, ".progress.jsonl"))) if name else [],
             "runs": runs,
             "lines": self._lines() if self.status == "failed" else [],  # what went wrong, in its own words
             "answer": self._answer() if not running else None,
         }
+
+    def _file(self, name: str, suffix: str) -> Path:
+        """Training `name`'s output (".log") or progress (".progress.jsonl") file in the studio's folder."""
+        return self.home / "trainings" / f"{name}{suffix}"
 
     def _running(self) -> bool:
         if self.process is not None:
@@ -149,12 +152,12 @@ class Training:
     def _ended(self) -> float:
         """When the training ended, as far as its files tell (its log's last write)."""
         try:
-            return (self.home / "trainings" / f"{self.run_dir.name}.log").stat().st_mtime if self.run_dir else 0.0
+            return self._file(self.run_dir.name, ".log").stat().st_mtime if self.run_dir else 0.0
         except OSError:
             return time.time()
 
     def _lines(self) -> list[str]:
-        path = self.home / "trainings" / f"{self.run_dir.name}.log" if self.run_dir else None
+        path = self._file(self.run_dir.name, ".log") if self.run_dir else None
         try:
             text = path.read_text(encoding="utf-8", errors="replace") if path else ""
         except OSError:
