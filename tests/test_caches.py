@@ -1,5 +1,6 @@
-"""Cached tensors: frozen features are reused from disk only when everything they depend on is the same, and do
-not depend on how the pictures were shared out; decoded pictures memory-mapped on disk equal those in memory."""
+"""The per-photo store as training sees it: only new bytes are decoded and passed through the backbone, stored
+vectors are used only when everything they depend on is the same (a damaged or wrong one is recomputed), they do
+not depend on how the pictures were shared out, and stored pictures equal decoded ones."""
 
 from __future__ import annotations
 
@@ -39,39 +40,64 @@ def _strip(result) -> list[dict]:
     return [{k: v for k, v in vars(r).items() if "seconds" not in k} for r in result.epochs]
 
 
-def _feature_files() -> set[str]:
-    folder = storage.cache_dir() / "features"
-    return set(os.listdir(folder)) if folder.exists() else set()
+def _store_entries(kind: str) -> list:
+    """The store's entry files of one kind of space ("features", "picture", "fingerprint")."""
+    root = storage.cache_dir() / "store" / "spaces"
+    found = []
+    for space in root.iterdir() if root.exists() else []:
+        if (space / "space.txt").read_text().startswith(kind + "/"):
+            found += list(space.glob("*/*.npy"))
+    return found
 
 
-def test_second_run_reads_features_from_disk_and_trains_identically(tiny_dataset, tmp_path):
+def test_second_run_reads_features_from_the_store_and_trains_identically(tiny_dataset, tmp_path):
     first = train(_extract(tiny_dataset, tmp_path, seed=3))
     second = train(_extract(tiny_dataset, tmp_path, seed=3))
     assert first.summary.features_from_cache is False and second.summary.features_from_cache is True
+    assert second.summary.features_computed == 0 and second.summary.photos_decoded == 0
     assert _strip(first) == _strip(second)
     other_seed = train(_extract(tiny_dataset, tmp_path, seed=4))  # compare --seeds: the same features serve
     assert other_seed.summary.features_from_cache is True
 
 
-def test_feature_cache_misses_when_views_pictures_or_switch_change(tiny_dataset, tmp_path):
-    train(_extract(tiny_dataset, tmp_path))
-    before = _feature_files()
-    assert train(_extract(tiny_dataset, tmp_path, views=2)).summary.features_from_cache is False
-    Image.new("RGB", (90, 70), (10, 200, 10)).save(tiny_dataset / "train" / "green" / "green_0.jpg")  # new content
-    assert train(_extract(tiny_dataset, tmp_path)).summary.features_from_cache is False
-    # views=2: one new entry; new content: one new entry, and one for the centre crops the "unknown" test fits on
-    assert len(_feature_files() - before) == 3
-    assert train(_extract(tiny_dataset, tmp_path, feature_cache=False)).summary.features_from_cache is False
+def test_only_new_bytes_are_decoded_and_passed_through_the_backbone(tiny_dataset, tmp_path):
+    first = train(_extract(tiny_dataset, tmp_path)).summary
+    assert first.photos_decoded == first.train_images + first.val_images
+    views = train(_extract(tiny_dataset, tmp_path, views=2)).summary  # the head trains on views 0 and 1
+    assert views.features_computed == first.train_images and views.photos_decoded == 0  # view 1 only is new
+    Image.new("RGB", (90, 70), (10, 200, 10)).save(tiny_dataset / "train" / "green" / "green_0.jpg")  # new bytes
+    changed = train(_extract(tiny_dataset, tmp_path)).summary
+    assert changed.photos_decoded == 1 and changed.features_computed == 1  # its view 0 (the head trains on it)
+    # a photo moved to another class and renamed is the same bytes: nothing decoded, nothing computed
+    (tiny_dataset / "train" / "green" / "green_1.jpg").rename(tiny_dataset / "train" / "red" / "was-green.jpg")
+    moved = train(_extract(tiny_dataset, tmp_path)).summary
+    assert moved.photos_decoded == 0 and moved.features_computed == 0 and moved.features_from_cache
+    off = train(_extract(tiny_dataset, tmp_path, feature_cache=False)).summary
+    assert off.features_from_cache is False and off.features_computed == off.train_images + off.val_images
 
 
-def test_damaged_feature_cache_file_is_recomputed_with_a_warning(tiny_dataset, tmp_path, caplog):
-    train(_extract(tiny_dataset, tmp_path))
-    for name in _feature_files():
-        (storage.cache_dir() / "features" / name).write_bytes(b"garbage")
+def test_damaged_store_entries_are_recomputed_with_a_warning(tiny_dataset, tmp_path, caplog):
+    first = train(_extract(tiny_dataset, tmp_path))
+    for entry in _store_entries("features") + _store_entries("picture") + _store_entries("fingerprint"):
+        entry.write_bytes(b"garbage")
     with caplog.at_level(logging.WARNING, logger="transferlab"):
-        result = train(_extract(tiny_dataset, tmp_path))
-    assert result.summary.features_from_cache is False
-    assert "damaged feature cache" in caplog.text
+        again = train(_extract(tiny_dataset, tmp_path))
+    assert again.summary.features_from_cache is False and again.summary.photos_decoded == first.summary.photos_decoded
+    assert again.best_val_acc == first.best_val_acc
+    assert "damaged store entry" in caplog.text
+
+
+def test_a_stored_vector_of_the_wrong_shape_is_a_miss_never_a_crash(tiny_dataset, tmp_path):
+    import numpy as np
+
+    first = train(_extract(tiny_dataset, tmp_path))
+    entries = _store_entries("features")
+    train_images, val_images = first.summary.train_images, first.summary.val_images
+    assert len(entries) == 2 * train_images + val_images  # view 0 (the head), centre crops (unknown test), val
+    for entry in entries:
+        np.save(entry, np.full(3, np.nan, dtype=np.float32))  # what a bad run could have left
+    again = train(_extract(tiny_dataset, tmp_path))
+    assert again.summary.features_computed == train_images + val_images and again.best_val_acc == first.best_val_acc
 
 
 def test_features_of_a_share_equal_the_same_rows_of_the_whole(tiny_dataset):
@@ -83,13 +109,26 @@ def test_features_of_a_share_equal_the_same_rows_of_the_whole(tiny_dataset):
     whole = features.extract_features(request, device=torch.device("cpu"), quiet=True)
     share = [1, 4, 6, 7]
     part = features.extract_features(
-        dataclasses.replace(request.share(share, [0]), batch_size=3),
-        device=torch.device("cpu"),
-        quiet=True,
-        train_index=share,
+        dataclasses.replace(request.share(share, [0]), batch_size=3), device=torch.device("cpu"), quiet=True
     )
-    torch.testing.assert_close(part.train, whole.train[:, share], rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(part.train, whole.train[:, share], rtol=1e-4, atol=1e-4)  # seeded by the photo
     assert not torch.allclose(whole.train[0], whole.train[1])  # two views are two different crops
+
+
+def test_stored_pictures_equal_decoded_ones_and_are_read_only_when_asked_for(tiny_dataset):
+    samples = load_dataset(tiny_dataset).train
+    stored = decoding.decode_split(samples, 64, workers=0, quiet=True)
+    assert stored.decoded == len(samples) and isinstance(stored.images, decoding.Pictures)
+    direct = decoding.Decode(64, None, (255, 255, 255))
+    for picture, sample in zip(stored.images, samples):
+        assert torch.equal(picture, torch.from_numpy(direct.picture(sample.path)))
+    again = decoding.decode_split(samples, 64, workers=0, quiet=True)
+    assert again.decoded == 0 and again.digest() == stored.digest()
+    in_memory = decoding.decode_split(samples, 64, workers=0, quiet=True, keep="memory")
+    assert isinstance(in_memory.images, list) and in_memory.digest() == stored.digest()
+    again.images[0][:] = 0  # copy-on-write: a tensor may be changed in place without touching the store
+    assert torch.equal(decoding.decode_split(samples, 64, workers=0, quiet=True).images[0], stored.images[1 - 1])
+    assert decoding.decode_split(samples, 64, workers=0, quiet=True).images[0].sum() > 0
 
 
 def test_training_pictures_are_shrunk_to_train_side_never_enlarged_and_val_pictures_are_centre_crops(tmp_path):
@@ -124,30 +163,6 @@ def test_training_decodes_train_pictures_at_twice_the_input_size(tmp_path):
     assert {tuple(p.shape) for p in smaller.train.images} == {(3, 300, 400)}
 
 
-def test_disk_decoded_pictures_equal_memory_ones_and_leave_no_file(tiny_dataset):
-    samples = load_dataset(tiny_dataset).train
-    in_memory = decoding.decode_split(samples, 64, workers=0, quiet=True)
-    on_disk = decoding.decode_split(samples, 64, workers=0, quiet=True, store="disk")
-    assert len(on_disk) == len(in_memory) == len(samples)
-    for a, b in zip(in_memory.images, on_disk.images):
-        assert torch.equal(a, b)
-    assert os.listdir(storage.cache_dir() / "decoded") == []  # unlinked at once; the mapping lives on
-    on_disk.images[0][:] = 0  # copy-on-write: a tensor may be changed in place without touching any file
-    assert on_disk.images[0].sum() == 0 and not torch.equal(on_disk.images[1], on_disk.images[0])
-
-
-def test_decode_store_is_chosen_from_dataset_size_and_free_memory(tiny_dataset, monkeypatch):
-    samples = load_dataset(tiny_dataset).train  # 24 pictures of 96x72
-    estimate = decoding.estimate_decoded_bytes(samples, 36, None)
-    assert estimate == pytest.approx(24 * 3 * 48 * 36, rel=1e-6)  # shrunk to short side 36, 4:3 from the headers
-    assert decoding.estimate_decoded_bytes(samples, 100, None) == 24 * 3 * 96 * 72  # never enlarged
-    assert decoding.estimate_decoded_bytes(samples, 100, 50) == 24 * 3 * 50 * 50
-    monkeypatch.setattr(decoding, "available_memory", lambda: 4 * estimate)
-    assert decoding.choose_store(estimate) == "memory"
-    monkeypatch.setattr(decoding, "available_memory", lambda: estimate)
-    assert decoding.choose_store(estimate) == "disk"
-
-
 def test_training_with_disk_decoded_pictures_matches_memory(tiny_dataset, tmp_path):
     config = TrainConfig(
         data=DataConfig(root=str(tiny_dataset)),
@@ -165,40 +180,10 @@ def test_training_with_disk_decoded_pictures_matches_memory(tiny_dataset, tmp_pa
     assert _strip(memory) == _strip(disk)
 
 
-def test_an_inconsistent_feature_cache_entry_is_a_miss_never_a_crash(tiny_dataset, tmp_path, caplog):
-    from safetensors.torch import save_file
-
-    from transferlab.utils import storage
-
-    config = TrainConfig(
-        data=DataConfig(root=str(tiny_dataset)),
-        strategy="extract",
-        backbone="efficientnet_lite0",
-        recipe=Recipe(epochs=1, batch_size=8),
-        out=str(tmp_path),
-        quiet=True,
-        workers=0,
-    )
-    first = train(config)
-    entries = list((storage.cache_dir() / "features").glob("*.safetensors"))  # the head's, and the centre crops'
-    assert len(entries) == 2
-    for entry in entries:
-        save_file({"train": torch.zeros(1, 0, 1280), "val": torch.zeros(0, 1280)}, entry)  # what a bad run left
-    again = train(config)
-    assert again.summary.features_from_cache is False and again.best_val_acc == first.best_val_acc
-    assert "ignoring the feature cache" in caplog.text
-
-
-def test_cached_features_are_costed_in_this_process_not_by_the_figure_recorded_with_them(tiny_dataset, tmp_path):
-    """A cell's cost must not depend on whether its features were cached, nor on the load of the command that
-    cached them: the figure recorded in the cache (here made 1000x too large) is not what the run reports."""
-    from safetensors.torch import load_file, save_file
-
-    from transferlab.utils.storage import cache_dir
-
+def test_stored_features_are_costed_in_this_process(tiny_dataset, tmp_path):
+    """A cell's cost must not depend on whether its features were stored: read ones are costed by timing the
+    backbone here and now, so the figure stays near what computing them took."""
     config = _extract(tiny_dataset, tmp_path / "cold")
     cold = train(config).summary
-    for entry in (cache_dir() / "features").glob("*.safetensors"):
-        save_file(load_file(entry), entry, metadata={"compute_seconds": repr(1000 * cold.feature_compute_seconds)})
     warm = train(dataclasses.replace(config, out=str(tmp_path / "warm"))).summary
-    assert warm.features_from_cache and warm.feature_compute_seconds < 10 * cold.feature_compute_seconds
+    assert warm.features_from_cache and 0 < warm.feature_compute_seconds < 10 * cold.feature_compute_seconds

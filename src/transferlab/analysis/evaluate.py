@@ -116,11 +116,16 @@ def evaluate_decoded(run_dir: str | Path, val: DecodedSplit, device: str = "cpu"
     """Evaluate a run's best weights on already-decoded validation crops (what `compare` holds in memory)."""
     run_dir = Path(run_dir)
     classifier = Classifier.load(run_dir, resolve_device(device))
-    if classifier.meta.strategy == "extract":  # the frozen backbone's ONNX export is in the cache
-        classifier.prefer_onnx_features()
+    stored = stored_val_features(classifier, val) if classifier.meta.strategy == "extract" else None
     probs = []
-    for start in range(0, len(val), 64):
-        probs.append(classifier.probabilities(torch.stack(val.images[start : start + 64])).numpy())
+    if stored is not None:  # a frozen backbone's features of these crops are in the store: the head alone
+        with torch.inference_mode():
+            probs.append(classifier.model.head(stored.to(classifier.device)).float().softmax(1).cpu().numpy())
+    else:
+        if classifier.meta.strategy == "extract":  # the frozen backbone's ONNX export is in the cache
+            classifier.prefer_onnx_features()
+        for start in range(0, len(val), 64):
+            probs.append(classifier.probabilities(torch.stack(list(val.images[start : start + 64]))).numpy())
     evaluation = Evaluation(
         run_dir=run_dir,
         classes=classifier.classes,
@@ -132,6 +137,24 @@ def evaluate_decoded(run_dir: str | Path, val: DecodedSplit, device: str = "cpu"
     if write:
         write_evaluation(evaluation, run_dir / "evaluation")
     return evaluation
+
+
+def stored_val_features(classifier: Classifier, val: DecodedSplit) -> torch.Tensor | None:
+    """The frozen backbone's features of every validation crop, when the per-photo store holds them all (what
+    training's probe read or computed), else None. Only for a backbone that never trained (extract): the store is
+    keyed by its weights, so a hit is the very vector the backbone would compute."""
+    if not val.keys or classifier.model.training:
+        return None
+    from transferlab.data.decoding import feature_space
+    from transferlab.models.onnx_features import feature_identity
+    from transferlab.store import open_store
+
+    identity = feature_identity(classifier.model.backbone, classifier.spec, None)
+    rows = open_store().get_many(feature_space(identity, val.space, "as-is"), val.keys)
+    dim = classifier.spec.feature_dim
+    if any(row is None or row.shape != (dim,) or not np.isfinite(row).all() for row in rows):
+        return None
+    return torch.from_numpy(np.stack([r for r in rows if r is not None]).astype(np.float32))
 
 
 # --- plots ------------------------------------------------------------------------------------------------

@@ -1,8 +1,7 @@
 """Prepared data: the samples of a photo folder with every picture decoded once, checked, ready for any run.
 
-`prepare_data` finds the samples (`data.load_dataset`), estimates their decoded size to choose memory or a
-memory-mapped file, decodes both splits (`decoding.decode_split`; under torchrun each process its share, shares
-exchanged) and warns about the same picture in train and val or under two classes, from the fingerprints taken
+`prepare_data` finds the samples (`data.load_dataset`), decodes both splits (`decoding.decode_split`: only photos
+the per-photo store has not seen; under torchrun each process its share, shares exchanged) and warns about the same picture in train and val or under two classes, from the fingerprints taken
 while decoding. `compare` prepares once and hands the result to every run.
 """
 
@@ -15,7 +14,7 @@ from pathlib import Path
 import torch
 
 from transferlab.config import TrainConfig
-from transferlab.data.decoding import DecodedSplit, choose_store, decode_split, estimate_decoded_bytes
+from transferlab.data.decoding import DecodedSplit, decode_split
 from transferlab.data.findings import COPY_PROBLEMS, FindingKind
 from transferlab.data.fingerprints import near_duplicate_pairs
 from transferlab.data.layout import Dataset, load_dataset
@@ -69,24 +68,14 @@ def prepare_data(config: TrainConfig, dist: Dist | None = None) -> PreparedData:
     workers = config.workers if config.workers is not None else max(1, default_workers() // dist.world)
     quiet = config.quiet or not dist.main
     side = data.train_side or train_side(spec)
-    store: str = config.decode_cache
-    if store == "auto":
-        estimate = estimate_decoded_bytes(dataset.train, side, None) + estimate_decoded_bytes(
-            dataset.val, spec.resize_size, spec.input_size
-        )
-        store = choose_store(estimate)
-        log.info(
-            "decoded pictures: about %.0f MB, kept %s",
-            estimate / 1e6,
-            "in memory" if store == "memory" else "in a memory-mapped file (more than half the free memory)",
-        )
+    keep = "memory" if config.decode_cache == "memory" else "store"  # "auto"/"disk": the store, memory-mapped
     splits = []
     for samples, size, crop, name in (
         (dataset.train, side, None, "train"),
         (dataset.val, spec.resize_size, spec.input_size, "val"),
     ):
         share = [samples[i] for i in dist.shard(len(samples))]
-        part = decode_split(share, size, crop, data.background, workers, f"decode {name}", quiet=quiet, store=store)
+        part = decode_split(share, size, crop, data.background, workers, f"decode {name}", quiet=quiet, keep=keep)
         splits.append(DecodedSplit.merge(dist.gather(part), [s.path for s in samples]) if dist.enabled else part)
     train, val = splits
     prepared = PreparedData(dataset=dataset, spec=spec, train=train, val=val)

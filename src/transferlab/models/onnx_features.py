@@ -92,3 +92,17 @@ def _export(backbone: nn.Module, input_size: int, out: Path) -> None:
         program.save(str(out))
     finally:
         backbone.to(memory_format=torch.channels_last).train(was_training)
+
+
+def feature_identity(backbone: nn.Module, spec: BackboneSpec, precision: torch.dtype | None) -> str:
+    """What a frozen backbone's features depend on besides the picture: its weights and BatchNorm statistics, its
+    input size and normalization, the precision, and the torch/torchvision versions (a short digest)."""
+    import json
+
+    from transferlab.runs import torchvision_version
+
+    digest = hash_state(backbone, hashlib.sha256())
+    about = [spec.name, spec.input_size, spec.resize_size, list(spec.mean), list(spec.std), spec.feature_dim,
+             spec.revision or "", str(precision), torch.__version__, torchvision_version()]  # fmt: skip
+    digest.update(json.dumps(about).encode())
+    return digest.hexdigest()[:32]

@@ -79,7 +79,9 @@ class RunSummary:
     val_images: int = 0
     skipped_files: int = 0
     decode_seconds: float = 0.0  # decoding every photo once
-    feature_seconds: float = 0.0  # frozen-backbone features (computed or read from the cache)
+    feature_seconds: float = 0.0  # frozen-backbone features (computed or read from the store)
+    photos_decoded: int = 0  # photos this run decoded (the rest were in the per-photo store)
+    features_computed: int = 0  # feature vectors this run computed (the rest were read from the store)
     trainable_params: int = 0
     total_params: int = 0
     best_epoch: int | None = None
@@ -114,6 +116,7 @@ class RunSummary:
         self.feature_seconds += features.seconds
         self.feature_compute_seconds += features.compute_seconds
         self.features_from_cache = features.from_cache
+        self.features_computed += features.computed
 
     def add_timings(self, records: list[EpochRecord], fit_seconds: float) -> None:
         """Fill in the timing fields from the epochs' records and the seconds spent in them."""

@@ -1,30 +1,27 @@
-"""The frozen features' disk cache: one entry per backbone (weights and BatchNorm statistics), set of pictures,
-views, transform, precision and versions (`feature_key`), written atomically (two writers: the last wins whole),
-read back only when whole and consistent (a damaged entry is a warning and computed again)."""
+"""Frozen features, one vector per photo and view, in the per-photo store: what is stored is never computed again.
+
+A feature vector depends on the photo's bytes (its key), how it was decoded (the picture space), the view cut from
+the picture (its centre crop, the evaluation crop as it is, or augmented view k with its seeded transform) and the
+backbone (`models.onnx_features.feature_identity`: weights, BatchNorm statistics, normalization, precision,
+versions). So a re-split, a photo moved to another class or renamed, or one photo added costs only the new vectors;
+a stored vector of the wrong length, or not finite, is computed again.
+"""
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
-import json
-import logging
-import time
 from dataclasses import dataclass
-from pathlib import Path
 
+import numpy as np
 import torch
-from safetensors import safe_open
-from safetensors.torch import load_file, save_file
 from torch import nn
 
-from transferlab.data.decoding import DecodedSplit
+from transferlab.data.decoding import DecodedSplit, feature_space
 from transferlab.data.presets import TrainPreset
 from transferlab.models.backbones import BackboneSpec
-from transferlab.models.onnx_features import hash_state
-from transferlab.runs import torchvision_version
-from transferlab.utils.storage import cache_dir, write_atomically
-
-log = logging.getLogger("transferlab")
+from transferlab.models.onnx_features import feature_identity
+from transferlab.store import PhotoStore
 
 
 @dataclass(kw_only=True)
@@ -37,9 +34,10 @@ class FeatureCache:
     val: torch.Tensor
     val_labels: torch.Tensor
     seconds: float
-    from_cache: bool = False  # read from the disk cache rather than computed
+    from_cache: bool = False  # every vector read from the store rather than computed
     train_centre: torch.Tensor | None = None
-    compute_seconds: float | None = None  # what computing them took (in the run that cached them, if read)
+    compute_seconds: float | None = None  # what computing them all takes (measured here, or estimated)
+    computed: int = 0  # vectors computed by this process (the rest came from the store)
 
     def __post_init__(self) -> None:
         if self.compute_seconds is None:
@@ -66,80 +64,51 @@ class FeatureRequest:
         return dataclasses.replace(self, train=self.train.subset(train_index), val=self.val.subset(val_index))
 
 
-def view_seed(view: int, index: int) -> int:
-    """The seed of augmented view `view` of training picture `index` (the same in every process and run)."""
-    return 1_000_003 * view + index
+def view_seed(view: int, photo: int | str) -> int:
+    """The seed of augmented view `view` of a training photo: from its key (the hash of its bytes), so the same crop
+    in every process, run, split and folder; from its index in the split where pictures have no key."""
+    number = int(photo[:15], 16) if isinstance(photo, str) else photo
+    return (1_000_003 * view + number) % (1 << 62)
 
 
-def feature_key(request: FeatureRequest) -> str:
-    """What cached features depend on: the backbone's weights (and BatchNorm statistics), the pictures, the
-    number of views, the transform and normalization, the precision, and the torch/torchvision versions."""
-    spec, views, centre = request.spec, request.views, request.centre
-    key = hash_state(request.backbone, hashlib.sha256())
-    key.update(
-        json.dumps(
-            {
-                "spec": [
-                    spec.name,
-                    spec.input_size,
-                    spec.resize_size,
-                    list(spec.mean),
-                    list(spec.std),
-                    spec.feature_dim,
-                    *([spec.revision] if spec.revision else []),
-                ],
-                "views": views,
-                "precision": str(request.precision),
-                "train": request.train.digest(),
-                "val": request.val.digest(),
-                **({"transform": repr(TrainPreset(spec.input_size).transform)} if views else {}),
-                "view_seed": view_seed(1, 0),
-                "versions": [torch.__version__, torchvision_version()],
-                **({"centre": "resize-centre-crop"} if centre else {}),
-            },
-            sort_keys=True,
-        ).encode()
-    )
-    return key.hexdigest()[:32]
+@dataclass(frozen=True, kw_only=True)
+class Part:
+    """One kind of vector a request needs: training views ("view<k>"), training centre crops ("centre"), or the
+    validation crops as they are ("as-is"), with the store space they live in."""
+
+    split: str  # "train" | "val"
+    view: str
+    space: str
 
 
-def feature_cache_path(key: str) -> Path:
-    return cache_dir() / "features" / f"{key}.safetensors"
+def parts_of(request: FeatureRequest) -> list[Part]:
+    """The kinds of vectors `request` needs, each with its store space."""
+    identity = feature_identity(request.backbone, request.spec, request.precision)
+    transform = ""
+    if request.views:
+        transform = hashlib.sha1(repr(TrainPreset(request.spec.input_size).transform).encode()).hexdigest()[:12]
+    parts = [
+        Part(split="train", view=f"view{k}", space=feature_space(identity, request.train.space, f"view{k}-{transform}"))
+        for k in range(request.views)
+    ]
+    if request.centre:
+        parts.append(Part(split="train", view="centre", space=feature_space(identity, request.train.space, "centre")))
+    parts.append(Part(split="val", view="as-is", space=feature_space(identity, request.val.space, "as-is")))
+    return parts
 
 
-def load_features(key: str, train: DecodedSplit, val: DecodedSplit) -> FeatureCache | None:
-    """Features cached on disk under `key`, or None (missing or unreadable: they are computed again)."""
-    path = feature_cache_path(key)
-    if not path.exists():
-        return None
-    start = time.perf_counter()
-    try:
-        tensors = load_file(path)
-        with safe_open(path, "pt") as handle:
-            computed = float((handle.metadata() or {}).get("compute_seconds", "nan"))
-    except Exception as error:  # a damaged cache file is not the user's problem: recompute
-        log.warning("ignoring damaged feature cache %s: %s", path, error)
-        return None
-    seconds = time.perf_counter() - start
-    features = FeatureCache(
-        train=tensors["train"],
-        train_labels=train.labels,
-        val=tensors["val"],
-        val_labels=val.labels,
-        seconds=seconds,
-        from_cache=True,
-        train_centre=tensors.get("train_centre"),
-        compute_seconds=computed if computed == computed else seconds,
-    )
-    problem = inconsistency(features, len(train), len(val))
-    if problem:
-        log.warning("ignoring the feature cache %s (%s): computing the features again", path.name, problem)
-        return None
-    return features
+def stored_vectors(store: PhotoStore, space: str, keys: list[str], dim: int) -> list[np.ndarray | None]:
+    """The stored vector of each key, None where missing or unusable (wrong length, not finite: then forgotten)."""
+    rows = store.get_many(space, keys)
+    for i, row in enumerate(rows):
+        if row is not None and (row.shape != (dim,) or row.dtype != np.float32 or not np.isfinite(row).all()):
+            store.discard(space, keys[i])
+            rows[i] = None
+    return rows
 
 
 def inconsistency(features: FeatureCache, train: int, val: int) -> str | None:
-    """What is wrong with features for `train` and `val` pictures (None: nothing), so none are cached or used."""
+    """What is wrong with features for `train` and `val` pictures (None: nothing), so none are stored or used."""
     if features.train.dim() != 3 or features.train.shape[1] != train:
         return f"training features of shape {tuple(features.train.shape)} for {train} pictures"
     if features.val.dim() != 2 or features.val.shape[0] != val:
@@ -150,15 +119,3 @@ def inconsistency(features: FeatureCache, train: int, val: int) -> str | None:
     if not all(bool(torch.isfinite(t).all()) for t in tensors):
         return "features that are not finite numbers"
     return None
-
-
-def save_features(key: str, features: FeatureCache) -> Path:
-    """Write features atomically (temporary file, then rename), so concurrent writers never leave half a file."""
-    path = feature_cache_path(key)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tensors = {"train": features.train.contiguous(), "val": features.val.contiguous()}
-    if features.train_centre is not None:
-        tensors["train_centre"] = features.train_centre.contiguous()
-    about = {"compute_seconds": repr(features.compute_seconds)}
-    write_atomically(path, lambda tmp: save_file(tensors, tmp, metadata=about))  # two writers: the last wins whole
-    return path

@@ -1,34 +1,36 @@
-"""Frozen-backbone features: the backbone runs once per view of each picture, and the result is cached on disk.
+"""Frozen-backbone features: the backbone runs once per view of each photo, ever; the vectors live in the store.
 
-`extract_features` runs the frozen backbone (in eval mode) once over K augmented views of the training pictures and
-once over the validation pictures; the head then trains on those pooled features. `feature_cache` keeps them on
-disk under `feature_key`, a hash of everything they depend on (backbone weights, pictures, views, transform,
-precision), so a second run, `compare --seeds` or two-stage after extract does not compute them again.
-`features_for` is what training calls: from the cache when every process has them, else computed (under torchrun,
-each process its share) and cached.
+`features_for` is what training calls: the vectors the per-photo store holds (`feature_cache`: keyed by the photo's
+bytes, its decoding, the view and the backbone) are read, only the missing ones are computed (under torchrun each
+process its share, shares exchanged) and stored. `extract_features` computes every vector of a request without the
+store (calibration, tests). View k of a training photo is cropped with its own seed (`view_seed`, from its key), so
+a vector is a property of the photo, shared by every run, seed, split and folder.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import cast
 
+import numpy as np
 import torch
 from torch import nn
 
+from transferlab.data.decoding import DecodedSplit
 from transferlab.data.presets import TrainPreset, eval_view, normalize, resize_tensor
 from transferlab.models.backbones import BackboneSpec
+from transferlab.store import open_store
 from transferlab.training.feature_cache import (
     FeatureCache,
     FeatureRequest,
-    feature_key,
+    Part,
     inconsistency,
-    load_features,
-    save_features,
+    parts_of,
+    stored_vectors,
     view_seed,
 )
 from transferlab.utils.device import autocast
@@ -37,72 +39,167 @@ from transferlab.utils.progress import Tracked
 
 log = logging.getLogger("transferlab")
 
+Crop = Callable[[torch.Tensor, int], torch.Tensor]  # (picture, its index in the split) -> network input
+
+
+def extract_features(
+    request: FeatureRequest, *, device: torch.device, quiet: bool = False, onnx: bool = False
+) -> FeatureCache:
+    """Every vector of `request`, computed here (no store): the frozen backbone (in eval mode) once over `views`
+    augmented views of train, with `centre` once over the training pictures' centre crops (what a linear probe fits
+    on), and once over val. With `onnx`, on the CPU in float32, the backbone runs in ONNX Runtime
+    (`models.onnx_features`: the same features within 1e-4, faster)."""
+    start = time.perf_counter()
+    wanted = {part: list(range(len(_split(request, part)))) for part in parts_of(request)}
+    vectors = _compute(request, wanted, device=device, quiet=quiet, onnx=onnx)
+    return _assemble(request, vectors, seconds=time.perf_counter() - start, computed=sum(map(len, wanted.values())))
+
+
+def features_for(request: FeatureRequest, *, dist: Dist, use_cache: bool = True, quiet: bool = False) -> FeatureCache:
+    """The frozen backbone's features of every picture: what the store holds is read, the rest computed (each
+    process its share, shares exchanged) and stored. Without `use_cache`, or for pictures that have no photo keys,
+    everything is computed and nothing stored."""
+    start = time.perf_counter()
+    parts = parts_of(request)
+    keyed = bool(request.train.keys) and bool(request.val.keys)
+    store = open_store() if use_cache and keyed else None
+    dim = request.spec.feature_dim
+    rows: dict[Part, list[np.ndarray | None]] = {}
+    for part in parts:
+        size = len(_split(request, part))
+        rows[part] = stored_vectors(store, part.space, _split(request, part).keys, dim) if store else [None] * size
+    missing = {part: [i for i, row in enumerate(found) if row is None] for part, found in rows.items()}
+    count = sum(map(len, missing.values()))
+    total = sum(map(len, rows.values()))
+    computed_seconds = 0.0
+    if count:
+        began = time.perf_counter()
+        computed = _sharded(request, missing, dist=dist, quiet=quiet)
+        computed_seconds = time.perf_counter() - began
+        for part, indices in missing.items():
+            keys = _split(request, part).keys
+            for j, i in enumerate(indices):
+                vector = np.ascontiguousarray(computed[part][j].numpy(), dtype=np.float32)
+                rows[part][i] = vector
+                if store is not None:
+                    store.put(part.space, keys[i], vector)
+        if store is not None:
+            store.trim()
+        if store is not None and total > count:
+            log.info("features: %d of %d vectors read from the store, %d computed", total - count, total, count)
+    elif store is not None:
+        log.info("features: all %d vectors read from the store", total)
+    vectors = {part: _stack(found, dim) for part, found in rows.items()}
+    features = _assemble(request, vectors, seconds=time.perf_counter() - start, computed=count)
+    if count:
+        features.compute_seconds = computed_seconds * total / count  # what computing all of them takes here
+    problem = inconsistency(features, len(request.train), len(request.val))
+    if problem:
+        raise RuntimeError(f"computed {problem}")
+    return features
+
+
+def _stack(rows: list[np.ndarray | None], dim: int) -> torch.Tensor:
+    if not rows:
+        return torch.zeros(0, dim)
+    return torch.from_numpy(np.stack([cast(np.ndarray, row) for row in rows]))
+
+
+def _split(request: FeatureRequest, part: Part) -> DecodedSplit:
+    return request.train if part.split == "train" else request.val
+
+
+def _assemble(request: FeatureRequest, vectors: dict[Part, torch.Tensor], *, seconds: float, computed: int):
+    dim = request.spec.feature_dim
+    views = [vectors[p] for p in vectors if p.view.startswith("view")]
+    centre = next((vectors[p] for p in vectors if p.view == "centre"), None)
+    val = next(vectors[p] for p in vectors if p.view == "as-is")
+    return FeatureCache(
+        train=torch.stack(views) if views else torch.zeros(0, len(request.train), val.shape[-1] if len(val) else dim),
+        train_labels=request.train.labels,
+        val=val,
+        val_labels=request.val.labels,
+        seconds=seconds,
+        from_cache=computed == 0,
+        train_centre=centre,
+        computed=computed,
+    )
+
+
+def _sharded(
+    request: FeatureRequest, wanted: dict[Part, list[int]], *, dist: Dist, quiet: bool
+) -> dict[Part, torch.Tensor]:
+    """The vectors at `wanted` (per part, indices in its split): this process's share computed here, the shares
+    exchanged so every process holds every vector, in the order asked."""
+    mine = {part: [indices[k] for k in dist.shard(len(indices))] for part, indices in wanted.items()}
+    part_vectors = _compute(request, mine, device=dist.device, quiet=quiet or not dist.main, onnx=True)
+    if not dist.enabled:
+        return part_vectors
+    shares: list[_Share] = dist.gather(_Share(indices=mine, vectors=part_vectors))
+    out = {}
+    for part, indices in wanted.items():
+        where = {i: k for k, i in enumerate(indices)}
+        dim = next((len(s.vectors[part][0]) for s in shares if len(s.indices[part])), request.spec.feature_dim)
+        whole = torch.empty(len(indices), dim)
+        for share in shares:
+            for row, i in enumerate(share.indices[part]):
+                whole[where[i]] = share.vectors[part][row]
+        out[part] = whole
+    return out
+
+
+@dataclass(kw_only=True)
+class _Share:
+    """One process's share of the vectors, and which pictures they are of."""
+
+    indices: dict[Part, list[int]]
+    vectors: dict[Part, torch.Tensor]
+
 
 @torch.inference_mode()
-def extract_features(
-    request: FeatureRequest,
-    *,
-    device: torch.device,
-    quiet: bool = False,
-    train_index: list[int] | None = None,
-    onnx: bool = False,
-) -> FeatureCache:
-    """Run the frozen backbone (in eval mode) once over `views` augmented views of train and once over val; with
-    `centre`, also once over the centre crops of the training pictures (what a linear probe fits on).
-
-    View k of training picture i is cropped with its own seed (k, i), whatever the process, batch or training
-    seed: the features are a property of the data, so they can be cached and shared between seeds.
-    `train_index` gives the pictures' positions in the whole split when `train` is one process's share. With
-    `onnx`, on the CPU in float32, the backbone runs in ONNX Runtime (`models.onnx_features`: the same features
-    within 1e-4, faster; exported once per set of weights, so only for the pretrained backbones that are reused).
-    """
-    backbone, spec, train, val, views, centre = (request.backbone, request.spec, request.train, request.val,
-                                                  request.views, request.centre)  # fmt: skip
-    batch_size, precision = request.batch_size, request.precision
-    start, was_training = time.perf_counter(), backbone.training
+def _compute(
+    request: FeatureRequest, wanted: dict[Part, list[int]], *, device: torch.device, quiet: bool, onnx: bool
+) -> dict[Part, torch.Tensor]:
+    """The backbone over the pictures at `wanted` (per part, indices in its split), each cut as its part says."""
+    backbone, spec, batch_size = request.backbone, request.spec, request.batch_size
+    was_training = backbone.training
     backbone.eval()
-    preset = TrainPreset(spec.input_size) if views else None  # torchvision is imported only where views are made
-    train_index = list(range(len(train))) if train_index is None else train_index
-    bar = Tracked("features", spec.name, (views + centre) * len(train) + len(val), quiet, unit="img")
-    amp, forward = autocast(device, precision), _forward(backbone, spec, device, precision, onnx)
-
-    def run(pictures: list[torch.Tensor], crop: Callable[[torch.Tensor, int], torch.Tensor] | None) -> torch.Tensor:
-        """The features of `pictures`, each cropped by `crop` (picture, its index) first, or taken as it is."""
-        out = []
-        for i in range(0, len(pictures), batch_size):
-            chunk = pictures[i : i + batch_size]
-            if crop is not None:
-                chunk = [crop(p, i + j) for j, p in enumerate(chunk)]
-            batch = torch.stack(chunk).to(device, non_blocking=True)
-            with amp:
-                out.append(forward(normalize(batch, spec)).float().cpu())
-            bar.update(len(chunk))
-        return torch.cat(out) if out else torch.zeros(0, spec.feature_dim)
-
+    bar = Tracked("features", spec.name, sum(map(len, wanted.values())), quiet, unit="img")
+    amp, forward = autocast(device, request.precision), _forward(backbone, spec, device, request.precision, onnx)
+    out: dict[Part, torch.Tensor] = {}
     with torch.random.fork_rng(devices=[]):  # the seeded crops leave the training random state untouched
-        views_features = [
-            run(train.images, _seeded_view(cast(TrainPreset, preset), view, train_index)) for view in range(views)
-        ]
-    train_features = torch.stack(views_features) if views else torch.zeros(0, len(train), spec.feature_dim)
-    train_centre = run(train.images, lambda picture, _: centre_crop(picture, spec)) if centre else None
-    val_features = run(val.images, None)
+        for part, indices in wanted.items():
+            split = _split(request, part)
+            crop = _crop_of(part, split, spec)
+            batches = []
+            for start in range(0, len(indices), batch_size):
+                chunk = indices[start : start + batch_size]
+                pictures: Sequence[torch.Tensor] = [split.images[i] for i in chunk]
+                if crop is not None:
+                    pictures = [crop(picture, i) for picture, i in zip(pictures, chunk)]
+                batch = torch.stack(list(pictures)).to(device, non_blocking=True)
+                with amp:
+                    batches.append(forward(normalize(batch, spec)).float().cpu())
+                bar.update(len(chunk))
+            out[part] = torch.cat(batches) if batches else torch.zeros(0, spec.feature_dim)
     bar.close()
     backbone.train(was_training)
-    return FeatureCache(
-        train=train_features, train_labels=train.labels, val=val_features, val_labels=val.labels,
-        seconds=time.perf_counter() - start, train_centre=train_centre,
-    )  # fmt: skip
+    return out
 
 
-def _seeded_view(preset: TrainPreset, view: int, train_index: list[int]) -> Callable[[torch.Tensor, int], torch.Tensor]:
-    """Augmented view `view` of the training pictures: picture i cropped with its own seed (view, its index in the
-    whole split), the same crop in any process, batch or run."""
+def _crop_of(part: Part, split: DecodedSplit, spec: BackboneSpec) -> Crop | None:
+    """How a part cuts a picture: augmented view k (seeded per photo), the centre crop, or nothing (val crops)."""
+    if part.view == "centre":
+        return lambda picture, _: centre_crop(picture, spec)
+    if part.view.startswith("view"):
+        view, preset = int(part.view[4:]), TrainPreset(spec.input_size)
 
-    def crop(picture: torch.Tensor, i: int) -> torch.Tensor:
-        torch.manual_seed(view_seed(view, train_index[i]))
-        return preset(picture)
+        def seeded(picture: torch.Tensor, i: int) -> torch.Tensor:
+            torch.manual_seed(view_seed(view, split.keys[i] if split.keys else i))
+            return preset(picture)
 
-    return crop
+        return seeded
+    return None
 
 
 def _forward(
@@ -121,63 +218,9 @@ def centre_crop(picture: torch.Tensor, spec: BackboneSpec) -> torch.Tensor:
     return eval_view(resize_tensor(picture, spec.resize_size), spec.input_size)
 
 
-def features_for(request: FeatureRequest, *, dist: Dist, use_cache: bool = True, quiet: bool = False) -> FeatureCache:
-    """The frozen backbone's features of every picture: from the disk cache when every process has them, else
-    computed (each process its share, shares exchanged) and cached."""
-    if not use_cache:
-        return _sharded_features(request, dist=dist, quiet=quiet)
-    key = feature_key(request)
-    cached = load_features(key, request.train, request.val)
-    if all(dist.gather(cached is not None)):
-        log.info("features: read from the cache (%s...)", key[:12])
-        return cast(FeatureCache, cached)
-    features = _sharded_features(request, dist=dist, quiet=quiet)
-    problem = inconsistency(features, len(request.train), len(request.val))
-    if problem:  # never cache what a later run could not use
-        raise RuntimeError(f"computed {problem}")
-    save_features(key, features)  # every process writes (atomically): on several machines, each has its own cache
-    return features
-
-
-def _sharded_features(request: FeatureRequest, *, dist: Dist, quiet: bool) -> FeatureCache:
-    """The frozen backbone over this process's share of the pictures; shares exchanged so all hold every vector."""
-    train, val, views, centre = request.train, request.val, request.views, request.centre
-    train_idx, val_idx = dist.shard(len(train)), dist.shard(len(val))
-    mine = request.share(train_idx, val_idx)
-    part = extract_features(mine, device=dist.device, quiet=quiet or not dist.main, train_index=train_idx, onnx=True)
-    if not dist.enabled:
-        return part
-    shares: list[_Share] = dist.gather(_Share(train_index=train_idx, val_index=val_idx, features=part))
-    dim = part.val.shape[-1]
-    train_features, val_features = torch.empty(views, len(train), dim), torch.empty(len(val), dim)
-    train_centre = torch.empty(len(train), dim) if centre else None
-    for share in shares:
-        train_features[:, share.train_index] = share.features.train
-        val_features[share.val_index] = share.features.val
-        if train_centre is not None and share.features.train_centre is not None:  # computed when `centre`
-            train_centre[share.train_index] = share.features.train_centre
-    return FeatureCache(
-        train=train_features,
-        train_labels=train.labels,
-        val=val_features,
-        val_labels=val.labels,
-        seconds=max(share.features.seconds for share in shares),
-        train_centre=train_centre,
-    )
-
-
-@dataclass(kw_only=True)
-class _Share:
-    """One process's share of the features, and which pictures they are of."""
-
-    train_index: list[int]
-    val_index: list[int]
-    features: FeatureCache
-
-
 def every_image_features(config, prepared) -> tuple[torch.Tensor, torch.Tensor, list[Path]]:
     """Centre-crop features of every picture, train then val, with labels and paths: what a probe sees of each image
-    (the cross-validated probe of `compare --cv` and `doctor --labels`). Cached like any features."""
+    (the cross-validated probe of `compare --cv` and `doctor --labels`). From the store like any features."""
     from transferlab.models.model import create_backbone
 
     backbone, spec, _ = create_backbone(config.backbone, config.weights)

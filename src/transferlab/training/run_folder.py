@@ -153,6 +153,7 @@ def open_run(
             val_images=len(prepared.val),
             skipped_files=len(prepared.skipped),
             decode_seconds=prepared.train.seconds + prepared.val.seconds,
+            photos_decoded=prepared.train.decoded + prepared.val.decoded,
             trainable_params=count_parameters(trainable),
             total_params=count_parameters(model.parameters()),
             precision=str(precision).replace("torch.", "") if precision else "float32",
