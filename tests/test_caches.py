@@ -6,9 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import os
 
-import pytest
 import torch
 from PIL import Image
 

@@ -193,3 +193,22 @@ def test_evaluating_on_another_folder_keeps_the_runs_own_predictions(trained_run
     assert (trained_run / "evaluation-elsewhere" / "predictions.csv").exists()
     assert (own.read_text() if own.exists() else None) == before
     assert "evaluation-elsewhere" in capsys.readouterr().out
+
+
+def test_calibration_error_equals_torchmetrics_on_random_and_edge_probabilities():
+    import numpy as np
+    import torch
+    from torchmetrics.functional.classification import multiclass_calibration_error
+
+    from transferlab.analysis.evaluation import CALIBRATION_BINS, expected_calibration_error
+
+    rng = np.random.default_rng(0)
+    for classes, n in ((2, 7), (4, 300), (9, 1000)):
+        logits = rng.normal(size=(n, classes)) * rng.uniform(0.1, 8)
+        probs = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
+        probs[0] = np.eye(classes)[0]  # a confidence of exactly 1
+        labels = rng.integers(0, classes, n)
+        expected = multiclass_calibration_error(
+            torch.from_numpy(probs).float(), torch.from_numpy(labels), classes, n_bins=CALIBRATION_BINS, norm="l1"
+        )
+        assert expected_calibration_error(probs, labels, CALIBRATION_BINS) == pytest.approx(float(expected), abs=1e-6)

@@ -7,12 +7,24 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import torch
 from scipy.stats import binomtest
 from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
-from torchmetrics.functional.classification import multiclass_calibration_error
 
 CALIBRATION_BINS = 15
+
+
+def expected_calibration_error(probs: np.ndarray, labels: np.ndarray, bins: int) -> float:
+    """The top-1 expected calibration error over `bins` equal-width confidence bins (torchmetrics'
+    `multiclass_calibration_error` with norm "l1", the same bins: tested against it; ten lines of numpy rather
+    than a library whose import takes four seconds of every evaluation)."""
+    probs = np.asarray(probs, dtype=np.float32)
+    confidence, correct = probs.max(1), probs.argmax(1) == np.asarray(labels)
+    index = np.searchsorted(np.linspace(0, 1, bins + 1, dtype=np.float32), confidence, side="right") - 1
+    gap = 0.0
+    for b in np.unique(index):
+        chosen = index == b
+        gap += abs(float(correct[chosen].mean()) - float(confidence[chosen].mean())) * int(chosen.sum())
+    return gap / max(1, len(confidence))
 
 
 @dataclass(kw_only=True)
@@ -66,15 +78,7 @@ class Evaluation:
 
     @property
     def calibration_error(self) -> float:
-        return float(
-            multiclass_calibration_error(
-                torch.from_numpy(self.probs).float(),
-                torch.from_numpy(self.labels),
-                num_classes=len(self.classes),
-                n_bins=CALIBRATION_BINS,
-                norm="l1",
-            )
-        )
+        return expected_calibration_error(self.probs, self.labels, CALIBRATION_BINS)
 
     def losses(self) -> np.ndarray:
         return -np.log(np.clip(self.probs[np.arange(len(self.labels)), self.labels], 1e-12, None))

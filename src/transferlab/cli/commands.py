@@ -12,6 +12,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, cast
 
+from transferlab.cli.cache_command import CACHE_COMMANDS
 from transferlab.cli.curate_commands import CURATE_COMMANDS
 from transferlab.config import RECIPES, DataConfig, Strategy, TrainConfig
 from transferlab.errors import InvalidSetting, UsageError, at_least
@@ -326,4 +327,5 @@ COMMANDS = {
     "serve": cmd_serve,
     "studio": cmd_studio,
     "backbones": cmd_backbones,
+    **CACHE_COMMANDS,
 }

@@ -193,6 +193,11 @@ def build_parser() -> argparse.ArgumentParser:
     studio.add_argument("--host", default="127.0.0.1", help="address to listen on (default: this machine only)")
     studio.add_argument("--port", type=int, default=8000)
     commands.add_parser("backbones", help="list the available backbones")
+    cache = commands.add_parser(
+        "cache", help="the per-photo store (decoded pictures, fingerprints, features): its size, its limit, clear it"
+    )
+    cache.add_argument("--clear", action="store_true", help="delete everything in it (it fills again as you train)")
+    cache.add_argument("--limit", help="keep it under this size from now on, e.g. 20GB (least recently used go first)")
     return parser
 
 

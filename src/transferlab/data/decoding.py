@@ -204,6 +204,22 @@ class Decode:
             return str(error), None
 
 
+def _decode_into(
+    store: PhotoStore, decode: Decode, items: list[tuple[Path, str]], workers: int | None, desc: str, quiet: bool
+) -> list[Fingerprint | str]:
+    """Decode (path, key) items into the store in worker processes: each one's fingerprint, or why it failed."""
+    # fingerprints need imagehash (and scipy's FFT): imported once here, where the workers are forked from, not
+    # again in each of them (~0.4 s a worker)
+    import imagehash  # noqa: F401
+
+    results: list[Fingerprint | str] = []
+    report("decoding", desc, 0, len(items))
+    for done, result in enumerate(parallel_imap(StoreDecode(decode, store.root), items, workers, desc, quiet), 1):
+        report("decoding", desc, done, len(items))
+        results.append(result)
+    return results
+
+
 class StoreDecode:
     """A worker's job: decode one (path, key) into the store; return the fingerprint, or why it is unreadable."""
 
@@ -254,15 +270,8 @@ def decode_split(
             todo.append(i)
     reasons: dict[int, str] = {i: "cannot be read (missing, or not allowed)" for i, k in enumerate(keys) if k is None}
     if todo:
-        # fingerprints need imagehash (and scipy's FFT): imported once here, where the workers are forked from,
-        # not again in each of them (~0.4 s a worker)
-        import imagehash  # noqa: F401
-
-        items = [(samples[i].path, keys[i]) for i in todo]
-        results = parallel_imap(StoreDecode(decode, store.root), items, workers, desc, quiet)
-        report("decoding", desc, 0, len(todo))
-        for done, (i, result) in enumerate(zip(todo, results), 1):
-            report("decoding", desc, done, len(todo))
+        items = [(samples[i].path, str(keys[i])) for i in todo]
+        for i, result in zip(todo, _decode_into(store, decode, items, workers, desc, quiet)):
             if isinstance(result, str):
                 reasons[i] = result
             else:

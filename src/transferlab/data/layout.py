@@ -10,6 +10,7 @@ Problems a user can fix raise `DatasetError` with one line that says what is wro
 
 from __future__ import annotations
 
+import hashlib
 import random
 from collections import Counter
 from dataclasses import dataclass, field
@@ -162,11 +163,13 @@ def split_samples(
     seed: int,
     groups: list[list[int]] | None = None,
 ) -> tuple[list[Sample], list[Sample], list[list[Path]]]:
-    """Seeded, stratified split: each class keeps about `val_fraction` of its images for validation.
+    """Seeded, stratified, stable split: each class keeps about `val_fraction` of its images for validation.
 
     `groups` (indices into `samples`) are copies of one picture: a group within one class goes wholly to one side;
-    a group spanning classes is left out and returned (its paths) as the third value. Without groups of two or
-    more, the split is scikit-learn's stratified `train_test_split` (as before groups existed).
+    a group spanning classes is left out and returned (its paths) as the third value. Each photo's place in its
+    class's order comes from a seeded hash of its file name (`_rank`), not from a shuffle of the whole list: a photo
+    moved to another class, or one added or removed, moves at most a photo or two of those classes across the
+    split, so everything stored for the rest (pictures, features) still serves.
     """
     if not 0.0 < val_fraction < 1.0:
         raise DatasetError(f"validation fraction must be between 0 and 1, got {val_fraction}")
@@ -181,13 +184,7 @@ def split_samples(
         if counts.get(label, 0) == 0:
             raise DatasetError(f"every image of class '{classes[label]}' is also filed under another class")
         check_splittable(classes[label], counts[label], val_fraction)
-    if not groups:
-        from sklearn.model_selection import train_test_split
-
-        labels = [s.label for s in samples]
-        train, val = train_test_split(samples, test_size=val_fraction, stratify=labels, random_state=seed)
-    else:
-        train, val = _split_units(samples, units, classes, val_fraction, seed)
+    train, val = _split_units(samples, units, classes, val_fraction, seed)
     key = lambda s: (s.label, str(s.path))  # noqa: E731 - stable order for reproducible runs
     return sorted(train, key=key), sorted(val, key=key), [sorted(samples[i].path for i in g) for g in excluded]
 
@@ -204,13 +201,13 @@ def check_splittable(name: str, count: int, val_fraction: float) -> None:
 def _split_units(
     samples: list[Sample], units: list[list[int]], classes: list[str], val_fraction: float, seed: int
 ) -> tuple[list[Sample], list[Sample]]:
-    """Per class, units (groups of copies, or single pictures) in a seeded random order fill validation up to
+    """Per class, units (groups of copies, or single pictures) in a seeded order (`_rank`) fill validation up to
     round(count x fraction) images; a unit that would overshoot goes to training."""
     train: list[Sample] = []
     val: list[Sample] = []
     for label in range(len(classes)):
         mine = [u for u in units if samples[u[0]].label == label]
-        random.Random(f"{seed}/{label}").shuffle(mine)
+        mine.sort(key=lambda unit: min(_rank(seed, samples[i].path) for i in unit))
         count = sum(len(u) for u in mine)
         target, taken = round(count * val_fraction), 0
         if len(mine) < 2:
@@ -227,6 +224,11 @@ def _split_units(
             train[:] = [s for s in train if s not in moved]
             val += sorted(moved, key=lambda s: str(s.path))
     return train, val
+
+
+def _rank(seed: int, path: Path) -> bytes:
+    """A photo's place in the split order: a seeded hash of its file name (not its class folder)."""
+    return hashlib.blake2b(f"{seed}/{path.name}".encode(), digest_size=8).digest()
 
 
 def split_dirs(root: Path) -> tuple[Path | None, Path | None]:

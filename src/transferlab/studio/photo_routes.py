@@ -65,13 +65,16 @@ def photo_routes(app: FastAPI, state: Studio) -> None:
     @app.post("/api/classes")
     def create_class(body: NewClass) -> dict:
         state.workspace.create_class(body.name)
+        state.changed()
         return overview()
 
     @app.post("/api/upload")
     def upload(
         cls: Annotated[Name, Form()], file: Annotated[UploadFile, File()], split: Annotated[Split, Form()] = "all"
     ) -> dict:
-        return {"added": _save_upload(state, cls, split, file)}
+        added = _save_upload(state, cls, split, file)
+        state.changed()
+        return {"added": added}
 
 
 def change_routes(app: FastAPI, state: Studio) -> None:
@@ -85,6 +88,7 @@ def change_routes(app: FastAPI, state: Studio) -> None:
         if target.parent == source.parent:
             raise UsageError(f"{state.workspace.relative(source)} is already in {body.to}")
         entry = state.journal.move(source, target, "move", body.reason or f"moved to {body.to}")
+        state.changed()
         return {"entry": entry.__dict__}
 
     @app.post("/api/aside")
@@ -92,6 +96,7 @@ def change_routes(app: FastAPI, state: Studio) -> None:
         source = state.workspace.photo(body.path)
         target = state.workspace.aside / str(state.workspace.relative(source))
         entry = state.journal.move(source, target, "aside", body.reason or "set aside")
+        state.changed()
         return {"entry": entry.__dict__}
 
     @app.get("/api/journal")
@@ -100,7 +105,9 @@ def change_routes(app: FastAPI, state: Studio) -> None:
 
     @app.post("/api/undo")
     def undo(body: Undo) -> dict:
-        return {"entry": state.journal.undo(body.id, state.workspace.aside).__dict__}
+        entry = state.journal.undo(body.id, state.workspace.aside)
+        state.changed()
+        return {"entry": entry.__dict__}
 
     @app.post("/api/split")
     def split(body: SplitFolder) -> dict:
@@ -111,6 +118,7 @@ def change_routes(app: FastAPI, state: Studio) -> None:
         out = state.workspace.folder.parent / f"{state.workspace.folder.name}-split"
         result = split_folder(state.workspace.folder, out, body.val_fraction, body.seed)
         state.open(out)  # the studio goes on with the split folder; the original is left as it was
+        state.changed()
         return {"folder": str(out), "counts": result.counts, "lines": result.lines()}
 
     @app.post("/api/check")

@@ -20,9 +20,10 @@ from fastapi.responses import FileResponse, Response, StreamingResponse
 
 from transferlab.analysis.evaluate import read_evaluation
 from transferlab.analysis.evaluation import Evaluation
-from transferlab.errors import TransferlabError, UsageError
+from transferlab.errors import Conflict, TransferlabError, UsageError
 from transferlab.runs import read_compare_summary, read_summary
 from transferlab.studio.jobs import read_runs
+from transferlab.studio.requests import TrainRequest
 from transferlab.studio.state import Studio
 from transferlab.studio.workspace import confined
 
@@ -76,6 +77,28 @@ def model_routes(app: FastAPI, state: Studio) -> None:
     @app.post("/api/predict")
     def predict(run: RunName, file: Annotated[UploadFile, File()]) -> dict:
         return state.predictor(run).predict(file.file, 5)
+
+    @app.get("/api/model")
+    def live_model() -> dict:
+        """The live model: "none" (and why), "fitting" or "ready"; the journal entries it reflects, its photos,
+        cross-validated accuracy and per-class recall."""
+        return state.live_model().state()
+
+    @app.post("/api/model/try")
+    def live_try(file: Annotated[UploadFile, File()]) -> dict:
+        predictor = state.live_model().predictor
+        if predictor is None:
+            raise Conflict("no live model yet: " + (state.live_model().error or "it is being fitted"))
+        return predictor.predict(file.file, 5)
+
+    @app.post("/api/model/save")
+    def live_save() -> dict:
+        """Save the live model as a run: an `extract` comparison of the photos as they are, on the live model's
+        backbone (its features are stored: it takes seconds), a normal run folder."""
+        from transferlab.training.live import LIVE_BACKBONE
+
+        request = TrainRequest(mode="compare", strategies=["extract"], backbones=[LIVE_BACKBONE])
+        return {"folder": state.training.start(request).name}
 
     @app.post("/api/export")
     def export(run: RunName) -> dict:

@@ -15,6 +15,7 @@ from transferlab.inference.serve import UploadPredictor
 from transferlab.inference.web import Uploads
 from transferlab.studio.jobs import Check, Training
 from transferlab.studio.journal import JOURNAL, Journal
+from transferlab.studio.live import LiveModel
 from transferlab.studio.workspace import Workspace, confined
 
 if TYPE_CHECKING:
@@ -33,7 +34,22 @@ class Studio:
         self.lock = threading.Lock()
         self.uploads = Uploads()  # one set of bounds for every upload and thumbnail the studio decodes
         self.predictors: OrderedDict[Path, UploadPredictor] = OrderedDict()  # the last MODELS_KEPT, by run
+        self.live: LiveModel | None = None  # started when the page first asks for it
         self.open(folder)
+
+    def live_model(self) -> LiveModel:
+        """The live model, its first fit started on first use (the page asks for it as it opens)."""
+        with self.lock:
+            if self.live is None:
+                self.live = LiveModel(
+                    lambda: self.workspace.folder, lambda: len(self.journal.entries()), self.uploads
+                ).start()
+            return self.live
+
+    def changed(self) -> None:
+        """The page changed the folder: the live model refits (its folder watch would notice, a second later)."""
+        if self.live is not None:
+            self.live.changed()
 
     def open(self, folder: str | Path) -> None:
         """Work on `folder` (its journal recovered first)."""

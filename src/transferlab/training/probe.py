@@ -43,6 +43,7 @@ class Probe:
     cv_accuracy: float  # its mean accuracy over the folds
     folds: int
     seconds: float
+    cv_recall: list[float] | None = None  # per class: the share of its photos the held-out folds got right
 
     def logits(self, features: torch.Tensor) -> torch.Tensor:
         return features.float() @ self.weight.T + self.bias
@@ -109,7 +110,11 @@ def _fit_probe(
         if len(scores) > PAST_BEST and max(scores[-PAST_BEST:]) < max(scores):  # strictly below: not a plateau
             break
     best = int(np.argmax(scores))  # the first maximum: the smallest C, the strongest regularisation
-    temperature = _temperature(held_out[best], torch.cat([s[3] for s in splits]))
+    held_labels = torch.cat([s[3] for s in splits])
+    temperature = _temperature(held_out[best], held_labels)
+    right = held_out[best].argmax(1) == held_labels
+    recall = [float(right[held_labels == k].float().mean()) if bool((held_labels == k).any()) else float("nan")
+              for k in range(num_classes)]  # fmt: skip
     basis = _row_space(z)
     w = _logistic(_project(z, basis), y, grid[best], num_classes)
     w = _lift(w, basis) / temperature
@@ -122,6 +127,7 @@ def _fit_probe(
         cv_accuracy=scores[best],
         folds=folds,
         seconds=time.perf_counter() - start,
+        cv_recall=recall,
     )
 
 
@@ -163,10 +169,11 @@ def _temperature(logits: torch.Tensor, labels: torch.Tensor) -> float:
 
 
 def _row_space(z: torch.Tensor) -> torch.Tensor | None:
-    """An orthonormal basis (D, r) of the rows' span, or None when the rows are at least as many as the features.
-    The L2-regularised solution lies in it (its gradient does), so solving in r <= N coordinates gives the same
-    classifier at a fraction of the cost when N < D."""
-    if z.shape[0] >= z.shape[1]:
+    """An orthonormal basis (D, r) of the rows' span, or None when the rows are more than half as many as the
+    features. The L2-regularised solution lies in it (its gradient does), so solving in r <= N coordinates gives the
+    same classifier at a fraction of the cost when N is well below D; nearer D, the SVD costs more than it saves
+    (1,016 rows of 1,280 features: 0.5 s a fold for a solve ~20% faster; measured)."""
+    if 2 * z.shape[0] > z.shape[1]:
         return None
     _, singular, vt = torch.linalg.svd(z, full_matrices=False)
     return vt[singular > singular[0] * 1e-10].T

@@ -105,6 +105,7 @@ async function aside(path, reason) {
   catch (e) { say(e.message); }
 }
 async function refresh() {
+  pollLive();
   if (state.cls) await openClass(state.cls); else await loadState();
   if (state.checked) startCheck(false);  // the findings follow the folder (the doctor's cache makes it quick)
 }
@@ -160,10 +161,10 @@ async function startCamera(video) {
   await new Promise(resolve => { if (video.readyState >= 2) resolve(); else video.onloadeddata = resolve; });
   return stream;
 }
-function frame(video) {
-  const canvas = el('canvas');
-  canvas.width = video.videoWidth; canvas.height = video.videoHeight;
-  canvas.getContext('2d').drawImage(video, 0, 0);
+function frame(video, width) {
+  const canvas = el('canvas'), scale = width ? Math.min(1, width / video.videoWidth) : 1;
+  canvas.width = Math.round(video.videoWidth * scale); canvas.height = Math.round(video.videoHeight * scale);
+  canvas.getContext('2d').drawImage(video, 0, 0, canvas.width, canvas.height);
   return new Promise(resolve => canvas.toBlob(resolve, 'image/jpeg', 0.92));
 }
 let cameraStream = null;
@@ -300,7 +301,9 @@ async function loadRuns() {
   state.runs = runs;
   for (const id of ['result-run', 'try-run', 'ship-run']) {
     const select = $(id), chosen = select.value;
-    select.replaceChildren(...runs.map(r => el('option', { value: r.name, text: `${r.name} (${r.kind})` })));
+    const options = runs.map(r => el('option', { value: r.name, text: `${r.name} (${r.kind})` }));
+    if (id === 'try-run') options.unshift(el('option', { value: '', text: 'the live model' }));
+    select.replaceChildren(...options);
     if (chosen && runs.some(r => r.name === chosen)) select.value = chosen;
   }
   if (runs.length) { showResults($('result-run').value); updateShip(); }
@@ -348,28 +351,76 @@ function cellPhotos(predictions, truth, predicted) {
 }
 
 // --- 4 try -------------------------------------------------------------------------------------------------------
+function tryUrl() {
+  const run = $('try-run').value;
+  return run ? '/api/predict?run=' + encodeURIComponent(run) : '/api/model/try';
+}
+async function classify(blob, name) {
+  const form = new FormData(); form.append('file', blob, name);
+  return api(tryUrl(), { method: 'POST', body: form });
+}
+function showAnswer(body) {
+  $('try-label').textContent = body.known === false
+    ? `unknown: like none of the classes (nearest: ${body.nearest})` : `${body.label} (${(100 * body.probability).toFixed(1)}%)`;
+  $('try-bars').replaceChildren(...body.topk.map(t => el('div', { class: 'row' }, el('span', { class: 'label', text: t.label }),
+    el('div', { class: 'bar', style: `width:${Math.max(2, 300 * t.probability)}px` }),
+    el('span', { class: 'pct', text: (100 * t.probability).toFixed(1) + '%' }))));
+}
 async function tryBlob(blob, name) {
   const preview = $('try-preview'); preview.src = URL.createObjectURL(blob); preview.classList.remove('hidden');
   $('try-label').textContent = 'Thinking...'; $('try-bars').replaceChildren();
-  const form = new FormData(); form.append('file', blob, name);
-  try {
-    const body = await api('/api/predict?run=' + encodeURIComponent($('try-run').value), { method: 'POST', body: form });
-    $('try-label').textContent = body.known === false
-      ? `unknown: like none of the classes (nearest: ${body.nearest})` : `${body.label} (${(100 * body.probability).toFixed(1)}%)`;
-    for (const t of body.topk) {
-      $('try-bars').append(el('div', { class: 'row' }, el('span', { class: 'label', text: t.label }),
-        el('div', { class: 'bar', style: `width:${Math.max(2, 300 * t.probability)}px` }),
-        el('span', { class: 'pct', text: (100 * t.probability).toFixed(1) + '%' })));
-    }
-  } catch (e) { $('try-label').textContent = ''; say(e.message); }
+  try { showAnswer(await classify(blob, name)); } catch (e) { $('try-label').textContent = ''; say(e.message); }
 }
 $('try-file').onchange = () => $('try-file').files[0] && tryBlob($('try-file').files[0], $('try-file').files[0].name);
 dropZone($('try-drop'), files => files[0] && tryBlob(files[0], files[0].name));
+
+// the webcam, classified continuously: the next frame goes as soon as the answer to the last one is back
+const webcam = { stream: null, frames: 0, since: 0 };
+async function classifyFrames() {
+  while (webcam.stream) {
+    try {
+      showAnswer(await classify(await frame($('try-video'), 320), 'webcam.jpg'));
+      webcam.frames += 1;
+      const elapsed = (performance.now() - webcam.since) / 1000;
+      if (elapsed > 1) $('try-rate').textContent = `${(webcam.frames / elapsed).toFixed(1)} frames a second`;
+    } catch (e) { say(e.message); await new Promise(r => setTimeout(r, 1000)); }
+  }
+}
 $('try-camera').onclick = async () => {
-  try { await startCamera($('try-video')); $('try-video').classList.remove('hidden'); $('try-capture').classList.remove('hidden'); }
-  catch (e) { say('no webcam: ' + e.message); }
+  try { webcam.stream = await startCamera($('try-video')); } catch (e) { say('no webcam: ' + e.message); return; }
+  $('try-video').classList.remove('hidden'); $('try-stop').classList.remove('hidden'); $('try-preview').classList.add('hidden');
+  webcam.frames = 0; webcam.since = performance.now();
+  classifyFrames();
 };
-$('try-capture').onclick = async () => tryBlob(await frame($('try-video')), 'webcam.jpg');
+$('try-stop').onclick = () => {
+  if (webcam.stream) webcam.stream.getTracks().forEach(t => t.stop());
+  webcam.stream = null; $('try-video').classList.add('hidden'); $('try-stop').classList.add('hidden'); $('try-rate').textContent = '';
+};
+$('live-save').onclick = async () => {
+  try { const r = await post('/api/model/save'); say(`saving the live model as ${r.folder}`); show('train'); follow(); }
+  catch (e) { say(e.message); }
+};
+
+// --- the live model: always the model for the photos as they are ------------------------------------------------
+let liveTimer = null;
+async function pollLive() {
+  clearTimeout(liveTimer);
+  let m = null;
+  try { m = await api('/api/model'); } catch (e) { /* the studio is away: try again later */ }
+  if (m) showLive(m);
+  liveTimer = setTimeout(pollLive, m && m.status === 'fitting' ? 300 : 2000);
+}
+function showLive(m) {
+  const line = $('live');
+  line.className = m.status; line.dataset.journal = m.journal; line.dataset.status = m.status;
+  const fitted = m.photos ? `${m.photos} photos, ${(100 * m.accuracy).toFixed(1)}% held out` : '';
+  line.textContent = m.status === 'none' ? `Live model: none yet${m.error ? ' (' + m.error + ')' : ''}`
+    : m.status === 'fitting' ? `Live model: fitting...${fitted ? ' (was ' + fitted + ')' : ''}`
+    : `Live model: ${fitted}, ${seconds(m.age_seconds)} old`;
+  $('live-classes').tBodies[0].replaceChildren(...m.classes.map(c => el('tr', {}, el('td', { text: c.name }),
+    el('td', { text: String(c.photos) }), el('td', { text: Number.isFinite(c.recall) ? (100 * c.recall).toFixed(0) + '%' : '' }))));
+}
+pollLive();
 
 // --- 5 ship ------------------------------------------------------------------------------------------------------
 function updateShip() {

