@@ -2,7 +2,8 @@
 
 `prepare_data` finds the samples (`data.load_dataset`), decodes both splits (`decoding.decode_split`: only photos
 the per-photo store has not seen; under torchrun each process its share, shares exchanged) and warns about the same
-picture in train and val or under two classes, from the fingerprints taken while decoding (or stored). `compare` prepares once and hands the result to every run.
+picture in train and val or under two classes, from the fingerprints taken while decoding (or stored). `compare`
+prepares once and hands the result to every run.
 """
 
 from __future__ import annotations
