@@ -182,3 +182,35 @@ def test_split_from_the_page_train_through_a_studio_restart_and_cancel_while_sta
             page.click("#train-cancel")
             expect(page.locator("#train-status")).to_contain_text("cancelled")
             expect(page.locator("#train-start")).to_be_enabled(timeout=60_000)
+
+
+def test_a_move_changes_the_live_model_line_and_the_webcam_is_classified_continuously(tmp_path):
+    """The live model as a person sees it: the header's model line fitted on the photos, a move from a photo card
+    reflected within 2 s (the issue's bound on a 1,600-photo folder; this one is 22 photos), and the webcam (Chromium's
+    fake camera) classified frame after frame at 5 a second or more."""
+    from playwright.sync_api import expect
+
+    photos, _ = _photos(tmp_path / "photos")
+    runs, port = tmp_path / "runs", free_port()
+    with _serving(photos, runs, port), _browser() as (context, _):
+        page = context.new_page()
+        page.goto(f"http://127.0.0.1:{port}/")
+        live = page.locator("#live")
+        expect(live).to_have_attribute("data-status", "ready", timeout=TRAINING)  # the first pass
+        expect(live).to_contain_text("22 photos")
+        card = page.locator("#grid .thumb").first
+        expect(card).to_be_visible()
+        card.locator("select").select_option("dog")
+        expect(live).to_have_attribute("data-journal", "1", timeout=2_000)
+        expect(live).to_have_attribute("data-status", "ready")
+        rows = page.locator("#live-classes tbody tr")
+        expect(rows).to_have_count(2)
+        page.click("#tabs button[data-view=try]")
+        expect(page.locator("#try-run")).to_have_value("")  # the live model is the first choice
+        page.click("#try-camera")
+        expect(page.locator("#try-label")).to_contain_text("%", timeout=30_000)
+        page.wait_for_timeout(4_000)
+        rate = float(page.locator("#try-rate").inner_text().split()[0])
+        assert rate >= 5, f"{rate} frames a second"
+        page.click("#try-stop")
+        expect(page.locator("#try-video")).to_be_hidden()

@@ -217,10 +217,12 @@ def _logistic(
     # two classes: scikit-learn fits one logit vector v (penalty |v|^2 / 2); softmax's two vectors are then +-v/2
     penalty = 1.0 if classes == 2 else 0.5
     onehot, rows = torch.nn.functional.one_hot(y, classes).to(z.dtype), y[:, None]
+    zt = z.T.contiguous()
 
     def loss_and_gradient(flat: np.ndarray) -> tuple[float, np.ndarray]:  # the objective / C: the same minimum,
         w = torch.from_numpy(flat.reshape(shape)).to(z.dtype)  # on a scale (summed cross-entropy) where the solver's
-        log_p = torch.log_softmax(torch.addmm(w[-1], z, w[:-1]), 1)  # relative stopping rule means the same for all C
+        # (w.T @ z.T).T: the same product as z @ w, about four times as fast with z.T laid out row-major (measured)
+        log_p = torch.log_softmax((w[:-1].T @ zt).T + w[-1], 1)  # relative stopping rule means the same for all C
         loss = penalty / c * float(w[:-1].square().sum()) - float(log_p.gather(1, rows).sum())
         error = log_p.exp_().sub_(onehot)  # d cross-entropy / d logits
         # (error.T @ z).T: the same product as z.T @ error, about twice as fast on a row-major z (measured)
