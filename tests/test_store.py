@@ -147,3 +147,21 @@ def test_store_limits_are_read_as_people_write_them(text, size):
 def test_a_store_limit_that_is_not_a_size_is_refused(text):
     with pytest.raises(ValueError):
         parse_size(text)
+
+
+def test_small_entries_are_kept_in_memory_when_asked_and_a_new_write_replaces_them(tmp_path):
+    store = PhotoStore(tmp_path / "store", limit=10**9)
+    store.put("features/x", "ab" * 16, np.ones(4, dtype=np.float32))
+    store._path("features/x", "ab" * 16).unlink()
+    assert store.get("features/x", "ab" * 16) is None  # not asked to remember: read from disk every time
+    store.remember_small_entries(limit=40)
+    for i in range(3):
+        store.put("features/x", f"{i:032x}", np.full(4, i, dtype=np.float32))
+        store.get("features/x", f"{i:032x}")
+    for i in range(3):
+        store._path("features/x", f"{i:032x}").unlink()
+    assert store.get("features/x", f"{0:032x}") is None  # 3 x 16 bytes > 40: the least recently used went first
+    kept = store.get("features/x", f"{2:032x}")
+    assert kept is not None and not kept.flags.writeable
+    store.put("features/x", f"{2:032x}", np.full(4, 7, dtype=np.float32))
+    np.testing.assert_array_equal(store.get("features/x", f"{2:032x}"), np.full(4, 7, dtype=np.float32))

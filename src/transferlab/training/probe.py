@@ -44,6 +44,7 @@ class Probe:
     folds: int
     seconds: float
     cv_recall: list[float] | None = None  # per class: the share of its photos the held-out folds got right
+    solution: torch.Tensor | None = None  # (features + 1, classes) on standardised features: a later fit's start
 
     def logits(self, features: torch.Tensor) -> torch.Tensor:
         return features.float() @ self.weight.T + self.bias
@@ -56,8 +57,12 @@ def fit_probe(
     folds: int = FOLDS,
     grid: tuple[float, ...] = C_GRID,
     seed: int = 0,
+    start: torch.Tensor | None = None,
 ) -> Probe:
     """Cross-validated L2 logistic regression on (N, D) features, then refitted on every training feature.
+
+    `start` (a previous fit's `solution` on nearly the same photos) is where every solve begins: the minimum does
+    not depend on it, the number of steps to it does (the studio's live model refits this way after each change).
 
     C is the one with the best held-out accuracy, ties going to the strongest regularisation (as scikit-learn's
     grid search picks). With few images that is often a very small C, whose probabilities are all near 1/classes
@@ -77,14 +82,21 @@ def fit_probe(
     torch.set_num_threads(1)  # small matrices: a second thread only waits (and with another process busy, spins)
     report("probe", f"{len(features)} photos", 0, 1)
     try:
-        return _fit_probe(features, labels, num_classes, folds, grid, seed)
+        return _fit_probe(features, labels, num_classes, folds, grid, seed, warm=start)
     finally:
         torch.set_num_threads(threads)
         report("probe", f"{len(features)} photos", 1, 1)
 
 
 def _fit_probe(
-    features: torch.Tensor, labels: torch.Tensor, num_classes: int, folds: int, grid: tuple[float, ...], seed: int
+    features: torch.Tensor,
+    labels: torch.Tensor,
+    num_classes: int,
+    folds: int,
+    grid: tuple[float, ...],
+    seed: int,
+    *,
+    warm: torch.Tensor | None,
 ) -> Probe:
     start = time.perf_counter()
     x, y = features.to(SOLVE_DTYPE), labels.long()
@@ -93,15 +105,17 @@ def _fit_probe(
     z = (x - mean) / std
     folds = usable_folds(y, num_classes, folds)
     splits = []
+    starts = []
     for a, b in stratified_folds(y, folds, seed):
         basis = _row_space(z[a])
         splits.append((_project(z[a], basis), y[a], _project(z[b], basis), y[b]))
+        starts.append(_start_in(warm, basis, x.shape[1], num_classes))
     path: list[list[torch.Tensor]] = [[] for _ in range(folds)]  # each fold's solutions so far, by C
     scores, held_out = [], []  # per C: mean held-out accuracy; the held-out (logits, labels)
     for c in grid:
         correct, logits = 0, []
         for k, (z_fit, y_fit, z_held, y_held) in enumerate(splits):
-            weights = _logistic(z_fit, y_fit, c, num_classes, _predicted(path[k]))
+            weights = _logistic(z_fit, y_fit, c, num_classes, _predicted(path[k]) if path[k] else starts[k])
             path[k][:] = [*path[k][-1:], weights]
             logits.append(_affine(z_held, weights))
             correct += int((logits[-1].argmax(1) == y_held).sum())
@@ -116,8 +130,10 @@ def _fit_probe(
     recall = [float(right[held_labels == k].float().mean()) if bool((held_labels == k).any()) else float("nan")
               for k in range(num_classes)]  # fmt: skip
     basis = _row_space(z)
-    w = _logistic(_project(z, basis), y, grid[best], num_classes)
-    w = _lift(w, basis) / temperature
+    init = _start_in(warm, basis, x.shape[1], num_classes)
+    solution = _lift(_logistic(_project(z, basis), y, grid[best], num_classes, init), basis)
+    w = solution
+    w = w / temperature
     weight = (w[:-1] / std[:, None]).T  # fold the standardisation into the layer
     bias = w[-1] - (w[:-1] * (mean / std)[:, None]).sum(0)
     return Probe(
@@ -128,6 +144,7 @@ def _fit_probe(
         folds=folds,
         seconds=time.perf_counter() - start,
         cv_recall=recall,
+        solution=solution,
     )
 
 
@@ -187,6 +204,15 @@ def _project(z: torch.Tensor, basis: torch.Tensor | None) -> torch.Tensor:
 def _lift(w: torch.Tensor, basis: torch.Tensor | None) -> torch.Tensor:
     """Weights solved in the basis' coordinates (stacked over the bias) back in the features'."""
     return w if basis is None else torch.cat([basis @ w[:-1], w[-1:]])
+
+
+def _start_in(start: torch.Tensor | None, basis: torch.Tensor | None, dim: int, classes: int) -> torch.Tensor | None:
+    """A previous solution (standardised features + bias, classes) in a basis' coordinates, or None if it does not
+    fit these features and classes."""
+    if start is None or tuple(start.shape) != (dim + 1, classes):
+        return None
+    start = start.to(SOLVE_DTYPE)
+    return start if basis is None else torch.cat([basis.T @ start[:-1], start[-1:]])
 
 
 def _predicted(path: list[torch.Tensor]) -> torch.Tensor | None:
