@@ -111,8 +111,9 @@ def main() -> None:
         if args.tries:
             photo = next(p for p in sorted(photos.rglob("*.jpg")))
             data, boundary = photo.read_bytes(), "transferlabbenchmark"
-            body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.jpg\"\r\n"
-                    f"Content-Type: image/jpeg\r\n\r\n").encode() + data + f"\r\n--{boundary}--\r\n".encode()  # fmt: skip
+            head = f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="a.jpg"\r\n'
+            head += "Content-Type: image/jpeg\r\n\r\n"
+            body = head.encode() + data + f"\r\n--{boundary}--\r\n".encode()
             kind = f"multipart/form-data; boundary={boundary}"
             call(args.port, "/api/model/try", data=body, kind=kind)
             began = time.perf_counter()
