@@ -59,7 +59,7 @@ def wait_ready(port: int, journal: int, limit: float) -> dict:
             return model
         if model["status"] == "none" and model.get("error"):
             raise SystemExit(f"no live model: {model['error']}")
-        time.sleep(0.02)
+        time.sleep(0.1)  # a client polling ten times a second (the page polls every 0.3 s while it fits)
     raise SystemExit(f"not ready within {limit} s")
 
 

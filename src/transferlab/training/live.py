@@ -33,6 +33,10 @@ from transferlab.utils.distributed import Dist
 
 LIVE_BACKBONE = "efficientnet_lite0"  # ImageNet weights in the wheel: a live model on any machine, offline
 RESEARCH_SHARE = 0.1  # the strength is searched for again when the photos change in number by this share
+# a refit's solver stops when a step gains less than this fraction of the loss (a full fit: float32's resolution,
+# ~1e-7): three times fewer steps from the last solution, and on the 1,588-photo pooled folder a held-out accuracy
+# within one photo of the full solve's (measured)
+REFIT_TOLERANCE = 1e-5
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -130,6 +134,6 @@ class LiveFitter:
             self.searched_photos = len(y)
         else:
             assert last is not None
-            probe = fit_probe(x, y, len(classes), grid=(last.C,), start=last.solution)
+            probe = fit_probe(x, y, len(classes), grid=(last.C,), start=last.solution, tolerance=REFIT_TOLERANCE)
         self.last, self.last_classes = probe, list(classes)
         return probe, search

@@ -58,11 +58,14 @@ def fit_probe(
     grid: tuple[float, ...] = C_GRID,
     seed: int = 0,
     start: torch.Tensor | None = None,
+    tolerance: float = FLOAT_STEP,
 ) -> Probe:
     """Cross-validated L2 logistic regression on (N, D) features, then refitted on every training feature.
 
     `start` (a previous fit's `solution` on nearly the same photos) is where every solve begins: the minimum does
     not depend on it, the number of steps to it does (the studio's live model refits this way after each change).
+    `tolerance`: the solver stops when a step lowers the loss by less than this fraction (default: float32's
+    resolution).
 
     C is the one with the best held-out accuracy, ties going to the strongest regularisation (as scikit-learn's
     grid search picks). With few images that is often a very small C, whose probabilities are all near 1/classes
@@ -82,7 +85,7 @@ def fit_probe(
     torch.set_num_threads(1)  # small matrices: a second thread only waits (and with another process busy, spins)
     report("probe", f"{len(features)} photos", 0, 1)
     try:
-        return _fit_probe(features, labels, num_classes, folds, grid, seed, warm=start)
+        return _fit_probe(features, labels, num_classes, folds, grid, seed, warm=start, tolerance=tolerance)
     finally:
         torch.set_num_threads(threads)
         report("probe", f"{len(features)} photos", 1, 1)
@@ -97,6 +100,7 @@ def _fit_probe(
     seed: int,
     *,
     warm: torch.Tensor | None,
+    tolerance: float,
 ) -> Probe:
     start = time.perf_counter()
     x, y = features.to(SOLVE_DTYPE), labels.long()
@@ -115,7 +119,8 @@ def _fit_probe(
     for c in grid:
         correct, logits = 0, []
         for k, (z_fit, y_fit, z_held, y_held) in enumerate(splits):
-            weights = _logistic(z_fit, y_fit, c, num_classes, _predicted(path[k]) if path[k] else starts[k])
+            init = _predicted(path[k]) if path[k] else starts[k]
+            weights = _logistic(z_fit, y_fit, c, num_classes, init, tolerance)
             path[k][:] = [*path[k][-1:], weights]
             logits.append(_affine(z_held, weights))
             correct += int((logits[-1].argmax(1) == y_held).sum())
@@ -131,7 +136,7 @@ def _fit_probe(
               for k in range(num_classes)]  # fmt: skip
     basis = _row_space(z)
     init = _start_in(warm, basis, x.shape[1], num_classes)
-    solution = _lift(_logistic(_project(z, basis), y, grid[best], num_classes, init), basis)
+    solution = _lift(_logistic(_project(z, basis), y, grid[best], num_classes, init, tolerance), basis)
     w = solution
     w = w / temperature
     weight = (w[:-1] / std[:, None]).T  # fold the standardisation into the layer
@@ -234,6 +239,7 @@ def _logistic(
     c: float,
     classes: int,
     init: torch.Tensor | None = None,
+    tolerance: float = FLOAT_STEP,
 ) -> torch.Tensor:
     """argmin_W C * sum_i CE(W z_i + b, y_i) + ||W||^2 / 2 (bias unpenalised; scikit-learn's objective, also for two
     classes); W stacked over b: (D + 1, classes)."""
@@ -258,7 +264,7 @@ def _logistic(
     start = np.zeros(shape) if init is None else init.double().numpy()
     # 10 corrections, not 20: an L-BFGS-B step costs SciPy ~0.9 ms with 20 at these sizes (a third of the probe's
     # time), ~0.5 ms with 10, for about as many function calls (measured on 2,000 photos)
-    options = {"maxiter": 1000, "maxcor": 10, "gtol": 1e-9, "ftol": FLOAT_STEP}
+    options = {"maxiter": 1000, "maxcor": 10, "gtol": 1e-9, "ftol": tolerance}
     found = minimize(loss_and_gradient, start.ravel(), jac=True, method="L-BFGS-B", options=options)
     return torch.from_numpy(found.x.reshape(shape)).to(z.dtype)
 
