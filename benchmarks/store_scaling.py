@@ -7,11 +7,11 @@ quality 90) with a different crop each copy, its class kept (9 classes for anima
 enough; each folder's first 25 validation photos a class stay validation photos (not copied). Each size is a folder
 of hard links to the validation photos and the first N of the copies (copy 0 of every photo, then copy 1, ...).
 
-For each size, `transferlab train FOLDER --strategy extract --backbone efficientnet_lite0` runs as a user runs it, in
-a fresh process, on an empty store (the backbone's ONNX export is made before and kept); then 1% of the training
-photos are moved to another class and it runs again. For each run: wall seconds, peak resident memory (the largest
-process, from the kernel's accounting), what the run recorded (decoding, features, the probe), and the store's size
-on disk after the first pass.
+For each size, `transferlab train FOLDER --strategy extract --backbone efficientnet_lite0` runs as a user runs it,
+in a fresh process (under GNU time for its peak memory), on an empty store (the backbone's ONNX export is made
+before and kept); then 1% of the training photos are moved to another class and it runs again. For each run: wall
+seconds, peak resident memory (the largest process), what the run recorded (decoding, features, the probe), and
+the store's size on disk after the first pass.
 """
 
 from __future__ import annotations
@@ -20,7 +20,6 @@ import argparse
 import json
 import os
 import random
-import resource
 import shutil
 import subprocess
 import sys
@@ -99,19 +98,20 @@ def train_once(folder: Path, out: Path, cache: Path) -> dict:
     env = {**os.environ, "TRANSFERLAB_CACHE": str(cache), "TRANSFERLAB_CACHE_LIMIT": "100GB"}
     env.pop("TRANSFERLAB_FEATURES", None)
     shutil.rmtree(out, ignore_errors=True)
-    command = [sys.executable, "-m", "transferlab", "train", str(folder), "--strategy", "extract"]
-    command += ["--backbone", "efficientnet_lite0", "--out", str(out), "--name", "run", "--quiet"]
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    peak_file = out.parent / "peak.txt"
+    # GNU time: the largest resident set of the command (its own, or a worker process's)
+    command = ["/usr/bin/time", "-f", "%M", "-o", str(peak_file), sys.executable, "-m", "transferlab", "train"]
+    command += [str(folder), "--strategy", "extract", "--backbone", "efficientnet_lite0", "--out", str(out)]
+    command += ["--name", "run", "--quiet"]
     start = time.perf_counter()
     done = subprocess.run(command, env=env, capture_output=True, text=True)
     seconds = time.perf_counter() - start
     if done.returncode:
         raise SystemExit(f"exit {done.returncode}\n{done.stderr[-3000:]}")
-    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss  # KB; the largest child so far
     summary = json.loads((out / "run" / "summary.json").read_text())
     return {
         "seconds": seconds,
-        "peak_gb": peak / 1e6 if peak > before else None,  # None: not above an earlier, bigger run
+        "peak_gb": int(peak_file.read_text().split()[-1]) * 1024 / 1e9,  # KB
         **{
             k: summary.get(k)
             for k in (
@@ -145,7 +145,7 @@ def main() -> None:
     warm = folder_of(work, val, train, sizes[0])
     train_once(warm, work / "runs", work / "cache")  # the ONNX export, made once per machine
     rng = random.Random(0)
-    for size in sizes:  # smallest first: each size's peak is above the one before it (ru_maxrss is a maximum)
+    for size in sizes:
         folder = folder_of(work, val, train, size)
         shutil.rmtree(work / "cache" / "store", ignore_errors=True)
         first = train_once(folder, work / "runs", work / "cache")
@@ -157,11 +157,11 @@ def main() -> None:
             photo.rename(folder / "train" / target / photo.name)
         again = train_once(folder, work / "runs", work / "cache")
         for name, run in (("first pass", first), ("1% moved", again)):
-            peak = f"{run['peak_gb']:.2f} GB" if run["peak_gb"] else "below an earlier run's"
             print(
-                f"{size:6d} photos, {name:10s}: {run['seconds']:7.1f} s, peak memory {peak}; decode "
-                f"{run['decode_seconds']:.1f} s, features {run['feature_seconds']:.1f} s, probe {run['fit_seconds']:.1f}"
-                f" s; decoded {run['photos_decoded']}, vectors computed {run['features_computed']}; "
+                f"{size:6d} photos, {name:10s}: {run['seconds']:7.1f} s, peak memory {run['peak_gb']:.2f} GB; decode "
+                f"{run['decode_seconds']:.1f} s, features {run['feature_seconds']:.1f} s, "
+                f"probe {run['fit_seconds']:.1f} s; decoded {run['photos_decoded']}, "
+                f"vectors computed {run['features_computed']}; "
                 f"accuracy {100 * run['best_val_acc']:.1f}%",
                 flush=True,
             )
