@@ -145,7 +145,7 @@ def test_a_damaged_compare_summary_is_one_line(run, photo, tmp_path, capsys, dam
 
 
 @pytest.mark.parametrize("damage", DAMAGE)
-def test_a_damaged_feature_cache_is_computed_again(tiny_dataset, tmp_path, caplog, damage):
+def test_a_damaged_store_entry_is_computed_again(tiny_dataset, tmp_path, caplog, damage):
     from transferlab import DataConfig, Recipe, TrainConfig, train
     from transferlab.utils.storage import cache_dir
 
@@ -154,13 +154,14 @@ def test_a_damaged_feature_cache_is_computed_again(tiny_dataset, tmp_path, caplo
         recipe=Recipe(epochs=1, batch_size=8), out=str(tmp_path / "runs"), quiet=True, workers=0,
     )  # fmt: skip
     first = train(config).summary.best_val_acc
-    entries = list((cache_dir() / "features").glob("*.safetensors"))
+    entries = list((cache_dir() / "store" / "spaces").glob("*/*/*.npy"))  # pictures, fingerprints, features
     assert entries
     for entry in entries:
         DAMAGE[damage](entry)
     again = train(dataclasses.replace(config, name="again"))
     assert again.summary.best_val_acc == first and again.summary.features_from_cache is False
-    assert any("feature cache" in r.message for r in caplog.records)
+    assert again.summary.photos_decoded == again.summary.train_images + again.summary.val_images
+    assert any("damaged store entry" in r.message for r in caplog.records)
 
 
 @pytest.mark.parametrize("damage", DAMAGE)
@@ -310,7 +311,7 @@ def test_two_doctors_on_one_folder_at_once_agree_and_leave_a_whole_cache(tmp_pat
     assert json.loads(out)["cached"] == 24 and "ignoring" not in err  # the cache they left is whole
 
 
-def test_two_trainings_filling_one_feature_cache_entry_at_once(tmp_path):
+def test_two_trainings_filling_one_store_at_once(tmp_path):
     photos = make_folder(tmp_path / "photos", {"red": 6, "green": 6})
     env = {"TRANSFERLAB_CACHE": str(tmp_path / "cache")}
     args = ["--strategy", "extract", "--backbone", "efficientnet_lite0", "--epochs", "1", "-q", "--workers", "0"]
@@ -319,7 +320,7 @@ def test_two_trainings_filling_one_feature_cache_entry_at_once(tmp_path):
     assert all(p.returncode == 0 for p in procs), [err for _, err in outputs]
     again = _cli("train", str(photos), "--out", str(tmp_path / "runs2"), *args, env=env)
     out, err = again.communicate(timeout=600)
-    assert again.returncode == 0 and "ignoring" not in err  # the entry they both wrote is whole
+    assert again.returncode == 0 and "damaged" not in err  # the entries they both wrote are whole
     (run,) = (tmp_path / "runs2").iterdir()
     assert json.loads((run / "summary.json").read_text())["features_from_cache"] is True
 

@@ -93,6 +93,8 @@ def test_the_whole_loop_in_a_browser(tmp_path):
 
             # 4 try: a photo of a class
             page.click("#tabs button[data-view=try]")
+            expect(page.locator("#try-run")).to_have_value("")  # the live model first
+            page.locator("#try-run").select_option(index=1)  # then the run just trained
             tried = sorted((photos / classes[1]).iterdir())[-1]
             page.set_input_files("#try-file", str(tried))
             expect(page.locator("#try-bars .row")).to_have_count(len(classes))

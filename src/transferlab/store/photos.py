@@ -83,6 +83,9 @@ class PhotoStore:
         self._memo: OrderedDict[tuple[str, str], np.ndarray] = OrderedDict()
         self._memo_bytes = 0
 
+    def __reduce__(self):  # sent to another process (torchrun's exchange): the same store there, by its folder
+        return (open_store, (self.root,))
+
     # --- keys and places --------------------------------------------------------------------------------------
 
     def keys(self, paths: Sequence[Path]) -> list[str | None]:

@@ -71,8 +71,10 @@ class Studio:
 
     def _check_labels(self) -> LabelCheck:
         from transferlab.curate.label_issues import check_labels
+        from transferlab.training.live import LIVE_BACKBONE
 
-        return check_labels(self.workspace.folder, quiet=True)
+        # the live model's backbone: the label check reads the features the live model stored (no second pass)
+        return check_labels(self.workspace.folder, backbone=LIVE_BACKBONE, quiet=True)
 
     def findings(self) -> dict:
         """The doctor's report (its possible graphics confirmed or cleared by the label check once that is done),

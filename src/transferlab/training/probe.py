@@ -57,6 +57,7 @@ def fit_probe(
     folds: int = FOLDS,
     grid: tuple[float, ...] = C_GRID,
     seed: int = 0,
+    *,
     start: torch.Tensor | None = None,
     tolerance: float = FLOAT_STEP,
 ) -> Probe:
