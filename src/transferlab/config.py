@@ -133,7 +133,7 @@ class TrainConfig:
     workers: int | None = None  # image-decoding processes; None = one per CPU core (at most 8)
     loader_workers: int | None = None  # batch-making processes while training; None = chosen from the machine
     feature_cache: bool = True  # keep frozen features on disk, keyed by backbone + weights + pictures + views
-    decode_cache: DecodeCache = "auto"  # decoded pictures: "memory" (read into memory), "disk"/"auto" (the store, mmap)
+    decode_cache: DecodeCache = "auto"  # decoded pictures: "memory" (all read in), "disk"/"auto" (the store, as used)
     out: str = "runs"
     name: str | None = None  # run folder name; None = "<strategy>-<backbone>-<timestamp>"
     quiet: bool = False

@@ -14,6 +14,7 @@ from typing import Any, cast
 
 from transferlab.cli.cache_command import CACHE_COMMANDS
 from transferlab.cli.curate_commands import CURATE_COMMANDS
+from transferlab.cli.suggest_command import SUGGEST_COMMANDS
 from transferlab.config import RECIPES, DataConfig, Strategy, TrainConfig
 from transferlab.errors import InvalidSetting, UsageError, at_least
 from transferlab.models.backbones import REGISTRY
@@ -328,4 +329,5 @@ COMMANDS = {
     "studio": cmd_studio,
     "backbones": cmd_backbones,
     **CACHE_COMMANDS,
+    **SUGGEST_COMMANDS,
 }

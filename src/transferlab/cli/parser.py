@@ -111,7 +111,7 @@ def _machine_options(parser: argparse.ArgumentParser) -> None:
         "--decode-cache",
         default=default_of(TrainConfig, "decode_cache"),
         choices=DECODE_CACHES,
-        help="keep decoded pictures in memory or memory-mapped on disk (auto: from their size)",
+        help="keep decoded pictures in memory, or in the store on disk, read as used (auto: the store)",
     )
     parser.add_argument(
         "--no-feature-cache",
@@ -150,6 +150,19 @@ def _dataset_commands(commands: argparse._SubParsersAction) -> None:
     doctor.add_argument("--no-cache", action="store_true", help="inspect every file (and compute features) again")
     doctor.add_argument("--workers", type=int, help="inspecting processes (default: one per CPU core, max 8)")
     doctor.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    suggest = commands.add_parser(
+        "suggest", help="suggest a class for every photo of an unsorted pile, learned from the photos already sorted"
+    )
+    suggest.add_argument("photos", help="the labelled photos (class folders, or train/ and val/)")
+    suggest.add_argument("pile", help="the folder of unsorted photos (searched recursively)")
+    suggest.add_argument("--format", choices=("table", "csv", "json"), default="table", help="(default table)")
+    suggest.add_argument("--rejected", metavar="CSV", help="path,class rows: classes a photo is known not to be")
+    suggest.add_argument(
+        "--backbone", default="efficientnet_lite0", type=backbone_name, metavar="NAME",
+        help="pretrained network (default efficientnet_lite0, the studio's live model's)",
+    )  # fmt: skip
+    suggest.add_argument("--workers", type=int, help="decoding processes (default: one per CPU core, max 8)")
+    suggest.add_argument("-q", "--quiet", action="store_true", help="no progress bar or summary line")
     collect = commands.add_parser(
         "collect",
         help="download photos from URL lists into FOLDER/<class>/ (resumable; checked by their bytes; copies skipped)",

@@ -20,7 +20,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from transferlab.data.decoding import DecodedSplit
+from transferlab.data.decoding import DecodedSplit, decode_split
+from transferlab.data.layout import Sample
 from transferlab.data.presets import TrainPreset, eval_view, normalize, resize_tensor
 from transferlab.models.backbones import BackboneSpec
 from transferlab.store import open_store
@@ -61,7 +62,7 @@ def features_for(request: FeatureRequest, *, dist: Dist, use_cache: bool = True,
     everything is computed and nothing stored."""
     start = time.perf_counter()
     parts = parts_of(request)
-    keyed = bool(request.train.keys) and bool(request.val.keys)
+    keyed = all(len(split.keys) == len(split) for split in (request.train, request.val))
     store = open_store() if use_cache and keyed else None
     dim = request.spec.feature_dim
     rows: dict[Part, list[np.ndarray | None]] = {}
@@ -216,6 +217,41 @@ def _forward(
 def centre_crop(picture: torch.Tensor, spec: BackboneSpec) -> torch.Tensor:
     """The evaluation view (Resize to the resize size + CenterCrop) of a decoded training picture."""
     return eval_view(resize_tensor(picture, spec.resize_size), spec.input_size)
+
+
+@dataclass(frozen=True, kw_only=True)
+class PhotoFeatures:
+    """The evaluation view's frozen features (Resize + CenterCrop, as predict sees a photo) of a list of photos."""
+
+    features: torch.Tensor  # (photos kept, D)
+    labels: torch.Tensor  # the samples' labels, of the photos kept
+    paths: list[Path]  # the photos kept (readable), in the samples' order
+    skipped: list[tuple[Path, str]]  # unreadable photos and why
+    decoded: int  # photos decoded now (new bytes)
+    computed: int  # vectors computed now (the rest read from the store)
+
+
+def photo_features(
+    samples: list[Sample],
+    backbone: nn.Module,
+    spec: BackboneSpec,
+    background: tuple[int, int, int],
+    *,
+    workers: int | None = None,
+    quiet: bool = False,
+    use_cache: bool = True,
+) -> PhotoFeatures:
+    """Every photo's features in its evaluation view, from the store: one space whatever split, folder or pile a
+    photo is in, so a photo moved from a pile into a class folder, or from train to val, is never computed again
+    (the live model, the label check and `suggest` all read these)."""
+    split = decode_split(samples, spec.resize_size, spec.input_size, background, workers, "decode", quiet=quiet)
+    request = FeatureRequest(backbone=backbone, spec=spec, train=split.subset([]), val=split)
+    alone = Dist(rank=0, world=1, local_rank=0, device=torch.device("cpu"))
+    features = features_for(request, dist=alone, use_cache=use_cache, quiet=quiet)
+    return PhotoFeatures(
+        features=features.val, labels=split.labels, paths=split.paths, skipped=split.skipped,
+        decoded=split.decoded, computed=features.computed,
+    )  # fmt: skip
 
 
 def every_image_features(config, prepared) -> tuple[torch.Tensor, torch.Tensor, list[Path]]:

@@ -1,0 +1,105 @@
+"""`suggest`: a class for every photo of a pile, learned from the sorted photos, as users get it."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+
+import pytest
+
+from conftest import COLOURS, make_folder, synthetic_picture
+from transferlab.cli import main
+
+
+@pytest.fixture
+def sorted_and_pile(tmp_path):
+    photos = make_folder(tmp_path / "photos", {"red": 5, "green": 5, "blue": 5}, split=False)
+    pile = tmp_path / "pile"
+    (pile / "deeper").mkdir(parents=True)
+    truth = {}
+    for i in range(12):
+        name = list(COLOURS)[i % 3]
+        folder = pile / "deeper" if i % 2 else pile
+        synthetic_picture(COLOURS[name], 1000 + i).save(folder / f"p{i:02d}.jpg")
+        truth[f"p{i:02d}.jpg"] = name
+    (pile / ".hidden.jpg").write_bytes(b"not seen")
+    return photos, pile, truth
+
+
+def _csv(capsys) -> list[dict]:
+    return list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+
+
+def test_every_pile_photo_below_the_folder_gets_its_class_in_the_documented_csv(sorted_and_pile, capsys):
+    photos, pile, truth = sorted_and_pile
+    assert main(["suggest", str(photos), str(pile), "--format", "csv", "--quiet"]) == 0
+    out = capsys.readouterr().out
+    header = out.splitlines()[0].split(",")
+    assert header == ["path", "class", "probability", "blue", "green", "red", "unknown"]
+    rows = list(csv.DictReader(io.StringIO(out)))
+    assert sorted(r["path"].rsplit("/", 1)[1] for r in rows) == sorted(truth)  # recursive; hidden files skipped
+    for row in rows:
+        assert row["class"] == truth[row["path"].rsplit("/", 1)[1]]
+        shares = [float(row[c]) for c in ("blue", "green", "red")]
+        assert abs(sum(shares) - 1) < 1e-3 and float(row["probability"]) == max(shares) > 0.5
+
+
+def test_a_rejected_class_is_never_suggested_again_and_the_rest_renormalised(sorted_and_pile, tmp_path, capsys):
+    photos, pile, truth = sorted_and_pile
+    red = next(name for name, cls in truth.items() if cls == "red" and (pile / name).exists())
+    rejected = tmp_path / "rejected.csv"
+    rejected.write_text(f"path,class\n{pile / red},red\n")
+    assert main(["suggest", str(photos), str(pile), "--format", "json", "--rejected", str(rejected), "-q"]) == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    mine = next(line for line in lines if line["path"].endswith(red))
+    assert mine["class"] != "red" and mine["probabilities"]["red"] == 0
+    assert abs(sum(mine["probabilities"].values()) - 1) < 1e-3
+    others = [line for line in lines if truth[line["path"].rsplit("/", 1)[1]] == "red" and line is not mine]
+    assert others and all(line["class"] == "red" for line in others)
+
+
+def test_a_photo_unlike_every_class_is_marked_unknown(sorted_and_pile, capsys):
+    from conftest import photo_like
+
+    photos, pile, truth = sorted_and_pile
+    photo_like(7).save(pile / "stranger.jpg")
+    assert main(["suggest", str(photos), str(pile), "--format", "csv", "-q"]) == 0
+    rows = {r["path"].rsplit("/", 1)[1]: r for r in _csv(capsys)}
+    assert rows["stranger.jpg"]["unknown"] == "yes"
+    assert sum(r["unknown"] == "yes" for name, r in rows.items() if name in truth) <= 1
+
+
+@pytest.mark.parametrize(
+    "content, expected",
+    [
+        ("path,class\nonly-a-path\n", "line 2: expected 'path,class'"),
+        ("a.jpg,red,extra\n", "line 1: expected 'path,class'"),
+        (b"\xff\xfe\x00bad", "cannot read it"),
+    ],
+)
+def test_a_wrong_rejected_file_is_one_line_and_exit_2(sorted_and_pile, tmp_path, capsys, content, expected):
+    photos, pile, _ = sorted_and_pile
+    rejected = tmp_path / "rejected.csv"
+    rejected.write_bytes(content if isinstance(content, bytes) else content.encode())
+    assert main(["suggest", str(photos), str(pile), "--rejected", str(rejected), "-q"]) == 2
+    err = capsys.readouterr().err
+    assert expected in err and err.count("\n") == 1
+
+
+def test_a_missing_or_empty_pile_is_one_line(sorted_and_pile, tmp_path, capsys):
+    photos, _, _ = sorted_and_pile
+    assert main(["suggest", str(photos), str(tmp_path / "nowhere"), "-q"]) == 2
+    assert "no such folder" in capsys.readouterr().err
+    (tmp_path / "empty").mkdir()
+    assert main(["suggest", str(photos), str(tmp_path / "empty"), "-q"]) == 2
+    assert "no photos to sort" in capsys.readouterr().err
+
+
+def test_an_unreadable_pile_photo_is_skipped_with_its_reason(sorted_and_pile, capsys):
+    photos, pile, truth = sorted_and_pile
+    (pile / "broken.jpg").write_bytes(b"\xff\xd8 not really a jpeg")
+    assert main(["suggest", str(photos), str(pile), "--format", "csv", "-q"]) == 0
+    captured = capsys.readouterr()
+    assert len(list(csv.DictReader(io.StringIO(captured.out)))) == len(truth)
+    assert "skipped" in captured.err and "broken.jpg" in captured.err
