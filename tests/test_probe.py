@@ -128,3 +128,21 @@ def test_stratified_folds_are_scikit_learns_folds():
         assert len(ours) == len(theirs) == folds
         for (fit, held), (fit_sk, held_sk) in zip(ours, theirs):
             assert np.array_equal(fit, fit_sk) and np.array_equal(held, held_sk)
+
+
+def test_past_the_search_limit_the_strength_is_chosen_on_a_stratified_share_and_the_head_fits_every_photo(
+    monkeypatch,
+):
+    from transferlab.training import probe as probe_module
+
+    rng = np.random.default_rng(0)
+    labels = np.repeat(np.arange(3), [200, 200, 12])  # a small class: kept whole in the share
+    features = rng.normal(size=(len(labels), 8)).astype(np.float32) + 3 * np.eye(3, 8, dtype=np.float32)[labels]
+    monkeypatch.setattr(probe_module, "SEARCH_PHOTOS", 100)
+    rows = probe_module._search_rows(torch.from_numpy(labels), 0)
+    share = labels[rows.numpy()]
+    assert (share == 2).sum() == 12 and 40 <= (share == 0).sum() <= 60 and 40 <= (share == 1).sum() <= 60
+    fitted = fit_probe(torch.from_numpy(features), torch.from_numpy(labels), 3)
+    every = fitted.logits(torch.from_numpy(features)).argmax(1).numpy()
+    assert (every == labels).mean() > 0.9  # the head saw every photo
+    assert len(fitted.cv_recall or []) == 3 and fitted.cv_accuracy > 0.8
