@@ -150,19 +150,6 @@ def _dataset_commands(commands: argparse._SubParsersAction) -> None:
     doctor.add_argument("--no-cache", action="store_true", help="inspect every file (and compute features) again")
     doctor.add_argument("--workers", type=int, help="inspecting processes (default: one per CPU core, max 8)")
     doctor.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
-    suggest = commands.add_parser(
-        "suggest", help="suggest a class for every photo of an unsorted pile, learned from the photos already sorted"
-    )
-    suggest.add_argument("photos", help="the labelled photos (class folders, or train/ and val/)")
-    suggest.add_argument("pile", help="the folder of unsorted photos (searched recursively)")
-    suggest.add_argument("--format", choices=("table", "csv", "json"), default="table", help="(default table)")
-    suggest.add_argument("--rejected", metavar="CSV", help="path,class rows: classes a photo is known not to be")
-    suggest.add_argument(
-        "--backbone", default="efficientnet_lite0", type=backbone_name, metavar="NAME",
-        help="pretrained network (default efficientnet_lite0, the studio's live model's)",
-    )  # fmt: skip
-    suggest.add_argument("--workers", type=int, help="decoding processes (default: one per CPU core, max 8)")
-    suggest.add_argument("-q", "--quiet", action="store_true", help="no progress bar or summary line")
     collect = commands.add_parser(
         "collect",
         help="download photos from URL lists into FOLDER/<class>/ (resumable; checked by their bytes; copies skipped)",
@@ -191,12 +178,30 @@ def _dataset_commands(commands: argparse._SubParsersAction) -> None:
     split.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
 
 
+def _suggest_command(commands: argparse._SubParsersAction) -> None:
+    """`suggest`: a class for every photo of a pile."""
+    suggest = commands.add_parser(
+        "suggest", help="suggest a class for every photo of an unsorted pile, learned from the photos already sorted"
+    )
+    suggest.add_argument("photos", help="the labelled photos (class folders, or train/ and val/)")
+    suggest.add_argument("pile", help="the folder of unsorted photos (searched recursively)")
+    suggest.add_argument("--format", choices=("table", "csv", "json"), default="table", help="(default table)")
+    suggest.add_argument("--rejected", metavar="CSV", help="path,class rows: classes a photo is known not to be")
+    suggest.add_argument(
+        "--backbone", default="efficientnet_lite0", type=backbone_name, metavar="NAME",
+        help="pretrained network (default efficientnet_lite0, the studio's live model's)",
+    )  # fmt: skip
+    suggest.add_argument("--workers", type=int, help="decoding processes (default: one per CPU core, max 8)")
+    suggest.add_argument("-q", "--quiet", action="store_true", help="no progress bar or summary line")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="transferlab", description=DESCRIPTION)
     commands = parser.add_subparsers(dest="command", required=True)
     _training_commands(commands)
     _model_commands(commands)
     _dataset_commands(commands)
+    _suggest_command(commands)
     studio = commands.add_parser(
         "studio", help="one local page for the whole loop: look at the photos and fix them, train, try, ship"
     )

@@ -118,7 +118,17 @@ def suggest(
     with torch.no_grad():
         probabilities = pile_probabilities(x_lab.numpy(), y_lab.numpy(), x_pile, len(classes))
         strangers = looks_unknown(x_lab.numpy(), x_pile)
-    said = {Path(p).resolve(): set(c) for p, c in (rejected or {}).items()}
+    photos_out = _suggestions(classes, pile_paths, probabilities, strangers, rejected or {})
+    return PileSuggestions(
+        classes=classes, photos=photos_out, labelled=int(len(y_lab)), skipped=found.skipped,
+        decoded=found.decoded + prepared.train.decoded + prepared.val.decoded,
+        seconds=time.perf_counter() - start,
+    )  # fmt: skip
+
+
+def _suggestions(classes, pile_paths, probabilities, strangers, rejected) -> list[Suggestion]:
+    """Each pile photo's suggestion, rejected classes at 0 and the rest renormalised, grouped by class."""
+    said = {Path(p).resolve(): set(c) for p, c in rejected.items()}
     photos_out = []
     for path, p, stranger in zip(pile_paths, probabilities, strangers):
         refused = said.get(path.resolve(), set())
@@ -135,11 +145,7 @@ def suggest(
             )  # fmt: skip
         )
     photos_out.sort(key=lambda s: (classes.index(s.suggested), s.unknown, -s.probability))
-    return PileSuggestions(
-        classes=classes, photos=photos_out, labelled=int(len(y_lab)), skipped=found.skipped,
-        decoded=found.decoded + prepared.train.decoded + prepared.val.decoded,
-        seconds=time.perf_counter() - start,
-    )  # fmt: skip
+    return photos_out
 
 
 def pile_probabilities(x_lab: np.ndarray, y_lab: np.ndarray, x_pile: np.ndarray, num_classes: int) -> np.ndarray:

@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 C_GRID = tuple(float(c) for c in np.logspace(-4, 2, 13))  # inverse L2 strength, 10^-4 ... 10^2, half decades
 FOLDS = 5
 SOLVE_DTYPE = torch.float32  # float64 took 2.8x as long on 2,000 photos for the same C and held-out accuracy
-SEARCH_PHOTOS = 4000  # the strength is cross-validated on at most this many photos (a stratified share)
+SEARCH_PHOTOS = 4000  # the strength is cross-validated on at most this many photos (`_search_rows`)
 PAST_BEST = 3  # stop walking up the C grid once this many values in a row scored strictly below the best
 # The solver stops when a step lowers the loss by less than this fraction: the float32 loss's own resolution (machine
 # epsilon). SciPy's default (2.2e-9, meant for float64) spent ~40% of the calls past it, on rounding noise. Measured on
@@ -83,14 +83,12 @@ def fit_probe(
     fold warm-started where its previous two Cs point, and stops once PAST_BEST values in a row scored below the best
     (the slow, weakly regularised end is rarely reached).
     """
-    from threadpoolctl import threadpool_limits
+    from threadpoolctl import threadpool_limits  # L-BFGS-B steps via BLAS: 63 ms with OpenBLAS threads, 1.9 with one
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # small matrices: a second thread only waits (and with another process busy, spins)
     report("probe", f"{len(features)} photos", 0, 1)
     try:
-        # SciPy's L-BFGS-B steps through BLAS: OpenBLAS's threads took 63 ms a step with the other core busy, one
-        # thread 1.9 ms (scipy 1.17, 11,529 variables, measured)
         with threadpool_limits(1, user_api="blas"):
             return _fit_probe(features, labels, num_classes, folds, grid, seed, warm=start, tolerance=tolerance)
     finally:
@@ -114,11 +112,9 @@ def _fit_probe(
     mean, std = x.mean(0), x.std(0, unbiased=False)
     std = std.clamp(min=1e-3 * float(std.mean()) + 1e-12)  # a (near-)constant feature is not blown up into a big weight
     z = (x - mean) / std
-    rows = _search_rows(y, seed)  # the strength is chosen on at most SEARCH_PHOTOS photos, the head fitted on all
-    zs, ys = z[rows], y[rows]
+    zs, ys = z[rows := _search_rows(y, seed)], y[rows]  # C chosen on at most SEARCH_PHOTOS photos, the head on all
     folds = usable_folds(ys, num_classes, folds)
-    splits = []
-    starts = []
+    splits, starts = [], []
     for a, b in stratified_folds(ys, folds, seed):
         basis = _row_space(zs[a])
         splits.append((_project(zs[a], basis), ys[a], _project(zs[b], basis), ys[b]))
