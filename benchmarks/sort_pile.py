@@ -26,14 +26,15 @@ import sys
 import time
 from pathlib import Path
 
-from transferlab.data.layout import every_sample
+from transferlab.data.layout import load_dataset
 
 PAGE = 30
 
 
 def make_folders(data: Path, work: Path, start: int, seed: int) -> tuple[Path, Path, dict[str, str]]:
     """PHOTOS (K a class), PILE (the rest, neutral names) and the pile's true classes by file name."""
-    classes, samples = every_sample(data)
+    dataset = load_dataset(data)
+    classes, samples = dataset.classes, dataset.train + dataset.val
     rng = random.Random(seed)
     photos, pile = work / "photos", work / "pile"
     shutil.rmtree(work, ignore_errors=True)

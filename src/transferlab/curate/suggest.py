@@ -55,18 +55,15 @@ class PileSuggestions:
         return sorted(chosen, key=lambda s: (s.unknown, -s.probability))[:size]
 
 
-def pile_files(pile: str | Path, leave_out: Path | None = None) -> list[Path]:
-    """Every image file under `pile` (searched recursively; hidden files and folders, and `leave_out`, skipped)."""
+def pile_files(pile: str | Path) -> list[Path]:
+    """Every image file under `pile` (searched recursively; hidden files and folders skipped)."""
     root = Path(pile).expanduser()
     if not root.is_dir():
         raise UsageError(f"{root}: no such folder")
     found = []
     for path in sorted(root.rglob("*")):
-        if not (path.is_file() and is_image_file(path)) or is_hidden_below(path, root):
-            continue
-        if leave_out is not None and path.resolve().is_relative_to(leave_out.resolve()):
-            continue
-        found.append(path)
+        if path.is_file() and is_image_file(path) and not is_hidden_below(path, root):
+            found.append(path)
     return found
 
 
@@ -172,8 +169,6 @@ def spread_labels(x_lab: np.ndarray, y_lab: np.ndarray, x_pile: np.ndarray, num_
     neighbours = min(NEIGHBOURS, len(x) - 1)
     model = LabelSpreading(kernel="knn", n_neighbors=neighbours, alpha=SPREAD, max_iter=100).fit(x, y)
     shares = model.label_distributions_[len(x_lab) :]
-    if shares.shape[1] < num_classes:  # a class with no labelled photo cannot happen (checked): kept for safety
-        raise DatasetError("every class needs a labelled photo")
     shares = np.nan_to_num(shares, nan=1.0 / num_classes)
     return shares / np.maximum(shares.sum(1, keepdims=True), 1e-12)
 

@@ -117,17 +117,6 @@ def class_files(root: Path) -> tuple[dict[str, list[Path]], dict[str, list[Path]
     return files, None, ignored, ""
 
 
-def every_sample(root: str | Path) -> tuple[list[str], list[Sample]]:
-    """(classes, every labelled photo) of `root` in either layout, train and val together and nothing split off:
-    what a model fitted on all of a folder's photos sees (the studio's live model, `suggest`). Names alone."""
-    root = Path(root).expanduser()
-    if not root.is_dir():
-        raise DatasetError(f"{root}: no such folder")
-    files, val_files, _, _ = class_files(root)
-    classes = sorted(files)
-    return classes, to_samples(files, classes) + (to_samples(val_files, classes) if val_files else [])
-
-
 def check_out_folder(out: str | Path, root: str | Path) -> None:
     """Refuse an output folder where the photo folder's classes are read (`transferlab train .` inside a folder of
     class folders would make runs/ a class of plots next time)."""
