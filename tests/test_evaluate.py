@@ -43,6 +43,14 @@ def test_wilson_interval_matches_the_formula():
     assert low == pytest.approx(centre - half, abs=1e-9) and high == pytest.approx(centre + half, abs=1e-9)
 
 
+@pytest.mark.parametrize(("k", "n", "confidence"), [(0, 7, 0.95), (7, 7, 0.95), (3, 10, 0.9), (270, 273, 0.99)])
+def test_wilson_interval_is_scipys(k, n, confidence):
+    from scipy.stats import binomtest
+
+    expected = binomtest(k, n).proportion_ci(confidence_level=confidence, method="wilson")
+    assert wilson_interval(k, n, confidence) == pytest.approx((expected.low, expected.high), abs=1e-12)
+
+
 def test_metrics_match_a_hand_computed_example(tmp_path):
     # 4 images, 2 classes: predictions a, a, b, a for truths a, b, b, b; every confidence 0.9
     probs = np.array([[0.9, 0.1], [0.9, 0.1], [0.1, 0.9], [0.9, 0.1]])

@@ -30,7 +30,7 @@ from transferlab.inference.predict import Classifier
 from transferlab.runs import read_run_config, resolve_run
 from transferlab.utils.device import resolve_device
 from transferlab.utils.progress import report
-from transferlab.utils.storage import write_atomically
+from transferlab.utils.storage import save_figure, write_atomically
 
 __all__ = ["CALIBRATION_BINS", "Evaluation", "evaluate_decoded", "evaluate_run", "read_evaluation", "wilson_interval"]
 
@@ -227,7 +227,7 @@ def write_evaluation(evaluation: Evaluation, out_dir: Path) -> None:
         "predictions.png": plot_prediction_grid(evaluation),
     }
     for name, fig in figures.items():
-        fig.savefig(out_dir / name, dpi=100)
+        save_figure(fig, out_dir / name)
     (out_dir / "evaluation.json").write_text(json.dumps(evaluation.summary(), indent=2))
     write_predictions(evaluation, out_dir / "predictions.csv")
     (out_dir / "evaluation.md").write_text(evaluation_markdown(evaluation))

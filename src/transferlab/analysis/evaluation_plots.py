@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 from matplotlib.figure import Figure
+from PIL import Image
 from sklearn.metrics import ConfusionMatrixDisplay
 
 from transferlab.analysis.evaluation import CALIBRATION_BINS, Evaluation
@@ -73,7 +74,7 @@ def plot_reliability(evaluation: Evaluation) -> Figure:
     return fig
 
 
-def plot_top_losses(evaluation: Evaluation, count: int = 12) -> Figure:
+def plot_top_losses(evaluation: Evaluation, count: int = 12) -> Image.Image:
     """The most confidently wrong images: true label, predicted label and its probability."""
     wrong = np.nonzero(~evaluation.correct)[0]
     order = wrong[np.argsort(-evaluation.losses()[wrong])][:count].tolist()
@@ -91,7 +92,7 @@ def plot_top_losses(evaluation: Evaluation, count: int = 12) -> Figure:
     return gallery(evaluation.paths, order, title, caption)
 
 
-def plot_prediction_grid(evaluation: Evaluation, count: int = 16, seed: int = 0) -> Figure:
+def plot_prediction_grid(evaluation: Evaluation, count: int = 16, seed: int = 0) -> Image.Image:
     """Validation images titled 'predicted / true', wrong ones in red (like the reference project's grid)."""
     rng = np.random.default_rng(seed)
     chosen = sorted(rng.choice(len(evaluation.labels), size=min(count, len(evaluation.labels)), replace=False).tolist())

@@ -28,7 +28,7 @@ from transferlab.runs import (
     read_cross_validation,
     write_compare_summary,
 )
-from transferlab.utils.storage import write_atomically
+from transferlab.utils.storage import save_figure, write_atomically
 
 
 def explain_times(runs: list[LoadedRun]) -> str:
@@ -92,7 +92,7 @@ def write_report(compare_dir: str | Path, title: str = "transferlab comparison")
     else:
         (compare_dir / "curves.png").unlink(missing_ok=True)  # one from an earlier report of this folder
     for name, plot in plots:
-        plot(runs).savefig(compare_dir / name, dpi=110)
+        save_figure(plot(runs), compare_dir / name, dpi=110)
     plan = read_compare_plan(compare_dir)
     kind = plan.kind if plan is not None else "compare"
     skipped = plan.skipped_backbones if plan is not None else {}

@@ -239,7 +239,7 @@ def write_page(check: LabelCheck, files: list[Path], out: Path) -> Path:
     """label_issues.png (a gallery of the first suspects with their suggested label) and label_issues.md/.html."""
     from transferlab.analysis.gallery import gallery
     from transferlab.analysis.report import write_html
-    from transferlab.utils.storage import save_json
+    from transferlab.utils.storage import save_figure, save_json
 
     out.mkdir(parents=True, exist_ok=True)
     shown = check.issues[:SHOWN]
@@ -257,7 +257,7 @@ def write_page(check: LabelCheck, files: list[Path], out: Path) -> Path:
 
     if shown:
         figure = gallery(files[:SHOWN], list(range(len(shown))), "Check these labels", caption)
-        figure.savefig(out / "label_issues.png", dpi=100)
+        save_figure(figure, out / "label_issues.png")
     save_json(check.as_dict(), out / "label_issues.json")
     lines = [f"# Label check: {check.root}", "", describe(check), ""]
     if shown:

@@ -15,7 +15,7 @@ from transferlab.models.backbones import BackboneSpec
 from transferlab.training.feature_cache import FeatureCache
 from transferlab.utils.device import autocast
 
-COST_SAMPLE = 16  # pictures timed to cost cached features in this process
+COST_SAMPLE = 8  # pictures timed to cost cached features in this process
 TIMINGS = 2  # timed passes over them, after a warm-up pass of the same size
 
 
