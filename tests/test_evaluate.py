@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -49,6 +50,24 @@ def test_wilson_interval_is_scipys(k, n, confidence):
 
     expected = binomtest(k, n).proportion_ci(confidence_level=confidence, method="wilson")
     assert wilson_interval(k, n, confidence) == pytest.approx((expected.low, expected.high), abs=1e-12)
+
+
+def test_per_class_scores_and_confusion_are_scikit_learns():
+    from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
+
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 4, 60)
+    labels[labels == 3] = 0  # a class with no photos: sklearn's zero_division=0
+    probs = rng.dirichlet(np.ones(4), 60)
+    probs[:, 2] = 0  # a class never predicted
+    evaluation = Evaluation(run_dir=Path("x"), classes=list("abcd"), paths=[str(i) for i in range(60)],
+                            labels=labels, probs=probs / probs.sum(1, keepdims=True))  # fmt: skip
+    expected = precision_recall_fscore_support(labels, evaluation.predicted, labels=range(4), zero_division=0)
+    ours = evaluation.per_class()
+    for k, name in enumerate("abcd"):
+        row = ours[name]
+        assert [row["precision"], row["recall"], row["f1"], row["support"]] == pytest.approx([e[k] for e in expected])
+    assert evaluation.confusion().tolist() == confusion_matrix(labels, evaluation.predicted, labels=range(4)).tolist()
 
 
 def test_metrics_match_a_hand_computed_example(tmp_path):

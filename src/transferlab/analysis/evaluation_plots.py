@@ -8,7 +8,6 @@ from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure
 from PIL import Image
-from sklearn.metrics import ConfusionMatrixDisplay
 
 from transferlab.analysis.evaluation import CALIBRATION_BINS, Evaluation
 from transferlab.analysis.gallery import gallery
@@ -17,9 +16,15 @@ from transferlab.analysis.gallery import gallery
 def plot_confusion(evaluation: Evaluation) -> Figure:
     fig = Figure(figsize=(1.2 * len(evaluation.classes) + 2.5, 1.2 * len(evaluation.classes) + 2))
     ax = fig.subplots()
-    ConfusionMatrixDisplay(evaluation.confusion(), display_labels=evaluation.classes).plot(
-        ax=ax, colorbar=False, cmap="Blues"
-    )
+    counts = evaluation.confusion()
+    ax.imshow(counts, cmap="Blues", vmin=0)
+    ticks = range(len(evaluation.classes))
+    ax.set_xticks(ticks, evaluation.classes, rotation=45, ha="right")
+    ax.set_yticks(ticks, evaluation.classes)
+    ax.set_xlabel("Predicted label")
+    ax.set_ylabel("True label")
+    for (t, p), n in np.ndenumerate(counts):  # dark cells get white numbers
+        ax.text(p, t, str(n), ha="center", va="center", color="white" if n > counts.max() / 2 else "black")
     ax.set_title(f"Confusion matrix ({len(evaluation.labels)} validation images)")
     fig.tight_layout()
     return fig
