@@ -192,9 +192,11 @@ def cmd_predict(args: argparse.Namespace) -> int:
     files = expand_images(args.images)
     if not files:
         raise UsageError(f"no images matched {' '.join(args.images)}")
+    overlays = _overlays(classifier, files, args.explain) if args.explain else {}
     writer = csv.writer(sys.stdout) if args.format == "csv" else None
     if writer:
-        writer.writerow(["file", "label", "probability", "topk", "error", "known", "nearest"])
+        header = ["file", "label", "probability", "topk", "error", "known", "nearest"]
+        writer.writerow(header + ["heatmap"] * bool(args.explain))
     failed = 0
     for path, result in classifier.predict_files(files, args.batch_size, args.tta):
         row: dict[str, Any]
@@ -212,6 +214,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
                 "known": prediction.known,
                 "nearest": prediction.nearest,
             }
+            if args.explain:
+                row["heatmap"] = str(overlays[path]) if path in overlays else None
         if args.format == "json":
             print(json.dumps(row))
         elif writer:
@@ -226,6 +230,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
                     row.get("known", ""),
                     row.get("nearest", ""),
                 ]
+                + [row.get("heatmap") or ""] * bool(args.explain)
             )
         elif "error" in row:
             print(f"{path}: error: {row['error']}")
@@ -235,11 +240,22 @@ def cmd_predict(args: argparse.Namespace) -> int:
                 f"{row['probability']:.1%})"
             )
         else:
-            print(f"{path}: {row['label']} ({', '.join(f'{label} {p:.1%}' for label, p in row['topk'])})")
+            where = f" [heat map: {row['heatmap']}]" if row.get("heatmap") else ""
+            print(f"{path}: {row['label']} ({', '.join(f'{label} {p:.1%}' for label, p in row['topk'])}){where}")
         sys.stdout.flush()
     if failed:
         print(f"{failed} of {len(files)} file(s) could not be read", file=sys.stderr)
     return 1 if failed else 0
+
+
+def _overlays(classifier: object, files: list[Path], out: str) -> dict[Path, Path]:
+    """`predict --explain`: each photo's heat map written into `out` before the answers are printed."""
+    from transferlab.inference.explain import save_overlays
+    from transferlab.inference.predict import Classifier
+
+    if not isinstance(classifier, Classifier):
+        raise UsageError("--explain needs a run folder: an exported .onnx model has no heat maps")
+    return save_overlays(classifier, files, Path(out))
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:

@@ -289,6 +289,11 @@ def _model_commands(commands: argparse._SubParsersAction) -> None:
     )
     predict.add_argument("--tta", action="store_true", help="average with the horizontally flipped image")
     predict.add_argument("--batch-size", type=int, default=32)
+    predict.add_argument(
+        "--explain",
+        metavar="OUT",
+        help="also write each photo's heat map (where its answer comes from) over the crop the model saw, into OUT",
+    )
     export = commands.add_parser("export", help="export a run to ONNX or TorchScript, with a parity check")
     export.add_argument("run", help="a run directory (one strategy's folder)")
     export.add_argument("--format", choices=("onnx", "torchscript"), default="onnx")

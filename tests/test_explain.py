@@ -1,0 +1,88 @@
+"""Heat maps: the class activation map of a trained run says where in the photo its answer comes from; `predict
+--explain` writes them and names them in its output."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from transferlab import DataConfig, TrainConfig, train
+from transferlab.cli import main
+from transferlab.inference.explain import class_maps, explain
+from transferlab.inference.predict import Classifier
+
+MARK = (40, 40, 100, 100)  # a white square inside the evaluation crop's top-left quarter (256 px photo, 224 crop)
+
+
+def _photo(rng: np.random.Generator, marked: bool) -> Image.Image:
+    """A textured photo (random colour blobs, smoothed); the marked class has the white square, nothing else."""
+    small = rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)
+    picture = Image.fromarray(small).resize((256, 256), Image.BICUBIC)
+    if marked:
+        picture.paste((255, 255, 255), MARK)
+    return picture
+
+
+@pytest.fixture(scope="module")
+def marked_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("marked")
+    rng = np.random.default_rng(0)
+    for split, count in (("train", 14), ("val", 4)):
+        for name in ("marked", "plain"):
+            folder = root / "photos" / split / name
+            folder.mkdir(parents=True)
+            for i in range(count):
+                _photo(rng, name == "marked").save(folder / f"{i}.png")
+    config = TrainConfig(data=DataConfig(root=str(root / "photos")), strategy="extract",
+                         backbone="efficientnet_lite0", out=str(root / "runs"), quiet=True, workers=0)  # fmt: skip
+    return root, train(config).run_dir
+
+
+def test_the_map_of_a_model_trained_on_a_corner_mark_puts_most_of_its_weight_on_the_mark(marked_run):
+    root, run = marked_run
+    classifier = Classifier.load(run)
+    photos = sorted((root / "photos" / "val" / "marked").iterdir())
+    explained = explain(classifier, photos)
+    assert [e.label for e in explained] == ["marked"] * len(photos)
+    for e in explained:
+        quarter = e.heat[:112, :112].sum() / e.heat.sum()  # the crop's top-left quarter holds the mark
+        assert quarter > 0.5, quarter
+        assert e.heat.shape == (224, 224) and e.heat.max() == pytest.approx(1.0)
+
+
+def test_the_maps_mean_plus_the_bias_is_the_logit(marked_run):
+    _, run = marked_run
+    classifier = Classifier.load(run)
+    crops = torch.stack([classifier.preprocess(_photo(np.random.default_rng(5), True))])
+    maps = class_maps(classifier, crops)
+    linear = classifier.model.head[-1]
+    assert torch.allclose(maps.mean((2, 3)) + linear.bias, classifier.logits(crops), atol=1e-4)
+
+
+def test_predict_explain_writes_overlays_and_names_them(marked_run, tmp_path, capsys):
+    root, run = marked_run
+    photos = root / "photos" / "val"
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"not a photo")
+    code = main(
+        ["predict", str(run), str(photos), str(broken), "--format", "json", "--explain", str(tmp_path / "maps")]
+    )
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert code == 1  # the broken file, reported as before
+    answered = [r for r in rows if "error" not in r]
+    assert len(answered) == 8 and all(r["heatmap"].endswith(".heat.png") for r in answered)
+    assert len({r["heatmap"] for r in answered}) == 8  # same names in two class folders: numbered apart
+    with Image.open(answered[0]["heatmap"]) as overlay:
+        assert overlay.size == (224, 224)
+    assert [r for r in rows if "error" in r][0]["file"] == str(broken)
+
+
+def test_predict_explain_refuses_an_exported_model(tmp_path, capsys):
+    onnx = tmp_path / "model.onnx"
+    onnx.write_bytes(b"")
+    code = main(["predict", str(onnx), str(onnx), "--explain", str(tmp_path / "maps")])
+    assert code != 0
