@@ -5,18 +5,18 @@ Each command imports the libraries it needs when it runs (`cli` imports this mod
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, cast
+from typing import cast
 
 from transferlab.cli.cache_command import CACHE_COMMANDS
 from transferlab.cli.curate_commands import CURATE_COMMANDS
+from transferlab.cli.predict_command import PREDICT_COMMANDS, expand_images
 from transferlab.cli.suggest_command import SUGGEST_COMMANDS
 from transferlab.config import RECIPES, DataConfig, Strategy, TrainConfig
-from transferlab.errors import InvalidSetting, UsageError, at_least
+from transferlab.errors import InvalidSetting, UsageError
 from transferlab.models.backbones import REGISTRY
 
 
@@ -164,100 +164,6 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return _print_comparison(result)
 
 
-def expand_images(patterns: list[str]) -> list[Path]:
-    """Files as given, image files under folders (recursively), and glob patterns (also when quoted)."""
-    import glob
-
-    from transferlab.data.images import is_image_file
-
-    found: list[Path] = []
-    for pattern in patterns:
-        path = Path(pattern)
-        if path.is_dir():
-            found += sorted(p for p in path.rglob("*") if p.is_file() and is_image_file(p))
-        elif any(ch in pattern for ch in "*?[") and not path.exists():
-            found += sorted(Path(p) for p in glob.glob(pattern, recursive=True) if Path(p).is_file())
-        else:
-            found.append(path)  # a missing file gets its own error line
-    return found
-
-
-def cmd_predict(args: argparse.Namespace) -> int:
-    import csv
-
-    from transferlab.inference.shipped import load_predictor
-
-    at_least("topk", args.topk, 1)  # before loading anything; `answer` checks it too
-    classifier = load_predictor(args.run)  # a run (torch) or an exported .onnx file (onnxruntime, no torch)
-    files = expand_images(args.images)
-    if not files:
-        raise UsageError(f"no images matched {' '.join(args.images)}")
-    overlays = _overlays(classifier, files, args.explain) if args.explain else {}
-    writer = csv.writer(sys.stdout) if args.format == "csv" else None
-    if writer:
-        header = ["file", "label", "probability", "topk", "error", "known", "nearest"]
-        writer.writerow(header + ["heatmap"] * bool(args.explain))
-    failed = 0
-    for path, result in classifier.predict_files(files, args.batch_size, args.tta):
-        row: dict[str, Any]
-        if isinstance(result, str):
-            failed += 1
-            row = {"file": str(path), "error": result}
-        else:
-            prediction = classifier.rank(result, args.topk)
-            ranked = [(label, round(p, 6)) for label, p in prediction.topk]
-            row = {
-                "file": str(path),
-                "label": prediction.label,
-                "probability": ranked[0][1],
-                "topk": ranked,
-                "known": prediction.known,
-                "nearest": prediction.nearest,
-            }
-            if args.explain:
-                row["heatmap"] = str(overlays[path]) if path in overlays else None
-        if args.format == "json":
-            print(json.dumps(row))
-        elif writer:
-            topk = " ".join(f"{label}:{p:.4f}" for label, p in row.get("topk", []))
-            writer.writerow(
-                [
-                    row["file"],
-                    row.get("label", ""),
-                    row.get("probability", ""),
-                    topk,
-                    row.get("error", ""),
-                    row.get("known", ""),
-                    row.get("nearest", ""),
-                ]
-                + [row.get("heatmap") or ""] * bool(args.explain)
-            )
-        elif "error" in row:
-            print(f"{path}: error: {row['error']}")
-        elif not row["known"]:
-            print(
-                f"{path}: unknown - like none of the training photos (nearest class {row['nearest']}, "
-                f"{row['probability']:.1%})"
-            )
-        else:
-            where = f" [heat map: {row['heatmap']}]" if row.get("heatmap") else ""
-            print(f"{path}: {row['label']} ({', '.join(f'{label} {p:.1%}' for label, p in row['topk'])}){where}")
-        sys.stdout.flush()
-    if failed:
-        print(f"{failed} of {len(files)} file(s) could not be read", file=sys.stderr)
-    return 1 if failed else 0
-
-
-def _overlays(classifier: object, files: list[Path], out: str) -> dict[Path, Path]:
-    """`predict --explain`: each photo's heat map written into `out` before the answers are printed."""
-    from transferlab.inference.explain import save_overlays
-    from transferlab.inference.predict import Classifier
-
-    if not isinstance(classifier, Classifier):
-        raise UsageError("--explain needs a run folder: an exported .onnx model has no heat maps")
-    return save_overlays(classifier, files, Path(out))
-
-
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from transferlab.analysis.evaluate import confusion_table, evaluate_run, evaluation_dir, per_class_table
     from transferlab.runs import resolve_run
@@ -339,11 +245,11 @@ COMMANDS = {
     "compare": cmd_compare,
     "fit": cmd_fit,
     "evaluate": cmd_evaluate,
-    "predict": cmd_predict,
     "export": cmd_export,
     "serve": cmd_serve,
     "studio": cmd_studio,
     "backbones": cmd_backbones,
     **CACHE_COMMANDS,
     **SUGGEST_COMMANDS,
+    **PREDICT_COMMANDS,
 }

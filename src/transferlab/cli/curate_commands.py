@@ -7,8 +7,28 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from transferlab.errors import DatasetError, UsageError, above, at_least
+
+if TYPE_CHECKING:
+    from transferlab.curate.doctor import DoctorReport
+
+
+def _with_shortcuts(report: DoctorReport, args: argparse.Namespace) -> DoctorReport:
+    """The report with `doctor --shortcuts`' findings after the rest (none where the folder has no classes)."""
+    from dataclasses import replace
+
+    from transferlab.curate.shortcuts import find_shortcuts
+    from transferlab.data.layout import load_dataset
+
+    try:
+        dataset = load_dataset(args.data, quiet=args.quiet)
+    except DatasetError:  # the report's layout finding says why
+        return report
+    photos = [(s.path, s.label) for s in dataset.train + dataset.val]
+    found = find_shortcuts(photos, dataset.classes, Path(args.data), quiet=args.quiet)
+    return replace(report, findings=[*report.findings, *found])
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
@@ -30,6 +50,8 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 
         check_out_folder(args.out, args.data)  # before the inspection, not after it
     report = diagnose(args.data, args.workers, args.quiet, use_cache=not args.no_cache)
+    if args.shortcuts:
+        report = _with_shortcuts(report, args)
     check, unchecked = None, ""
     if args.labels:
         try:

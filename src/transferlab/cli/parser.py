@@ -144,6 +144,12 @@ def _dataset_commands(commands: argparse._SubParsersAction) -> None:
         metavar="NAME",
         help="--labels: pretrained network (auto: the best one whose weights are on this machine)",
     )
+    doctor.add_argument(
+        "--shortcuts",
+        action="store_true",
+        help="also look for cues that tell a class apart other than its subject (a mark, a frame, black and white, "
+        "file format, size, camera, compression)",
+    )
     doctor.add_argument("--weights", help="--labels: weights file for the backbone")
     doctor.add_argument("--folds", type=int, default=5, help="--labels: cross-validation folds (default 5)")
     doctor.add_argument("--out", default="runs", help="--labels: the gallery and page go to OUT/labels-<folder>")

@@ -28,6 +28,7 @@ FindingKind = Literal[
     "animated",
     "modes",
     "ignored",
+    "shortcut",
 ]
 FINDING_KINDS: tuple[FindingKind, ...] = get_args(FindingKind)
 Severity = Literal["error", "warning", "info"]
@@ -63,6 +64,7 @@ class Finding:
     message: str
     items: list[Item] = field(default_factory=list)
     quarantine: list[str] = field(default_factory=list)
+    class_name: str = ""  # the class a finding is about (a shortcut's), where it is about one
 
     def photos(self) -> list[str]:
         """Every photo the finding is about, in order, each once."""
