@@ -11,6 +11,7 @@ from pathlib import Path
 from PIL import Image, ImageDraw, ImageFont
 
 from transferlab.data.images import load_rgb
+from transferlab.errors import UnreadableImage
 
 COLUMNS = 4
 CELL = 300  # pixels: each photo's square, its caption above it
@@ -59,7 +60,7 @@ def gallery(paths: list, indices: list[int], title: str, caption: Callable[[int]
         try:
             picture = load_rgb(paths[i], min_side=THUMB)
             picture.thumbnail((THUMB, THUMB))
-        except Exception:  # noqa: BLE001 — a gallery shows what it can; the evaluation already counted the photo
+        except UnreadableImage:  # a gallery shows what it can; the evaluation already counted the photo
             draw.rectangle((x + (CELL - THUMB) // 2, picture_top, x + (CELL + THUMB) // 2, picture_top + THUMB), "#ddd")
             continue
         sheet.paste(picture, (x + (CELL - picture.width) // 2, picture_top))

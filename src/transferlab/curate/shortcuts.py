@@ -82,12 +82,12 @@ def find_shortcuts(photos: list[tuple[Path, int]], classes: list[str], root: Pat
             report("decoding", f"looking for shortcuts: {n + 1}/{len(photos)} photos", n + 1, len(photos))
     seen = [(path, label, found) for (path, label), found in zip(photos, looks) if found is not None]
     labels = np.asarray([label for _, label, _ in seen])
+    paths = [str(path.relative_to(root)) if path.is_relative_to(root) else str(path) for path, _, _ in seen]
     findings = []
     for k, name in enumerate(classes):
         mine = labels == k
         if mine.sum() < MIN_PHOTOS or (~mine).sum() < MIN_PHOTOS:
             continue
-        paths = [str(path.relative_to(root)) if path.is_relative_to(root) else str(path) for path, _, _ in seen]
         for cue, marked, advice in _cues([found for _, _, found in seen], mine):
             shown = [paths[i] for i in np.flatnonzero(mine & marked)[:SHOWN]]
             message = (
