@@ -3,17 +3,26 @@
 
 from __future__ import annotations
 
+import base64
+import io
 import json
+import shutil
 
 import numpy as np
 import pytest
 import torch
+from fastapi import HTTPException
+from fastapi.testclient import TestClient
 from PIL import Image
 
 from transferlab import DataConfig, TrainConfig, train
+from transferlab.analysis.evaluate import evaluate_run
 from transferlab.cli import main
-from transferlab.inference.explain import class_maps, explain
+from transferlab.inference.explain import class_maps, explain, has_maps
 from transferlab.inference.predict import Classifier
+from transferlab.inference.serve import UploadPredictor, create_app
+from transferlab.inference.web import Uploads
+from transferlab.models.model import TransferModel, create_backbone
 
 MARK = (40, 40, 100, 100)  # a white square inside the evaluation crop's top-left quarter (256 px photo, 224 crop)
 
@@ -86,3 +95,49 @@ def test_predict_explain_refuses_an_exported_model(tmp_path, capsys):
     onnx.write_bytes(b"")
     code = main(["predict", str(onnx), str(onnx), "--explain", str(tmp_path / "maps")])
     assert code != 0
+
+
+def _overlay_of(answer: dict) -> np.ndarray:
+    prefix = "data:image/jpeg;base64,"
+    assert answer["heatmap"].startswith(prefix)
+    with Image.open(io.BytesIO(base64.b64decode(answer["heatmap"][len(prefix) :]))) as picture:
+        assert picture.format == "JPEG" and picture.size == (224, 224)
+        return np.asarray(picture.convert("RGB"), dtype=np.float32)
+
+
+def test_the_served_heat_map_of_a_marked_photo_lights_the_mark(marked_run):
+    root, run = marked_run
+    client = TestClient(create_app(run, port=8000), base_url="http://127.0.0.1:8000")
+    photo = sorted((root / "photos" / "val" / "marked").iterdir())[0]
+    plain = client.post("/predict", files={"file": ("m.png", photo.read_bytes(), "image/png")}).json()
+    assert "heatmap" not in plain  # only when asked: it costs a second pass
+    answer = client.post("/predict?explain=true", files={"file": ("m.png", photo.read_bytes(), "image/png")}).json()
+    assert answer["label"] == plain["label"] == "marked"
+    crop = Classifier.load(run).preprocess(photo).permute(1, 2, 0).numpy().astype(np.float32)
+    change = np.abs(_overlay_of(answer) - crop).sum(-1)  # the overlay tints the crop where the heat is
+    assert change[:112, :112].sum() / change.sum() > 0.5
+
+
+def test_an_ensemble_has_no_heat_map_and_serve_says_so(marked_run):
+    _, run = marked_run
+    classifier = Classifier.load(run)
+    assert has_maps(classifier)
+    backbone, spec, _ = create_backbone("efficientnet_lite0+efficientnet_lite1")
+    ensemble = Classifier(TransferModel(backbone, spec.feature_dim, 2, frozen=True), spec, ["a", "b"], classifier.meta)
+    assert not has_maps(ensemble)
+    with pytest.raises(HTTPException) as refused:
+        UploadPredictor(ensemble, Uploads()).predict(io.BytesIO(b"unread"), 2, explain=True)
+    assert refused.value.status_code == 400 and "no heat map" in refused.value.detail
+
+
+def test_the_evaluation_shows_the_heat_maps_of_its_top_losses(marked_run, tmp_path):
+    root, run = marked_run
+    swapped = tmp_path / "swapped"  # the val photos under each other's class: every answer is a top loss
+    for name, other in (("marked", "plain"), ("plain", "marked")):
+        shutil.copytree(root / "photos" / "val" / name, swapped / other)
+    evaluation = evaluate_run(run, swapped, quiet=True)
+    assert evaluation.accuracy < 0.5
+    out = run / "evaluation-swapped"
+    with Image.open(out / "top_losses_heat.png") as sheet, Image.open(out / "top_losses.png") as plain:
+        assert sheet.size == plain.size and sheet.tobytes() != plain.tobytes()
+    assert "top_losses_heat.png" in (out / "evaluation.md").read_text()

@@ -1,10 +1,12 @@
 """The studio in a real browser (Debian's Chromium driven by playwright), end to end on a small copy of the shared
 photos: see a flagged photo, move it and undo, add a photo by upload and one by the (fake) webcam, train a short run
-with its progress pushed to the page, see the answer, try a photo, download the ONNX export. A screenshot of each of
-the five views goes to docs/, so the pictures there stay true."""
+with its progress pushed to the page, see the answer and where a confusion cell's answers come from (heat maps), try
+a photo with its heat map, download the ONNX export. A screenshot of each of the five views (and of the heat maps)
+goes to docs/, so the pictures there stay true."""
 
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 
@@ -90,6 +92,14 @@ def test_the_whole_loop_in_a_browser(tmp_path):
             expect(page.locator("#per-class tbody tr")).to_have_count(len(classes))
             page.locator("#confusion td.cell").first.click()
             page.screenshot(path=str(tmp_path / "studio-results.png"), full_page=True)
+            page.check("#result-heat")  # the cell's photos as heat maps of the run's answers
+            cell = page.locator("#cell-photos .thumb img").first
+            expect(cell).to_have_attribute("src", re.compile("/api/heatmap"))
+            page.wait_for_function("[...document.querySelectorAll('#cell-photos .thumb img')]"
+                                   ".every(i => i.complete && i.naturalWidth === 224)")  # fmt: skip
+            page.locator("#cell-photos").screenshot(path=str(tmp_path / "studio-heat-results.png"))
+            page.uncheck("#result-heat")
+            expect(cell).to_have_attribute("src", re.compile("/api/thumb"))
 
             # 4 try: a photo of a class
             page.click("#tabs button[data-view=try]")
@@ -109,6 +119,12 @@ def test_the_whole_loop_in_a_browser(tmp_path):
                 else f"unknown: like none of the classes (nearest: {answer['nearest']})"
             )
             assert page.locator("#try-label").inner_text() == shown
+            page.check("#try-explain")  # the same photo again, with where its answer comes from
+            page.set_input_files("#try-file", [])
+            page.set_input_files("#try-file", str(tried))
+            expect(page.locator("#try-heat")).to_be_visible()
+            page.wait_for_function("document.getElementById('try-heat').naturalWidth === 224")
+            assert page.locator("#try-label").inner_text() == shown
             page.screenshot(path=str(tmp_path / "studio-try.png"), full_page=True)
 
             # 5 ship: export to ONNX (checked against PyTorch), then download it
@@ -126,5 +142,5 @@ def test_the_whole_loop_in_a_browser(tmp_path):
             browser.close()
     if real:  # the docs show the real photos only
         shots.mkdir(exist_ok=True)
-        for view in ("photos", "train", "results", "try", "ship"):
+        for view in ("photos", "train", "results", "heat-results", "try", "ship"):
             shutil.copy(tmp_path / f"studio-{view}.png", shots / f"studio-{view}.png")

@@ -75,6 +75,36 @@ def test_the_live_model_answers_try_and_a_wrong_upload_is_refused(client, photos
     assert refused.status_code == 415
 
 
+def test_the_live_model_shows_where_its_answers_come_from(client, photos):
+    _ready(client, 0, FIRST_FIT)
+    with open(photos / "blue" / "blue_1.jpg", "rb") as photo:
+        answer = client.post("/api/model/try?explain=true", files={"file": ("b.jpg", photo, "image/jpeg")}).json()
+    assert answer["label"] == "blue" and answer["heatmap"].startswith("data:image/jpeg;base64,")
+    heat = client.get("/api/heatmap", params={"photo": "red/red_2.jpg"})
+    assert heat.status_code == 200 and heat.headers["content-type"] == "image/jpeg"
+    with Image.open(io.BytesIO(heat.content)) as overlay:
+        assert overlay.size == (224, 224)
+
+
+@pytest.mark.parametrize(
+    ("params", "status"),
+    [
+        ({"photo": "../../etc/passwd"}, 400),  # out of the folder
+        ({"photo": "/etc/passwd"}, 400),
+        ({"photo": "red/none.jpg"}, 400),  # no such photo
+        ({"photo": ""}, 422),
+        ({"photo": "x" * 5000}, 422),
+        ({}, 422),
+        ({"photo": "red/red_0.jpg", "run": "no-such-run"}, 400),
+        ({"photo": "red/red_0.jpg", "run": "../.."}, 400),
+    ],
+)
+def test_a_heat_map_request_for_a_wrong_photo_or_run_is_refused(client, params, status):
+    answer = client.get("/api/heatmap", params=params)
+    assert answer.status_code == status, answer.text
+    assert answer.json()["detail"]
+
+
 def test_no_live_model_says_why_and_try_is_refused(tmp_path):
     photos = make_folder(tmp_path / "one", {"red": 6}, split=False)
     client = TestClient(create_studio(photos, tmp_path / "runs", port=8123), base_url=f"http://{HOST}")

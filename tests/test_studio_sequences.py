@@ -212,5 +212,10 @@ def test_a_move_changes_the_live_model_line_and_the_webcam_is_classified_continu
         page.wait_for_timeout(4_000)
         rate = float(page.locator("#try-rate").inner_text().split()[0])
         assert rate >= 5, f"{rate} frames a second"
+        page.check("#try-explain")  # the webcam's frames with their heat maps, from the next frame on
+        heat = page.locator("#try-heat")
+        expect(heat).to_be_visible(timeout=10_000)
+        first = heat.get_attribute("src")
+        page.wait_for_function(f"document.getElementById('try-heat').src !== {first!r}")  # a map per frame
         page.click("#try-stop")
         expect(page.locator("#try-video")).to_be_hidden()

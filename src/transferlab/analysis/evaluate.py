@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import csv
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image
 
 from transferlab.analysis.evaluation import CALIBRATION_BINS, Evaluation, markdown_text, wilson_interval
 from transferlab.analysis.evaluation_plots import (
@@ -22,17 +24,29 @@ from transferlab.analysis.evaluation_plots import (
     plot_prediction_grid,
     plot_reliability,
     plot_top_losses,
+    top_losses,
 )
 from transferlab.data.decoding import DecodedSplit
 from transferlab.data.layout import dataset_for, evaluation_files
 from transferlab.errors import DamagedFile, DatasetError
+from transferlab.inference.explain import explain_crops, has_maps
 from transferlab.inference.predict import Classifier
 from transferlab.runs import read_run_config, resolve_run
 from transferlab.utils.device import resolve_device
 from transferlab.utils.progress import report
 from transferlab.utils.storage import save_figure, write_atomically
 
-__all__ = ["CALIBRATION_BINS", "Evaluation", "evaluate_decoded", "evaluate_run", "read_evaluation", "wilson_interval"]
+HEAT = "top_losses_heat.png"  # the top losses with the heat maps of their answers
+
+__all__ = [
+    "CALIBRATION_BINS",
+    "HEAT",
+    "Evaluation",
+    "evaluate_decoded",
+    "evaluate_run",
+    "read_evaluation",
+    "wilson_interval",
+]
 
 
 def evaluate_run(
@@ -73,7 +87,8 @@ def evaluate_run(
         answered_unknown=float(np.mean(unknown)) if classifier.unknown is not None and unknown else None,
     )
     if write:
-        write_evaluation(evaluation, evaluation_dir(run_dir, data))
+        heat = _heat_overlays(classifier, lambda i: classifier.preprocess(evaluation.paths[i]))
+        write_evaluation(evaluation, evaluation_dir(run_dir, data), heat)
     report("evaluation", run_dir.name, 1, 1)
     return evaluation
 
@@ -135,8 +150,16 @@ def evaluate_decoded(run_dir: str | Path, val: DecodedSplit, device: str = "cpu"
         skipped=[(str(p), why) for p, why in val.skipped],
     )
     if write:
-        write_evaluation(evaluation, run_dir / "evaluation")
+        write_evaluation(evaluation, run_dir / "evaluation", _heat_overlays(classifier, lambda i: val.images[i]))
     return evaluation
+
+
+def _heat_overlays(classifier: Classifier, crop: Callable[[int], torch.Tensor]) -> Callable[[int], Image.Image] | None:
+    """overlay(i): photo i's crop (crop(i)) with the map of the model's answer laid over it; None for a model
+    without exact maps (an ensemble)."""
+    if not has_maps(classifier):
+        return None
+    return lambda i: explain_crops(classifier, crop(i)[None])[0].overlay()
 
 
 def stored_val_features(classifier: Classifier, val: DecodedSplit) -> torch.Tensor | None:
@@ -217,8 +240,11 @@ def confusion_table(evaluation: Evaluation) -> str:
     return "\n".join(lines)
 
 
-def write_evaluation(evaluation: Evaluation, out_dir: Path) -> None:
-    """Write evaluation.json, the plots and evaluation.md into `out_dir`."""
+def write_evaluation(
+    evaluation: Evaluation, out_dir: Path, overlay: Callable[[int], Image.Image] | None = None
+) -> None:
+    """Write evaluation.json, the plots and evaluation.md into `out_dir`; with `overlay` (photo i's heat map),
+    also the top losses' heat maps (top_losses_heat.png)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     figures = {
         "confusion_matrix.png": plot_confusion(evaluation),
@@ -226,15 +252,19 @@ def write_evaluation(evaluation: Evaluation, out_dir: Path) -> None:
         "top_losses.png": plot_top_losses(evaluation),
         "predictions.png": plot_prediction_grid(evaluation),
     }
+    (out_dir / HEAT).unlink(missing_ok=True)  # an earlier evaluation's, of another model
+    if overlay is not None and top_losses(evaluation):
+        figures[HEAT] = plot_top_losses(evaluation, overlay=overlay)
     for name, fig in figures.items():
         save_figure(fig, out_dir / name)
     (out_dir / "evaluation.json").write_text(json.dumps(evaluation.summary(), indent=2))
     write_predictions(evaluation, out_dir / "predictions.csv")
-    (out_dir / "evaluation.md").write_text(evaluation_markdown(evaluation))
+    (out_dir / "evaluation.md").write_text(evaluation_markdown(evaluation, heat=HEAT in figures))
 
 
-def evaluation_markdown(evaluation: Evaluation, prefix: str = "", heading: str = "##") -> str:
-    """The evaluation as markdown; `prefix` is the plots' folder relative to where the markdown lives."""
+def evaluation_markdown(evaluation: Evaluation, prefix: str = "", heading: str = "##", heat: bool = False) -> str:
+    """The evaluation as markdown; `prefix` is the plots' folder relative to where the markdown lives; `heat`: the
+    top losses' heat maps were drawn."""
     skipped = f"\n\n{len(evaluation.skipped)} unreadable file(s) skipped." if evaluation.skipped else ""
     return "\n".join(
         [
@@ -250,6 +280,7 @@ def evaluation_markdown(evaluation: Evaluation, prefix: str = "", heading: str =
             f"![reliability]({prefix}reliability.png)",
             "",
             f"![top losses]({prefix}top_losses.png)",
+            *([f"![where the top losses' answers come from]({prefix}{HEAT})"] if heat else []),
             "",
             f"![predictions]({prefix}predictions.png)",
             "",

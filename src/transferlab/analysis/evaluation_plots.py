@@ -1,8 +1,10 @@
-"""The figures of an evaluation, each a matplotlib Figure: the confusion matrix, the reliability diagram (with
-its bins), the top losses and a prediction grid like the reference project's."""
+"""The figures of an evaluation: the confusion matrix and the reliability diagram (with its bins) as matplotlib
+Figures; the top losses (also with their heat maps) and a prediction grid like the reference project's as Pillow
+galleries."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -79,10 +81,18 @@ def plot_reliability(evaluation: Evaluation) -> Figure:
     return fig
 
 
-def plot_top_losses(evaluation: Evaluation, count: int = 12) -> Image.Image:
-    """The most confidently wrong images: true label, predicted label and its probability."""
+def top_losses(evaluation: Evaluation, count: int = 12) -> list[int]:
+    """The indices of the `count` most confidently wrong images, the most confident first."""
     wrong = np.nonzero(~evaluation.correct)[0]
-    order = wrong[np.argsort(-evaluation.losses()[wrong])][:count].tolist()
+    return wrong[np.argsort(-evaluation.losses()[wrong])][:count].tolist()
+
+
+def plot_top_losses(
+    evaluation: Evaluation, count: int = 12, overlay: Callable[[int], Image.Image] | None = None
+) -> Image.Image:
+    """The most confidently wrong images: true label, predicted label and its probability; with `overlay`, each
+    image's heat map (overlay(i): where the wrong answer comes from) instead of the photo."""
+    order = top_losses(evaluation, count)
     classes = evaluation.classes
 
     def caption(i):
@@ -94,7 +104,9 @@ def plot_top_losses(evaluation: Evaluation, count: int = 12) -> Image.Image:
         )
 
     title = f"Top losses: the {len(order)} most confidently wrong" if order else "No validation image was wrong"
-    return gallery(evaluation.paths, order, title, caption)
+    if overlay is not None and order:
+        title += ", and where each answer comes from"
+    return gallery(evaluation.paths, order, title, caption, overlay)
 
 
 def plot_prediction_grid(evaluation: Evaluation, count: int = 16, seed: int = 0) -> Image.Image:

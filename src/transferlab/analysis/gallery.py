@@ -39,9 +39,16 @@ def _fitted(text: str, width: int, font: ImageFont.FreeTypeFont | ImageFont.Imag
     return text + "…"
 
 
-def gallery(paths: list, indices: list[int], title: str, caption: Callable[[int], tuple[str, bool]]) -> Image.Image:
-    """Thumbnails of paths[i] for i in `indices`, four a row, each captioned by caption(i) -> (text, shown in red).
-    An unreadable photo leaves its square grey."""
+def gallery(
+    paths: list,
+    indices: list[int],
+    title: str,
+    caption: Callable[[int], tuple[str, bool]],
+    picture: Callable[[int], Image.Image] | None = None,
+) -> Image.Image:
+    """Thumbnails of paths[i] for i in `indices`, four a row, each captioned by caption(i) -> (text, shown in red);
+    with `picture`, picture(i) is shown instead of the photo (a heat map's overlay). An unreadable photo leaves its
+    square grey."""
     captions = [caption(i) for i in indices]
     lines = max([1, *(len(text.splitlines()) for text, _ in captions)])
     cell_height = CELL + LINE * max(0, lines - 2)
@@ -58,10 +65,10 @@ def gallery(paths: list, indices: list[int], title: str, caption: Callable[[int]
             draw.text((x + CELL // 2, y + 2 + LINE * k), _fitted(line, CELL - 8, small), colour, small, "mt")
         picture_top = y + 4 + LINE * lines
         try:
-            picture = load_rgb(paths[i], min_side=THUMB)
-            picture.thumbnail((THUMB, THUMB))
+            shown = picture(i) if picture is not None else load_rgb(paths[i], min_side=THUMB)
+            shown.thumbnail((THUMB, THUMB))
         except UnreadableImage:  # a gallery shows what it can; the evaluation already counted the photo
             draw.rectangle((x + (CELL - THUMB) // 2, picture_top, x + (CELL + THUMB) // 2, picture_top + THUMB), "#ddd")
             continue
-        sheet.paste(picture, (x + (CELL - picture.width) // 2, picture_top))
+        sheet.paste(shown, (x + (CELL - shown.width) // 2, picture_top))
     return sheet

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from transferlab.analysis.evaluate import evaluation_markdown, read_evaluation
+from transferlab.analysis.evaluate import HEAT, evaluation_markdown, read_evaluation
 from transferlab.analysis.evaluation import markdown_text
 from transferlab.analysis.plots import plot_accuracy_vs_time, plot_curves, plot_time_breakdown, time_breakdown
 from transferlab.analysis.recommendation import Recommendation, cell_rows, cross_validation_rows, headline, recommend
@@ -129,7 +129,8 @@ def write_report(compare_dir: str | Path, title: str = "transferlab comparison")
     for run in first_runs(runs):
         evaluation = read_evaluation(run.dir)
         if evaluation is not None:
-            lines += [evaluation_markdown(evaluation, prefix=f"{run.name}/evaluation/", heading="##"), ""]
+            heat = (run.dir / "evaluation" / HEAT).is_file()
+            lines += [evaluation_markdown(evaluation, prefix=f"{run.name}/evaluation/", heading="##", heat=heat), ""]
     path = compare_dir / "report.md"
     text = "\n".join(lines)
     write_atomically(path, lambda tmp: tmp.write_text(text))

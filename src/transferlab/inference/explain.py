@@ -10,6 +10,7 @@ pooled grids (its members' last stages are appended), so it has no exact map: `e
 
 from __future__ import annotations
 
+import io
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,6 +38,12 @@ class Explanation:
         return overlay(self.crop, self.heat, alpha)
 
 
+def has_maps(classifier: Classifier) -> bool:
+    """Whether the model's answers have an exact map: one pooled grid under one linear layer (an ensemble: no)."""
+    pools = [m for m in classifier.model.backbone.modules() if isinstance(m, nn.AdaptiveAvgPool2d)]
+    return len(pools) == 1 and isinstance(classifier.model.head[-1], nn.Linear)
+
+
 def class_maps(classifier: Classifier, crops: torch.Tensor) -> torch.Tensor:
     """(N, classes, h, w) class activation maps of a uint8 batch of crops: the cells' contributions to each logit
     (their mean over the cells plus the bias is the logit). Raises UsageError for a model without an exact map."""
@@ -60,7 +67,11 @@ def class_maps(classifier: Classifier, crops: torch.Tensor) -> torch.Tensor:
 
 def explain(classifier: Classifier, images: list) -> list[Explanation]:
     """Each picture's answer (the model's top class) and where in the crop it comes from."""
-    crops = torch.stack([classifier.preprocess(image) for image in images])
+    return explain_crops(classifier, torch.stack([classifier.preprocess(image) for image in images]))
+
+
+def explain_crops(classifier: Classifier, crops: torch.Tensor) -> list[Explanation]:
+    """`explain` for a uint8 batch of evaluation crops (N, 3, S, S), already decoded."""
     maps = class_maps(classifier, crops)
     linear = classifier.model.head[-1]
     assert isinstance(linear, nn.Linear)  # class_maps refused any other head
@@ -90,6 +101,13 @@ def overlay(picture: Image.Image, heat: np.ndarray, alpha: float = 0.5) -> Image
     weight = (alpha * heat)[..., None]
     blended = np.asarray(picture.convert("RGB"), dtype=np.float32) / 255 * (1 - weight) + red * weight
     return Image.fromarray((blended * 255).round().astype(np.uint8))
+
+
+def overlay_jpeg(explanation: Explanation, quality: int = 85) -> bytes:
+    """The overlay as JPEG bytes (what a page shows: a 224-pixel overlay is ~15 KB)."""
+    buffer = io.BytesIO()
+    explanation.overlay().save(buffer, "JPEG", quality=quality)
+    return buffer.getvalue()
 
 
 def save_overlays(classifier: Classifier, paths: list[Path], out: Path) -> dict[Path, Path]:

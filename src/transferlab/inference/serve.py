@@ -9,11 +9,12 @@ class names reach the page as text, never as markup.
 
 from __future__ import annotations
 
+import base64
 import html
 import io
 import threading
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 from fastapi import FastAPI, File, HTTPException, UploadFile
 from fastapi.responses import HTMLResponse
@@ -34,6 +35,9 @@ from transferlab.inference.web import (
     run,
     warn_if_exposed,
 )
+
+if TYPE_CHECKING:
+    from transferlab.inference.predict import Classifier
 
 
 def create_app(
@@ -70,8 +74,8 @@ def create_app(
         return PAGE.replace("{{CLASSES}}", classes).replace("{{MAX_MB}}", str(max_bytes >> 20))
 
     @app.post("/predict")
-    def predict(file: UploadFile = File(...)) -> dict:  # sync: FastAPI runs it in a worker thread
-        return {"file": file.filename, **uploads.predict(file.file, topk)}
+    def predict(file: UploadFile = File(...), explain: bool = False) -> dict:  # sync: run in a worker thread
+        return {"file": file.filename, **uploads.predict(file.file, topk, explain=explain)}
 
     return app
 
@@ -93,21 +97,57 @@ class UploadPredictor:
         self.classifier, self.uploads = classifier, uploads
         self.lock = threading.Lock()
 
-    def predict(self, stream: BinaryIO, topk: int) -> dict:
+    def predict(self, stream: BinaryIO, topk: int, *, explain: bool = False) -> dict:
+        """The answer for an uploaded photo; with `explain`, also `heatmap`: where in the photo the answer comes
+        from, as a JPEG data URL of the crop the model saw with its class activation map laid over it."""
+        if explain:
+            self.explainable()  # refused before the upload is read
         data = self.uploads.read(stream)
         self.uploads.check_pixels(data)
         with self.uploads.decoding():
             crop = _decode(data, self.classifier)
         with self.lock:
             assessment = self.classifier.assess(crop[None])[0]
+            heat = self.heat_jpeg(crop) if explain else None
         prediction = self.classifier.rank(assessment, topk)
-        return {
+        answer = {
             "label": prediction.label,
             "probability": prediction.probability,
             "known": prediction.known,
             "nearest": prediction.nearest,
             "topk": [{"label": label, "probability": p} for label, p in prediction.topk],
         }
+        if heat is not None:
+            answer["heatmap"] = "data:image/jpeg;base64," + base64.b64encode(heat).decode()
+        return answer
+
+    def explainable(self) -> Classifier:
+        """The model as one whose answers have a heat map (HTTP 400 for an exported model or an ensemble)."""
+        from transferlab.inference.explain import has_maps
+        from transferlab.inference.predict import Classifier
+
+        if not isinstance(self.classifier, Classifier):
+            raise HTTPException(400, "an exported ONNX model has no heat map: use the run it was exported from")
+        if not has_maps(self.classifier):
+            raise HTTPException(400, f"{self.classifier.meta.backbone}: no heat map for this model (an ensemble)")
+        return self.classifier
+
+    def heat_jpeg(self, crop) -> bytes:
+        """The overlay of one decoded crop's answer (the caller holds the lock)."""
+        from transferlab.inference.explain import explain_crops, overlay_jpeg
+
+        (explanation,) = explain_crops(self.explainable(), crop[None])
+        return overlay_jpeg(explanation)
+
+    def heat_of_file(self, path: Path) -> bytes:
+        """The overlay of a photo on disk (a photo of the folder: the Results view's wrong photos)."""
+        classifier = self.explainable()
+        data = path.read_bytes()
+        self.uploads.check_pixels(data)
+        with self.uploads.decoding():
+            crop = _decode(data, classifier)
+        with self.lock:
+            return self.heat_jpeg(crop)
 
 
 def _decode(data: bytes, classifier: Predictor):

@@ -21,6 +21,7 @@ from fastapi.responses import FileResponse, Response, StreamingResponse
 from transferlab.analysis.evaluate import read_evaluation
 from transferlab.analysis.evaluation import Evaluation
 from transferlab.errors import Conflict, TransferlabError, UsageError
+from transferlab.inference.serve import UploadPredictor
 from transferlab.runs import read_compare_summary, read_summary
 from transferlab.studio.jobs import read_runs
 from transferlab.studio.requests import TrainRequest
@@ -75,8 +76,15 @@ def model_routes(app: FastAPI, state: Studio) -> None:
     """Try a model on a photo, export it to ONNX, download the export or the run folder."""
 
     @app.post("/api/predict")
-    def predict(run: RunName, file: Annotated[UploadFile, File()]) -> dict:
-        return state.predictor(run).predict(file.file, 5)
+    def predict(run: RunName, file: Annotated[UploadFile, File()], explain: bool = False) -> dict:
+        return state.predictor(run).predict(file.file, 5, explain=explain)
+
+    @app.get("/api/heatmap")
+    def heatmap(photo: Annotated[str, Query(min_length=1, max_length=4096)], run: RunName | None = None) -> Response:
+        """Where a photo of the folder gets its answer from: run `run`'s model (the live model when no run is
+        named), the crop it saw with the class activation map of its answer laid over it, as JPEG."""
+        path = state.workspace.photo(photo)
+        return Response(_predictor(state, run).heat_of_file(path), media_type="image/jpeg")
 
     @app.get("/api/model")
     def live_model() -> dict:
@@ -85,11 +93,8 @@ def model_routes(app: FastAPI, state: Studio) -> None:
         return state.live_model().state()
 
     @app.post("/api/model/try")
-    def live_try(file: Annotated[UploadFile, File()]) -> dict:
-        predictor = state.live_model().predictor
-        if predictor is None:
-            raise Conflict("no live model yet: " + (state.live_model().error or "it is being fitted"))
-        return predictor.predict(file.file, 5)
+    def live_try(file: Annotated[UploadFile, File()], explain: bool = False) -> dict:
+        return _predictor(state, None).predict(file.file, 5, explain=explain)
 
     @app.post("/api/model/save")
     def live_save() -> dict:
@@ -120,6 +125,16 @@ def model_routes(app: FastAPI, state: Studio) -> None:
             media_type="application/zip",
             headers={"Content-Disposition": f'attachment; filename="{chosen.name}.zip"'},
         )
+
+
+def _predictor(state: Studio, run: str | None) -> UploadPredictor:
+    """Run `run`'s model, or the live model when none is named (Conflict while there is none yet)."""
+    if run is not None:
+        return state.predictor(run)
+    predictor = state.live_model().predictor
+    if predictor is None:
+        raise Conflict("no live model yet: " + (state.live_model().error or "it is being fitted"))
+    return predictor
 
 
 def _run_folders(out: Path) -> list[Path]:

@@ -336,6 +336,7 @@ async function showResults(name) {
   });
   const wrong = r.predictions.filter(p => p.true !== p.predicted).sort((a, b) => b.probability - a.probability);
   const grid = el('div', { class: 'grid' });
+  state.resultRun = name;
   for (const p of wrong.slice(0, 24)) {
     const why = el('div', { text: `${p.true}, predicted ${p.predicted} (${(100 * p.probability).toFixed(0)}%)` });
     if (p.photo) {
@@ -344,16 +345,29 @@ async function showResults(name) {
     }
   }
   $('wrong').append(grid);
+  showHeat();
 }
 function cellPhotos(predictions, truth, predicted) {
   const grid = $('cell-photos'); grid.replaceChildren(el('p', { text: `true ${truth}, predicted ${predicted}:` }));
   for (const p of predictions.filter(p => p.true === truth && p.predicted === predicted && p.photo)) grid.append(photoCard(p.photo));
+  showHeat();
 }
+// the wrong photos and a confusion cell's photos: the thumbnail, or the run's heat map of its answer
+function showHeat() {
+  const heat = $('result-heat').checked;
+  for (const card of document.querySelectorAll('#wrong .thumb, #cell-photos .thumb')) {
+    const path = card.dataset.path, img = card.querySelector('img');
+    img.onerror = heat ? () => { img.onerror = null; img.src = thumbUrl(path); say('no heat map for this model'); } : null;
+    img.src = heat ? '/api/heatmap?run=' + encodeURIComponent(state.resultRun) + '&photo=' + encodeURIComponent(path) : thumbUrl(path);
+  }
+}
+$('result-heat').onchange = showHeat;
 
 // --- 4 try -------------------------------------------------------------------------------------------------------
 function tryUrl() {
-  const run = $('try-run').value;
-  return run ? '/api/predict?run=' + encodeURIComponent(run) : '/api/model/try';
+  const run = $('try-run').value, explain = $('try-explain').checked ? 'explain=true' : '';
+  if (run) return '/api/predict?run=' + encodeURIComponent(run) + (explain ? '&' + explain : '');
+  return '/api/model/try' + (explain ? '?' + explain : '');
 }
 async function classify(blob, name) {
   const form = new FormData(); form.append('file', blob, name);
@@ -365,6 +379,8 @@ function showAnswer(body) {
   $('try-bars').replaceChildren(...body.topk.map(t => el('div', { class: 'row' }, el('span', { class: 'label', text: t.label }),
     el('div', { class: 'bar', style: `width:${Math.max(2, 300 * t.probability)}px` }),
     el('span', { class: 'pct', text: (100 * t.probability).toFixed(1) + '%' }))));
+  if (body.heatmap) $('try-heat').src = body.heatmap;  // a data URL made by the server: the crop the model saw
+  $('try-heat').classList.toggle('hidden', !body.heatmap);
 }
 async function tryBlob(blob, name) {
   const preview = $('try-preview'); preview.src = URL.createObjectURL(blob); preview.classList.remove('hidden');
