@@ -5,7 +5,9 @@ from __future__ import annotations
 import re
 from collections import Counter
 
+import numpy as np
 import pytest
+from PIL import Image
 
 from conftest import make_folder
 from transferlab.curate.doctor import diagnose
@@ -110,3 +112,18 @@ def test_class_too_small_to_split_raises(tmp_path):
     with pytest.raises(DatasetError, match="class 'b' has 1 image"):
         load_dataset(root)
     assert "class 'b' has 1 image" in diagnose(root, workers=0, quiet=True, use_cache=False).findings[0].message
+
+
+def test_near_duplicate_pairs_are_the_same_pictures_whatever_their_order():
+    """The search is answered from the last one when the same prints come in another order (a photo moved to
+    another class moves in the list): the pairs must still name the right indices."""
+    from transferlab.data.fingerprints import fingerprint, near_duplicate_pairs
+
+    rng = np.random.default_rng(0)
+    pictures = [Image.fromarray(rng.integers(0, 256, (24, 32, 3), dtype=np.uint8)).resize((128, 96)) for _ in range(5)]
+    prints = [fingerprint(p) for p in [*pictures, pictures[1], pictures[3]]]  # 5 = 1, 6 = 3
+    assert near_duplicate_pairs(prints) == [(1, 5), (3, 6)]
+    order = [6, 0, 5, 2, 3, 4, 1]
+    shuffled = [prints[i] for i in order]
+    assert near_duplicate_pairs(shuffled) == [(0, 4), (2, 6)]  # 6 = 3 at 0 and 4; 5 = 1 at 2 and 6
+    assert near_duplicate_pairs([None, *shuffled]) == [(1, 5), (3, 7)]

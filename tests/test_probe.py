@@ -13,16 +13,8 @@ from sklearn.linear_model import LogisticRegression
 from transferlab import DataConfig, Recipe, TrainConfig, train
 from transferlab.config import DEFAULT_RECIPE, RECIPES
 from transferlab.inference.predict import Classifier
-from transferlab.training.probe import (
-    C_GRID,
-    _affine,
-    _lift,
-    _logistic,
-    _project,
-    _row_space,
-    fit_probe,
-    stratified_folds,
-)
+from transferlab.training._solver import affine, lift, logistic, project, row_space
+from transferlab.training.probe import C_GRID, fit_probe, stratified_folds
 
 
 def _blobs(n: int, dim: int, classes: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -37,9 +29,9 @@ def test_solver_finds_scikit_learns_logistic_regression(n, dim, classes, c):
     x, y = _blobs(n, dim, classes)
     z = (x - x.mean(0)) / x.std(0, unbiased=False)
     reference = LogisticRegression(C=c, max_iter=5000, tol=1e-10).fit(z.numpy(), y.numpy())
-    basis = _row_space(z)
-    w = _lift(_logistic(_project(z, basis), y, c, classes), basis)
-    ours = _affine(z, w).softmax(1).numpy()
+    basis = row_space(z)
+    w = lift(logistic(project(z, basis), y, c, classes), basis)
+    ours = affine(z, w).softmax(1).numpy()
     assert np.abs(ours - reference.predict_proba(z.numpy())).max() < 1e-4
 
 
@@ -50,11 +42,11 @@ def test_a_float32_fit_started_far_off_still_finds_scikit_learns_solution(n, dim
     x, y = _blobs(n, dim, classes, seed=3)
     z = ((x - x.mean(0)) / x.std(0, unbiased=False)).float()
     reference = LogisticRegression(C=c, max_iter=5000, tol=1e-10).fit(z.double().numpy(), y.numpy())
-    basis = _row_space(z)
-    zb = _project(z, basis)
+    basis = row_space(z)
+    zb = project(z, basis)
     far = torch.randn(zb.shape[1] + 1, classes, generator=torch.Generator().manual_seed(0)) * 3
-    w = _lift(_logistic(zb, y, c, classes, init=far), basis)
-    ours = _affine(z, w).softmax(1).double().numpy()
+    w = lift(logistic(zb, y, c, classes, init=far), basis)
+    ours = affine(z, w).softmax(1).double().numpy()
     assert np.abs(ours - reference.predict_proba(z.double().numpy())).max() < 5e-4
 
 
@@ -64,8 +56,8 @@ def test_probe_folds_the_standardisation_into_one_linear_layer():
     probe = fit_probe(x, y, 3)
     z = (x - x.mean(0)) / (x.std(0, unbiased=False) + 1e-6)
     assert probe.C in C_GRID and 2 <= probe.folds <= 5 and 0 <= probe.cv_accuracy <= 1
-    basis = _row_space(z)
-    direct = _affine(z, _lift(_logistic(_project(z, basis), y, probe.C, 3), basis)).argmax(1)
+    basis = row_space(z)
+    direct = affine(z, lift(logistic(project(z, basis), y, probe.C, 3), basis)).argmax(1)
     assert torch.equal(probe.logits(x.float()).argmax(1), direct)
 
 
@@ -146,3 +138,20 @@ def test_past_the_search_limit_the_strength_is_chosen_on_a_stratified_share_and_
     every = fitted.logits(torch.from_numpy(features)).argmax(1).numpy()
     assert (every == labels).mean() > 0.9  # the head saw every photo
     assert len(fitted.cv_recall or []) == 3 and fitted.cv_accuracy > 0.8
+
+
+def test_a_refit_from_the_last_fit_after_one_label_changed_finds_the_same_head(monkeypatch):
+    """The live model's refit: each fold started from the last fit's same fold, the head (past the search limit,
+    solved in its own thread beside the folds) from the last head; the answer is a cold fit's."""
+    from transferlab.training import probe as probe_module
+
+    monkeypatch.setattr(probe_module, "SEARCH_PHOTOS", 120)
+    x, y = _blobs(300, 20, 3)
+    first = fit_probe(x, y, 3, grid=(0.1,))
+    assert len(first.fold_solutions) == first.folds
+    moved = y.clone()
+    moved[7] = (moved[7] + 1) % 3
+    warm = fit_probe(x, moved, 3, grid=(0.1,), start=first)
+    cold = fit_probe(x, moved, 3, grid=(0.1,))
+    assert float((warm.logits(x) - cold.logits(x)).abs().max()) < 1e-2  # float32 solves, from either start
+    assert warm.cv_accuracy == pytest.approx(cold.cv_accuracy, abs=1 / 120)

@@ -134,6 +134,6 @@ class LiveFitter:
             self.searched_photos = len(y)
         else:
             assert last is not None
-            probe = fit_probe(x, y, len(classes), grid=(last.C,), start=last.solution, tolerance=REFIT_TOLERANCE)
+            probe = fit_probe(x, y, len(classes), grid=(last.C,), start=last, tolerance=REFIT_TOLERANCE)
         self.last, self.last_classes = probe, list(classes)
         return probe, search

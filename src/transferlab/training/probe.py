@@ -10,13 +10,26 @@ reference`) is kept for reproducing the reference project.
 
 from __future__ import annotations
 
+import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
+from transferlab.training._solver import (
+    FLOAT_STEP,
+    SOLVE_DTYPE,
+    affine,
+    fit_temperature,
+    lift,
+    logistic,
+    predicted,
+    project,
+    row_space,
+    start_in,
+)
 from transferlab.utils.progress import report
 
 if TYPE_CHECKING:
@@ -25,13 +38,8 @@ if TYPE_CHECKING:
 
 C_GRID = tuple(float(c) for c in np.logspace(-4, 2, 13))  # inverse L2 strength, 10^-4 ... 10^2, half decades
 FOLDS = 5
-SOLVE_DTYPE = torch.float32  # float64 took 2.8x as long on 2,000 photos for the same C and held-out accuracy
 SEARCH_PHOTOS = 4000  # the strength is cross-validated on at most this many photos (`_search_rows`)
 PAST_BEST = 3  # stop walking up the C grid once this many values in a row scored strictly below the best
-# The solver stops when a step lowers the loss by less than this fraction: the float32 loss's own resolution (machine
-# epsilon). SciPy's default (2.2e-9, meant for float64) spent ~40% of the calls past it, on rounding noise. Measured on
-# 120 protocol fits: C changed in as many fits as changing the order of the floating-point operations does.
-FLOAT_STEP = float(np.finfo(np.float32).eps)
 
 
 @dataclass(kw_only=True)
@@ -46,6 +54,7 @@ class Probe:
     seconds: float
     cv_recall: list[float] | None = None  # per class: the share of its photos the held-out folds got right
     solution: torch.Tensor | None = None  # (features + 1, classes) on standardised features: a later fit's start
+    fold_solutions: list[torch.Tensor] = field(default_factory=list)  # each fold's, the same way: its folds' starts
 
     def logits(self, features: torch.Tensor) -> torch.Tensor:
         return features.float() @ self.weight.T + self.bias
@@ -59,13 +68,14 @@ def fit_probe(
     grid: tuple[float, ...] = C_GRID,
     seed: int = 0,
     *,
-    start: torch.Tensor | None = None,
+    start: Probe | None = None,
     tolerance: float = FLOAT_STEP,
 ) -> Probe:
     """Cross-validated L2 logistic regression on (N, D) features, then refitted on every training feature.
 
-    `start` (a previous fit's `solution` on nearly the same photos) is where every solve begins: the minimum does
-    not depend on it, the number of steps to it does (the studio's live model refits this way after each change).
+    `start` (a previous fit on nearly the same photos) is where the solves begin, each fold from that fit's same
+    fold and the refit from its solution: the minimum does not depend on it, the number of steps to it does (the
+    studio's live model refits this way after each change).
     `tolerance`: the solver stops when a step lowers the loss by less than this fraction (default: float32's
     resolution).
 
@@ -104,7 +114,7 @@ def _fit_probe(
     grid: tuple[float, ...],
     seed: int,
     *,
-    warm: torch.Tensor | None,
+    warm: Probe | None,
     tolerance: float,
 ) -> Probe:
     start = time.perf_counter()
@@ -113,37 +123,42 @@ def _fit_probe(
     std = std.clamp(min=1e-3 * float(std.mean()) + 1e-12)  # a (near-)constant feature is not blown up into a big weight
     z = (x - mean) / std
     zs, ys = z[rows := _search_rows(y, seed)], y[rows]  # C chosen on at most SEARCH_PHOTOS photos, the head on all
+    refit = _Refit(z, y, warm, num_classes, tolerance)
+    if len(grid) == 1 and len(rows) < len(y):  # C is known and the head's rows are many: solved beside the folds
+        refit.start(grid[0])
     folds = usable_folds(ys, num_classes, folds)
-    splits, starts = [], []
-    for a, b in stratified_folds(ys, folds, seed):
-        basis = _row_space(zs[a])
-        splits.append((_project(zs[a], basis), ys[a], _project(zs[b], basis), ys[b]))
-        starts.append(_start_in(warm, basis, x.shape[1], num_classes))
+    splits, starts, bases = [], [], []
+    for k, (a, b) in enumerate(stratified_folds(ys, folds, seed)):
+        basis = row_space(zs[a])
+        splits.append((project(zs[a], basis), ys[a], project(zs[b], basis), ys[b]))
+        before = warm.fold_solutions[k] if warm is not None and len(warm.fold_solutions) == folds else None
+        starts.append(start_in(before, basis, x.shape[1], num_classes))
+        bases.append(basis)
     path: list[list[torch.Tensor]] = [[] for _ in range(folds)]  # each fold's solutions so far, by C
     scores, held_out = [], []  # per C: mean held-out accuracy; the held-out (logits, labels)
+    at_best: list[torch.Tensor] = []  # each fold's solution at the best C so far
     for c in grid:
         correct, logits = 0, []
         for k, (z_fit, y_fit, z_held, y_held) in enumerate(splits):
-            init = _predicted(path[k]) if path[k] else starts[k]
-            weights = _logistic(z_fit, y_fit, c, num_classes, init, tolerance)
+            init = predicted(path[k]) if path[k] else starts[k]
+            weights = logistic(z_fit, y_fit, c, num_classes, init, tolerance)
             path[k][:] = [*path[k][-1:], weights]
-            logits.append(_affine(z_held, weights))
+            logits.append(affine(z_held, weights))
             correct += int((logits[-1].argmax(1) == y_held).sum())
         scores.append(correct / len(ys))
         held_out.append(torch.cat(logits))
+        if scores[-1] > max(scores[:-1], default=-1.0):
+            at_best = [fold[-1] for fold in path]
         if len(scores) > PAST_BEST and max(scores[-PAST_BEST:]) < max(scores):  # strictly below: not a plateau
             break
     best = int(np.argmax(scores))  # the first maximum: the smallest C, the strongest regularisation
     held_labels = torch.cat([s[3] for s in splits])
-    temperature = _temperature(held_out[best], held_labels)
+    temperature = fit_temperature(held_out[best], held_labels)
     right = held_out[best].argmax(1) == held_labels
     recall = [float(right[held_labels == k].float().mean()) if bool((held_labels == k).any()) else float("nan")
               for k in range(num_classes)]  # fmt: skip
-    basis = _row_space(z)
-    init = _start_in(warm, basis, x.shape[1], num_classes)
-    solution = _lift(_logistic(_project(z, basis), y, grid[best], num_classes, init, tolerance), basis)
-    w = solution
-    w = w / temperature
+    solution = refit.result(grid[best])
+    w = solution / temperature
     weight = (w[:-1] / std[:, None]).T  # fold the standardisation into the layer
     bias = w[-1] - (w[:-1] * (mean / std)[:, None]).sum(0)
     return Probe(
@@ -155,7 +170,48 @@ def _fit_probe(
         seconds=time.perf_counter() - start,
         cv_recall=recall,
         solution=solution,
+        fold_solutions=[lift(w, basis) for w, basis in zip(at_best, bases)],
     )
+
+
+class _Refit:
+    """The head's solve on every row, at one C: in a thread of its own when started early (its matrix products run
+    outside the GIL, beside the folds': on the 20,000-photo folder a live refit's probe took 3.4 s in a row), else
+    when its result is asked for."""
+
+    def __init__(self, z: torch.Tensor, y: torch.Tensor, warm: Probe | None, classes: int, tolerance: float):
+        self.z, self.y, self.warm, self.classes, self.tolerance = z, y, warm, classes, tolerance
+        self.thread: threading.Thread | None = None
+        self.c: float | None = None
+        self.solution: torch.Tensor | None = None
+        self.error: BaseException | None = None
+
+    def start(self, c: float) -> None:
+        self.c = c
+        self.thread = threading.Thread(target=self._run, args=(c,), name="probe-refit", daemon=True)
+        self.thread.start()
+
+    def _run(self, c: float) -> None:
+        torch.set_num_threads(1)
+        try:
+            self.solution = self._solve(c)
+        except BaseException as error:  # noqa: BLE001 - raised again where the result is asked for
+            self.error = error
+
+    def _solve(self, c: float) -> torch.Tensor:
+        basis = row_space(self.z)
+        before = self.warm.solution if self.warm is not None else None
+        init = start_in(before, basis, self.z.shape[1], self.classes)
+        return lift(logistic(project(self.z, basis), self.y, c, self.classes, init, self.tolerance), basis)
+
+    def result(self, c: float) -> torch.Tensor:
+        if self.thread is None or self.c != c:
+            return self._solve(c)
+        self.thread.join()
+        if self.error is not None:
+            raise self.error
+        assert self.solution is not None
+        return self.solution
 
 
 def _search_rows(labels: torch.Tensor, seed: int) -> torch.Tensor:
@@ -194,98 +250,6 @@ def stratified_folds(labels: torch.Tensor, folds: int, seed: int) -> list[tuple[
 def usable_folds(labels: torch.Tensor, num_classes: int, folds: int) -> int:
     """The folds a stratified split can make: at most the smallest class's count, at least 2."""
     return max(2, min(folds, int(torch.bincount(labels, minlength=num_classes).min())))
-
-
-def _temperature(logits: torch.Tensor, labels: torch.Tensor) -> float:
-    """The T minimising the cross-entropy of logits / T on held-out logits (temperature scaling), against labels
-    smoothed by 1%: where every held-out image was right, T would otherwise shrink without end and the head claim
-    certainty it cannot have from a few images (it stops near 99%). A search over 10^-4 ... 10^2 in steps of 10^0.05:
-    strongly regularised probes give logits near zero, where a gradient method barely moves."""
-    with torch.no_grad():
-        candidates = torch.logspace(-4, 2, 121, dtype=logits.dtype)
-        losses = [
-            float(torch.nn.functional.cross_entropy(logits / t, labels, label_smoothing=0.01)) for t in candidates
-        ]
-    return float(candidates[int(np.argmin(losses))])
-
-
-def _row_space(z: torch.Tensor) -> torch.Tensor | None:
-    """An orthonormal basis (D, r) of the rows' span, or None when the rows are more than half as many as the
-    features. The L2-regularised solution lies in it (its gradient does), so solving in r <= N coordinates gives the
-    same classifier at a fraction of the cost when N is well below D; nearer D, the SVD costs more than it saves
-    (1,016 rows of 1,280 features: 0.5 s a fold for a solve ~20% faster; measured)."""
-    if 2 * z.shape[0] > z.shape[1]:
-        return None
-    _, singular, vt = torch.linalg.svd(z, full_matrices=False)
-    return vt[singular > singular[0] * 1e-10].T
-
-
-def _project(z: torch.Tensor, basis: torch.Tensor | None) -> torch.Tensor:
-    """The rows in the basis' coordinates (as they are without one)."""
-    return z.contiguous() if basis is None else z @ basis
-
-
-def _lift(w: torch.Tensor, basis: torch.Tensor | None) -> torch.Tensor:
-    """Weights solved in the basis' coordinates (stacked over the bias) back in the features'."""
-    return w if basis is None else torch.cat([basis @ w[:-1], w[-1:]])
-
-
-def _start_in(start: torch.Tensor | None, basis: torch.Tensor | None, dim: int, classes: int) -> torch.Tensor | None:
-    """A previous solution (standardised features + bias, classes) in a basis' coordinates, or None if it does not
-    fit these features and classes."""
-    if start is None or tuple(start.shape) != (dim + 1, classes):
-        return None
-    start = start.to(SOLVE_DTYPE)
-    return start if basis is None else torch.cat([basis.T @ start[:-1], start[-1:]])
-
-
-def _predicted(path: list[torch.Tensor]) -> torch.Tensor | None:
-    """Where to start the next C's solve: the last two solutions extended by one step (the grid is evenly spaced in
-    log C). The minimum does not depend on it; the solver got there in a fifth fewer calls than from the last
-    solution alone (measured on 2,000 photos)."""
-    if len(path) < 2:
-        return path[-1] if path else None
-    return 2 * path[-1] - path[-2]
-
-
-def _affine(z: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-    return z @ w[:-1] + w[-1]
-
-
-def _logistic(
-    z: torch.Tensor,
-    y: torch.Tensor,
-    c: float,
-    classes: int,
-    init: torch.Tensor | None = None,
-    tolerance: float = FLOAT_STEP,
-) -> torch.Tensor:
-    """argmin_W C * sum_i CE(W z_i + b, y_i) + ||W||^2 / 2 (bias unpenalised; scikit-learn's objective, also for two
-    classes); W stacked over b: (D + 1, classes)."""
-    from scipy.optimize import minimize
-
-    shape = (z.shape[1] + 1, classes)
-    # two classes: scikit-learn fits one logit vector v (penalty |v|^2 / 2); softmax's two vectors are then +-v/2
-    penalty = 1.0 if classes == 2 else 0.5
-    onehot, rows = torch.nn.functional.one_hot(y, classes).to(z.dtype), y[:, None]
-    zt = z.T.contiguous()
-
-    def loss_and_gradient(flat: np.ndarray) -> tuple[float, np.ndarray]:  # the objective / C: the same minimum,
-        w = torch.from_numpy(flat.reshape(shape)).to(z.dtype)  # on a scale (summed cross-entropy) where the solver's
-        # (w.T @ z.T).T: the same product as z @ w, about four times as fast with z.T laid out row-major (measured)
-        log_p = torch.log_softmax((w[:-1].T @ zt).T + w[-1], 1)  # relative stopping rule means the same for all C
-        loss = penalty / c * float(w[:-1].square().sum()) - float(log_p.gather(1, rows).sum())
-        error = log_p.exp_().sub_(onehot)  # d cross-entropy / d logits
-        # (error.T @ z).T: the same product as z.T @ error, about twice as fast on a row-major z (measured)
-        gradient = torch.cat([(error.T @ z).T + 2 * penalty / c * w[:-1], error.sum(0, keepdim=True)])
-        return loss, gradient.double().numpy().ravel()
-
-    start = np.zeros(shape) if init is None else init.double().numpy()
-    # 10 corrections, not 20: an L-BFGS-B step costs SciPy ~0.9 ms with 20 at these sizes (a third of the probe's
-    # time), ~0.5 ms with 10, for about as many function calls (measured on 2,000 photos)
-    options = {"maxiter": 1000, "maxcor": 10, "gtol": 1e-9, "ftol": tolerance}
-    found = minimize(loss_and_gradient, start.ravel(), jac=True, method="L-BFGS-B", options=options)
-    return torch.from_numpy(found.x.reshape(shape)).to(z.dtype)
 
 
 def probe_inputs(features: FeatureCache, which: str) -> tuple[torch.Tensor, torch.Tensor]:

@@ -1,0 +1,106 @@
+"""The probe's solver: L2-regularised multinomial logistic regression (scikit-learn's objective) by SciPy's L-BFGS-B
+on torch's matrix products, in the span of the rows when they are fewer than the features, and the temperature that
+makes its probabilities mean what they say. `training.probe` chooses the strength and the folds."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+SOLVE_DTYPE = torch.float32  # float64 took 2.8x as long on 2,000 photos for the same C and held-out accuracy
+# The solver stops when a step lowers the loss by less than this fraction: the float32 loss's own resolution (machine
+# epsilon). SciPy's default (2.2e-9, meant for float64) spent ~40% of the calls past it, on rounding noise. Measured on
+# 120 protocol fits: C changed in as many fits as changing the order of the floating-point operations does.
+FLOAT_STEP = float(np.finfo(np.float32).eps)
+
+
+def fit_temperature(logits: torch.Tensor, labels: torch.Tensor) -> float:
+    """The T minimising the cross-entropy of logits / T on held-out logits (temperature scaling), against labels
+    smoothed by 1%: where every held-out image was right, T would otherwise shrink without end and the head claim
+    certainty it cannot have from a few images (it stops near 99%). A search over 10^-4 ... 10^2 in steps of 10^0.05:
+    strongly regularised probes give logits near zero, where a gradient method barely moves."""
+    with torch.no_grad():
+        candidates = torch.logspace(-4, 2, 121, dtype=logits.dtype)
+        losses = [
+            float(torch.nn.functional.cross_entropy(logits / t, labels, label_smoothing=0.01)) for t in candidates
+        ]
+    return float(candidates[int(np.argmin(losses))])
+
+
+def row_space(z: torch.Tensor) -> torch.Tensor | None:
+    """An orthonormal basis (D, r) of the rows' span, or None when the rows are more than half as many as the
+    features. The L2-regularised solution lies in it (its gradient does), so solving in r <= N coordinates gives the
+    same classifier at a fraction of the cost when N is well below D; nearer D, the SVD costs more than it saves
+    (1,016 rows of 1,280 features: 0.5 s a fold for a solve ~20% faster; measured)."""
+    if 2 * z.shape[0] > z.shape[1]:
+        return None
+    _, singular, vt = torch.linalg.svd(z, full_matrices=False)
+    return vt[singular > singular[0] * 1e-10].T
+
+
+def project(z: torch.Tensor, basis: torch.Tensor | None) -> torch.Tensor:
+    """The rows in the basis' coordinates (as they are without one)."""
+    return z.contiguous() if basis is None else z @ basis
+
+
+def lift(w: torch.Tensor, basis: torch.Tensor | None) -> torch.Tensor:
+    """Weights solved in the basis' coordinates (stacked over the bias) back in the features'."""
+    return w if basis is None else torch.cat([basis @ w[:-1], w[-1:]])
+
+
+def start_in(start: torch.Tensor | None, basis: torch.Tensor | None, dim: int, classes: int) -> torch.Tensor | None:
+    """A previous solution (standardised features + bias, classes) in a basis' coordinates, or None if it does not
+    fit these features and classes."""
+    if start is None or tuple(start.shape) != (dim + 1, classes):
+        return None
+    start = start.to(SOLVE_DTYPE)
+    return start if basis is None else torch.cat([basis.T @ start[:-1], start[-1:]])
+
+
+def predicted(path: list[torch.Tensor]) -> torch.Tensor | None:
+    """Where to start the next C's solve: the last two solutions extended by one step (the grid is evenly spaced in
+    log C). The minimum does not depend on it; the solver got there in a fifth fewer calls than from the last
+    solution alone (measured on 2,000 photos)."""
+    if len(path) < 2:
+        return path[-1] if path else None
+    return 2 * path[-1] - path[-2]
+
+
+def affine(z: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    return z @ w[:-1] + w[-1]
+
+
+def logistic(
+    z: torch.Tensor,
+    y: torch.Tensor,
+    c: float,
+    classes: int,
+    init: torch.Tensor | None = None,
+    tolerance: float = FLOAT_STEP,
+) -> torch.Tensor:
+    """argmin_W C * sum_i CE(W z_i + b, y_i) + ||W||^2 / 2 (bias unpenalised; scikit-learn's objective, also for two
+    classes); W stacked over b: (D + 1, classes)."""
+    from scipy.optimize import minimize
+
+    shape = (z.shape[1] + 1, classes)
+    # two classes: scikit-learn fits one logit vector v (penalty |v|^2 / 2); softmax's two vectors are then +-v/2
+    penalty = 1.0 if classes == 2 else 0.5
+    onehot, rows = torch.nn.functional.one_hot(y, classes).to(z.dtype), y[:, None]
+    zt = z.T.contiguous()
+
+    def loss_and_gradient(flat: np.ndarray) -> tuple[float, np.ndarray]:  # the objective / C: the same minimum,
+        w = torch.from_numpy(flat.reshape(shape)).to(z.dtype)  # on a scale (summed cross-entropy) where the solver's
+        # (w.T @ z.T).T: the same product as z @ w, about four times as fast with z.T laid out row-major (measured)
+        log_p = torch.log_softmax((w[:-1].T @ zt).T + w[-1], 1)  # relative stopping rule means the same for all C
+        loss = penalty / c * float(w[:-1].square().sum()) - float(log_p.gather(1, rows).sum())
+        error = log_p.exp_().sub_(onehot)  # d cross-entropy / d logits
+        # (error.T @ z).T: the same product as z.T @ error, about twice as fast on a row-major z (measured)
+        gradient = torch.cat([(error.T @ z).T + 2 * penalty / c * w[:-1], error.sum(0, keepdim=True)])
+        return loss, gradient.double().numpy().ravel()
+
+    start = np.zeros(shape) if init is None else init.double().numpy()
+    # 10 corrections, not 20: an L-BFGS-B step costs SciPy ~0.9 ms with 20 at these sizes (a third of the probe's
+    # time), ~0.5 ms with 10, for about as many function calls (measured on 2,000 photos)
+    options = {"maxiter": 1000, "maxcor": 10, "gtol": 1e-9, "ftol": tolerance}
+    found = minimize(loss_and_gradient, start.ravel(), jac=True, method="L-BFGS-B", options=options)
+    return torch.from_numpy(found.x.reshape(shape)).to(z.dtype)
