@@ -127,3 +127,23 @@ def test_near_duplicate_pairs_are_the_same_pictures_whatever_their_order():
     shuffled = [prints[i] for i in order]
     assert near_duplicate_pairs(shuffled) == [(0, 4), (2, 6)]  # 6 = 3 at 0 and 4; 5 = 1 at 2 and 6
     assert near_duplicate_pairs([None, *shuffled]) == [(1, 5), (3, 7)]
+
+
+def test_a_class_folder_is_listed_as_rglob_lists_it(tmp_path):
+    """`files_below` (os.scandir) keeps `Path.rglob`'s answer: sorted, hidden and left-behind folders skipped, links
+    to files kept, links to folders not followed."""
+    import os
+
+    from transferlab.data.images import is_hidden_below
+    from transferlab.data.layout import files_below
+
+    root = tmp_path / "cat"
+    for name in ("b.jpg", "a.JPG", "sub/c.png", "sub/deeper/d.jpg", ".hidden.jpg", ".cache/e.jpg", "__MACOSX/f.jpg",
+                 "sub/@eaDir/g.jpg", "Z.jpg", "sub-2/h.jpg"):  # fmt: skip
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_bytes(b"x")
+    os.symlink(root / "b.jpg", root / "link.jpg")
+    os.symlink(tmp_path, root / "loop")  # a link to a folder above: not walked into
+    os.symlink(root / "gone.jpg", root / "broken.jpg")
+    expected = [p for p in sorted(root.rglob("*")) if p.is_file() and not is_hidden_below(p, root)]
+    assert files_below(root) == expected and len(expected) == 7

@@ -90,6 +90,16 @@ BAD_REQUESTS = [
     ("post", "/api/split", {"json": {"seed": 1.5}}, 422),
     ("post", "/api/check", {"json": {"labels": "yes"}}, 422),
     ("post", "/api/check", {"json": [1]}, 422),
+    ("post", "/api/check", {"json": {"shortcuts": 1}}, 422),
+    ("post", "/api/check", {"json": {"shortcuts": True, "more": True}}, 422),
+    ("get", "/api/heatmap", {}, 422),
+    ("get", "/api/heatmap", {"params": {"photo": LONG}}, 422),
+    ("get", "/api/heatmap", {"params": {"photo": "red/\x00.png"}}, 400),
+    ("get", "/api/heatmap", {"params": {"photo": "../../etc/passwd"}}, 400),
+    ("get", "/api/heatmap", {"params": {"photo": "red/red_0.png", "run": "nosuchrun"}}, 400),
+    ("get", "/api/heatmap", {"params": {"photo": "red/red_0.png", "run": LONG}}, 422),
+    ("post", "/api/model/try", {"params": {"explain": "perhaps"}, "files": {"file": ("a.png", _png())}}, 422),
+    ("post", "/api/predict", {"params": {"run": "x", "explain": "x"}, "files": {"file": ("a.png", _png())}}, 422),
     ("post", "/api/train", {"json": {"budget": 5}}, 422),
     ("post", "/api/train", {"json": {"budget": "forever"}}, 422),
     ("post", "/api/train", {"json": {"mode": "sometimes"}}, 422),
@@ -139,6 +149,7 @@ def test_every_serve_route_answers_a_bad_request_with_one_line_never_500(trained
         ({"files": {"file": ("a.png", b"x" * 300_000)}}, 413),
         ({"files": {"file": ("a.png", _png(size=(1200, 1000)))}}, 413),
         ({"data": {"file": "not a file"}}, 422),
+        ({"params": {"explain": "sometimes"}, "files": {"file": ("a.png", _png())}}, 422),
     ):
         response = client.post("/predict", **kwargs)
         assert response.status_code == status, (kwargs.keys(), response.text[:200])

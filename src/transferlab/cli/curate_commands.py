@@ -19,15 +19,12 @@ def _with_shortcuts(report: DoctorReport, args: argparse.Namespace) -> DoctorRep
     """The report with `doctor --shortcuts`' findings after the rest (none where the folder has no classes)."""
     from dataclasses import replace
 
-    from transferlab.curate.shortcuts import find_shortcuts
-    from transferlab.data.layout import load_dataset
+    from transferlab.curate.shortcuts import folder_shortcuts
 
     try:
-        dataset = load_dataset(args.data, quiet=args.quiet)
+        found = folder_shortcuts(args.data, quiet=args.quiet)
     except DatasetError:  # the report's layout finding says why
         return report
-    photos = [(s.path, s.label) for s in dataset.train + dataset.val]
-    found = find_shortcuts(photos, dataset.classes, Path(args.data), quiet=args.quiet)
     return replace(report, findings=[*report.findings, *found])
 
 

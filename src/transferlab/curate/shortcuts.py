@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from transferlab.curate.cue_test import Hider, check_without_cues, cover, crop_frame, greyed, resave
 from transferlab.data.findings import Finding, Item
 from transferlab.data.images import load_rgb
 from transferlab.errors import UnreadableImage
@@ -70,8 +71,21 @@ def look(path: Path) -> Look:
                 framed=framed, cells=cells)  # fmt: skip
 
 
-def find_shortcuts(photos: list[tuple[Path, int]], classes: list[str], root: Path, quiet: bool = True) -> list[Finding]:
-    """Findings of kind "shortcut" for `photos` (path, class index), each naming its class and cue."""
+def folder_shortcuts(root: str | Path, quiet: bool = True, *, model: bool = True) -> list[Finding]:
+    """`find_shortcuts` over every photo of a folder, train and val (what `doctor --shortcuts` and the studio's
+    check run); raises DatasetError when the folder has no classes to tell apart."""
+    from transferlab.data.layout import load_dataset
+
+    dataset = load_dataset(root, quiet=quiet)
+    photos = [(s.path, s.label) for s in dataset.train + dataset.val]
+    return find_shortcuts(photos, dataset.classes, Path(root), quiet, model=model)
+
+
+def find_shortcuts(
+    photos: list[tuple[Path, int]], classes: list[str], root: Path, quiet: bool = True, *, model: bool = False
+) -> list[Finding]:
+    """Findings of kind "shortcut" for `photos` (path, class index), each naming its class and cue; with `model`,
+    each cue is also put to a model (`cue_test`): the class's validation photos answered with the cue hidden."""
     looks: list[Look | None] = []
     for n, (path, _) in enumerate(photos):
         try:
@@ -83,45 +97,57 @@ def find_shortcuts(photos: list[tuple[Path, int]], classes: list[str], root: Pat
     seen = [(path, label, found) for (path, label), found in zip(photos, looks) if found is not None]
     labels = np.asarray([label for _, label, _ in seen])
     paths = [str(path.relative_to(root)) if path.is_relative_to(root) else str(path) for path, _, _ in seen]
-    findings = []
+    found: list[tuple[Finding, Hider | None]] = []
     for k, name in enumerate(classes):
         mine = labels == k
         if mine.sum() < MIN_PHOTOS or (~mine).sum() < MIN_PHOTOS:
             continue
-        for cue, marked, advice in _cues([found for _, _, found in seen], mine):
+        for cue, marked, advice, hider in _cues([found for _, _, found in seen], mine):
             shown = [paths[i] for i in np.flatnonzero(mine & marked)[:SHOWN]]
             message = (
                 f"class '{name}': {cue}: a model can tell '{name}' by it rather than by what the photos show; {advice}"
             )
-            findings.append(Finding(kind="shortcut", severity="warning", message=message, class_name=name,
-                                    items=[Item(paths=(p,)) for p in shown]))  # fmt: skip
-    return findings
+            found.append((Finding(kind="shortcut", severity="warning", message=message, class_name=name,
+                                  items=[Item(paths=(p,)) for p in shown]), hider))  # fmt: skip
+    if not model:
+        return [finding for finding, _ in found]
+    tested = iter(check_without_cues(root, [(f, h) for f, h in found if h is not None], quiet))
+    return [next(tested) if hider is not None else finding for finding, hider in found]
 
 
-def _cues(looks: list[Look], mine: np.ndarray) -> list[tuple[str, np.ndarray, str]]:
-    """(what the cue is, which photos show it, what to do) for each cue marking the class `mine`."""
-    cues, found = [], []
-    for what, values, advice in (
-        ("file format", [x.format for x in looks], "convert every photo to one format, or gather others"),
-        ("pixel size", [x.size for x in looks], "gather photos of other sizes, or resize every photo alike"),
-        ("camera", [x.camera for x in looks], "gather photos from other cameras"),
-        ("black and white", [str(x.black_and_white) for x in looks], "gather colour photos, or convert all to grey"),
-        ("a uniform frame", [str(x.framed) for x in looks], "crop the frames, or gather photos without one"),
-    ):
+Cue = tuple[str, np.ndarray, str, Hider | None]  # what the cue is, which photos show it, what to do, how to hide it
+
+
+def _cues(looks: list[Look], mine: np.ndarray) -> list[Cue]:
+    """Each cue marking the class `mine`."""
+    sizes = Counter(x.size for x, theirs in zip(looks, ~mine) if theirs).most_common(1)
+    usual = tuple(int(v) for v in sizes[0][0].split("x")) if sizes else None  # the other classes' usual size
+    cues: list[Cue] = []
+    found = []
+    for what, values, advice, hider in (
+        ("file format", [x.format for x in looks], "convert every photo to one format, or gather others", resave()),
+        ("pixel size", [x.size for x in looks], "gather photos of other sizes, or resize every photo alike",
+         resave((usual[0], usual[1])) if usual else None),
+        ("camera", [x.camera for x in looks], "gather photos from other cameras", None),  # EXIF: no pixel to hide
+        ("black and white", [str(x.black_and_white) for x in looks], "gather colour photos, or convert all to grey",
+         greyed()),
+        ("a uniform frame", [str(x.framed) for x in looks], "crop the frames, or gather photos without one",
+         crop_frame()),
+    ):  # fmt: skip
         array = np.asarray(values)
         for value, count in Counter(array[mine]).most_common(1):
             inside, outside = count / mine.sum(), float((array[~mine] == value).mean())
             if value != "False" and inside >= INSIDE and outside <= OUTSIDE:
                 shown = "" if value == "True" else f" {value}"
                 cues.append((f"{inside:.0%} of its photos have {what}{shown}, {outside:.0%} of the others'",
-                             array == value, advice))  # fmt: skip
+                             array == value, advice, hider))  # fmt: skip
                 found.append(what)
     if "a uniform frame" not in found:  # a frame is also the same cells all round
         cues += _mark(looks, mine)
     return cues or _compression(looks, mine)  # a black and white or PNG class also compresses otherwise: one cue
 
 
-def _compression(looks: list[Look], mine: np.ndarray) -> list[tuple[str, np.ndarray, str]]:
+def _compression(looks: list[Look], mine: np.ndarray) -> list[Cue]:
     """Bytes per pixel (the compression): a threshold telling the class from the rest."""
     rate = np.log(np.asarray([x.bytes_per_pixel for x in looks]) + 1e-6)
     for cut in np.unique(rate):
@@ -132,11 +158,11 @@ def _compression(looks: list[Look], mine: np.ndarray) -> list[tuple[str, np.ndar
                 word = "at most" if below else "more than"
                 text = (f"{side[mine].mean():.0%} of its files have {word} {np.exp(cut):.2f} bytes a pixel, "
                         f"{side[~mine].mean():.0%} of the others'")  # fmt: skip
-                return [(text, side, "save every photo at one compression (quality), or gather others")]
+                return [(text, side, "save every photo at one compression (quality), or gather others", resave())]
     return []
 
 
-def _mark(looks: list[Look], mine: np.ndarray) -> list[tuple[str, np.ndarray, str]]:
+def _mark(looks: list[Look], mine: np.ndarray) -> list[Cue]:
     """A mark in one place: cells nearly the same across the class's photos, varied across the rest's."""
     cells = np.stack([x.cells for x in looks])  # (N, CELLS, CELLS, 3)
     spread_in, spread_out = cells[mine].std(0).mean(-1), cells[~mine].std(0).mean(-1)
@@ -150,4 +176,4 @@ def _mark(looks: list[Look], mine: np.ndarray) -> list[tuple[str, np.ndarray, st
     near = np.abs(cells[:, still] - typical).max((1, 2)) < 0.1  # photos showing the mark
     return [(f"the same mark at the {place} of {near[mine].mean():.0%} of its photos ({int(still.sum())} of "
              f"{CELLS * CELLS} cells), {near[~mine].mean():.0%} of the others'", near,
-             "crop or cover the mark, or gather photos without it")]  # fmt: skip
+             "crop or cover the mark, or gather photos without it", cover(still))]  # fmt: skip

@@ -54,6 +54,26 @@ class Item:
         return " = ".join(self.paths) + (f": {self.detail}" if self.detail else "")
 
 
+@dataclass(kw_only=True, frozen=True)
+class CueTest:
+    """A shortcut put to a model (`curate.cue_test`): its validation photos answered as they are, and with the cue
+    hidden. `others`: the cue could only be added (black and white), so it was added to the other classes' photos
+    and `before`/`after` are the shares of them answered as the class, without and with it."""
+
+    how: str  # "the mark covered", "the frame cropped", "re-saved as JPEG (quality 90)", "turned black and white"
+    photos: int
+    before: float
+    after: float
+    others: bool = False
+
+    def sentence(self, name: str) -> str:
+        if self.others:
+            return (f"the other classes' {self.photos} validation photos {self.how}: {self.after:.0%} answered "
+                    f"'{name}' ({self.before:.0%} as they are)")  # fmt: skip
+        return (f"its {self.photos} validation photos: {self.before:.0%} right as they are, {self.after:.0%} with "
+                f"{self.how}")  # fmt: skip
+
+
 @dataclass(kw_only=True)
 class Finding:
     """One problem of the folder: its kind, how serious, a message, the photos it is about, and the files the
@@ -65,6 +85,7 @@ class Finding:
     items: list[Item] = field(default_factory=list)
     quarantine: list[str] = field(default_factory=list)
     class_name: str = ""  # the class a finding is about (a shortcut's), where it is about one
+    cue_test: CueTest | None = None  # a shortcut's: does a model still answer without the cue?
 
     def photos(self) -> list[str]:
         """Every photo the finding is about, in order, each once."""

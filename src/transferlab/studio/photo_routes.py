@@ -126,6 +126,8 @@ def change_routes(app: FastAPI, state: Studio) -> None:
         state.doctor.start()
         if body.labels:
             state.labels.start()
+        if body.shortcuts:
+            state.shortcuts.start()
         return findings()
 
     @app.get("/api/findings")

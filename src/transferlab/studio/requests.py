@@ -52,6 +52,7 @@ class SplitFolder(_Request):
 
 class Check(_Request):
     labels: bool = False
+    shortcuts: bool = False
 
 
 def _duration(text: str) -> str:

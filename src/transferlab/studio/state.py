@@ -21,6 +21,7 @@ from transferlab.studio.workspace import Workspace, confined
 if TYPE_CHECKING:
     from transferlab.curate.doctor import DoctorReport
     from transferlab.curate.label_issues import LabelCheck
+    from transferlab.data.findings import Finding
 
 log = logging.getLogger("transferlab")
 MODELS_KEPT = 2  # models loaded for Try at once (each holds its weights in memory)
@@ -62,6 +63,7 @@ class Studio:
             )
         self.doctor = Check(self._diagnose)
         self.labels = Check(self._check_labels)
+        self.shortcuts = Check(self._shortcuts)
         self.training = Training(self.workspace.folder, self.out, self.workspace.home)
 
     def _diagnose(self) -> DoctorReport:
@@ -76,27 +78,40 @@ class Studio:
         # the live model's backbone: the label check reads the features the live model stored (no second pass)
         return check_labels(self.workspace.folder, backbone=LIVE_BACKBONE, quiet=True)
 
+    def _shortcuts(self) -> list[Finding]:
+        from transferlab.curate.shortcuts import folder_shortcuts
+
+        return folder_shortcuts(self.workspace.folder)  # put to a model on the live model's stored features
+
     def findings(self) -> dict:
         """The doctor's report (its possible graphics confirmed or cleared by the label check once that is done),
-        each finding with the photos it is about, and the label check's lists. The checks' results are read, never
-        changed: a check finishing while this runs cannot spoil them."""
+        the shortcuts found, each finding with the photos it is about, and the label check's lists. The checks'
+        results are read, never changed: a check finishing while this runs cannot spoil them."""
         report: DoctorReport | None = self.doctor.result
         check: LabelCheck | None = self.labels.result
         if report is not None and check is not None:
             report = report.with_graphics_judged({i.path for i in check.issues if i.kind == "outlier"})
         findings = None
         if report is not None:
-            findings = {**report.as_dict(), "findings": [
-                {**f.as_dict(), "photos": [p for p in f.photos() if self._is_photo(p)]} for f in report.findings
-            ]}  # fmt: skip
+            findings = {**report.as_dict(), "findings": self._listed(report.findings)}
+        shortcuts: list[Finding] = self.shortcuts.result or []
         return {
             "doctor": {"status": self.doctor.status, "error": self.doctor.error, "report": findings},
+            "shortcuts": {
+                "status": self.shortcuts.status,
+                "error": self.shortcuts.error,
+                "findings": self._listed(shortcuts),
+            },
             "labels": {
                 "status": self.labels.status,
                 "error": self.labels.error,
                 "check": check.as_dict() if check is not None else None,
             },
         }
+
+    def _listed(self, findings: list[Finding]) -> list[dict]:
+        """Each finding with the photos it is about that are still photos of the folder."""
+        return [{**f.as_dict(), "photos": [p for p in f.photos() if self._is_photo(p)]} for f in findings]
 
     def _is_photo(self, relative: str) -> bool:
         """Whether a finding's photo is still a photo of the folder (it may have moved since the check)."""

@@ -181,30 +181,34 @@ $('camera-stop').onclick = () => {
 // findings: the doctor's, then the label check's, each photo with its reason and what to do
 $('check').onclick = () => startCheck(false);
 $('check-labels').onclick = () => startCheck(true);
-async function startCheck(labels) {
+$('check-shortcuts').onclick = () => startCheck(false, true);
+async function startCheck(labels, shortcuts = false) {
   state.checked = true;
-  try { await post('/api/check', { labels }); pollFindings(); } catch (e) { say(e.message); }
+  try { await post('/api/check', { labels, shortcuts }); pollFindings(); } catch (e) { say(e.message); }
 }
 async function pollFindings() {
   const f = await api('/api/findings');
-  const running = f.doctor.status === 'running' || f.labels.status === 'running';
-  $('check-status').textContent = running ? 'checking...' : [f.doctor.error, f.labels.error].filter(Boolean).join('; ');
+  const jobs = [f.doctor, f.labels, f.shortcuts];
+  const running = jobs.some(j => j.status === 'running');
+  $('check-status').textContent = running ? 'checking...' : jobs.map(j => j.error).filter(Boolean).join('; ');
   showFindings(f);
   if (running) setTimeout(pollFindings, 1000);
 }
 function showFindings(f) {
   const box = $('findings'); box.replaceChildren();
   const report = f.doctor.report;
-  if (report) {
-    for (const finding of report.findings) {
+  const shortcuts = f.shortcuts.status === 'finished' ? f.shortcuts.findings : [];
+  if (report || shortcuts.length) {
+    for (const finding of [...(report ? report.findings : []), ...shortcuts]) {
       const div = el('div', { class: 'finding ' + finding.severity, 'data-kind': finding.kind },
         el('strong', { text: `${finding.severity}: ${finding.message}` }));
       const grid = el('div', { class: 'grid' });
       for (const path of (finding.photos || []).slice(0, 24)) grid.append(photoCard(path, el('div', { text: finding.kind })));
       div.append(grid); box.append(div);
     }
-    if (!report.findings.length) box.append(el('p', { text: 'The doctor found nothing wrong.' }));
+    if (report && !report.findings.length) box.append(el('p', { text: 'The doctor found nothing wrong.' }));
   }
+  if (f.shortcuts.status === 'finished' && !shortcuts.length) box.append(el('p', { text: 'No shortcut found.' }));
   const check = f.labels.check;
   if (check) {
     const head = check.estimated_errors !== undefined
@@ -226,6 +230,19 @@ function showFindings(f) {
       }
       div.append(grid); box.append(div);
     }
+  }
+  findingsHeat();
+}
+// the findings' photos: thumbnails, or where the live model's answer for each comes from (a cue it learned shows)
+function findingsHeat() { heatImages('#findings .thumb', $('findings-heat').checked, ''); }
+$('findings-heat').onchange = findingsHeat;
+// the photo cards under `selector`: thumbnails, or the heat maps of run `run`'s answers ('': the live model's)
+function heatImages(selector, heat, run) {
+  for (const card of document.querySelectorAll(selector)) {
+    const path = card.dataset.path, img = card.querySelector('img');
+    const url = '/api/heatmap?' + (run ? 'run=' + encodeURIComponent(run) + '&' : '') + 'photo=' + encodeURIComponent(path);
+    img.onerror = heat ? () => { img.onerror = null; img.src = thumbUrl(path); say('no heat map for this model yet'); } : null;
+    img.src = heat ? url : thumbUrl(path);
   }
 }
 
@@ -353,14 +370,7 @@ function cellPhotos(predictions, truth, predicted) {
   showHeat();
 }
 // the wrong photos and a confusion cell's photos: the thumbnail, or the run's heat map of its answer
-function showHeat() {
-  const heat = $('result-heat').checked;
-  for (const card of document.querySelectorAll('#wrong .thumb, #cell-photos .thumb')) {
-    const path = card.dataset.path, img = card.querySelector('img');
-    img.onerror = heat ? () => { img.onerror = null; img.src = thumbUrl(path); say('no heat map for this model'); } : null;
-    img.src = heat ? '/api/heatmap?run=' + encodeURIComponent(state.resultRun) + '&photo=' + encodeURIComponent(path) : thumbUrl(path);
-  }
-}
+function showHeat() { heatImages('#wrong .thumb, #cell-photos .thumb', $('result-heat').checked, state.resultRun); }
 $('result-heat').onchange = showHeat;
 
 // --- 4 try -------------------------------------------------------------------------------------------------------
