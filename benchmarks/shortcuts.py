@@ -11,7 +11,8 @@ not itself the cue):
 - `png`: the class's photos saved as PNG, the others as JPEG.
 Then `transferlab doctor COPY --shortcuts --json` runs in a fresh process on each copy and on the clean folder, and
 the script prints, per cue, whether a "shortcut" finding names the planted class (found), any finding naming another
-class (extra), and the clean folder's findings.
+class (extra), and the clean folder's findings; each finding's message ends with what a model made of the cue (its
+class's validation photos answered as they are and with the cue hidden), and its seconds are printed.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import json
 import random
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageOps
@@ -72,9 +74,11 @@ def make_copy(source: str, cue: str, target: str, out: Path) -> None:
 
 def shortcuts(folder: Path) -> list[dict]:
     command = [sys.executable, "-m", "transferlab", "doctor", str(folder), "--shortcuts", "--json", "--quiet"]
+    start = time.perf_counter()
     done = subprocess.run(command, capture_output=True, text=True)
     if done.returncode not in (0, 1):
         raise SystemExit(done.stderr[-2000:])
+    print(f"  ({folder.name}: doctor --shortcuts took {time.perf_counter() - start:.1f} s)")
     return [f for f in json.loads(done.stdout)["findings"] if f["kind"] == "shortcut"]
 
 

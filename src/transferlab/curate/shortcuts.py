@@ -139,7 +139,8 @@ def _cues(looks: list[Look], mine: np.ndarray) -> list[Cue]:
             inside, outside = count / mine.sum(), float((array[~mine] == value).mean())
             if value != "False" and inside >= INSIDE and outside <= OUTSIDE:
                 shown = "" if value == "True" else f" {value}"
-                cues.append((f"{inside:.0%} of its photos have {what}{shown}, {outside:.0%} of the others'",
+                verb = "are" if what == "black and white" else "have"
+                cues.append((f"{inside:.0%} of its photos {verb} {what}{shown}, {outside:.0%} of the others'",
                              array == value, advice, hider))  # fmt: skip
                 found.append(what)
     if "a uniform frame" not in found:  # a frame is also the same cells all round
