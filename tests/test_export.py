@@ -41,6 +41,26 @@ def test_onnx_export_takes_pixels_and_gives_probabilities_and_the_unknown_score(
         assert score.shape == (batch,) and (score >= 0).all()
 
 
+def test_an_onnx_export_can_output_its_heat_maps_equal_to_transferlabs(trained_run, tmp_path):
+    from transferlab.inference.explain import class_maps
+    from transferlab.inference.predict import Classifier
+
+    result = export_run(trained_run, "onnx", tmp_path / "m.onnx", heatmap=True)  # parity covers the maps too
+    assert result.max_abs_diff <= 1e-4 and "heatmap" in json.loads(result.metadata_path.read_text())["outputs"]
+    session = onnxruntime.InferenceSession(str(result.path), providers=["CPUExecutionProvider"])
+    assert [o.name for o in session.get_outputs()] == ["probabilities", "unknown_score", "heatmap"]
+    pixels = np.random.default_rng(0).integers(0, 256, (2, 224, 224, 3), dtype=np.uint8)
+    probabilities, _, maps = session.run(None, {"pixels": pixels})
+    classifier = Classifier.load(trained_run)
+    expected = class_maps(classifier, torch.from_numpy(pixels).permute(0, 3, 1, 2)).numpy()
+    assert (
+        maps.shape == expected.shape == (2, 3, 7, 7) and np.abs(maps - expected).max() <= 1e-4 * np.abs(expected).max()
+    )
+    logits = maps.mean((2, 3)) + classifier.model.head[-1].bias.detach().numpy()  # the maps' mean plus the bias
+    assert np.allclose(torch.from_numpy(logits).softmax(1).numpy(), probabilities, atol=1e-4)
+    assert main(["export", str(trained_run), "--heatmap", "--int8", "--out", str(tmp_path / "q.onnx")]) == 2
+
+
 def test_the_export_fed_as_documented_answers_as_predict_does(trained_run, tmp_path):
     from transferlab.inference.predict import Classifier
     from transferlab.inference.shipped import ShippedModel

@@ -28,7 +28,7 @@ from transferlab.analysis.evaluation_plots import (
 )
 from transferlab.data.decoding import DecodedSplit
 from transferlab.data.layout import dataset_for, evaluation_files
-from transferlab.errors import DamagedFile, DatasetError
+from transferlab.errors import DamagedFile, DatasetError, UnreadableImage
 from transferlab.inference.explain import explain_crops, has_maps
 from transferlab.inference.predict import Classifier
 from transferlab.runs import read_run_config, resolve_run
@@ -87,7 +87,7 @@ def evaluate_run(
         answered_unknown=float(np.mean(unknown)) if classifier.unknown is not None and unknown else None,
     )
     if write:
-        heat = _heat_overlays(classifier, lambda i: classifier.preprocess(evaluation.paths[i]))
+        heat = _heat_overlays(classifier, evaluation, lambda i: classifier.preprocess(evaluation.paths[i]))
         write_evaluation(evaluation, evaluation_dir(run_dir, data), heat)
     report("evaluation", run_dir.name, 1, 1)
     return evaluation
@@ -150,16 +150,26 @@ def evaluate_decoded(run_dir: str | Path, val: DecodedSplit, device: str = "cpu"
         skipped=[(str(p), why) for p, why in val.skipped],
     )
     if write:
-        write_evaluation(evaluation, run_dir / "evaluation", _heat_overlays(classifier, lambda i: val.images[i]))
+        write_evaluation(
+            evaluation, run_dir / "evaluation", _heat_overlays(classifier, evaluation, val.images.__getitem__)
+        )
     return evaluation
 
 
-def _heat_overlays(classifier: Classifier, crop: Callable[[int], torch.Tensor]) -> Callable[[int], Image.Image] | None:
-    """overlay(i): photo i's crop (crop(i)) with the map of the model's answer laid over it; None for a model
-    without exact maps (an ensemble)."""
-    if not has_maps(classifier):
+def _heat_overlays(
+    classifier: Classifier, evaluation: Evaluation, crop: Callable[[int], torch.Tensor]
+) -> Callable[[int], Image.Image] | None:
+    """overlay(i) for the top losses: photo i's crop (crop(i)) with the map of the model's answer laid over it, all
+    computed in one batch; None for a model without exact maps (an ensemble) or with no wrong answer."""
+    chosen = top_losses(evaluation)
+    if not chosen or not has_maps(classifier):
         return None
-    return lambda i: explain_crops(classifier, crop(i)[None])[0].overlay()
+    try:
+        crops = torch.stack([crop(i) for i in chosen])
+    except UnreadableImage:  # a photo gone since it was answered: the evaluation shows the rest without maps
+        return None
+    overlays = dict(zip(chosen, (e.overlay() for e in explain_crops(classifier, crops))))
+    return overlays.__getitem__
 
 
 def stored_val_features(classifier: Classifier, val: DecodedSplit) -> torch.Tensor | None:

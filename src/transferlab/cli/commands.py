@@ -187,9 +187,11 @@ def cmd_export(args: argparse.Namespace) -> int:
             samples = expand_images([args.images]) if args.images else None
             if args.images and not samples:
                 raise UsageError(f"no photos in {args.images}")
+            if args.int8 and args.heatmap:
+                raise UsageError("--heatmap is for the float model: export it without --int8")
             if args.int8:
                 return _export_int8(args, samples)
-            result = export_run(args.run, args.format, args.out, samples)
+            result = export_run(args.run, args.format, args.out, samples, heatmap=args.heatmap)
         except ParityError as error:
             print(f"error: parity check FAILED: {error}", file=sys.stderr)
             return 1

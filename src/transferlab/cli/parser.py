@@ -311,6 +311,10 @@ def _model_commands(commands: argparse._SubParsersAction) -> None:
     )
     export.add_argument("--out", help="output file (default: inside the run directory)")
     export.add_argument(
+        "--heatmap", action="store_true",
+        help="the model also outputs its class activation maps (`heatmap`: where each answer comes from)",
+    )  # fmt: skip
+    export.add_argument(
         "--images", metavar="DIR", help="photos to check the export on (default: the run's validation images)"
     )
     serve = commands.add_parser("serve", help="a local web app: drop a photo, see the classes")

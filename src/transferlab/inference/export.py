@@ -31,7 +31,7 @@ from transferlab.utils.storage import save_json
 PARITY_TOLERANCE = 1e-4
 FORMATS = ("onnx", "torchscript")
 INPUT = "pixels"
-OUTPUTS = ("probabilities", "unknown_score")
+OUTPUTS = ("probabilities", "unknown_score", "heatmap")
 
 
 class ParityError(TransferlabError, RuntimeError):
@@ -54,7 +54,7 @@ class Packaged(torch.nn.Module):
     std: torch.Tensor
     bank: torch.Tensor
 
-    def __init__(self, classifier: Classifier):
+    def __init__(self, classifier: Classifier, heatmap: bool = False):
         super().__init__()
         spec, self.model = classifier.spec, classifier.model.eval().to(memory_format=torch.contiguous_format)
         self.register_buffer("mean", torch.tensor(spec.mean).view(1, 3, 1, 1) * 255.0)
@@ -62,18 +62,34 @@ class Packaged(torch.nn.Module):
         detector = classifier.unknown
         self.k = min(detector.k, detector.bank.shape[0]) if detector else 0
         self.register_buffer("bank", detector.bank.float().T.contiguous() if detector else torch.zeros(0))
+        self.heatmap = heatmap
+        self.grid: list[torch.Tensor] = []  # the backbone's grid of features before its pooling, while tracing
+        if heatmap:
+            from transferlab.inference.explain import has_maps
+
+            if not has_maps(classifier):
+                raise UsageError(f"{spec.name}: no heat map for this model (an ensemble): export it without --heatmap")
+            pool = next(m for m in self.model.backbone.modules() if isinstance(m, torch.nn.AdaptiveAvgPool2d))
+            pool.register_forward_hook(lambda _m, given, _out: self.grid.append(given[0]))
+
+    @property
+    def outputs(self) -> list[str]:
+        return [OUTPUTS[0], *(OUTPUTS[1:2] if self.k else []), *(OUTPUTS[2:] if self.heatmap else [])]
 
     def forward(self, pixels: torch.Tensor) -> tuple[torch.Tensor, ...]:
         x = (pixels.permute(0, 3, 1, 2).float() - self.mean) / self.std
+        self.grid.clear()
         features = self.model.backbone(x)
-        probabilities = self.model.head(features).float().softmax(1)
-        if not self.k:
-            return (probabilities,)
-        distances = 1.0 - torch.nn.functional.normalize(features.float(), dim=1) @ self.bank
-        return probabilities, distances.topk(self.k, dim=1, largest=False).values.mean(1)
+        out = [self.model.head(features).float().softmax(1)]
+        if self.k:
+            distances = 1.0 - torch.nn.functional.normalize(features.float(), dim=1) @ self.bank
+            out.append(distances.topk(self.k, dim=1, largest=False).values.mean(1))
+        if self.heatmap:  # each cell's contribution to each class's logit (`inference.explain.class_maps`)
+            out.append(torch.einsum("kc,nchw->nkhw", self.model.head[-1].weight.float(), self.grid[-1].float()))
+        return tuple(out)
 
 
-def export_metadata(classifier: Classifier) -> dict:
+def export_metadata(classifier: Classifier, heatmap: bool = False) -> dict:
     spec = classifier.spec
     return {
         "classes": classifier.classes,
@@ -89,7 +105,16 @@ def export_metadata(classifier: Classifier) -> dict:
             "background_for_transparency": list(classifier.background),
         },
         "outputs": {"probabilities": "softmax over classes, in the order of `classes`"}
-        | ({"unknown_score": "above unknown.threshold: the answer is 'unknown'"} if classifier.unknown else {}),
+        | ({"unknown_score": "above unknown.threshold: the answer is 'unknown'"} if classifier.unknown else {})
+        | (
+            {
+                "heatmap": "class activation maps (N, classes, h, w): each cell's contribution to each class's logit "
+                "(their mean plus the head's bias is the logit); upsampled to the crop, its positive part is where the "
+                "answer comes from"
+            }
+            if heatmap
+            else {}
+        ),
         **({"unknown": classifier.unknown.describe()} if classifier.unknown else {}),
         "preprocessing": f"on the host: convert to RGB (transparency composited on {tuple(classifier.background)}, "
         f"EXIF rotation applied), resize the short side to {spec.resize_size} (bilinear), centre-crop "
@@ -99,18 +124,24 @@ def export_metadata(classifier: Classifier) -> dict:
 
 
 def export_run(
-    run_dir: str | Path, fmt: str = "onnx", out: str | Path | None = None, samples: list[Path] | None = None
+    run_dir: str | Path,
+    fmt: str = "onnx",
+    out: str | Path | None = None,
+    samples: list[Path] | None = None,
+    *,
+    heatmap: bool = False,
 ) -> ExportResult:
-    """Export `run_dir`'s best model to `fmt`, write metadata beside it and check parity on sample images."""
+    """Export `run_dir`'s best model to `fmt`, write metadata beside it and check parity on sample images; with
+    `heatmap`, the model also outputs its class activation maps (`heatmap`)."""
     if fmt not in FORMATS:
         raise UsageError(f"unknown format '{fmt}'; choose one of {', '.join(FORMATS)}")
     run_dir = resolve_run(run_dir)
     classifier = Classifier.load(run_dir)
-    model = Packaged(classifier).eval()
+    model = Packaged(classifier, heatmap).eval()
     out = Path(out) if out else run_dir / ("model.onnx" if fmt == "onnx" else "model.torchscript.pt")
     out.parent.mkdir(parents=True, exist_ok=True)
     crops = sample_crops(classifier, run_dir, samples)  # before writing anything: real photos or no export
-    metadata = export_metadata(classifier)
+    metadata = export_metadata(classifier, heatmap)
     size = classifier.spec.input_size
     example = torch.zeros(2, size, size, 3, dtype=torch.uint8)
     partial = out.with_name(out.name + ".partial")  # an interrupted export leaves no half-written model behind
@@ -124,7 +155,7 @@ def export_run(
         partial.unlink(missing_ok=True)
     metadata_path = out.with_name(out.name + ".json")
     save_json(metadata, metadata_path)
-    diff = parity(classifier, crops, out, fmt)
+    diff = parity(classifier, crops, out, fmt, heatmap)
     if diff > PARITY_TOLERANCE:
         raise ParityError(
             f"{out}: the export's answers differ from transferlab's by {diff:.2e} (> {PARITY_TOLERANCE:g})"
@@ -136,7 +167,7 @@ def _export_onnx(model: torch.nn.Module, example: torch.Tensor, out: Path, metad
     import onnx
 
     batch = torch.export.Dim("batch", min=1, max=4096)
-    outputs = list(OUTPUTS[: 2 if cast(Packaged, model).k else 1])
+    outputs = cast(Packaged, model).outputs
     program = torch.onnx.export(
         model,
         (example,),
@@ -195,13 +226,22 @@ def run_dataset(run_dir: Path, max_per_class: bool = False) -> Dataset:
 
 
 @torch.inference_mode()
-def parity(classifier: Classifier, crops: np.ndarray, path: Path, fmt: str) -> float:
+def parity(classifier: Classifier, crops: np.ndarray, path: Path, fmt: str, heatmap: bool = False) -> float:
     """Largest absolute difference between transferlab's own answers (`Classifier.assess`: probabilities and the
-    unknown score) and the exported file's, over the batch and over one photo alone."""
-    assessed = classifier.assess(torch.from_numpy(crops).permute(0, 3, 1, 2))
+    unknown score; the maps of `inference.explain.class_maps`, relative to their largest value) and the exported
+    file's, over the batch and over one photo alone."""
+    batch = torch.from_numpy(crops).permute(0, 3, 1, 2)
+    assessed = classifier.assess(batch)
     expected = [np.stack([a.probs.numpy() for a in assessed])]
     if classifier.unknown is not None:
         expected.append(np.array([a.distance for a in assessed], dtype=np.float32))
+    scale = 1.0
+    if heatmap:
+        from transferlab.inference.explain import class_maps
+
+        maps = class_maps(classifier, batch).numpy()
+        scale = max(1.0, float(np.abs(maps).max()))
+        expected.append(maps / scale)
     if fmt == "onnx":
         import onnxruntime
 
@@ -211,4 +251,6 @@ def parity(classifier: Classifier, crops: np.ndarray, path: Path, fmt: str) -> f
         loaded = torch.jit.load(str(path))
         run = lambda x: [o.numpy() for o in loaded(torch.from_numpy(x))]  # noqa: E731
     whole, single = run(crops), run(crops[:1])  # a different batch size: the exported batch dimension is free
+    if heatmap:  # maps on the scale of their largest value, as the expected ones
+        whole[-1], single[-1] = whole[-1] / scale, single[-1] / scale
     return float(max(max(np.abs(w - e).max(), np.abs(s - e[:1]).max()) for w, s, e in zip(whole, single, expected)))

@@ -127,13 +127,7 @@ def _fit_probe(
     if len(grid) == 1 and len(rows) < len(y):  # C is known and the head's rows are many: solved beside the folds
         refit.start(grid[0])
     folds = usable_folds(ys, num_classes, folds)
-    splits, starts, bases = [], [], []
-    for k, (a, b) in enumerate(stratified_folds(ys, folds, seed)):
-        basis = row_space(zs[a])
-        splits.append((project(zs[a], basis), ys[a], project(zs[b], basis), ys[b]))
-        before = warm.fold_solutions[k] if warm is not None and len(warm.fold_solutions) == folds else None
-        starts.append(start_in(before, basis, x.shape[1], num_classes))
-        bases.append(basis)
+    splits, starts, bases = _folds(zs, ys, folds, seed, warm, num_classes)
     path: list[list[torch.Tensor]] = [[] for _ in range(folds)]  # each fold's solutions so far, by C
     scores, held_out = [], []  # per C: mean held-out accuracy; the held-out (logits, labels)
     at_best: list[torch.Tensor] = []  # each fold's solution at the best C so far
@@ -172,6 +166,19 @@ def _fit_probe(
         solution=solution,
         fold_solutions=[lift(w, basis) for w, basis in zip(at_best, bases)],
     )
+
+
+def _folds(zs: torch.Tensor, ys: torch.Tensor, folds: int, seed: int, warm: Probe | None, classes: int) -> tuple:
+    """Each fold's (fit rows, fit labels, held-out rows, held-out labels) in the span of its fit rows, the fold's
+    start (`warm`'s same fold, in that span) and the span's basis."""
+    splits, starts, bases = [], [], []
+    for k, (a, b) in enumerate(stratified_folds(ys, folds, seed)):
+        basis = row_space(zs[a])
+        splits.append((project(zs[a], basis), ys[a], project(zs[b], basis), ys[b]))
+        before = warm.fold_solutions[k] if warm is not None and len(warm.fold_solutions) == folds else None
+        starts.append(start_in(before, basis, zs.shape[1], classes))
+        bases.append(basis)
+    return splits, starts, bases
 
 
 class _Refit:
