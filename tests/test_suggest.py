@@ -6,6 +6,7 @@ import csv
 import io
 import json
 
+import numpy as np
 import pytest
 
 from conftest import COLOURS, make_folder, synthetic_picture
@@ -103,3 +104,23 @@ def test_an_unreadable_pile_photo_is_skipped_with_its_reason(sorted_and_pile, ca
     captured = capsys.readouterr()
     assert len(list(csv.DictReader(io.StringIO(captured.out)))) == len(truth)
     assert "skipped" in captured.err and "broken.jpg" in captured.err
+
+
+def test_label_spreading_is_scikit_learns():
+    """`spread_labels` computes scikit-learn's LabelSpreading (knn graph, alpha SPREAD) without importing it."""
+    from sklearn.semi_supervised import LabelSpreading
+
+    from transferlab.curate.suggest import NEIGHBOURS, SPREAD, spread_labels
+
+    rng = np.random.default_rng(0)
+    centres = rng.normal(size=(3, 16))
+    y = rng.integers(0, 3, 300)
+    x = centres[y] + 0.8 * rng.normal(size=(300, 16))
+    x_lab, y_lab, x_pile = x[:60], y[:60], x[60:]
+    ours = spread_labels(x_lab, y_lab, x_pile, 3)
+    unit = np.concatenate([x_lab, x_pile])
+    unit /= np.linalg.norm(unit, axis=1, keepdims=True)
+    model = LabelSpreading(kernel="knn", n_neighbors=NEIGHBOURS, alpha=SPREAD, max_iter=100)
+    theirs = model.fit(unit, np.concatenate([y_lab, np.full(240, -1)])).label_distributions_[60:]
+    assert np.abs(ours - theirs).max() < 1e-4
+    assert (ours.argmax(1) == y[60:]).mean() > 0.8
