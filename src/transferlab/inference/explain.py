@@ -11,6 +11,7 @@ pooled grids (its members' last stages are appended), so it has no exact map: `e
 from __future__ import annotations
 
 import io
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -49,7 +50,13 @@ def class_maps(classifier: Classifier, crops: torch.Tensor) -> torch.Tensor:
     (their mean over the cells plus the bias is the logit). Raises UsageError for a model without an exact map."""
     grids: list[torch.Tensor] = []
     pools = [m for m in classifier.model.backbone.modules() if isinstance(m, nn.AdaptiveAvgPool2d)]
-    handles = [pool.register_forward_hook(lambda _m, given, _out: grids.append(given[0])) for pool in pools]
+    me = threading.get_ident()  # the backbone may be shared (the studio's live model): another thread's grids differ
+
+    def keep(_module: nn.Module, given: tuple, _out: torch.Tensor) -> None:
+        if threading.get_ident() == me:
+            grids.append(given[0])
+
+    handles = [pool.register_forward_hook(keep) for pool in pools]
     try:
         with torch.inference_mode():
             pooled = classifier.model.backbone(normalize(crops.to(classifier.device), classifier.spec))

@@ -142,7 +142,12 @@ class UploadPredictor:
     def heat_of_file(self, path: Path) -> bytes:
         """The overlay of a photo on disk (a photo of the folder: the Results view's wrong photos)."""
         classifier = self.explainable()
-        data = path.read_bytes()
+        try:
+            if path.stat().st_size > self.uploads.max_bytes:
+                raise HTTPException(413, f"photo too large: more than {self.uploads.max_bytes} bytes")
+            data = path.read_bytes()
+        except OSError:  # gone since it was listed
+            raise HTTPException(404, "no such photo") from None
         self.uploads.check_pixels(data)
         with self.uploads.decoding():
             crop = _decode(data, classifier)
