@@ -2,7 +2,8 @@
 the label check straight away, then the folder check again; train; move a photo the label check doubts, undo,
 move it again, train again (reloading the page mid-training) and see the new answer; two tabs moving one photo; an
 unsplit folder split from the page, then trained while the studio is restarted; a training cancelled while it
-starts. No step may raise an error in the page, and no request may answer 500."""
+starts; the live model's line after a move and the webcam; a page of the Inbox accepted and undone. No step may
+raise an error in the page, and no request may answer 500."""
 
 from __future__ import annotations
 
@@ -219,3 +220,49 @@ def test_a_move_changes_the_live_model_line_and_the_webcam_is_classified_continu
         page.wait_for_function(f"document.getElementById('try-heat').src !== {first!r}")  # a map per frame
         page.click("#try-stop")
         expect(page.locator("#try-video")).to_be_hidden()
+
+
+def test_the_inbox_a_page_accepted_with_one_photo_unticked_then_undone(tmp_path):
+    """The Inbox as a person sorts a pile: suggestions a page per class, one wrong-looking photo unticked, the rest
+    accepted in one click (moved into the class, in the journal), the unticked photo not offered for that class
+    again, then the page undone (the photos back in the pile). A screenshot goes to docs/."""
+    from playwright.sync_api import expect
+
+    photos, real = _photos(tmp_path / "photos", misfiled=0)
+    pile = photos / "_unsorted"
+    pile.mkdir()
+    source = ANIMALS4 / "val" if real else None
+    for name in ("cat", "dog") if real else ("red", "green"):
+        if source is not None:
+            for photo in sorted((source / name).glob("*.jpg"))[:4]:
+                shutil.copy(photo, pile / f"{name}-{photo.name}")
+        else:
+            for photo in sorted((photos / name).iterdir())[:4]:
+                shutil.copy(photo, pile / f"{name}-copy-{photo.name}")
+    first = "cat" if real else "green"
+    runs, port = tmp_path / "runs", free_port()
+    with _serving(photos, runs, port), _browser() as (context, _):
+        page = context.new_page()
+        page.goto(f"http://127.0.0.1:{port}/")
+        expect(page.locator("#inbox-count")).to_contain_text("8 unsorted")
+        page.click("#inbox-suggest")
+        cards = page.locator(f".inbox-page[data-class='{first}'] .inbox-card")
+        expect(cards.first).to_be_visible(timeout=TRAINING)
+        offered = cards.count()
+        unticked = cards.first.get_attribute("data-path")
+        cards.first.locator("input").uncheck()
+        page.screenshot(path=str(tmp_path / "studio-inbox.png"), full_page=True)
+        page.locator(f".inbox-page[data-class='{first}'] .inbox-accept").click()
+        expect(page.locator("#inbox-last")).to_contain_text(f"accepted {offered - 1} as {first}")
+        expect(page.locator("#journal li").first).to_contain_text(f"inbox: accepted as {first}")
+        assert len(list((photos / first).iterdir())) == 10 + offered - 1
+        expect(page.locator("#inbox-status")).to_have_text("", timeout=TRAINING)  # suggested again
+        again = page.locator(f".inbox-page[data-class='{first}'] .inbox-card[data-path='{unticked}']")
+        expect(again).to_have_count(0)
+        expect(page.locator(f".inbox-card[data-path='{unticked}']")).to_have_count(1)  # offered as another class
+        page.click("#inbox-undo")
+        expect(page.locator("#message")).to_contain_text(f"undone: {offered - 1} photos back")
+        assert len(list((photos / first).iterdir())) == 10 and len(list(pile.iterdir())) == 8
+        expect(page.locator("#inbox-count")).to_contain_text("8 unsorted")
+    if real:
+        shutil.copy(tmp_path / "studio-inbox.png", REPO / "docs" / "images" / "studio-inbox.png")

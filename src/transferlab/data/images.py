@@ -62,12 +62,14 @@ HEIF_READABLE = _register_heif()
 
 
 SYSTEM_FOLDERS = frozenset({"__MACOSX", "@eaDir", "__pycache__", "$RECYCLE.BIN", "System Volume Information"})
+PILE_DIR = "_unsorted"  # photos not sorted yet (the studio's Inbox): in the folder, not a class
 
 
 def is_hidden_name(name: str) -> bool:
-    """Hidden files and folders (a leading dot) and the folders archivers and operating systems leave behind
-    (`__MACOSX` from a zip, a NAS's `@eaDir` thumbnails, ...): never a class, never a class's photo."""
-    return name.startswith(".") or name in SYSTEM_FOLDERS
+    """Hidden files and folders (a leading dot), the folders archivers and operating systems leave behind
+    (`__MACOSX` from a zip, a NAS's `@eaDir` thumbnails, ...) and the unsorted pile (`PILE_DIR`): never a class,
+    never a class's photo."""
+    return name.startswith(".") or name in SYSTEM_FOLDERS or name == PILE_DIR
 
 
 def is_hidden_below(path: Path, base: Path) -> bool:

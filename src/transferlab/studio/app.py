@@ -33,7 +33,7 @@ from transferlab.inference.web import (
     run,
     warn_if_exposed,
 )
-from transferlab.studio.photo_routes import change_routes, photo_routes
+from transferlab.studio.photo_routes import change_routes, inbox_routes, photo_routes
 from transferlab.studio.requests import TrainRequest
 from transferlab.studio.result_routes import model_routes, result_routes
 from transferlab.studio.state import Studio
@@ -70,6 +70,7 @@ def create_studio(
 
     photo_routes(app, state)
     change_routes(app, state)
+    inbox_routes(app, state)
     _train_routes(app, state)
     result_routes(app, state)
     model_routes(app, state)

@@ -1,5 +1,6 @@
 """The studio's photo routes: the folder's classes and photos, thumbnails, new classes and photos, moves, set
-aside, the journal and undo, the split, and the checks (the doctor, the label check) with their findings."""
+aside, the journal and undo, the split, the checks (the doctor, the label check, shortcuts) with their findings,
+and the Inbox of unsorted photos."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from transferlab.studio.requests import (
     MAX_LISTED,
     Aside,
     Check,
+    InboxPage,
     Move,
     Name,
     NewClass,
@@ -27,6 +29,7 @@ from transferlab.studio.state import Studio
 from transferlab.studio.workspace import Workspace, thumbnail
 
 JOURNAL_SHOWN = 200  # the newest entries /api/journal returns
+PAGE = 30  # photos an Inbox page shows (a class's most probable)
 
 
 def photo_routes(app: FastAPI, state: Studio) -> None:
@@ -133,6 +136,29 @@ def change_routes(app: FastAPI, state: Studio) -> None:
     @app.get("/api/findings")
     def findings() -> dict:
         return state.findings()
+
+
+def inbox_routes(app: FastAPI, state: Studio) -> None:
+    """The Inbox (`studio.inbox`): suggestions for the unsorted photos, and accepting a page of them."""
+
+    @app.get("/api/inbox")
+    def inbox() -> dict:
+        """The unsorted photos' suggestions: a page a class, most probable first (once made)."""
+        return state.inbox.state(PAGE)
+
+    @app.post("/api/inbox/suggest")
+    def inbox_suggest() -> dict:
+        state.inbox.refresh()
+        return state.inbox.state(PAGE)
+
+    @app.post("/api/inbox/accept")
+    def inbox_accept(body: InboxPage) -> dict:
+        """Accept a page: the ticked photos moved into the class (journaled), the class remembered as rejected for
+        the unticked ones; the live model refits and the suggestions are made again."""
+        entries = state.inbox.accept(body.cls, list(body.accept), list(body.reject))
+        state.changed()
+        state.inbox.refresh()
+        return {"entries": [e.__dict__ for e in entries]}
 
 
 def _save_upload(state: Studio, cls: str, split: str, file: UploadFile) -> str:

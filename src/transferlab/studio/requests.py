@@ -41,6 +41,14 @@ class Aside(_Request):
     reason: Reason | None = None
 
 
+class InboxPage(_Request):
+    """A page of the Inbox as the person leaves it: the ticked photos go into `cls`, the unticked are not `cls`."""
+
+    cls: Name
+    accept: Annotated[list[PathText], Field(max_length=MAX_LISTED)] = []
+    reject: Annotated[list[PathText], Field(max_length=MAX_LISTED)] = []
+
+
 class Undo(_Request):
     id: Annotated[str, Field(min_length=1, max_length=64)]
 

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 from transferlab.errors import UsageError
 from transferlab.inference.serve import UploadPredictor
 from transferlab.inference.web import Uploads
+from transferlab.studio.inbox import Inbox
 from transferlab.studio.jobs import Check, Training
 from transferlab.studio.journal import JOURNAL, Journal
 from transferlab.studio.live import LiveModel
@@ -64,6 +65,7 @@ class Studio:
         self.doctor = Check(self._diagnose)
         self.labels = Check(self._check_labels)
         self.shortcuts = Check(self._shortcuts)
+        self.inbox = Inbox(self.workspace, self.journal)
         self.training = Training(self.workspace.folder, self.out, self.workspace.home)
 
     def _diagnose(self) -> DoctorReport:

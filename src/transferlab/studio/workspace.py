@@ -132,7 +132,7 @@ def check_class_name(name: str) -> None:
     if (
         not name
         or name != name.strip()
-        or name.startswith(".")
+        or is_hidden_name(name)
         or re.search(r"[/\\\x00-\x1f]", name)
         or name in (".", "..")
         or name.lower() == "unknown"

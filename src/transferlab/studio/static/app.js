@@ -178,6 +178,48 @@ $('camera-stop').onclick = () => {
   $('camera').classList.add('hidden');
 };
 
+// the Inbox: the photos of _unsorted/, a page per suggested class; untick the wrong ones, accept the rest at once
+$('inbox-suggest').onclick = async () => { try { showInbox(await post('/api/inbox/suggest')); pollInbox(); } catch (e) { say(e.message); } };
+async function pollInbox() {
+  let r;
+  try { r = await api('/api/inbox'); } catch (e) { say(e.message); return; }
+  showInbox(r);
+  if (r.status === 'running') setTimeout(pollInbox, 700);
+}
+function showInbox(r) {
+  $('inbox-count').textContent = r.unsorted ? `(${r.unsorted} unsorted photos in _unsorted/)` : '(put unsorted photos in _unsorted/)';
+  $('inbox-status').textContent = r.status === 'running' ? 'suggesting...' : r.error;
+  if (r.status === 'running') return;  // the pages shown stay until the new ones come
+  const box = $('inbox'); box.replaceChildren();
+  for (const page of r.pages.filter(p => p.photos.length)) {
+    const grid = el('div', { class: 'grid' });
+    for (const p of page.photos) {
+      const tick = el('input', { type: 'checkbox' }); tick.checked = true;
+      const how = `${(100 * p.probability).toFixed(0)}%${p.unknown ? ', like none of the classes' : ''}`;
+      grid.append(el('div', { class: 'thumb inbox-card', 'data-path': p.path },
+        el('img', { src: thumbUrl(p.path), alt: p.path, loading: 'lazy' }), el('label', {}, tick, el('span', { text: ' ' + how }))));
+    }
+    const accept = el('button', { class: 'inbox-accept', text: `Accept the ticked as ${page.name}`, onclick: () => acceptPage(page.name, grid) });
+    box.append(el('div', { class: 'inbox-page', 'data-class': page.name }, el('h3', { text: `${page.name}: ${page.photos.length} suggested` }), grid, accept));
+  }
+}
+async function acceptPage(cls, grid) {
+  const accept = [], reject = [];
+  for (const card of grid.querySelectorAll('.inbox-card')) (card.querySelector('input').checked ? accept : reject).push(card.dataset.path);
+  let r;
+  try { r = await post('/api/inbox/accept', { cls, accept, reject }); } catch (e) { say(e.message); return; }
+  const ids = r.entries.map(e => e.id);
+  $('inbox-last').replaceChildren(el('span', { text: `accepted ${accept.length} as ${cls}, ${reject.length} not ${cls} ` }),
+    el('button', { id: 'inbox-undo', text: 'undo this page', onclick: () => undoPage(ids) }));
+  await refresh(); pollInbox();
+}
+async function undoPage(ids) {
+  try { for (const id of ids) await post('/api/undo', { id }); say(`undone: ${ids.length} photos back in _unsorted/`); }
+  catch (e) { say(e.message); }
+  $('inbox-last').replaceChildren();
+  await refresh(); $('inbox-suggest').click();
+}
+
 // findings: the doctor's, then the label check's, each photo with its reason and what to do
 $('check').onclick = () => startCheck(false);
 $('check-labels').onclick = () => startCheck(true);
@@ -470,3 +512,4 @@ loadState().then(() => { if (!state.cls && state.classes.length) openClass(state
 loadChoices().catch(e => say(e.message));
 api('/api/train').then(p => { if (p.status !== 'idle') showProgress(p); if (p.status === 'running') follow(); })
   .catch(e => say(e.message));
+pollInbox();

@@ -1,0 +1,120 @@
+"""The studio's Inbox: the unsorted photos of `FOLDER/_unsorted/` (searched recursively), suggested a class each
+from the photos already sorted (`curate.suggest`, on the live model's stored features), shown a page per class,
+most probable first. The person unticks the wrong ones and accepts the rest of the page in one click: each accepted
+photo is a journaled move (undoable as any move), and each unticked one records that class as rejected for it, so
+it is never offered for it again (`rejected.csv` beside the journal: `path,class` rows, paths relative to the
+folder). Suggestions are computed again after every accepted page, as the live model refits.
+"""
+
+from __future__ import annotations
+
+import csv
+import threading
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from transferlab.curate.suggest import pile_files
+from transferlab.data.images import PILE_DIR
+from transferlab.errors import UsageError
+from transferlab.studio.jobs import Check
+
+if TYPE_CHECKING:
+    from transferlab.curate.suggest import PileSuggestions
+    from transferlab.studio.journal import Entry, Journal
+    from transferlab.studio.workspace import Workspace
+
+REJECTED = "rejected.csv"
+
+
+class Inbox:
+    """The pile's suggestions (a job in a thread), the person's rejections, and accepting a page."""
+
+    def __init__(self, workspace: Workspace, journal: Journal):
+        self.workspace, self.journal = workspace, journal
+        self.path = workspace.home / REJECTED
+        self.lock = threading.Lock()
+        self.rejected = self._read()
+        self.job = Check(self._suggest)
+        self.again = False  # the folder changed while suggestions were being made: make them again
+
+    def refresh(self) -> None:
+        """Suggest again (after the job under way, if one is)."""
+        self.again = True
+        self.job.start()
+
+    @property
+    def pile(self) -> Path:
+        return self.workspace.folder / PILE_DIR
+
+    def _read(self) -> dict[str, set[str]]:
+        """rejected.csv as {path relative to the folder: classes}; a line of another shape is skipped."""
+        rejected: dict[str, set[str]] = {}
+        try:
+            with open(self.path, newline="", encoding="utf-8") as handle:
+                for row in csv.reader(handle):
+                    if len(row) == 2 and row[0] and row[1]:
+                        rejected.setdefault(row[0], set()).add(row[1])
+        except (OSError, UnicodeDecodeError, csv.Error):
+            pass  # none yet, or unreadable: nothing rejected is remembered
+        return rejected
+
+    def _write(self, rows: list[tuple[str, str]]) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.path, "a", newline="", encoding="utf-8") as handle:
+            csv.writer(handle, lineterminator="\n").writerows(rows)
+
+    def _suggest(self) -> PileSuggestions | None:
+        from transferlab.curate.suggest import suggest
+        from transferlab.training.live import LIVE_BACKBONE
+
+        while True:
+            self.again = False
+            if not self.pile.is_dir() or not pile_files(self.pile):
+                return None
+            with self.lock:
+                said = {self.workspace.folder / p: set(c) for p, c in self.rejected.items()}
+            found = suggest(self.workspace.folder, self.pile, rejected=said, backbone=LIVE_BACKBONE, quiet=True)
+            if not self.again:
+                return found
+
+    def state(self, size: int) -> dict[str, Any]:
+        """The job's status and, once it finished, each class's page of up to `size` photos."""
+        found: PileSuggestions | None = self.job.result if self.job.status == "finished" else None
+        pages = []
+        if found is not None:
+            for name in found.classes:
+                page = [s for s in found.page(name, size) if s.path.is_file()]  # accepted meanwhile: gone
+                pages.append({"name": name, "photos": [
+                    {"path": self.workspace.relative(s.path), "probability": s.probability, "unknown": s.unknown}
+                    for s in page
+                ]})  # fmt: skip
+        return {
+            "status": self.job.status,
+            "error": self.job.error,
+            "unsorted": len(pile_files(self.pile)) if self.pile.is_dir() else 0,
+            "pages": pages,
+        }
+
+    def accept(self, cls: str, accepted: list[str], rejected: list[str]) -> list[Entry]:
+        """Move the `accepted` pile photos into class `cls` (journaled) and remember `cls` as rejected for the
+        `rejected` ones. Every path is checked before anything moves: each must be a photo of the pile."""
+        target = self.workspace.class_dir(cls, "train" if self.workspace.split_dirs() else "all")
+        if not target.is_dir():
+            raise UsageError(f"no class '{cls}'")
+        photos = [self._pile_photo(p) for p in accepted]
+        unticked = [self._pile_photo(p) for p in rejected]
+        if set(photos) & set(unticked):
+            raise UsageError("a photo cannot be both accepted and rejected")
+        refused = [str(self.workspace.relative(p)) for p in unticked]
+        with self.lock:
+            fresh = [(p, cls) for p in refused if cls not in self.rejected.get(p, set())]
+            for path, name in fresh:
+                self.rejected.setdefault(path, set()).add(name)
+            self._write(fresh)
+        return [self.journal.move(p, target / p.name, "move", f"inbox: accepted as {cls}") for p in photos]
+
+    def _pile_photo(self, relative: str) -> Path:
+        photo = self.workspace.photo(relative)
+        if not photo.is_relative_to(self.pile.resolve()):
+            raise UsageError(f"{relative}: not a photo of {PILE_DIR}/")
+        return photo
