@@ -103,5 +103,14 @@ def test_a_wrong_page_is_refused_and_nothing_moves(client, photos, body, status)
 def test_no_pile_is_an_empty_inbox(tmp_path):
     photos = make_folder(tmp_path / "photos", {"red": 6, "green": 6}, split=False)
     client = TestClient(create_studio(photos, tmp_path / "runs", port=8123), base_url=f"http://{HOST}")
-    assert client.get("/api/inbox").json() == {"status": "idle", "error": "", "unsorted": 0, "pages": []}
+    assert client.get("/api/inbox").json() == {"status": "idle", "error": "", "unsorted": 0, "pages": [], "first": []}
     assert _pages(client) == {}
+
+
+def test_label_these_first_names_the_least_sure_photos(client):
+    _pages(client)
+    inbox = client.get("/api/inbox").json()
+    first = inbox["first"]
+    assert 0 < len(first) <= 12 and all(p["path"].startswith("_unsorted/") for p in first)
+    sure = {p["path"]: p["probability"] for page in inbox["pages"] for p in page["photos"]}
+    assert sure[first[0]["path"]] <= sorted(sure.values())[len(sure) // 2]  # among the less sure half

@@ -22,6 +22,7 @@ from transferlab.data.images import is_hidden_below, is_image_file
 from transferlab.errors import DatasetError, UsageError
 
 PAGE = 30  # photos a page of suggestions shows
+FIRST = 12  # photos "label these first" names
 NEIGHBOURS = 10  # of each photo in the graph the labels spread along
 SPREAD = 0.8  # how much a photo's spread label comes from its neighbours (the rest from its own label, if any)
 
@@ -53,6 +54,16 @@ class PileSuggestions:
         classes after the rest."""
         chosen = [s for s in self.photos if s.suggested == cls]
         return sorted(chosen, key=lambda s: (s.unknown, -s.probability))[:size]
+
+    def first_to_label(self, count: int = FIRST) -> list[Suggestion]:
+        """The photos whose labels would teach the model most (margin sampling): the least sure suggestions, those
+        with the smallest gap between their two most probable classes."""
+
+        def gap(s: Suggestion) -> float:
+            top = sorted(s.probabilities, reverse=True)
+            return top[0] - (top[1] if len(top) > 1 else 0.0)
+
+        return sorted(self.photos, key=gap)[:count]
 
 
 def pile_files(pile: str | Path) -> list[Path]:

@@ -78,7 +78,8 @@ class Inbox:
                 return found
 
     def state(self, size: int) -> dict[str, Any]:
-        """The job's status and, once it finished, each class's page of up to `size` photos."""
+        """The job's status and, once it finished, each class's page of up to `size` photos, and the photos to
+        label first (the least sure: sorted by hand, each teaches the model most)."""
         found: PileSuggestions | None = self.job.result if self.job.status == "finished" else None
         pages = []
         if found is not None:
@@ -88,11 +89,13 @@ class Inbox:
                     {"path": self.workspace.relative(s.path), "probability": s.probability, "unknown": s.unknown}
                     for s in page
                 ]})  # fmt: skip
+        first = [s for s in found.first_to_label() if s.path.is_file()] if found is not None else []
         return {
             "status": self.job.status,
             "error": self.job.error,
             "unsorted": len(pile_files(self.pile)) if self.pile.is_dir() else 0,
             "pages": pages,
+            "first": [{"path": self.workspace.relative(s.path), "suggested": s.suggested} for s in first],
         }
 
     def accept(self, cls: str, accepted: list[str], rejected: list[str]) -> list[Entry]:

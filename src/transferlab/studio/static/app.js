@@ -202,6 +202,11 @@ function showInbox(r) {
     const accept = el('button', { class: 'inbox-accept', text: `Accept the ticked as ${page.name}`, onclick: () => acceptPage(page.name, grid) });
     box.append(el('div', { class: 'inbox-page', 'data-class': page.name }, el('h3', { text: `${page.name}: ${page.photos.length} suggested` }), grid, accept));
   }
+  if ((r.first || []).length) {  // the least sure suggestions: sorted by hand, each teaches the model most
+    const grid = el('div', { class: 'grid' });
+    for (const p of r.first) grid.append(photoCard(p.path, el('div', { text: `perhaps ${p.suggested}?` })));
+    box.append(el('div', { class: 'inbox-first' }, el('h3', { text: 'Label these first: the model is least sure of them' }), grid));
+  }
 }
 async function acceptPage(cls, grid) {
   const accept = [], reject = [];
