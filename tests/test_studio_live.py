@@ -128,3 +128,17 @@ def test_no_live_model_says_why_and_try_is_refused(tmp_path):
             time.sleep(0.1)
     finally:
         client.app.state.studio.live.stop()
+
+
+def test_the_live_model_says_class_by_class_whether_more_photos_would_help(client):
+    _ready(client, 0, FIRST_FIT)
+    assert client.post("/api/model/curves").status_code == 200
+    deadline = time.monotonic() + REFIT * 6
+    while (curves := client.get("/api/model/curves").json())["status"] == "running":
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    assert curves["status"] == "finished", curves["error"]
+    assert [c["name"] for c in curves["classes"]] == ["blue", "green", "red"]
+    for c in curves["classes"]:
+        assert c["photos"] == 8 and len(c["recall"]) == 3 and all(0 <= r <= 1 for r in c["recall"])
+        assert "photos would" in c["sentence"] or "help little" in c["sentence"]

@@ -35,7 +35,7 @@ from transferlab.inference.web import (
 )
 from transferlab.studio.photo_routes import change_routes, inbox_routes, photo_routes
 from transferlab.studio.requests import TrainRequest
-from transferlab.studio.result_routes import model_routes, result_routes
+from transferlab.studio.result_routes import curve_routes, model_routes, result_routes
 from transferlab.studio.state import Studio
 
 STATIC = Path(__file__).parent / "static"
@@ -74,6 +74,7 @@ def create_studio(
     _train_routes(app, state)
     result_routes(app, state)
     model_routes(app, state)
+    curve_routes(app, state)
     return app
 
 

@@ -17,11 +17,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-from transferlab.errors import TransferlabError
+from transferlab.errors import TransferlabError, UsageError
 from transferlab.inference.serve import UploadPredictor
 from transferlab.inference.web import Uploads
 
 if TYPE_CHECKING:
+    from transferlab.training.curves import ClassCurve
     from transferlab.training.live import LiveFit, LiveFitter
 
 log = logging.getLogger("transferlab")
@@ -116,6 +117,12 @@ class LiveModel:
                 for name, count, recall in zip(fit.classes, fit.counts, fit.recall)
             ],
         }
+
+    def curves(self) -> list[ClassCurve]:
+        """The live model's learning curves, class by class (UsageError before its first fit)."""
+        if self._fitter is None:
+            raise UsageError("no live model yet: its learning curves come after its first fit")
+        return self._fitter.curves()
 
     def _loop(self) -> None:
         _lower_priority()

@@ -127,6 +127,28 @@ def model_routes(app: FastAPI, state: Studio) -> None:
         )
 
 
+def curve_routes(app: FastAPI, state: Studio) -> None:
+    """The live model's learning curves, class by class (`training.curves`): would more photos still help?"""
+
+    @app.post("/api/model/curves")
+    def live_curves_start() -> dict:
+        """Start working out, class by class, whether more photos would still help (a learning curve)."""
+        state.curves.start()
+        return live_curves()
+
+    @app.get("/api/model/curves")
+    def live_curves() -> dict:
+        curves = state.curves.result if state.curves.status == "finished" else None
+        return {
+            "status": state.curves.status,
+            "error": state.curves.error,
+            "classes": [
+                {"name": c.name, "photos": c.photos, "recall": c.recall, "rising": c.rising, "sentence": c.sentence()}
+                for c in curves or []
+            ],
+        }
+
+
 def _predictor(state: Studio, run: str | None) -> UploadPredictor:
     """Run `run`'s model, or the live model when none is named (Conflict while there is none yet)."""
     if run is not None:

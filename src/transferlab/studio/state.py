@@ -66,6 +66,7 @@ class Studio:
         self.labels = Check(self._check_labels)
         self.shortcuts = Check(self._shortcuts)
         self.inbox = Inbox(self.workspace, self.journal)
+        self.curves = Check(lambda: self.live_model().curves())
         self.training = Training(self.workspace.folder, self.out, self.workspace.home)
 
     def _diagnose(self) -> DoctorReport:

@@ -22,10 +22,12 @@ from torch import nn
 
 from transferlab.config import DataConfig, TrainConfig
 from transferlab.data.prepare import prepare_data
+from transferlab.errors import UsageError
 from transferlab.inference.predict import Classifier
 from transferlab.models.model import TransferModel, create_backbone
 from transferlab.runs import ModelMeta
 from transferlab.store import open_store
+from transferlab.training.curves import ClassCurve, class_curves
 from transferlab.training.feature_cache import FeatureRequest
 from transferlab.training.features import features_for
 from transferlab.training.probe import C_GRID, Probe, fit_probe
@@ -72,6 +74,7 @@ class LiveFitter:
         self.last: Probe | None = None  # the last fit's probe: its strength and solution start the next one
         self.last_classes: list[str] = []
         self.searched_photos = 0  # photos when the strength was last searched for
+        self.fitted_on: tuple[torch.Tensor, torch.Tensor] | None = None  # the last fit's features and labels
 
     def fit(self, folder: Path, *, workers: int | None = None) -> LiveFit:
         """Fit the live model on `folder` as it is now (raises DatasetError when it cannot be trained on)."""
@@ -91,6 +94,7 @@ class LiveFitter:
         classes = prepared.dataset.classes
         prepared_at = time.perf_counter()
         probe, searched = self._probe(x, y, classes)
+        self.fitted_on = (x, y)
         probe_seconds = time.perf_counter() - prepared_at
         head = TransferModel(self.backbone, self.spec.feature_dim, len(classes), frozen=True)
         linear = cast(nn.Linear, head.head[-1])
@@ -118,6 +122,13 @@ class LiveFitter:
             searched=searched,
             classifier=classifier,
         )
+
+    def curves(self) -> list[ClassCurve]:
+        """Would more photos still help, class by class (`training.curves`), on the last fit's photos."""
+        if self.fitted_on is None or self.last is None:
+            raise UsageError("no live model yet: its learning curves come after its first fit")
+        x, y = self.fitted_on
+        return class_curves(x, y, self.last_classes, self.last.C)
 
     def _probe(self, x: torch.Tensor, y: torch.Tensor, classes: list[str]) -> tuple[Probe, bool]:
         """The cross-validated probe: the whole grid of strengths the first time, or when the classes changed or

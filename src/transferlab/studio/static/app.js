@@ -469,6 +469,15 @@ $('try-stop').onclick = () => {
   if (webcam.stream) webcam.stream.getTracks().forEach(t => t.stop());
   webcam.stream = null; $('try-video').classList.add('hidden'); $('try-stop').classList.add('hidden'); $('try-rate').textContent = '';
 };
+// learning curves: each class's held-out recall with a quarter, half and all of its photos
+$('live-curves').onclick = async () => { try { await post('/api/model/curves'); pollCurves(); } catch (e) { say(e.message); } };
+async function pollCurves() {
+  let r;
+  try { r = await api('/api/model/curves'); } catch (e) { say(e.message); return; }
+  $('curves-status').textContent = r.status === 'running' ? 'working it out...' : r.error;
+  $('curves').replaceChildren(...r.classes.map(c => el('li', { class: c.rising ? 'rising' : 'flat', text: c.sentence })));
+  if (r.status === 'running') setTimeout(pollCurves, 1000);
+}
 $('live-save').onclick = async () => {
   try { const r = await post('/api/model/save'); say(`saving the live model as ${r.folder}`); show('train'); follow(); }
   catch (e) { say(e.message); }
