@@ -90,6 +90,11 @@ def test_a_page_accepted_with_one_photo_unticked_then_undone(client, photos):
         ({"cls": "red", "more": 1}, 422),
         ({"accept": []}, 422),
         ({"cls": 5}, 422),
+        ({"cls": "../up", "accept": ["_unsorted/camera roll/red-0.jpg"], "new": True}, 400),
+        ({"cls": "unknown", "accept": ["_unsorted/camera roll/red-0.jpg"], "new": True}, 400),
+        ({"cls": "_unsorted", "accept": ["_unsorted/camera roll/red-0.jpg"], "new": True}, 400),
+        ({"cls": "new one", "accept": ["../../etc/passwd"], "new": True}, 400),
+        ({"cls": "new one", "accept": ["_unsorted/camera roll/red-0.jpg"], "new": "yes"}, 422),
     ],
 )
 def test_a_wrong_page_is_refused_and_nothing_moves(client, photos, body, status):
@@ -114,3 +119,16 @@ def test_label_these_first_names_the_least_sure_photos(client):
     assert 0 < len(first) <= 12 and all(p["path"].startswith("_unsorted/") for p in first)
     sure = {p["path"]: p["probability"] for page in inbox["pages"] for p in page["photos"]}
     assert sure[first[0]["path"]] <= sorted(sure.values())[len(sure) // 2]  # among the less sure half
+
+
+def test_a_new_class_is_made_from_a_selection_of_the_pile(client, photos):
+    pages = _pages(client)
+    chosen = pages["red"][:2]
+    answer = client.post("/api/inbox/accept", json={"cls": "crimson", "accept": chosen, "new": True})
+    assert answer.status_code == 200, answer.text
+    assert sorted(p.name for p in (photos / "crimson").iterdir()) == sorted(p.split("/")[-1] for p in chosen)
+    assert "crimson" in [c["name"] for c in client.get("/api/state").json()["classes"]]
+    again = client.post("/api/inbox/accept", json={"cls": "crimson", "accept": pages["red"][2:3], "new": True})
+    assert again.status_code == 400 and "exists already" in again.json()["detail"]
+    empty = client.post("/api/inbox/accept", json={"cls": "scarlet", "accept": [], "new": True})
+    assert empty.status_code == 400 and not (photos / "scarlet").exists()

@@ -98,13 +98,18 @@ class Inbox:
             "first": [{"path": self.workspace.relative(s.path), "suggested": s.suggested} for s in first],
         }
 
-    def accept(self, cls: str, accepted: list[str], rejected: list[str]) -> list[Entry]:
-        """Move the `accepted` pile photos into class `cls` (journaled) and remember `cls` as rejected for the
-        `rejected` ones. Every path is checked before anything moves: each must be a photo of the pile."""
+    def accept(self, cls: str, accepted: list[str], rejected: list[str], new: bool = False) -> list[Entry]:
+        """Move the `accepted` pile photos into class `cls` (journaled; with `new`, a class made for them) and
+        remember `cls` as rejected for the `rejected` ones. Every path is checked before anything moves or is made:
+        each must be a photo of the pile."""
         target = self.workspace.class_dir(cls, "train" if self.workspace.split_dirs() else "all")
-        if not target.is_dir():
+        if new and target.exists():
+            raise UsageError(f"class '{cls}' exists already: accept the photos into it")
+        if not new and not target.is_dir():
             raise UsageError(f"no class '{cls}'")
         photos = [self._pile_photo(p) for p in accepted]
+        if new and not photos:
+            raise UsageError("a new class needs at least one ticked photo")
         unticked = [self._pile_photo(p) for p in rejected]
         if set(photos) & set(unticked):
             raise UsageError("a photo cannot be both accepted and rejected")
@@ -114,6 +119,8 @@ class Inbox:
             for path, name in fresh:
                 self.rejected.setdefault(path, set()).add(name)
             self._write(fresh)
+        if new:
+            self.workspace.create_class(cls)
         return [self.journal.move(p, target / p.name, "move", f"inbox: accepted as {cls}") for p in photos]
 
     def _pile_photo(self, relative: str) -> Path:

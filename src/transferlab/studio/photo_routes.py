@@ -155,7 +155,7 @@ def inbox_routes(app: FastAPI, state: Studio) -> None:
     def inbox_accept(body: InboxPage) -> dict:
         """Accept a page: the ticked photos moved into the class (journaled), the class remembered as rejected for
         the unticked ones; the live model refits and the suggestions are made again."""
-        entries = state.inbox.accept(body.cls, list(body.accept), list(body.reject))
+        entries = state.inbox.accept(body.cls, list(body.accept), list(body.reject), body.new)
         state.changed()
         state.inbox.refresh()
         return {"entries": [e.__dict__ for e in entries]}

@@ -47,6 +47,7 @@ class InboxPage(_Request):
     cls: Name
     accept: Annotated[list[PathText], Field(max_length=MAX_LISTED)] = []
     reject: Annotated[list[PathText], Field(max_length=MAX_LISTED)] = []
+    new: bool = False  # `cls` is a new class, made from the ticked photos
 
 
 class Undo(_Request):

@@ -200,7 +200,9 @@ function showInbox(r) {
         el('img', { src: thumbUrl(p.path), alt: p.path, loading: 'lazy' }), el('label', {}, tick, el('span', { text: ' ' + how }))));
     }
     const accept = el('button', { class: 'inbox-accept', text: `Accept the ticked as ${page.name}`, onclick: () => acceptPage(page.name, grid) });
-    box.append(el('div', { class: 'inbox-page', 'data-class': page.name }, el('h3', { text: `${page.name}: ${page.photos.length} suggested` }), grid, accept));
+    const name = el('input', { class: 'inbox-new-name', placeholder: 'or a new class', maxlength: '100' });
+    const create = el('button', { class: 'inbox-new', text: 'New class from the ticked', onclick: () => name.value && acceptPage(name.value, grid, true) });
+    box.append(el('div', { class: 'inbox-page', 'data-class': page.name }, el('h3', { text: `${page.name}: ${page.photos.length} suggested` }), grid, accept, ' ', name, create));
   }
   if ((r.first || []).length) {  // the least sure suggestions: sorted by hand, each teaches the model most
     const grid = el('div', { class: 'grid' });
@@ -208,11 +210,11 @@ function showInbox(r) {
     box.append(el('div', { class: 'inbox-first' }, el('h3', { text: 'Label these first: the model is least sure of them' }), grid));
   }
 }
-async function acceptPage(cls, grid) {
+async function acceptPage(cls, grid, isNew = false) {
   const accept = [], reject = [];
   for (const card of grid.querySelectorAll('.inbox-card')) (card.querySelector('input').checked ? accept : reject).push(card.dataset.path);
-  let r;
-  try { r = await post('/api/inbox/accept', { cls, accept, reject }); } catch (e) { say(e.message); return; }
+  let r;  // a new class: the unticked are not rejected for it (they were never offered as it)
+  try { r = await post('/api/inbox/accept', { cls, accept, reject: isNew ? [] : reject, new: isNew }); } catch (e) { say(e.message); return; }
   const ids = r.entries.map(e => e.id);
   $('inbox-last').replaceChildren(el('span', { text: `accepted ${accept.length} as ${cls}, ${reject.length} not ${cls} ` }),
     el('button', { id: 'inbox-undo', text: 'undo this page', onclick: () => undoPage(ids) }));
