@@ -18,7 +18,8 @@ from PIL import Image
 from transferlab import DataConfig, TrainConfig, train
 from transferlab.analysis.evaluate import evaluate_run
 from transferlab.cli import main
-from transferlab.inference.explain import class_maps, explain, has_maps
+from transferlab.errors import UsageError
+from transferlab.inference.explain import class_map_parts, class_maps, explain, explain_crops, has_maps
 from transferlab.inference.predict import Classifier
 from transferlab.inference.serve import UploadPredictor, create_app
 from transferlab.inference.web import Uploads
@@ -118,15 +119,30 @@ def test_the_served_heat_map_of_a_marked_photo_lights_the_mark(marked_run):
     assert change[:112, :112].sum() / change.sum() > 0.5
 
 
-def test_an_ensemble_has_no_heat_map_and_serve_says_so(marked_run):
+def test_an_ensembles_map_is_exact_too_and_only_its_export_is_refused(marked_run, tmp_path):
+    """An ensemble's features are several grids' means (each member's head and last stages): the sum of their maps'
+    means plus the bias is its logit, so its answer from the maps is its answer; a grid-less model is refused."""
     _, run = marked_run
     classifier = Classifier.load(run)
-    assert has_maps(classifier)
     backbone, spec, _ = create_backbone("efficientnet_lite0+efficientnet_lite1")
-    ensemble = Classifier(TransferModel(backbone, spec.feature_dim, 2, frozen=True), spec, ["a", "b"], classifier.meta)
-    assert not has_maps(ensemble)
+    model = TransferModel(backbone, spec.feature_dim, 2, frozen=True)
+    torch.nn.init.normal_(model.head[-1].weight, std=0.05)
+    ensemble = Classifier(model, spec, ["a", "b"], classifier.meta)
+    assert has_maps(ensemble)
+    crops = torch.stack([ensemble.preprocess(_photo(np.random.default_rng(n), n % 2 == 0)) for n in range(3)])
+    parts = class_map_parts(ensemble, crops)
+    assert len(parts) == 6 and len({p.shape[-1] for p in parts}) > 1  # 2 members x (head + 2 stages), sizes differ
+    explained = explain_crops(ensemble, crops)
+    expected = ensemble.logits(crops).softmax(1)
+    for e, probs in zip(explained, expected):
+        assert e.probability == pytest.approx(float(probs.max()), abs=1e-4) and e.heat.shape == crops.shape[-2:]
+    with pytest.raises(UsageError):
+        class_maps(ensemble, crops)  # one map of one size: not an ensemble's
+    flat = Classifier(TransferModel(torch.nn.Flatten(), 3 * 224 * 224, 2, frozen=True), classifier.spec, ["a", "b"],
+                      classifier.meta)  # fmt: skip
+    assert not has_maps(flat)
     with pytest.raises(HTTPException) as refused:
-        UploadPredictor(ensemble, Uploads()).predict(io.BytesIO(b"unread"), 2, explain=True)
+        UploadPredictor(flat, Uploads()).predict(io.BytesIO(b"unread"), 2, explain=True)
     assert refused.value.status_code == 400 and "no heat map" in refused.value.detail
 
 

@@ -67,8 +67,9 @@ class Packaged(torch.nn.Module):
         if heatmap:
             from transferlab.inference.explain import has_maps
 
-            if not has_maps(classifier):
-                raise UsageError(f"{spec.name}: no heat map for this model (an ensemble): export it without --heatmap")
+            if not has_maps(classifier) or getattr(self.model.backbone, "has_grids", False):
+                raise UsageError(f"{spec.name}: the export has no heat map for this model (an ensemble's are several "
+                                 "grids of several sizes): export it without --heatmap")  # fmt: skip
             pool = next(m for m in self.model.backbone.modules() if isinstance(m, torch.nn.AdaptiveAvgPool2d))
             pool.register_forward_hook(lambda _m, given, _out: self.grid.append(given[0]))
 

@@ -129,7 +129,7 @@ class UploadPredictor:
         if not isinstance(self.classifier, Classifier):
             raise HTTPException(400, "an exported ONNX model has no heat map: use the run it was exported from")
         if not has_maps(self.classifier):
-            raise HTTPException(400, f"{self.classifier.meta.backbone}: no heat map for this model (an ensemble)")
+            raise HTTPException(400, f"{self.classifier.meta.backbone}: no heat map for this model")
         return self.classifier
 
     def heat_jpeg(self, crop) -> bytes:

@@ -32,12 +32,17 @@ class EfficientNetLiteFeatures(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.taps:
             return torch.flatten(self.net._avg_pooling(self.net.extract_features(x)), 1)
-        net, pooled = self.net, []
+        head, *taps = self.grids(x)
+        return torch.cat([torch.flatten(self.net._avg_pooling(head), 1), *(t.mean((2, 3)) for t in taps)], 1)
+
+    def grids(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """The grids of feature vectors the features are the means of, in their order: the head's, then each
+        tapped stage's (what `inference.explain` draws a class activation map from)."""
+        net, tapped = self.net, []
         rate = net._global_params.drop_connect_rate
         x = net._swish(net._bn0(net._conv_stem(x)))  # efficientnet_lite_pytorch's extract_features, tapped
         for index, block in enumerate(net._blocks):
             x = block(x, drop_connect_rate=rate * index / len(net._blocks) if rate else rate)
             if index in self.taps:
-                pooled.append(x.mean((2, 3)))
-        x = net._swish(net._bn1(net._conv_head(x)))
-        return torch.cat([torch.flatten(net._avg_pooling(x), 1), *pooled], 1)
+                tapped.append(x)
+        return [net._swish(net._bn1(net._conv_head(x))), *tapped]

@@ -14,6 +14,7 @@ run loads like any other.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -73,9 +74,22 @@ class EnsembleFeatures(nn.Module):
                 self.register_buffer(f"resize{k}", resize_matrix(largest, size), persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([member(view) for member, view in zip(self.members, self._views(x))], dim=1)
+
+    @property
+    def has_grids(self) -> bool:
+        """Whether every member tells the grids its features are the means of (`grids`)."""
+        return all(hasattr(member, "grids") for member in self.members)
+
+    def grids(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """Every member's grids of feature vectors, in the order of their features (`inference.explain`)."""
+        return [grid for member, view in zip(self.members, self._views(x)) for grid in cast(Any, member).grids(view)]
+
+    def _views(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """Each member's view of the batch: resized to its input size, normalized with its mean and std."""
         pixels = x * self.std + self.mean  # back to [0, 1]
-        features = []
-        for k, member in enumerate(self.members):
+        views = []
+        for k in range(len(self.members)):
             view = pixels
             if view.shape[-1] != self.sizes[k] or view.shape[-2] != self.sizes[k]:
                 resize = getattr(self, f"resize{k}", None)
@@ -83,5 +97,5 @@ class EnsembleFeatures(nn.Module):
                     view = (resize @ view @ resize.T).clamp(0, 1)
                 else:  # an input of another size than the ensemble's view: the same resize, by torch
                     view = F.interpolate(view, size=(self.sizes[k], self.sizes[k]), mode=MEMBER_RESIZE).clamp(0, 1)
-            features.append(member((view - self.means[k].view(1, 3, 1, 1)) / self.stds[k].view(1, 3, 1, 1)))
-        return torch.cat(features, dim=1)
+            views.append((view - self.means[k].view(1, 3, 1, 1)) / self.stds[k].view(1, 3, 1, 1))
+        return views
