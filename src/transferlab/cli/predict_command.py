@@ -76,7 +76,8 @@ def _print_answer(row: dict[str, Any], args: argparse.Namespace, writer: Any) ->
     path = row["file"]
     if args.format == "json":
         print(json.dumps(row))
-    elif writer:
+        return
+    if writer:
         topk = " ".join(f"{label}:{p:.4f}" for label, p in row.get("topk", []))
         writer.writerow(
             [
@@ -90,15 +91,17 @@ def _print_answer(row: dict[str, Any], args: argparse.Namespace, writer: Any) ->
             ]
             + [row.get("heatmap") or ""] * bool(args.explain)
         )
-    elif "error" in row:
+        return
+    if "error" in row:
         print(f"{path}: error: {row['error']}")
-    elif not row["known"]:
+        return
+    where = f" [heat map: {row['heatmap']}]" if row.get("heatmap") else ""  # an unknown's: where its nearest is
+    if not row["known"]:
         print(
             f"{path}: unknown - like none of the training photos (nearest class {row['nearest']}, "
-            f"{row['probability']:.1%})"
+            f"{row['probability']:.1%}){where}"
         )
     else:
-        where = f" [heat map: {row['heatmap']}]" if row.get("heatmap") else ""
         print(f"{path}: {row['label']} ({', '.join(f'{label} {p:.1%}' for label, p in row['topk'])}){where}")
 
 
