@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -90,3 +91,18 @@ def trained_run(tmp_path_factory) -> Path:
         workers=0,
     )
     return train(config).run_dir
+
+
+@contextmanager
+def studio_client(photos: Path, runs: Path, port: int = 8123):
+    """The studio app on `photos` driven in-process (FastAPI's test client), its live model stopped at the end."""
+    from fastapi.testclient import TestClient
+
+    from transferlab.studio.app import create_studio
+
+    client = TestClient(create_studio(photos, runs, port=port), base_url=f"http://127.0.0.1:{port}")
+    try:
+        yield client
+    finally:
+        if client.app.state.studio.live is not None:
+            client.app.state.studio.live.stop()

@@ -7,13 +7,10 @@ from __future__ import annotations
 import time
 
 import pytest
-from fastapi.testclient import TestClient
 
-from conftest import COLOURS, make_folder, synthetic_picture
+from conftest import COLOURS, make_folder, studio_client, synthetic_picture
 from transferlab.data.layout import load_dataset
-from transferlab.studio.app import create_studio
 
-HOST = "127.0.0.1:8123"
 WITHIN = 120  # seconds: the first suggestions compute every photo's features
 
 
@@ -29,10 +26,8 @@ def photos(tmp_path):
 
 @pytest.fixture
 def client(photos, tmp_path):
-    studio = TestClient(create_studio(photos, tmp_path / "runs", port=8123), base_url=f"http://{HOST}")
-    yield studio
-    if studio.app.state.studio.live is not None:
-        studio.app.state.studio.live.stop()
+    with studio_client(photos, tmp_path / "runs") as studio:
+        yield studio
 
 
 def _pages(client) -> dict[str, list[str]]:
@@ -61,8 +56,8 @@ def test_a_page_accepted_with_one_photo_unticked_then_undone(client, photos):
     assert all((photos / "red" / p.split("/")[-1]).is_file() for p in ticked)
     again = _pages(client)
     assert unticked not in again["red"] and unticked in [p for page in again.values() for p in page]
-    restarted = TestClient(create_studio(photos, photos.parent / "runs", port=8123), base_url=f"http://{HOST}")
-    assert unticked not in _pages(restarted)["red"]  # remembered beside the journal
+    with studio_client(photos, photos.parent / "runs") as restarted:
+        assert unticked not in _pages(restarted)["red"]  # remembered beside the journal
     for entry in entries:  # undo the page: the photos back in the pile
         assert client.post("/api/undo", json={"id": entry["id"]}).status_code == 200
     assert all((photos / p).is_file() for p in ticked)
@@ -107,9 +102,11 @@ def test_a_wrong_page_is_refused_and_nothing_moves(client, photos, body, status)
 
 def test_no_pile_is_an_empty_inbox(tmp_path):
     photos = make_folder(tmp_path / "photos", {"red": 6, "green": 6}, split=False)
-    client = TestClient(create_studio(photos, tmp_path / "runs", port=8123), base_url=f"http://{HOST}")
-    assert client.get("/api/inbox").json() == {"status": "idle", "error": "", "unsorted": 0, "pages": [], "first": []}
-    assert _pages(client) == {}
+    with studio_client(photos, tmp_path / "runs") as client:
+        assert client.get("/api/inbox").json() == {
+            "status": "idle", "error": "", "unsorted": 0, "pages": [], "first": []
+        }  # fmt: skip
+        assert _pages(client) == {}
 
 
 def test_label_these_first_names_the_least_sure_photos(client):

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageOps
 
+from conftest import studio_client
 from transferlab.cli import main
 from transferlab.curate.cue_test import cover, crop_frame, greyed, resave
 from transferlab.curate.shortcuts import find_shortcuts
@@ -114,14 +115,8 @@ def test_each_hider_takes_its_cue_away():
 def test_the_studios_check_finds_a_shortcut_and_lists_its_photos(tmp_path):
     import time
 
-    from fastapi.testclient import TestClient
-
-    from transferlab.studio.app import create_studio
-
     _folder(tmp_path / "photos", "frame")
-    studio = create_studio(tmp_path / "photos", tmp_path / "runs", port=8123)
-    client = TestClient(studio, base_url="http://127.0.0.1:8123")
-    try:
+    with studio_client(tmp_path / "photos", tmp_path / "runs") as client:
         assert client.post("/api/check", json={"shortcuts": True}).status_code == 200
         deadline = time.monotonic() + 120
         while (found := client.get("/api/findings").json()["shortcuts"])["status"] == "running":
@@ -132,6 +127,3 @@ def test_the_studios_check_finds_a_shortcut_and_lists_its_photos(tmp_path):
         assert finding["class_name"] == "berry" and "frame" in finding["message"]
         assert finding["cue_test"]["how"] == "the frame cropped" and len(finding["photos"]) >= 10
         assert all(client.get("/api/thumb", params={"path": p}).status_code == 200 for p in finding["photos"][:2])
-    finally:
-        if studio.state.studio.live is not None:
-            studio.state.studio.live.stop()

@@ -10,13 +10,10 @@ import time
 
 import numpy as np
 import pytest
-from fastapi.testclient import TestClient
 from PIL import Image
 
-from conftest import make_folder
-from transferlab.studio.app import create_studio
+from conftest import make_folder, studio_client
 
-HOST = "127.0.0.1:8123"
 FIRST_FIT = 120  # seconds: the backbone loads and every photo's features are computed once
 REFIT = 10  # seconds a refit of a few dozen stored photos may take on a loaded machine (it takes well under 2)
 
@@ -28,10 +25,8 @@ def photos(tmp_path):
 
 @pytest.fixture
 def client(photos, tmp_path):
-    studio = TestClient(create_studio(photos, tmp_path / "runs", port=8123), base_url=f"http://{HOST}")
-    yield studio
-    if studio.app.state.studio.live is not None:
-        studio.app.state.studio.live.stop()
+    with studio_client(photos, tmp_path / "runs") as studio:
+        yield studio
 
 
 def _ready(client, journal: int, within: float) -> dict:
@@ -107,8 +102,7 @@ def test_a_heat_map_request_for_a_wrong_photo_or_run_is_refused(client, params, 
 
 def test_no_live_model_says_why_and_try_is_refused(tmp_path):
     photos = make_folder(tmp_path / "one", {"red": 6}, split=False)
-    client = TestClient(create_studio(photos, tmp_path / "runs", port=8123), base_url=f"http://{HOST}")
-    try:
+    with studio_client(photos, tmp_path / "runs") as client:
         deadline = time.monotonic() + FIRST_FIT
         while (model := client.get("/api/model").json())["status"] == "fitting":
             assert time.monotonic() < deadline
@@ -126,8 +120,6 @@ def test_no_live_model_says_why_and_try_is_refused(tmp_path):
         while client.get("/api/model").json()["status"] != "ready":
             assert time.monotonic() < deadline, client.get("/api/model").json()
             time.sleep(0.1)
-    finally:
-        client.app.state.studio.live.stop()
 
 
 def test_the_live_model_says_class_by_class_whether_more_photos_would_help(client):

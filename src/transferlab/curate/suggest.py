@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from transferlab.data.images import is_hidden_below, is_image_file
+from transferlab.data.images import is_image_file
 from transferlab.errors import DatasetError, UsageError
 
 PAGE = 30  # photos a page of suggestions shows
@@ -68,14 +68,12 @@ class PileSuggestions:
 
 def pile_files(pile: str | Path) -> list[Path]:
     """Every image file under `pile` (searched recursively; hidden files and folders skipped)."""
+    from transferlab.data.layout import files_below
+
     root = Path(pile).expanduser()
     if not root.is_dir():
         raise UsageError(f"{root}: no such folder")
-    found = []
-    for path in sorted(root.rglob("*")):
-        if path.is_file() and is_image_file(path) and not is_hidden_below(path, root):
-            found.append(path)
-    return found
+    return [path for path in files_below(root) if is_image_file(path)]
 
 
 def suggest(

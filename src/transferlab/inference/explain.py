@@ -115,17 +115,15 @@ def explain_crops(classifier: Classifier, crops: torch.Tensor) -> list[Explanati
     explained = []
     for crop, cam, probs in zip(crops, cast(torch.Tensor, resized), cast(torch.Tensor, logits).softmax(1)):
         k = int(probs.argmax())
-        explained.append(Explanation(label=classifier.classes[k], probability=float(probs[k]),
-                                     heat=heat_of(cam[k], size),
+        explained.append(Explanation(label=classifier.classes[k], probability=float(probs[k]), heat=heat_of(cam[k]),
                                      crop=Image.fromarray(crop.permute(1, 2, 0).numpy())))  # fmt: skip
     return explained
 
 
-def heat_of(cam: torch.Tensor, size: int) -> np.ndarray:
-    """One class's map resized (bilinear) to the crop, its positive part scaled to [0, 1] (zero everywhere when no
-    cell speaks for the class)."""
-    up = F.interpolate(cam[None, None], size=(size, size), mode="bilinear", align_corners=False)
-    heat = up[0, 0].clamp(min=0)
+def heat_of(cam: torch.Tensor) -> np.ndarray:
+    """One class's map (resized to the crop), its positive part scaled to [0, 1] (zero everywhere when no cell
+    speaks for the class)."""
+    heat = cam.clamp(min=0)
     top = float(heat.max())
     return (heat / top).numpy() if top > 0 else heat.numpy()
 

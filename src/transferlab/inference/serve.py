@@ -100,15 +100,14 @@ class UploadPredictor:
     def predict(self, stream: BinaryIO, topk: int, *, explain: bool = False) -> dict:
         """The answer for an uploaded photo; with `explain`, also `heatmap`: where in the photo the answer comes
         from, as a JPEG data URL of the crop the model saw with its class activation map laid over it."""
-        if explain:
-            self.explainable()  # refused before the upload is read
+        explained = self.explainable() if explain else None  # refused before the upload is read
         data = self.uploads.read(stream)
         self.uploads.check_pixels(data)
         with self.uploads.decoding():
             crop = _decode(data, self.classifier)
         with self.lock:
             assessment = self.classifier.assess(crop[None])[0]
-            heat = self.heat_jpeg(crop) if explain else None
+            heat = _heat_jpeg(explained, crop) if explained is not None else None
         prediction = self.classifier.rank(assessment, topk)
         answer = {
             "label": prediction.label,
@@ -122,7 +121,7 @@ class UploadPredictor:
         return answer
 
     def explainable(self) -> Classifier:
-        """The model as one whose answers have a heat map (HTTP 400 for an exported model or an ensemble)."""
+        """The model as one whose answers have a heat map (HTTP 400 for an exported model, or one without grids)."""
         from transferlab.inference.explain import has_maps
         from transferlab.inference.predict import Classifier
 
@@ -131,13 +130,6 @@ class UploadPredictor:
         if not has_maps(self.classifier):
             raise HTTPException(400, f"{self.classifier.meta.backbone}: no heat map for this model")
         return self.classifier
-
-    def heat_jpeg(self, crop) -> bytes:
-        """The overlay of one decoded crop's answer (the caller holds the lock)."""
-        from transferlab.inference.explain import explain_crops, overlay_jpeg
-
-        (explanation,) = explain_crops(self.explainable(), crop[None])
-        return overlay_jpeg(explanation)
 
     def heat_of_file(self, path: Path) -> bytes:
         """The overlay of a photo on disk (a photo of the folder: the Results view's wrong photos)."""
@@ -152,7 +144,15 @@ class UploadPredictor:
         with self.uploads.decoding():
             crop = _decode(data, classifier)
         with self.lock:
-            return self.heat_jpeg(crop)
+            return _heat_jpeg(classifier, crop)
+
+
+def _heat_jpeg(classifier: Classifier, crop) -> bytes:
+    """The overlay of one decoded crop's answer, as JPEG (the caller holds the predictor's lock)."""
+    from transferlab.inference.explain import explain_crops, overlay_jpeg
+
+    (explanation,) = explain_crops(classifier, crop[None])
+    return overlay_jpeg(explanation)
 
 
 def _decode(data: bytes, classifier: Predictor):

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from transferlab.training._solver import SOLVE_DTYPE, affine, logistic, project, row_space
+from transferlab.training._solver import affine, logistic, project, row_space, standardise
 from transferlab.training.probe import FOLDS, stratified_folds, usable_folds
 
 SHARES = (0.25, 0.5, 1.0)  # of a class's photos kept in the fitting folds
@@ -51,8 +51,7 @@ def class_curves(x: torch.Tensor, y: torch.Tensor, classes: list[str], c: float,
 
 
 def _curves(x: torch.Tensor, y: torch.Tensor, classes: list[str], c: float, seed: int) -> list[ClassCurve]:
-    z = x.to(SOLVE_DTYPE)
-    z = (z - z.mean(0)) / z.std(0, unbiased=False).clamp(min=1e-6)
+    z = standardise(x)[0]  # as the live model's probe: its strength `c` means the same here
     y = y.long()
     folds = usable_folds(y, len(classes), FOLDS)
     rng = np.random.default_rng(seed)

@@ -20,7 +20,6 @@ import torch
 
 from transferlab.training._solver import (
     FLOAT_STEP,
-    SOLVE_DTYPE,
     affine,
     fit_temperature,
     lift,
@@ -28,6 +27,7 @@ from transferlab.training._solver import (
     predicted,
     project,
     row_space,
+    standardise,
     start_in,
 )
 from transferlab.utils.progress import report
@@ -118,10 +118,8 @@ def _fit_probe(
     tolerance: float,
 ) -> Probe:
     start = time.perf_counter()
-    x, y = features.to(SOLVE_DTYPE), labels.long()
-    mean, std = x.mean(0), x.std(0, unbiased=False)
-    std = std.clamp(min=1e-3 * float(std.mean()) + 1e-12)  # a (near-)constant feature is not blown up into a big weight
-    z = (x - mean) / std
+    y = labels.long()
+    z, mean, std = standardise(features)
     zs, ys = z[rows := _search_rows(y, seed)], y[rows]  # C chosen on at most SEARCH_PHOTOS photos, the head on all
     refit = _Refit(z, y, warm, num_classes, tolerance)
     if len(grid) == 1 and len(rows) < len(y):  # C is known and the head's rows are many: solved beside the folds
