@@ -155,3 +155,38 @@ def test_a_refit_from_the_last_fit_after_one_label_changed_finds_the_same_head(m
     cold = fit_probe(x, moved, 3, grid=(0.1,))
     assert float((warm.logits(x) - cold.logits(x)).abs().max()) < 1e-2  # float32 solves, from either start
     assert warm.cv_accuracy == pytest.approx(cold.cv_accuracy, abs=1 / 120)
+
+
+def test_a_fold_assignment_given_is_the_folds_the_probe_would_deal_itself():
+    from transferlab.training.probe import fold_assignment
+
+    x, y = _blobs(90, 12, 3)
+    assignment = fold_assignment(y, 3)
+    assert sorted(set(assignment.tolist())) == [0, 1, 2, 3, 4]
+    dealt, given = fit_probe(x, y, 3), fit_probe(x, y, 3, assignment=assignment)
+    assert dealt.C == given.C and dealt.cv_accuracy == given.cv_accuracy
+    assert torch.equal(dealt.weight, given.weight) and torch.equal(dealt.bias, given.bias)
+
+
+def test_a_loss_summed_over_row_blocks_on_two_threads_finds_the_one_thread_solution():
+    from transferlab.training._solver import SPLIT_ROWS, logistic, row_blocks
+
+    x, y = _blobs(2 * SPLIT_ROWS + 5, 6, 3)
+    z = ((x - x.mean(0)) / x.std(0)).float()
+    assert [b.rows for b in row_blocks(z, 2)] == [slice(0, SPLIT_ROWS + 2), slice(SPLIT_ROWS + 2, len(z))]
+    assert len(row_blocks(z[:SPLIT_ROWS], 2)) == 1  # too few rows to split
+    one, two = logistic(z, y, 0.1, 3), logistic(z, y, 0.1, 3, threads=2)
+    assert float((one - two).abs().max()) < 1e-3
+
+
+def test_a_design_lays_out_each_set_of_rows_once_and_fits_as_the_features_do():
+    from transferlab.training._solver import Design
+
+    x, y = _blobs(90, 12, 3)
+    design = Design(x)
+    rows = np.arange(60)
+    assert design.layout(rows, np.arange(60, 90)) is design.layout(rows.copy(), np.arange(60, 90))
+    from_design, from_features = fit_probe(design, y, 3), fit_probe(x, y, 3)
+    assert from_design.C == from_features.C and torch.equal(from_design.weight, from_features.weight)
+    again = fit_probe(design, y, 3)  # the layouts reused: the same probe
+    assert torch.equal(again.weight, from_design.weight)

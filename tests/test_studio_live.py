@@ -134,3 +134,20 @@ def test_the_live_model_says_class_by_class_whether_more_photos_would_help(clien
     for c in curves["classes"]:
         assert c["photos"] == 8 and len(c["recall"]) == 3 and all(0 <= r <= 1 for r in c["recall"])
         assert "photos would" in c["sentence"] or "help little" in c["sentence"]
+
+
+def test_after_a_move_the_live_fit_keeps_every_photos_fold_and_its_features_laid_out(photos):
+    """A move changes one label: every photo stays in its fold (the folds' solves start where they ended), the
+    standardised features are reused; new bytes are laid out anew."""
+    from transferlab.training.live import LiveFitter
+
+    fitter = LiveFitter()
+    fitter.fit(photos, workers=1)
+    folds, design = dict(fitter.fold_of), fitter.design
+    (photos / "red" / "red_0.jpg").rename(photos / "green" / "red_0.jpg")
+    after = fitter.fit(photos, workers=1)
+    assert not after.searched and after.counts == [8, 9, 7]
+    assert fitter.fold_of == folds and fitter.design is design
+    Image.new("RGB", (40, 40), (10, 20, 230)).save(photos / "blue" / "new.png")  # new bytes: laid out anew
+    fitter.fit(photos, workers=1)
+    assert fitter.design is not design and len(fitter.fold_of) == 25

