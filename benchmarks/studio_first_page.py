@@ -83,7 +83,7 @@ def main() -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    app = create_studio(args.folder, args.folder.parent / "studio-10k-runs", (f"127.0.0.1:{port}",))
+    app = create_studio(args.folder, args.folder.parent / "studio-10k-runs", host="127.0.0.1", port=port)
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     threading.Thread(target=server.run, daemon=True).start()
     while not server.started:

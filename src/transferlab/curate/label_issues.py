@@ -79,7 +79,7 @@ def check_labels(
     out: str | Path | None = None,
 ) -> LabelCheck:
     """Rank the images of `root` most likely mislabeled and the outliers; write a gallery and a page into `out`."""
-    from transferlab.data.layout import check_out_folder
+    from transferlab.data.layout import check_out_folder, shown_path
     from transferlab.training.probe import cross_val_probabilities, usable_folds
 
     at_least("folds", folds, 2)
@@ -92,7 +92,7 @@ def check_labels(
     distance = neighbour_distance(x.numpy())
     z = robust_z(distance)
     base = Path(root).expanduser()
-    rel = [str(Path(p).relative_to(base)) if Path(p).is_relative_to(base) else str(p) for p in paths]
+    rel = [shown_path(p, base) for p in paths]
     p_label = probabilities[np.arange(len(labels)), labels]
     verdict = confident_learning(probabilities, labels)
     order = np.argsort(p_label, kind="stable")

@@ -96,7 +96,9 @@ def find_shortcuts(
             report("decoding", f"looking for shortcuts: {n + 1}/{len(photos)} photos", n + 1, len(photos))
     seen = [(path, label, found) for (path, label), found in zip(photos, looks) if found is not None]
     labels = np.asarray([label for _, label, _ in seen])
-    paths = [str(path.relative_to(root)) if path.is_relative_to(root) else str(path) for path, _, _ in seen]
+    from transferlab.data.layout import shown_path
+
+    paths = [shown_path(path, root) for path, _, _ in seen]
     found: list[tuple[Finding, Hider | None]] = []
     for k, name in enumerate(classes):
         mine = labels == k

@@ -310,6 +310,13 @@ def files_below(folder: Path) -> list[Path]:
     return [folder.joinpath(*parts) for parts in found]
 
 
+def shown_path(path: str | Path, root: str | Path) -> str:
+    """`path` as a finding or a check names it: relative to the photo folder `root` where it lies inside it, else as
+    given."""
+    path, root = Path(path), Path(root).expanduser()
+    return str(path.relative_to(root)) if path.is_relative_to(root) else str(path)
+
+
 def _check_same_classes(train: dict, val: dict, train_dir: Path, val_dir: Path) -> None:
     only_train = sorted(set(train) - set(val))
     only_val = sorted(set(val) - set(train))
