@@ -504,7 +504,13 @@ function showLive(m) {
   $('live-classes').tBodies[0].replaceChildren(...m.classes.map(c => el('tr', {}, el('td', { text: c.name }),
     el('td', { text: String(c.photos) }), el('td', { text: Number.isFinite(c.recall) ? (100 * c.recall).toFixed(0) + '%' : '' }))));
 }
-pollLive();
+function thumbnailsShown(limit) {  // resolves once the thumbnails in view have loaded (or after `limit` ms)
+  const start = Date.now();
+  return new Promise(done => (function check() {
+    const inView = [...document.querySelectorAll('#grid img')].filter(i => i.getBoundingClientRect().top < innerHeight);
+    if (inView.every(i => i.complete) || Date.now() - start > limit) done(); else setTimeout(check, 100);
+  })());
+}
 
 // --- 5 ship ------------------------------------------------------------------------------------------------------
 function updateShip() {
@@ -523,8 +529,10 @@ $('export').onclick = async () => {
   } catch (e) { $('export-status').textContent = e.message; }
 };
 
-loadState().then(() => { if (!state.cls && state.classes.length) openClass(state.classes[0].name); })
-  .catch(e => say(e.message));
+// the live model's first pass (features of every photo the store has not seen) starts once the first page is shown:
+// it would otherwise hold up the thumbnails (docs: Results, "The studio")
+loadState().then(() => { if (!state.cls && state.classes.length) return openClass(state.classes[0].name); })
+  .catch(e => say(e.message)).finally(() => thumbnailsShown(3000).then(() => { if (!liveTimer) pollLive(); }));
 loadChoices().catch(e => say(e.message));
 api('/api/train').then(p => { if (p.status !== 'idle') showProgress(p); if (p.status === 'running') follow(); })
   .catch(e => say(e.message));
