@@ -185,3 +185,21 @@ def test_stored_features_are_costed_in_this_process(tiny_dataset, tmp_path):
     cold = train(config).summary
     warm = train(dataclasses.replace(config, out=str(tmp_path / "warm"))).summary
     assert warm.features_from_cache and 0 < warm.feature_compute_seconds < 10 * cold.feature_compute_seconds
+
+
+def test_threads_writing_one_cache_file_at_once_never_rename_each_others_file_away(tmp_path):
+    """The studio's checks, its Inbox and its page write the same cache entries from threads of one process: each
+    write has its own temporary file (it once had one per process, and a check failed with FileNotFoundError)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from transferlab.utils.storage import write_atomically
+
+    target = tmp_path / "entry.json"
+
+    def write(n: int) -> None:
+        for k in range(40):
+            write_atomically(target, lambda tmp, k=k: tmp.write_text(f"{n}-{k}" * 200))
+
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(write, range(8)))  # raises what any write raised
+    assert target.read_text().count("-") == 200 and not [p for p in tmp_path.iterdir() if p.name != "entry.json"]

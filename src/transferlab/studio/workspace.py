@@ -20,7 +20,7 @@ from pathlib import Path
 from transferlab.data.images import VAL_DIR_NAMES, is_hidden_name, is_image_file
 from transferlab.errors import UsageError
 from transferlab.inference.web import MAX_PIXELS
-from transferlab.utils.storage import cache_dir
+from transferlab.utils.storage import cache_dir, temporary_beside
 
 THUMB_SIDE = 160
 SPLITS = ("train", "val")
@@ -167,7 +167,7 @@ def thumbnail(path: Path, side: int = THUMB_SIDE, max_pixels: int = MAX_PIXELS) 
     picture.save(buffer, "JPEG", quality=85)
     data = buffer.getvalue()
     cached.parent.mkdir(parents=True, exist_ok=True)
-    tmp = cached.with_name(f".{cached.name}.{os.getpid()}.tmp")
+    tmp = temporary_beside(cached)  # two requests for one thumbnail at once: each its own
     tmp.write_bytes(data)
     tmp.replace(cached)
     return data

@@ -203,26 +203,22 @@ def _folds(design: Design, y: torch.Tensor, assignment: np.ndarray, warm: Probe 
     return splits, starts, bases
 
 
+@dataclass
 class _Refit:
     """The head's solve on every row, at one C: in a thread of its own when started early (its matrix products run
     outside the GIL, beside the folds': on the 20,000-photo folder a live refit's probe took 3.4 s in a row), else
     when its result is asked for."""
 
-    def __init__(
-        self, design: Design, y: torch.Tensor, warm: Probe | None, classes: int, tolerance: float, threads: int
-    ):
-        self.design, self.y, self.warm, self.classes, self.tolerance, self.threads = (
-            design,
-            y,
-            warm,
-            classes,
-            tolerance,
-            threads,
-        )
-        self.thread: threading.Thread | None = None
-        self.c: float | None = None
-        self.solution: torch.Tensor | None = None
-        self.error: BaseException | None = None
+    design: Design
+    y: torch.Tensor
+    warm: Probe | None
+    classes: int
+    tolerance: float
+    threads: int  # the head's loss is summed over up to this many blocks of rows, a thread each
+    thread: threading.Thread | None = None
+    c: float | None = None
+    solution: torch.Tensor | None = None
+    error: BaseException | None = None
 
     def start(self, c: float) -> None:
         self.c = c

@@ -5,14 +5,17 @@ and JSON read back with a one-line error naming a damaged file."""
 from __future__ import annotations
 
 import errno
+import itertools
 import json
 import os
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from transferlab.errors import DamagedFile
 
+_CALLS = itertools.count()
 REWRITE = "run the command that wrote it again, or restore the folder from a copy"
 
 
@@ -21,10 +24,16 @@ def cache_dir() -> Path:
     return Path(os.environ.get("TRANSFERLAB_CACHE", Path.home() / ".cache" / "transferlab"))
 
 
+def temporary_beside(path: Path) -> Path:
+    """A temporary name beside `path`, unique to this call: two threads of one process writing the same file at once
+    (the studio's checks, its Inbox and its page share caches) never rename each other's file away."""
+    return path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.{next(_CALLS)}.tmp")
+
+
 def write_atomically(path: Path, write: Callable[[Path], object]) -> None:
-    """`write(tmp)` to a temporary file beside `path` (unique to this process), then rename it into place. If the
+    """`write(tmp)` to a temporary file beside `path` (`temporary_beside`), then rename it into place. If the
     write fails (a full disk, Ctrl-C), the temporary file is removed and `path` is left as it was."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp = temporary_beside(path)
     try:
         write(tmp)
         tmp.replace(path)
