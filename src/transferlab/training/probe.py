@@ -129,7 +129,7 @@ def _fit_probe(
     start = time.perf_counter()
     y = labels.long()
     design = features if isinstance(features, Design) else Design(features)
-    refit = _Refit(design, y, warm, num_classes, tolerance, threads)
+    refit = _Refit(design=design, y=y, warm=warm, classes=num_classes, tolerance=tolerance, threads=threads)
     if len(grid) == 1 and bool((assignment < 0).any()):  # C is known and the head's rows many: solved beside the folds
         refit.start(grid[0])
     folds = int(assignment.max()) + 1
@@ -203,7 +203,7 @@ def _folds(design: Design, y: torch.Tensor, assignment: np.ndarray, warm: Probe 
     return splits, starts, bases
 
 
-@dataclass
+@dataclass(kw_only=True)
 class _Refit:
     """The head's solve on every row, at one C: in a thread of its own when started early (its matrix products run
     outside the GIL, beside the folds': on the 20,000-photo folder a live refit's probe took 3.4 s in a row), else
