@@ -11,7 +11,6 @@ the caller computes it again. `transferlab cache` shows the usage and clears it.
 from __future__ import annotations
 
 import hashlib
-import itertools
 import logging
 import os
 import shutil
@@ -24,14 +23,13 @@ from pathlib import Path
 import numpy as np
 
 from transferlab.store.hashes import photo_keys
-from transferlab.utils.storage import cache_dir
+from transferlab.utils.storage import cache_dir, temporary_beside
 
 log = logging.getLogger("transferlab")
 
 DEFAULT_LIMIT = 20 * 10**9  # bytes; `transferlab cache --limit` or $TRANSFERLAB_CACHE_LIMIT changes it
 MEMO_BYTES = 512 * 10**6  # small entries (features, fingerprints) kept in memory once read, per process
 MEMO_ENTRY = 64 * 1024  # ... those up to this size (a feature vector is 5 KB; a decoded picture is never kept)
-_counter = itertools.count()
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -180,7 +178,7 @@ class PhotoStore:
 
     @staticmethod
     def _write(path: Path, write) -> None:
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.{next(_counter)}.tmp")
+        tmp = temporary_beside(path)
         try:
             write(tmp)
             os.replace(tmp, path)

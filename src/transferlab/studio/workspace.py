@@ -20,7 +20,7 @@ from pathlib import Path
 from transferlab.data.images import VAL_DIR_NAMES, is_hidden_name, is_image_file
 from transferlab.errors import UsageError
 from transferlab.inference.web import MAX_PIXELS
-from transferlab.utils.storage import cache_dir, temporary_beside
+from transferlab.utils.storage import cache_dir, write_atomically
 
 THUMB_SIDE = 160
 SPLITS = ("train", "val")
@@ -167,9 +167,7 @@ def thumbnail(path: Path, side: int = THUMB_SIDE, max_pixels: int = MAX_PIXELS) 
     picture.save(buffer, "JPEG", quality=85)
     data = buffer.getvalue()
     cached.parent.mkdir(parents=True, exist_ok=True)
-    tmp = temporary_beside(cached)  # two requests for one thumbnail at once: each its own
-    tmp.write_bytes(data)
-    tmp.replace(cached)
+    write_atomically(cached, lambda tmp: tmp.write_bytes(data))  # two requests for one thumbnail at once: each its own
     return data
 
 
