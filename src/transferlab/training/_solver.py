@@ -4,6 +4,7 @@ makes its probabilities mean what they say. `training.probe` chooses the strengt
 
 from __future__ import annotations
 
+import threading
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 
@@ -187,16 +188,23 @@ class Design:
     def __init__(self, x: torch.Tensor):
         self.z, self.mean, self.std = standardise(x)
         self._layouts: OrderedDict[bytes, Layout] = OrderedDict()
+        self._lock = threading.Lock()
 
     def __len__(self) -> int:
         return len(self.z)
 
     def layout(self, fit: np.ndarray, held: np.ndarray | None = None) -> Layout:
+        """The layout of these rows, made on first use. The head's thread and the folds' ask at once: the table is
+        read and changed under a lock, a layout made outside it."""
         key = fit.tobytes() + b"|" + (b"-" if held is None else held.tobytes())
-        if key in self._layouts:
-            self._layouts.move_to_end(key)
-        else:
-            self._layouts[key] = Layout(self.z, fit, held)
+        with self._lock:
+            found = self._layouts.get(key)
+            if found is not None:
+                self._layouts.move_to_end(key)
+                return found
+        made = Layout(self.z, fit, held)
+        with self._lock:
+            self._layouts[key] = made
             while len(self._layouts) > self.LAYOUTS_KEPT:
                 self._layouts.popitem(last=False)
-        return self._layouts[key]
+        return made
