@@ -110,7 +110,7 @@ def test_label_spreading_is_scikit_learns():
     """`spread_labels` computes scikit-learn's LabelSpreading (knn graph, alpha SPREAD) without importing it."""
     from sklearn.semi_supervised import LabelSpreading
 
-    from transferlab.curate.suggest import NEIGHBOURS, SPREAD, spread_labels
+    from transferlab.curate.pile_model import NEIGHBOURS, SPREAD, spread_labels
 
     rng = np.random.default_rng(0)
     centres = rng.normal(size=(3, 16))
@@ -124,3 +124,56 @@ def test_label_spreading_is_scikit_learns():
     theirs = model.fit(unit, np.concatenate([y_lab, np.full(240, -1)])).label_distributions_[60:]
     assert np.abs(ours - theirs).max() < 1e-4
     assert (ours.argmax(1) == y[60:]).mean() > 0.8
+
+
+def test_the_ridge_held_out_answers_are_those_of_refitting_without_each_photo():
+    """The leave-one-out answers that choose the ridge's strength (one eigendecomposition) equal fitting the kernel
+    ridge regression again without each photo and answering for it."""
+    from transferlab.curate.pile_model import held_out_answers
+
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(30, 8))
+    kernel = x @ x.T / 8 + 1.0
+    targets = np.eye(3)[rng.integers(0, 3, 30)] - 1 / 3
+    values, vectors = np.linalg.eigh(kernel)
+    fast = held_out_answers(values, vectors, targets, 0.5)
+    for i in range(30):
+        rest = np.delete(np.arange(30), i)
+        weights = np.linalg.solve(kernel[np.ix_(rest, rest)] + 0.5 * np.eye(29), targets[rest])
+        assert np.allclose(fast[i], kernel[i, rest] @ weights, atol=1e-8)
+
+
+def test_the_pile_model_sorts_separable_features_from_several_backbones():
+    from transferlab.curate.pile_model import pile_probabilities
+
+    rng = np.random.default_rng(2)
+    y = rng.integers(0, 4, 400)
+    blocks = [rng.normal(size=(4, 32))[y] * 3 + rng.normal(size=(400, 32)) for _ in range(2)]
+    p = pile_probabilities([b[:40] for b in blocks], y[:40], [b[40:] for b in blocks], 4)
+    assert p.shape == (360, 4) and np.allclose(p.sum(1), 1)
+    assert (p.argmax(1) == y[40:]).mean() > 0.95
+
+
+def test_a_round_whose_photos_are_all_stored_imports_no_torch_and_answers_the_same(sorted_and_pile, tmp_path):
+    """The first round computes the features (and remembers the backbone's identity and the unreadable photo); the
+    next, in a fresh process as a user runs it, reads them all from the store without importing torch, and says
+    the same, the unreadable photo still skipped with its reason."""
+    import subprocess
+    import sys
+
+    photos, pile, truth = sorted_and_pile
+    (pile / "broken.jpg").write_bytes(b"\xff\xd8 not really a jpeg")
+    probe = (
+        "import sys; from transferlab.cli import main; code = main(sys.argv[1:]); "
+        "print('torch imported' if 'torch' in sys.modules else 'no torch', file=sys.stderr); sys.exit(code)"
+    )
+    argv = ["suggest", str(photos), str(pile), "--format", "csv", "-q", "--backbone", "efficientnet_lite0"]
+    rounds = [subprocess.run([sys.executable, "-c", probe, *argv], capture_output=True, text=True) for _ in range(2)]
+    assert [r.returncode for r in rounds] == [0, 0]
+    assert "torch imported" in rounds[0].stderr and "no torch" in rounds[1].stderr
+    assert all("skipped" in r.stderr and "broken.jpg" in r.stderr for r in rounds)
+    first, second = (list(csv.DictReader(io.StringIO(r.stdout))) for r in rounds)
+    assert len(first) == len(truth) and [(r["path"], r["class"]) for r in first] == [
+        (r["path"], r["class"]) for r in second
+    ]
+    assert max(abs(float(a["probability"]) - float(b["probability"])) for a, b in zip(first, second)) < 1e-3

@@ -178,7 +178,7 @@ def stored_val_features(classifier: Classifier, val: DecodedSplit) -> torch.Tens
     keyed by its weights, so a hit is the very vector the backbone would compute."""
     if not val.keys or classifier.model.training:
         return None
-    from transferlab.data.decoding import feature_space
+    from transferlab.data.spaces import feature_space
     from transferlab.models.onnx_features import feature_identity
     from transferlab.store import open_store
 

@@ -194,8 +194,10 @@ def _suggest_command(commands: argparse._SubParsersAction) -> None:
     suggest.add_argument("--format", choices=("table", "csv", "json"), default="table", help="(default table)")
     suggest.add_argument("--rejected", metavar="CSV", help="path,class rows: classes a photo is known not to be")
     suggest.add_argument(
-        "--backbone", default="efficientnet_lite0", type=backbone_name, metavar="NAME",
-        help="pretrained network (default efficientnet_lite0, the studio's live model's)",
+        "--backbone", type=backbone_name, metavar="NAME[+NAME...]",
+        help="pretrained networks whose features are used side by side (default: the three EfficientNet-Lites, "
+        "efficientnet_lite0+efficientnet_lite1+efficientnet_lite2: each photo passes through three networks once; "
+        "efficientnet_lite0 alone, the studio's live model's, is faster the first time and less accurate)",
     )  # fmt: skip
     suggest.add_argument("--workers", type=int, help="decoding processes (default: one per CPU core, max 8)")
     suggest.add_argument("-q", "--quiet", action="store_true", help="no progress bar or summary line")

@@ -12,11 +12,12 @@ from transferlab.errors import UsageError
 
 
 def cmd_suggest(args: argparse.Namespace) -> int:
-    from transferlab.curate.suggest import suggest
+    from transferlab.curate.suggest import SUGGEST_BACKBONES, suggest
 
     result = suggest(
         args.photos, args.pile, rejected=read_rejected(args.rejected) if args.rejected else None,
-        backbone=args.backbone, workers=args.workers, quiet=args.quiet,
+        backbones=args.backbone.split("+") if args.backbone else SUGGEST_BACKBONES,
+        workers=args.workers, quiet=args.quiet,
     )  # fmt: skip
     out = sys.stdout
     if args.format == "csv":

@@ -1,30 +1,33 @@
 """Sorting a pile: the class each unsorted photo most likely belongs to, learned from the photos already sorted.
 
-`suggest` reads every photo's frozen features from the per-photo store (the live model's: only photos with new
-bytes are decoded and passed through the backbone), and scores the pile with two views of the same features (see
-`pile_probabilities`): a cross-validated probe fitted on the labelled photos, and the labels spread along the
-pile's own neighbours (photos of one class lie near each other, sorted or not). A class the person rejected for a
-photo is never suggested for it again (its probability becomes 0, the rest renormalised: what the person said,
-taken as evidence). Each photo also says whether it looks like none of the classes: farther from its nearest
-labelled photos than 95% of the labelled photos are from theirs.
+`suggest` reads every photo's frozen features (the evaluation view, as the live model and `predict` see a photo)
+of each backbone from the per-photo store: only photos with new bytes are decoded and passed through a network, and
+a round whose photos all have their vectors never imports torch (`training.stored_features`). The pile is scored by
+`pile_model`: a ridge classifier on the labelled photos and the labels spread along the pile's own neighbours, on
+the three EfficientNet-Lites' features side by side by default (each photo passes through three networks once; the
+studio's Inbox uses the live model's one, whose features it already has). A class the person rejected for a photo
+is never suggested for it again (its probability becomes 0, the rest renormalised: what the person said, taken as
+evidence). Each photo also says whether it looks like none of the classes: farther from its nearest labelled
+photos than 95% of the labelled photos are from theirs.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 
+from transferlab.config import DataConfig
+from transferlab.curate.pile_model import looks_unknown, pile_probabilities, unit_rows
 from transferlab.data.images import is_image_file
 from transferlab.errors import DatasetError, UsageError
 
 PAGE = 30  # photos a page of suggestions shows
 FIRST = 12  # photos "label these first" names
-NEIGHBOURS = 10  # of each photo in the graph the labels spread along
-SPREAD = 0.8  # how much a photo's spread label comes from its neighbours (the rest from its own label, if any)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -76,60 +79,135 @@ def pile_files(pile: str | Path) -> list[Path]:
     return [path for path in files_below(root) if is_image_file(path)]
 
 
+SUGGEST_BACKBONES = ("efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2")  # ImageNet weights offline
+MOST_LABELLED = 2000  # labelled photos a round learns from at most (evenly per class): a round stays ~1 s at 1,000
+
+
 def suggest(
     photos: str | Path,
     pile: str | Path,
     *,
     rejected: Mapping[Path, Collection[str]] | None = None,
-    backbone: str = "efficientnet_lite0",
+    backbones: Sequence[str] = SUGGEST_BACKBONES,
     workers: int | None = None,
     quiet: bool = False,
 ) -> PileSuggestions:
     """Suggest a class for every photo of `pile` from the labelled photos of `photos` (class folders, or train/ and
-    val/). `rejected` maps a pile photo to the classes the person said it is not."""
-    import torch
-
-    from transferlab.config import DataConfig, TrainConfig
-    from transferlab.data.layout import Sample
-    from transferlab.data.prepare import prepare_data
-    from transferlab.models.model import create_backbone
-    from transferlab.training.feature_cache import FeatureRequest
-    from transferlab.training.features import features_for, photo_features
-    from transferlab.utils.distributed import Dist
+    val/), on the features of `backbones` side by side. `rejected` maps a pile photo to the classes the person said
+    it is not."""
+    from transferlab.data.layout import class_files
 
     start = time.perf_counter()
-    photos = Path(photos).expanduser()
-    config = TrainConfig(
-        data=DataConfig(root=str(photos)), strategy="extract", backbone=backbone, quiet=True, workers=workers
-    )
-    prepared = prepare_data(config)  # the live model's and the label check's features: read, not computed again
-    classes = prepared.dataset.classes
-    known = {p.resolve() for p in prepared.train.paths + prepared.val.paths}
+    from transferlab.models.backbones import AUTO, get_spec
+
+    if not backbones or AUTO in backbones:
+        raise UsageError("suggest needs backbones named, e.g. efficientnet_lite0 (see `transferlab backbones`)")
+    for name in backbones:
+        get_spec(name)  # an unknown name: one line naming the known ones
+    train, val, _, _ = class_files(Path(photos).expanduser())
+    classes = sorted(train)
+    labelled = [(path, label) for label, name in enumerate(classes) for folder in (train, val or {})
+                for path in folder.get(name, [])]  # fmt: skip
+    known = {path.resolve() for path, _ in labelled}
     files = [p for p in pile_files(pile) if p.resolve() not in known]  # a pile inside the folder: its sorted photos
     if not files:
         raise DatasetError(f"{pile}: no photos to sort (looked for image files in it and below)")
-    network, spec, _ = create_backbone(backbone)
-    network.eval()
-    request = FeatureRequest(backbone=network, spec=spec, train=prepared.train, val=prepared.val, centre=True)
-    alone = Dist(rank=0, world=1, local_rank=0, device=torch.device("cpu"))
-    sorted_ = features_for(request, dist=alone, quiet=quiet)
-    assert sorted_.train_centre is not None  # asked for with centre=True
-    x_lab = torch.cat([sorted_.train_centre, sorted_.val])
-    y_lab = torch.cat([prepared.train.labels, prepared.val.labels])
-    # the pile as validation photos are seen (the same store space: one landing in val/ is never computed again)
-    found = photo_features(
-        [Sample(path=p, label=-1) for p in files], network, spec, config.data.background, workers=workers, quiet=quiet
-    )
-    pile_paths, x_pile = found.paths, found.features.numpy()
-    with torch.no_grad():
-        probabilities = pile_probabilities(x_lab.numpy(), y_lab.numpy(), x_pile, len(classes))
-        strangers = looks_unknown(x_lab.numpy(), x_pile)
-    photos_out = _suggestions(classes, pile_paths, probabilities, strangers, rejected or {})
+    background = DataConfig(root=str(photos)).background
+    found = _features([path for path, _ in labelled] + files, backbones, background, workers=workers, quiet=quiet)
+    lab = [i for i in range(len(labelled)) if i in found.rows]
+    y_all = np.array([labelled[i][1] for i in lab], dtype=np.int64)
+    lab = [lab[i] for i in _evenly(y_all, MOST_LABELLED)]
+    pile_rows = [i for i in range(len(labelled), len(labelled) + len(files)) if i in found.rows]
+    if not lab or not pile_rows:
+        raise DatasetError(
+            f"{photos}: no labelled photo could be read" if not lab else f"{pile}: no photo could be read"
+        )
+    y_lab = np.array([labelled[i][1] for i in lab], dtype=np.int64)
+    x_lab = [block[[found.rows[i] for i in lab]] for block in found.blocks]
+    x_pile = [block[[found.rows[i] for i in pile_rows]] for block in found.blocks]
+    probabilities = pile_probabilities(x_lab, y_lab, x_pile, len(classes))
+    unit = [np.concatenate([unit_rows(b) for b in blocks], 1) for blocks in (x_lab, x_pile)]
+    strangers = looks_unknown(unit[0], unit[1])
+    paths = [files[i - len(labelled)] for i in pile_rows]
+    photos_out = _suggestions(classes, paths, probabilities, strangers, rejected or {})
+    skipped = [(files[i - len(labelled)], why) for i, why in sorted(found.skipped.items()) if i >= len(labelled)]
     return PileSuggestions(
-        classes=classes, photos=photos_out, labelled=int(len(y_lab)), skipped=found.skipped,
-        decoded=found.decoded + prepared.train.decoded + prepared.val.decoded,
+        classes=classes, photos=photos_out, labelled=len(lab), skipped=skipped, decoded=found.decoded,
         seconds=time.perf_counter() - start,
     )  # fmt: skip
+
+
+def _evenly(labels: np.ndarray, most: int) -> list[int]:
+    """At most `most` of the rows, each class's share as in `labels`, the first of each class (all when fewer)."""
+    if len(labels) <= most:
+        return list(range(len(labels)))
+    chosen = []
+    for cls in np.unique(labels):
+        mine = np.flatnonzero(labels == cls)
+        chosen += mine[: max(1, round(most * len(mine) / len(labels)))].tolist()
+    return sorted(chosen)
+
+
+@dataclass(frozen=True, kw_only=True)
+class _Found:
+    """Each backbone's vectors of the photos that could be read: `blocks[b][rows[i]]` is photo i's."""
+
+    blocks: list[np.ndarray]
+    rows: dict[int, int]
+    skipped: dict[int, str]  # photo index -> why it could not be read
+    decoded: int
+
+
+def _features(
+    paths: list[Path],
+    backbones: Sequence[str],
+    background: tuple[int, int, int],
+    *,
+    workers: int | None,
+    quiet: bool,
+) -> _Found:
+    """Every photo's evaluation-view vector for each backbone: read from the store, the missing ones computed (then
+    the network is loaded) and stored."""
+    from transferlab.models.backbones import get_spec
+    from transferlab.store import open_store
+    from transferlab.training.stored_features import (
+        eval_space,
+        remembered_identity,
+        stored_vectors,
+        unreadable_reasons,
+    )
+
+    store = open_store()
+    keys = store.keys(paths)
+    skipped = {i: "cannot be read" for i, key in enumerate(keys) if key is None}
+    vectors: list[list[np.ndarray | None]] = []
+    decoded = 0
+    for name in backbones:
+        spec = get_spec(name)
+        identity = remembered_identity(store, spec)
+        rows: list[np.ndarray | None] = [None] * len(paths)
+        if identity:
+            rows = stored_vectors(store, eval_space(identity, spec, background), keys, spec.feature_dim)
+        for i, why in enumerate(unreadable_reasons(store, spec, background, keys)):
+            if why is not None and rows[i] is None:
+                skipped.setdefault(i, why)
+        missing = [i for i, row in enumerate(rows) if row is None and i not in skipped]
+        if missing:
+            from transferlab.training.features import store_eval_features
+
+            found = store_eval_features([paths[i] for i in missing], name, background, workers=workers, quiet=quiet)
+            decoded += found.decoded
+            where = {path: row for row, path in enumerate(found.paths)}
+            reasons = dict(found.skipped)
+            for i in missing:
+                if paths[i] in where:
+                    rows[i] = found.features[where[paths[i]]].numpy()
+                else:
+                    skipped[i] = reasons.get(paths[i], "cannot be read")
+        vectors.append(rows)
+    kept = [i for i in range(len(paths)) if i not in skipped]
+    blocks = [np.stack([cast(np.ndarray, rows[i]) for i in kept]) if kept else np.zeros((0, 1)) for rows in vectors]
+    return _Found(blocks=blocks, rows={i: r for r, i in enumerate(kept)}, skipped=skipped, decoded=decoded)
 
 
 def _suggestions(classes, pile_paths, probabilities, strangers, rejected) -> list[Suggestion]:
@@ -152,65 +230,3 @@ def _suggestions(classes, pile_paths, probabilities, strangers, rejected) -> lis
         )
     photos_out.sort(key=lambda s: (classes.index(s.suggested), s.unknown, -s.probability))
     return photos_out
-
-
-def pile_probabilities(x_lab: np.ndarray, y_lab: np.ndarray, x_pile: np.ndarray, num_classes: int) -> np.ndarray:
-    """(pile photos, classes) probabilities: the mean of the probe's (fitted on the labelled photos) and of the
-    labels spread over the graph of every photo's nearest neighbours (labelled and pile together)."""
-    import torch
-
-    from transferlab.training.probe import fit_probe
-
-    probe = fit_probe(torch.from_numpy(x_lab), torch.from_numpy(y_lab), num_classes)
-    fitted = probe.logits(torch.from_numpy(x_pile)).softmax(1).numpy()
-    spread = spread_labels(x_lab, y_lab, x_pile, num_classes)
-    return 0.5 * fitted + 0.5 * spread
-
-
-def spread_labels(x_lab: np.ndarray, y_lab: np.ndarray, x_pile: np.ndarray, num_classes: int) -> np.ndarray:
-    """Label spreading (Zhou et al., 2004) over the `NEIGHBOURS`-nearest-neighbour graph of the unit-length features:
-    each pile photo's share of each class. scikit-learn's `LabelSpreading(kernel="knn", alpha=SPREAD)` computed
-    with numpy and scipy.sparse (tests/test_suggest.py checks them equal): importing scikit-learn's semi_supervised
-    took 1 s of every round's 3."""
-    from scipy import sparse
-
-    x = np.concatenate([x_lab, x_pile]).astype(np.float32)
-    x /= np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
-    n, k = len(x), min(NEIGHBOURS, len(x) - 1)
-    columns = np.empty((n, k), dtype=np.int64)
-    for start in range(0, n, 1024):  # each photo's k nearest, itself included (scikit-learn's graph), by blocks
-        similarity = x[start : start + 1024] @ x.T
-        block = np.arange(len(similarity))
-        similarity[block, start + block] = np.inf  # itself first, whatever ties
-        columns[start : start + len(similarity)] = np.argpartition(-similarity, k - 1, axis=1)[:, :k]
-    rows = np.repeat(np.arange(n), k)
-    other = rows != columns.ravel()  # the self-loops go: scipy's normalised Laplacian ignores them
-    graph = sparse.csr_matrix((np.ones(int(other.sum())), (rows[other], columns.ravel()[other])), shape=(n, n))
-    degree = np.asarray(graph.sum(0)).ravel()  # its degrees: column sums, as scipy's
-    scale = sparse.diags(1.0 / np.sqrt(np.maximum(degree, 1e-12)))
-    graph = (scale @ graph @ scale).tocsr()
-    static = np.zeros((n, num_classes))
-    static[np.arange(len(y_lab)), y_lab] = 1.0
-    shares, static = static.copy(), (1 - SPREAD) * static
-    for _ in range(100):
-        before, shares = shares, SPREAD * (graph @ shares) + static
-        if np.abs(shares - before).sum() < 1e-3:
-            break
-    shares = shares[len(x_lab) :]
-    total = shares.sum(1, keepdims=True)
-    return np.where(total > 0, shares / np.where(total > 0, total, 1.0), 1.0 / num_classes)
-
-
-def looks_unknown(x_lab: np.ndarray, x_pile: np.ndarray, k: int = 5, quantile: float = 0.95) -> np.ndarray:
-    """Whether each pile photo lies farther from its `k` nearest labelled photos (mean cosine distance) than the
-    `quantile` of the labelled photos do from theirs (each leaving itself out)."""
-    from transferlab.inference.unknown import conformal_threshold
-
-    unit = x_lab / np.maximum(np.linalg.norm(x_lab, axis=1, keepdims=True), 1e-12)
-    k = max(1, min(k, len(unit) - 1))
-    own = 1.0 - unit @ unit.T
-    np.fill_diagonal(own, np.inf)
-    threshold = conformal_threshold(np.sort(own, axis=1)[:, :k].mean(1), quantile)
-    pile = x_pile / np.maximum(np.linalg.norm(x_pile, axis=1, keepdims=True), 1e-12)
-    distances = np.sort(1.0 - pile @ unit.T, axis=1)[:, :k].mean(1)
-    return distances > threshold

@@ -28,6 +28,7 @@ from transferlab.data.fingerprints import Fingerprint, fingerprint
 from transferlab.data.images import load_rgb
 from transferlab.data.layout import Sample
 from transferlab.data.presets import decoded_view, eval_view, train_view
+from transferlab.data.spaces import fingerprint_space, picture_space
 from transferlab.errors import UnreadableImage
 from transferlab.store import PhotoStore, open_store
 from transferlab.utils.parallel import parallel_imap
@@ -36,16 +37,6 @@ from transferlab.utils.progress import report
 log = logging.getLogger("transferlab")
 
 THUMB = 32 * 32
-
-
-def picture_space(size: int, crop: int | None, background: tuple[int, int, int]) -> str:
-    """The store's name for pictures decoded this way (the training view, or the evaluation crop)."""
-    view = f"resize{size}-crop{crop}" if crop else f"short-side-at-most{size}"
-    return f"picture/{view}/background{','.join(map(str, background))}/v1"
-
-
-def fingerprint_space(background: tuple[int, int, int]) -> str:
-    return f"fingerprint/background{','.join(map(str, background))}/v1"
 
 
 def pack_fingerprint(print_: Fingerprint) -> np.ndarray:
@@ -297,9 +288,3 @@ def decode_split(
     if todo:
         store.trim()
     return split.in_memory() if keep == "memory" else split
-
-
-def feature_space(backbone: str, pictures: str, view: str) -> str:
-    """The store's name for a backbone's features (`backbone`: its identity) of one view of pictures decoded as
-    `pictures` (`picture_space`)."""
-    return f"features/{backbone}/{pictures}/{view}"

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from transferlab.errors import DamagedFile, first_line
+from transferlab.inference.conformal import conformal_threshold
 from transferlab.utils.storage import write_atomically
 
 K = 5
@@ -68,23 +69,15 @@ def fit_unknown_detector(
         bank=torch.nn.functional.normalize(train_features.float(), dim=1), threshold=0.0, known_rejected=0.0
     )
     scores = detector.scores(val_features).numpy()
-    detector.threshold = conformal_threshold(scores)
+    detector.threshold = conformal_threshold(scores, QUANTILE)
     order = np.random.default_rng(seed).permutation(len(scores))
     rejected = []
     for held in np.array_split(order, max(2, min(folds, len(scores)))):
         rest = np.setdiff1d(order, held)
         if len(rest) and len(held):
-            rejected.append(float((scores[held] > conformal_threshold(scores[rest])).mean()))
+            rejected.append(float((scores[held] > conformal_threshold(scores[rest], QUANTILE)).mean()))
     detector.known_rejected = float(np.mean(rejected)) if rejected else float("nan")
     return detector
-
-
-def conformal_threshold(scores: np.ndarray, quantile: float = QUANTILE) -> float:
-    """The ceil((n + 1) x quantile)-th smallest score (the largest when that is past the end): a new score from the
-    same distribution exceeds it with probability at most 1 - quantile."""
-    ordered = np.sort(scores)
-    rank = int(np.ceil((len(ordered) + 1) * quantile))
-    return float(ordered[min(rank, len(ordered)) - 1])
 
 
 def save_detector(detector: UnknownDetector, run_dir: Path) -> Path:

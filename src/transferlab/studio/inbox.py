@@ -73,7 +73,7 @@ class Inbox:
                 return None
             with self.lock:
                 said = {self.workspace.folder / p: set(c) for p, c in self.rejected.items()}
-            found = suggest(self.workspace.folder, self.pile, rejected=said, backbone=LIVE_BACKBONE, quiet=True)
+            found = suggest(self.workspace.folder, self.pile, rejected=said, backbones=[LIVE_BACKBONE], quiet=True)
             if not self.again:
                 return found
 

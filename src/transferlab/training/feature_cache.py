@@ -13,15 +13,14 @@ import dataclasses
 import hashlib
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 from torch import nn
 
-from transferlab.data.decoding import DecodedSplit, feature_space
+from transferlab.data.decoding import DecodedSplit
 from transferlab.data.presets import TrainPreset
+from transferlab.data.spaces import feature_space
 from transferlab.models.backbones import BackboneSpec
 from transferlab.models.onnx_features import feature_identity
-from transferlab.store import PhotoStore
 
 
 @dataclass(kw_only=True)
@@ -95,16 +94,6 @@ def parts_of(request: FeatureRequest) -> list[Part]:
         parts.append(Part(split="train", view="centre", space=feature_space(identity, request.train.space, "centre")))
     parts.append(Part(split="val", view="as-is", space=feature_space(identity, request.val.space, "as-is")))
     return parts
-
-
-def stored_vectors(store: PhotoStore, space: str, keys: list[str], dim: int) -> list[np.ndarray | None]:
-    """The stored vector of each key, None where missing or unusable (wrong length, not finite: then forgotten)."""
-    rows = store.get_many(space, keys)
-    for i, row in enumerate(rows):
-        if row is not None and (row.shape != (dim,) or row.dtype != np.float32 or not np.isfinite(row).all()):
-            store.discard(space, keys[i])
-            rows[i] = None
-    return rows
 
 
 def inconsistency(features: FeatureCache, train: int, val: int) -> str | None:

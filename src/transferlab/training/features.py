@@ -31,9 +31,9 @@ from transferlab.training.feature_cache import (
     Part,
     inconsistency,
     parts_of,
-    stored_vectors,
     view_seed,
 )
+from transferlab.training.stored_features import remember_identity, remember_unreadable, stored_vectors
 from transferlab.utils.device import autocast
 from transferlab.utils.distributed import Dist
 from transferlab.utils.machine import give_back_freed_memory
@@ -256,6 +256,31 @@ def photo_features(
         features=features.val, labels=split.labels, paths=split.paths, skipped=split.skipped,
         decoded=split.decoded, computed=features.computed,
     )  # fmt: skip
+
+
+def store_eval_features(
+    paths: list[Path],
+    backbone: str,
+    background: tuple[int, int, int],
+    *,
+    workers: int | None = None,
+    quiet: bool = False,
+) -> PhotoFeatures:
+    """`photo_features` of `paths` with backbone `backbone` and its default weights, stored with what lets a later
+    reader skip the network (`stored_features`): the backbone's identity, and each photo that cannot be decoded."""
+    from transferlab.models.model import create_backbone
+    from transferlab.models.onnx_features import feature_identity
+
+    network, spec, _ = create_backbone(backbone)
+    network.eval()
+    samples = [Sample(path=path, label=-1) for path in paths]
+    found = photo_features(samples, network, spec, background, workers=workers, quiet=quiet)
+    store = open_store()
+    remember_identity(store, spec, feature_identity(network, spec, None))
+    for (_, why), key in zip(found.skipped, store.keys([path for path, _ in found.skipped])):
+        if key is not None:
+            remember_unreadable(store, spec, background, key, why)
+    return found
 
 
 def every_image_features(config, prepared) -> tuple[torch.Tensor, torch.Tensor, list[Path]]:
