@@ -53,9 +53,9 @@ def make_folders(data: Path, work: Path, start: int, seed: int) -> tuple[Path, P
     return photos, pile, truth
 
 
-def suggestions(photos: Path, pile: Path, rejected: Path) -> tuple[list[dict], float]:
+def suggestions(photos: Path, pile: Path, rejected: Path, backbone: str | None) -> tuple[list[dict], float]:
     command = [sys.executable, "-m", "transferlab", "suggest", str(photos), str(pile), "--format", "csv"]
-    command += ["--rejected", str(rejected), "--quiet"]
+    command += ["--rejected", str(rejected), "--quiet"] + (["--backbone", backbone] if backbone else [])
     start = time.perf_counter()
     done = subprocess.run(command, capture_output=True, text=True)
     seconds = time.perf_counter() - start
@@ -64,14 +64,14 @@ def suggestions(photos: Path, pile: Path, rejected: Path) -> tuple[list[dict], f
     return list(csv.DictReader(io.StringIO(done.stdout))), seconds
 
 
-def sort_once(data: Path, work: Path, start: int, seed: int) -> dict:
+def sort_once(data: Path, work: Path, start: int, seed: int, backbone: str | None) -> dict:
     photos, pile, truth = make_folders(data, work, start, seed)
     rejected = work / "rejected.csv"
     rejected.write_text("path,class\n")
     total = len(truth)
     decisions, rounds, times = 0, 0, []
     while any(pile.iterdir()):
-        rows, seconds = suggestions(photos, pile, rejected)
+        rows, seconds = suggestions(photos, pile, rejected, backbone)
         rounds += 1
         times.append(seconds)
         accepted = 0
@@ -101,11 +101,12 @@ def main() -> None:
     parser.add_argument("--start", type=int, default=5, help="labelled photos a class to start with (default 5)")
     parser.add_argument("--seed", default="0,1,2", help="seeds, comma-separated (default 0,1,2)")
     parser.add_argument("--work", default="/tmp/transferlab-sort-pile")
+    parser.add_argument("--backbone", help="suggest's --backbone (default: its own default)")
     args = parser.parse_args()
     results = []
     for seed in (int(s) for s in args.seed.split(",")):
         print(f"{args.data}, K={args.start}, seed {seed}:", flush=True)
-        result = sort_once(Path(args.data), Path(args.work), args.start, seed)
+        result = sort_once(Path(args.data), Path(args.work), args.start, seed, args.backbone)
         results.append(result)
         print(
             f"seed {seed}: {result['per_photo']:.3f} decisions a photo ({result['decisions']} for "

@@ -136,7 +136,7 @@ def test_the_ridge_held_out_answers_are_those_of_refitting_without_each_photo():
     kernel = x @ x.T / 8 + 1.0
     targets = np.eye(3)[rng.integers(0, 3, 30)] - 1 / 3
     values, vectors = np.linalg.eigh(kernel)
-    fast = held_out_answers(values, vectors, targets, 0.5)
+    fast = next(held_out_answers(values, vectors, targets, [0.5]))
     for i in range(30):
         rest = np.delete(np.arange(30), i)
         weights = np.linalg.solve(kernel[np.ix_(rest, rest)] + 0.5 * np.eye(29), targets[rest])
@@ -177,3 +177,13 @@ def test_a_round_whose_photos_are_all_stored_imports_no_torch_and_answers_the_sa
         (r["path"], r["class"]) for r in second
     ]
     assert max(abs(float(a["probability"]) - float(b["probability"])) for a, b in zip(first, second)) < 1e-3
+
+
+def test_a_round_learns_from_at_most_so_many_labelled_photos_each_class_its_share():
+    from transferlab.curate.suggest import _evenly
+
+    labels = np.array([0] * 600 + [1] * 300 + [2] * 100)
+    assert _evenly(labels, 2000) == list(range(1000))
+    chosen = _evenly(labels, 100)
+    assert np.bincount(labels[chosen]).tolist() == [60, 30, 10] and chosen == sorted(chosen)
+    assert np.bincount(labels[_evenly(np.array([0] * 999 + [1]), 10)]).tolist() == [10, 1]  # a class keeps one

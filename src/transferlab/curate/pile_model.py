@@ -13,6 +13,8 @@ EfficientNet-Lites this took flowers5 from 0.28 decisions a photo (one backbone,
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
+
 import numpy as np
 
 NEIGHBOURS = 10  # of each photo in the graph the labels spread along
@@ -47,28 +49,30 @@ def ridge_probabilities(x_lab: np.ndarray, y_lab: np.ndarray, x_pile: np.ndarray
     values, vectors = np.linalg.eigh(kernel)
     values = np.maximum(values, 0.0)
     targets = np.eye(num_classes)[y_lab] - 1.0 / num_classes
-    projected = vectors.T @ targets
     best: tuple[tuple[float, float], float, np.ndarray] | None = None
-    for strength in STRENGTHS:
-        held_out = held_out_answers(values, vectors, targets, float(strength))
+    for strength, held_out in zip(STRENGTHS, held_out_answers(values, vectors, targets, STRENGTHS)):
         score = (float((held_out.argmax(1) == y_lab).mean()), -float(((held_out - targets) ** 2).sum()))
         if best is None or score > best[0]:
             best = (score, float(strength), held_out)
     assert best is not None
     _, strength, held_out = best
-    weights = vectors @ (projected / (values + strength)[:, None])
+    weights = vectors @ ((vectors.T @ targets) / (values + strength)[:, None])
     scores = (x_pile @ x_lab.T / dim + 1.0) @ weights
     temperature = max(TEMPERATURES, key=lambda t: _log_likelihood(held_out / t, y_lab))
     return _softmax(scores / temperature)
 
 
-def held_out_answers(values: np.ndarray, vectors: np.ndarray, targets: np.ndarray, strength: float) -> np.ndarray:
-    """Kernel ridge regression's answer for each training row fitted without that row (exact: the hat matrix's
-    leave-one-out identity), from the kernel's eigenvalues and eigenvectors."""
-    shrink = values / (values + strength)
-    fitted = vectors @ (shrink[:, None] * (vectors.T @ targets))
-    leverage = np.minimum((vectors * vectors) @ shrink, 1 - 1e-9)
-    return targets - (targets - fitted) / (1 - leverage)[:, None]
+def held_out_answers(
+    values: np.ndarray, vectors: np.ndarray, targets: np.ndarray, strengths: Iterable[float]
+) -> Iterator[np.ndarray]:
+    """For each strength, kernel ridge regression's answer for each training row fitted without that row (exact: the
+    hat matrix's leave-one-out identity), from the kernel's eigenvalues and eigenvectors."""
+    projected, squares = vectors.T @ targets, vectors * vectors
+    for strength in strengths:
+        shrink = values / (values + strength)
+        fitted = vectors @ (shrink[:, None] * projected)
+        leverage = np.minimum(squares @ shrink, 1 - 1e-9)
+        yield targets - (targets - fitted) / (1 - leverage)[:, None]
 
 
 def _softmax(z: np.ndarray) -> np.ndarray:
