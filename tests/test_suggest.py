@@ -186,4 +186,19 @@ def test_a_round_learns_from_at_most_so_many_labelled_photos_each_class_its_shar
     assert _evenly(labels, 2000) == list(range(1000))
     chosen = _evenly(labels, 100)
     assert np.bincount(labels[chosen]).tolist() == [60, 30, 10] and chosen == sorted(chosen)
-    assert np.bincount(labels[_evenly(np.array([0] * 999 + [1]), 10)]).tolist() == [10, 1]  # a class keeps one
+    rare = np.array([0] * 999 + [1])
+    assert np.bincount(rare[_evenly(rare, 10)]).tolist() == [10, 1]  # a class keeps one
+
+
+@pytest.mark.parametrize("backbone, expected", [("auto", "needs backbones named"), ("nope", "nope")])
+def test_a_wrong_backbone_is_one_line_and_exit_2(sorted_and_pile, capsys, backbone, expected):
+    photos, pile, _ = sorted_and_pile
+    with pytest.raises(SystemExit) if backbone == "nope" else _no_exit():
+        assert main(["suggest", str(photos), str(pile), "--backbone", backbone, "-q"]) == 2
+    assert expected in capsys.readouterr().err
+
+
+def _no_exit():
+    import contextlib
+
+    return contextlib.nullcontext()

