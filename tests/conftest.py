@@ -104,5 +104,9 @@ def studio_client(photos: Path, runs: Path, port: int = 8123):
     try:
         yield client
     finally:
-        if client.app.state.studio.live is not None:
-            client.app.state.studio.live.stop()
+        studio = client.app.state.studio
+        if studio.live is not None:
+            studio.live.stop()
+        for job in (studio.inbox.job, studio.inbox.sharpen):  # native code (torch, ONNX Runtime) in a thread at exit
+            if job.thread is not None:  # aborts the interpreter: let the Inbox's work end first
+                job.thread.join(timeout=300)

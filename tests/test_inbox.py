@@ -104,7 +104,7 @@ def test_no_pile_is_an_empty_inbox(tmp_path):
     photos = make_folder(tmp_path / "photos", {"red": 6, "green": 6}, split=False)
     with studio_client(photos, tmp_path / "runs") as client:
         assert client.get("/api/inbox").json() == {
-            "status": "idle", "error": "", "unsorted": 0, "pages": [], "first": []
+            "status": "idle", "error": "", "how": "", "sharpening": False, "unsorted": 0, "pages": [], "first": []
         }  # fmt: skip
         assert _pages(client) == {}
 
@@ -129,3 +129,17 @@ def test_a_new_class_is_made_from_a_selection_of_the_pile(client, photos):
     assert again.status_code == 400 and "exists already" in again.json()["detail"]
     empty = client.post("/api/inbox/accept", json={"cls": "scarlet", "accept": [], "new": True})
     assert empty.status_code == 400 and not (photos / "scarlet").exists()
+
+
+def test_the_first_suggestions_come_from_one_network_and_later_ones_from_three(client):
+    """The first round uses the live model's network (its features are the studio's); the other two networks'
+    features are computed in the background meanwhile, and the rounds after that use all three."""
+    _pages(client)
+    first = client.get("/api/inbox").json()["how"]
+    assert first.startswith("from 1 network")
+    deadline = time.monotonic() + WITHIN
+    while "computing" in client.get("/api/inbox").json()["how"]:
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    _pages(client)
+    assert client.get("/api/inbox").json()["how"] == "from 3 networks"

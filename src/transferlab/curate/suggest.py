@@ -51,6 +51,7 @@ class PileSuggestions:
     skipped: list[tuple[Path, str]]  # pile photos that could not be read, and why
     decoded: int  # photos decoded for this call (new bytes)
     seconds: float
+    backbones: list[str]  # whose features, side by side
 
     def page(self, cls: str, size: int = PAGE) -> list[Suggestion]:
         """The first page of photos suggested as `cls`: the most probable first, photos that look like none of the
@@ -95,23 +96,8 @@ def suggest(
     """Suggest a class for every photo of `pile` from the labelled photos of `photos` (class folders, or train/ and
     val/), on the features of `backbones` side by side. `rejected` maps a pile photo to the classes the person said
     it is not."""
-    from transferlab.data.layout import class_files
-
     start = time.perf_counter()
-    from transferlab.models.backbones import AUTO, get_spec
-
-    if not backbones or AUTO in backbones:
-        raise UsageError("suggest needs backbones named, e.g. efficientnet_lite0 (see `transferlab backbones`)")
-    for name in backbones:
-        get_spec(name)  # an unknown name: one line naming the known ones
-    train, val, _, _ = class_files(Path(photos).expanduser())
-    classes = sorted(train)
-    labelled = [(path, label) for label, name in enumerate(classes) for folder in (train, val or {})
-                for path in folder.get(name, [])]  # fmt: skip
-    known = {path.resolve() for path, _ in labelled}
-    files = [p for p in pile_files(pile) if p.resolve() not in known]  # a pile inside the folder: its sorted photos
-    if not files:
-        raise DatasetError(f"{pile}: no photos to sort (looked for image files in it and below)")
+    classes, labelled, files = _listing(photos, pile, backbones)
     background = DataConfig(root=str(photos)).background
     found = _features([path for path, _ in labelled] + files, backbones, background, workers=workers, quiet=quiet)
     lab = [i for i in range(len(labelled)) if i in found.rows]
@@ -133,8 +119,49 @@ def suggest(
     skipped = [(files[i - len(labelled)], why) for i, why in sorted(found.skipped.items()) if i >= len(labelled)]
     return PileSuggestions(
         classes=classes, photos=photos_out, labelled=len(lab), skipped=skipped, decoded=found.decoded,
-        seconds=time.perf_counter() - start,
+        seconds=time.perf_counter() - start, backbones=list(backbones),
     )  # fmt: skip
+
+
+def pile_features_missing(
+    photos: str | Path,
+    pile: str | Path,
+    *,
+    backbones: Sequence[str] = SUGGEST_BACKBONES,
+    compute: bool = False,
+    workers: int | None = None,
+    quiet: bool = True,
+) -> int:
+    """How many photos of `photos` and `pile` lack a stored vector of one of `backbones` (torch-free); with
+    `compute`, they are computed and stored first (the studio's Inbox does it while the person reads a page)."""
+    _, labelled, files = _listing(photos, pile, backbones)
+    background = DataConfig(root=str(photos)).background
+    found = _features([p for p, _ in labelled] + files, backbones, background, workers=workers, quiet=quiet,
+                      compute=compute)  # fmt: skip
+    return found.missing
+
+
+def _listing(
+    photos: str | Path, pile: str | Path, backbones: Sequence[str]
+) -> tuple[list[str], list[tuple[Path, int]], list[Path]]:
+    """The classes, the labelled photos with their labels, and the pile's photos (those of `photos` left out);
+    the backbones' names checked."""
+    from transferlab.data.layout import class_files
+    from transferlab.models.backbones import AUTO, get_spec
+
+    if not backbones or AUTO in backbones:
+        raise UsageError("suggest needs backbones named, e.g. efficientnet_lite0 (see `transferlab backbones`)")
+    for name in backbones:
+        get_spec(name)  # an unknown name: one line naming the known ones
+    train, val, _, _ = class_files(Path(photos).expanduser())
+    classes = sorted(train)
+    labelled = [(path, label) for label, name in enumerate(classes) for folder in (train, val or {})
+                for path in folder.get(name, [])]  # fmt: skip
+    known = {path.resolve() for path, _ in labelled}
+    files = [p for p in pile_files(pile) if p.resolve() not in known]  # a pile inside the folder: its sorted photos
+    if not files:
+        raise DatasetError(f"{pile}: no photos to sort (looked for image files in it and below)")
+    return classes, labelled, files
 
 
 def _evenly(labels: np.ndarray, most: int) -> list[int]:
@@ -156,6 +183,7 @@ class _Found:
     rows: dict[int, int]
     skipped: dict[int, str]  # photo index -> why it could not be read
     decoded: int
+    missing: int = 0  # photos without a vector of some backbone (only when not computing them)
 
 
 def _features(
@@ -165,6 +193,7 @@ def _features(
     *,
     workers: int | None,
     quiet: bool,
+    compute: bool = True,
 ) -> _Found:
     """Every photo's evaluation-view vector for each backbone: read from the store, the missing ones computed (then
     the network is loaded) and stored."""
@@ -181,7 +210,7 @@ def _features(
     keys = store.keys(paths)
     skipped = {i: "cannot be read" for i, key in enumerate(keys) if key is None}
     vectors: list[list[np.ndarray | None]] = []
-    decoded = 0
+    decoded, lacking = 0, set()
     for name in backbones:
         spec = get_spec(name)
         identity = remembered_identity(store, spec)
@@ -192,7 +221,9 @@ def _features(
             if why is not None and rows[i] is None:
                 skipped.setdefault(i, why)
         missing = [i for i, row in enumerate(rows) if row is None and i not in skipped]
-        if missing:
+        if missing and not compute:
+            lacking.update(missing)
+        elif missing:
             from transferlab.training.features import store_eval_features
 
             found = store_eval_features([paths[i] for i in missing], name, background, workers=workers, quiet=quiet)
@@ -205,6 +236,8 @@ def _features(
                 else:
                     skipped[i] = reasons.get(paths[i], "cannot be read")
         vectors.append(rows)
+    if lacking:
+        return _Found(blocks=[], rows={}, skipped=skipped, decoded=0, missing=len(lacking))
     kept = [i for i in range(len(paths)) if i not in skipped]
     blocks = [np.stack([cast(np.ndarray, rows[i]) for i in kept]) if kept else np.zeros((0, 1)) for rows in vectors]
     return _Found(blocks=blocks, rows={i: r for r, i in enumerate(kept)}, skipped=skipped, decoded=decoded)

@@ -79,7 +79,8 @@ class Pictures(Sequence[torch.Tensor]):
             picture = self.decode.picture(self.paths[index])  # raises UnreadableImage if it cannot be read now
             self.store.put(self.space, key, picture)
             array = picture
-        return torch.from_numpy(array)
+        # a small picture the store keeps in memory is shared, read-only: the tensor gets its own copy
+        return torch.from_numpy(array if array.flags.writeable else array.copy())
 
     def subset(self, indices: list[int]) -> Pictures:
         return Pictures(

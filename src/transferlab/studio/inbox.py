@@ -1,5 +1,6 @@
 """The studio's Inbox: the unsorted photos of `FOLDER/_unsorted/` (searched recursively), suggested a class each
-from the photos already sorted (`curate.suggest`, on the live model's stored features), shown a page per class,
+from the photos already sorted (`curate.suggest`: first on the live model's stored features, then, once the other
+networks' features are computed in the background, on the three of the command), shown a page per class,
 most probable first. The person unticks the wrong ones and accepts the rest of the page in one click: each accepted
 photo is a journaled move (undoable as any move), and each unticked one records that class as rejected for it, so
 it is never offered for it again (`rejected.csv` beside the journal: `path,class` rows, paths relative to the
@@ -35,6 +36,7 @@ class Inbox:
         self.lock = threading.Lock()
         self.rejected = self._read()
         self.job = Check(self._suggest)
+        self.sharpen = Check(self._sharpen)  # the other networks' features, while the person reads a page
         self.again = False  # the folder changed while suggestions were being made: make them again
 
     def refresh(self) -> None:
@@ -64,7 +66,10 @@ class Inbox:
             csv.writer(handle, lineterminator="\n").writerows(rows)
 
     def _suggest(self) -> PileSuggestions | None:
-        from transferlab.curate.suggest import suggest
+        """The pile's suggestions from the three networks `suggest` uses when all their features are stored, else
+        from the live model's network alone (its features are the studio's already), the others' then computed in
+        the background (`sharpen`) for the rounds after this one: the page never changes under the person's hands."""
+        from transferlab.curate.suggest import SUGGEST_BACKBONES, pile_features_missing, suggest
         from transferlab.training.live import LIVE_BACKBONE
 
         while True:
@@ -73,9 +78,29 @@ class Inbox:
                 return None
             with self.lock:
                 said = {self.workspace.folder / p: set(c) for p, c in self.rejected.items()}
-            found = suggest(self.workspace.folder, self.pile, rejected=said, backbones=[LIVE_BACKBONE], quiet=True)
+            folder = self.workspace.folder
+            best = not pile_features_missing(folder, self.pile, backbones=SUGGEST_BACKBONES)
+            backbones = list(SUGGEST_BACKBONES) if best else [LIVE_BACKBONE]
+            found = suggest(folder, self.pile, rejected=said, backbones=backbones, quiet=True)
             if not self.again:
+                if not best:
+                    self.sharpen.start()
                 return found
+
+    def _sharpen(self) -> None:
+        from transferlab.curate.suggest import SUGGEST_BACKBONES, pile_features_missing
+        from transferlab.studio.live import lower_priority
+
+        lower_priority()  # behind the page's requests and the live model's refits
+        pile_features_missing(self.workspace.folder, self.pile, backbones=SUGGEST_BACKBONES, compute=True)
+
+    def _how(self, found: PileSuggestions | None) -> str:
+        if found is None:
+            return ""
+        networks = f"{len(found.backbones)} network{'s' if len(found.backbones) > 1 else ''}"
+        if self.sharpen.status == "running":
+            return f"from {networks}; sharper ones (3 networks) from the next page on: computing their features"
+        return f"from {networks}"
 
     def state(self, size: int) -> dict[str, Any]:
         """The job's status and, once it finished, each class's page of up to `size` photos, and the photos to
@@ -93,6 +118,8 @@ class Inbox:
         return {
             "status": self.job.status,
             "error": self.job.error,
+            "how": self._how(found),
+            "sharpening": self.sharpen.status == "running",
             "unsorted": len(pile_files(self.pile)) if self.pile.is_dir() else 0,
             "pages": pages,
             "first": [{"path": self.workspace.relative(s.path), "suggested": s.suggested} for s in first],

@@ -51,7 +51,7 @@ def folder_signature(folder: Path) -> tuple:
 NICENESS = 10  # the live model's thread, and the decoding processes and ONNX threads it starts
 
 
-def _lower_priority() -> None:
+def lower_priority() -> None:
     """Run this thread (and what it starts) behind the page's requests: on Linux a nice value is per thread, so the
     thumbnails of a first page stay as quick while the first pass computes features for 20,000 photos."""
     try:
@@ -125,7 +125,7 @@ class LiveModel:
         return self._fitter.curves()
 
     def _loop(self) -> None:
-        _lower_priority()
+        lower_priority()
         seen = None
         while True:
             with self._changed:

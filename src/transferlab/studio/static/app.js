@@ -185,12 +185,24 @@ async function pollInbox() {
   try { r = await api('/api/inbox'); } catch (e) { say(e.message); return; }
   showInbox(r);
   if (r.status === 'running') setTimeout(pollInbox, 700);
+  else if (r.sharpening) setTimeout(pollInboxStatus, 2000);
+}
+async function pollInboxStatus() {  // the line above the pages only: they never change under the person's hands
+  let r;
+  try { r = await api('/api/inbox'); } catch (e) { return; }
+  if (r.status === 'running') return;  // a new round is under way: its own polling shows it
+  inboxStatus(r);
+  if (r.sharpening) setTimeout(pollInboxStatus, 2000);
+}
+function inboxStatus(r) {
+  $('inbox-count').textContent = r.unsorted ? `(${r.unsorted} unsorted photos in _unsorted/)` : '(put unsorted photos in _unsorted/)';
+  $('inbox-status').textContent = r.status === 'running' ? 'suggesting...' : (r.error || (r.pages.length ? `suggestions ${r.how}` : ''));
 }
 function showInbox(r) {
-  $('inbox-count').textContent = r.unsorted ? `(${r.unsorted} unsorted photos in _unsorted/)` : '(put unsorted photos in _unsorted/)';
-  $('inbox-status').textContent = r.status === 'running' ? 'suggesting...' : r.error;
+  inboxStatus(r);
   if (r.status === 'running') return;  // the pages shown stay until the new ones come
   const box = $('inbox'); box.replaceChildren();
+  box.dataset.round = String(Number(box.dataset.round || 0) + 1);  // pages shown so far (the browser tests wait on it)
   for (const page of r.pages.filter(p => p.photos.length)) {
     const grid = el('div', { class: 'grid' });
     for (const p of page.photos) {
