@@ -69,6 +69,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--work", default="/tmp/transferlab-suggest-round")
     args = parser.parse_args()
+    if args.rounds < 1:
+        parser.error("--rounds must be at least 1")
     photos, pile = make_folders([Path(d) for d in args.data], Path(args.work), args.start, args.pile, args.seed)
     labelled = sum(1 for _ in photos.rglob("*.*"))
     first, torch_first = one_round(photos, pile, args.backbone)
