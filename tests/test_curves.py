@@ -22,3 +22,17 @@ def test_a_class_of_many_kinds_is_still_rising_and_a_tight_one_is_flat():
     assert all(len(c.recall) == 3 and c.photos == 60 for c in by.values())
     assert "tight (60 photos): recall with 25% of them: 100%" in by["tight"].sentence()
     assert by["kinds"].sentence().endswith("more photos would likely still help")
+
+
+def test_curves_from_the_live_models_standardised_features_are_those_of_the_raw_features():
+    """The live model hands its standardised features (`Design.z`) rather than keeping a raw copy beside them."""
+    from transferlab.training._solver import Design
+
+    rng = np.random.default_rng(1)
+    x = torch.from_numpy(
+        (rng.normal(0, 1, (90, 12)) * 4 + 7 + np.repeat(np.eye(12)[:3] * 5, 30, axis=0)).astype(np.float32)
+    )
+    y = torch.from_numpy(np.repeat([0, 1, 2], 30))
+    raw = class_curves(x, y, ["a", "b", "c"], c=0.5)
+    laid_out = class_curves(Design(x).z, y, ["a", "b", "c"], c=0.5, standardised=True)
+    assert [c.recall for c in raw] == [c.recall for c in laid_out]

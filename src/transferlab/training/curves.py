@@ -37,21 +37,24 @@ class ClassCurve:
         return f"{self.name} ({self.photos} photos): recall with {shown}; {verdict}"
 
 
-def class_curves(x: torch.Tensor, y: torch.Tensor, classes: list[str], c: float, seed: int = 0) -> list[ClassCurve]:
-    """Each class's curve: cross-validated (stratified folds), the probe at strength `c` (the live model's)."""
+def class_curves(
+    x: torch.Tensor, y: torch.Tensor, classes: list[str], c: float, seed: int = 0, *, standardised: bool = False
+) -> list[ClassCurve]:
+    """Each class's curve: cross-validated (stratified folds), the probe at strength `c` (the live model's). With
+    `standardised`, `x` is already standardised as the probe solves on it (the live model's `Design.z`)."""
     from threadpoolctl import threadpool_limits  # one thread, as the probe solves (see `training.probe`)
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
         with threadpool_limits(1, user_api="blas"):
-            return _curves(x, y, classes, c, seed)
+            return _curves(x if standardised else standardise(x)[0], y, classes, c, seed)
     finally:
         torch.set_num_threads(threads)
 
 
-def _curves(x: torch.Tensor, y: torch.Tensor, classes: list[str], c: float, seed: int) -> list[ClassCurve]:
-    z = standardise(x)[0]  # as the live model's probe: its strength `c` means the same here
+def _curves(z: torch.Tensor, y: torch.Tensor, classes: list[str], c: float, seed: int) -> list[ClassCurve]:
+    """`z` standardised as the live model's probe solves: its strength `c` means the same here."""
     y = y.long()
     folds = usable_folds(y, len(classes), FOLDS)
     rng = np.random.default_rng(seed)

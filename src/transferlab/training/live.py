@@ -76,7 +76,7 @@ class LiveFitter:
         self.last: Probe | None = None  # the last fit's probe: its strength and solution start the next one
         self.last_classes: list[str] = []
         self.searched_photos = 0  # photos when the strength was last searched for
-        self.fitted_on: tuple[torch.Tensor, torch.Tensor] | None = None  # the last fit's features and labels
+        self.fitted_on: tuple[Design, torch.Tensor, list[str], float] | None = None  # the last fit's photos, together
         self.fold_of: dict[str, int] = {}  # each photo's fold in the last fit, by the key of its bytes
         self.design: Design | None = None  # the last fit's features, standardised and laid out for the solver
         self.design_keys: list[str] = []  # of the photos (the keys of their bytes), in its rows' order
@@ -104,7 +104,7 @@ class LiveFitter:
         if self.design is None or keys != self.design_keys:  # standardised and laid out once while the photos stay
             self.design, self.design_keys = Design(x), keys  # the same
         probe, searched = self._probe(self.design, y, classes, keys)
-        self.fitted_on = (x, y)
+        self.fitted_on = (self.design, y, list(classes), probe.C)  # one assignment: `curves` sees one fit's
         probe_seconds = time.perf_counter() - prepared_at
         head = TransferModel(self.backbone, self.spec.feature_dim, len(classes), frozen=True)
         linear = cast(nn.Linear, head.head[-1])
@@ -135,10 +135,10 @@ class LiveFitter:
 
     def curves(self) -> list[ClassCurve]:
         """Would more photos still help, class by class (`training.curves`), on the last fit's photos."""
-        if self.fitted_on is None or self.last is None:
+        if self.fitted_on is None:
             raise UsageError("no live model yet: its learning curves come after its first fit")
-        x, y = self.fitted_on
-        return class_curves(x, y, self.last_classes, self.last.C)
+        design, y, classes, c = self.fitted_on
+        return class_curves(design.z, y, classes, c, standardised=True)
 
     def _probe(self, x: Design, y: torch.Tensor, classes: list[str], keys: list[str]) -> tuple[Probe, bool]:
         """The cross-validated probe: the whole grid of strengths the first time, or when the classes changed or
