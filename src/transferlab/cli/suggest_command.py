@@ -44,8 +44,8 @@ def cmd_suggest(args: argparse.Namespace) -> int:
         print(f"transferlab: skipped {path}: {why}", file=sys.stderr)
     if not args.quiet:
         print(
-            f"transferlab: {len(result.photos)} photos suggested from {result.labelled} labelled photos in "
-            f"{result.seconds:.1f} s ({result.decoded} decoded)",
+            f"transferlab: {len(result.photos)} photos suggested from {result.labelled} labelled photos "
+            f"({'+'.join(result.backbones)}) in {result.seconds:.1f} s ({result.decoded} decoded)",
             file=sys.stderr,
         )
     return 0
