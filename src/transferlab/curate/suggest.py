@@ -5,7 +5,7 @@ of each backbone from the per-photo store: only photos with new bytes are decode
 a round whose photos all have their vectors never imports torch (`training.stored_features`). The pile is scored by
 `pile_model`: a ridge classifier on the labelled photos and the labels spread along the pile's own neighbours, on
 the three EfficientNet-Lites' features side by side by default (each photo passes through three networks once; the
-studio's Inbox uses the live model's one, whose features it already has). A class the person rejected for a photo
+studio's Inbox starts from the live model's one, whose features it already has). A class the person rejected for a photo
 is never suggested for it again (its probability becomes 0, the rest renormalised: what the person said, taken as
 evidence). Each photo also says whether it looks like none of the classes: farther from its nearest labelled
 photos than 95% of the labelled photos are from theirs.
@@ -28,6 +28,8 @@ from transferlab.errors import DatasetError, UsageError
 
 PAGE = 30  # photos a page of suggestions shows
 FIRST = 12  # photos "label these first" names
+SUGGEST_BACKBONES = ("efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2")  # ImageNet weights offline
+MOST_LABELLED = 1000  # labelled photos a round learns from at most (evenly per class): the ridge 0.4 s, at 2,000 1.6 s
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -78,10 +80,6 @@ def pile_files(pile: str | Path) -> list[Path]:
     if not root.is_dir():
         raise UsageError(f"{root}: no such folder")
     return [path for path in files_below(root) if is_image_file(path)]
-
-
-SUGGEST_BACKBONES = ("efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2")  # ImageNet weights offline
-MOST_LABELLED = 1000  # labelled photos a round learns from at most (evenly per class): the ridge 0.4 s, at 2,000 1.6 s
 
 
 def suggest(
