@@ -202,3 +202,17 @@ def _no_exit():
     import contextlib
 
     return contextlib.nullcontext()
+
+
+@pytest.mark.parametrize(
+    "which, expected",
+    [("missing", "no such folder"), ("file", "not a folder"), ("one class", "only one class")],
+)
+def test_wrong_labelled_photos_are_one_line_and_exit_2(sorted_and_pile, tmp_path, capsys, which, expected):
+    _, pile, _ = sorted_and_pile
+    photos = {"missing": tmp_path / "nowhere", "file": next(pile.glob("*.jpg"))}.get(which)
+    if photos is None:
+        photos = make_folder(tmp_path / "one", {"red": 3}, split=False)
+    assert main(["suggest", str(photos), str(pile), "-q"]) == 2
+    err = capsys.readouterr().err
+    assert expected in err and err.count("\n") == 1

@@ -78,7 +78,7 @@ def pile_files(pile: str | Path) -> list[Path]:
 
     root = Path(pile).expanduser()
     if not root.is_dir():
-        raise UsageError(f"{root}: no such folder")
+        raise UsageError(f"{root}: {'not a folder' if root.exists() else 'no such folder'} (the photos to sort)")
     return [path for path in files_below(root) if is_image_file(path)]
 
 
@@ -151,7 +151,11 @@ def _listing(
         raise UsageError("suggest needs backbones named, e.g. efficientnet_lite0 (see `transferlab backbones`)")
     for name in backbones:
         get_spec(name)  # an unknown name: one line naming the known ones
-    train, val, _, _ = class_files(Path(photos).expanduser())
+    root = Path(photos).expanduser()
+    if not root.is_dir():
+        what = "not a folder" if root.exists() else "no such folder"
+        raise DatasetError(f"{root}: {what} (the labelled photos: class folders, or train/ and val/)")
+    train, val, _, _ = class_files(root)
     classes = sorted(train)
     labelled = [(path, label) for label, name in enumerate(classes) for folder in (train, val or {})
                 for path in folder.get(name, [])]  # fmt: skip
