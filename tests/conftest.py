@@ -104,9 +104,4 @@ def studio_client(photos: Path, runs: Path, port: int = 8123):
     try:
         yield client
     finally:
-        studio = client.app.state.studio
-        if studio.live is not None:
-            studio.live.stop()
-        for job in (studio.inbox.job, studio.inbox.sharpen):  # native code (torch, ONNX Runtime) in a thread at exit
-            if job.thread is not None:  # aborts the interpreter: let the Inbox's work end first
-                job.thread.join(timeout=300)
+        client.app.state.studio.close()  # its threads' work ended: none left running under the next test

@@ -63,6 +63,9 @@ def serving(app, port: int) -> Iterator[list[tuple[int, str]]]:
     finally:
         server.should_exit = True
         thread.join(timeout=15)
+        studio = getattr(app.state, "studio", None)
+        if studio is not None:
+            studio.close()  # its threads' work ended: none left running under the next test
     assert not thread.is_alive(), "the page did not stop"
     assert not [s for s in statuses if s[0] >= 500], statuses
 

@@ -143,3 +143,13 @@ def test_the_first_suggestions_come_from_one_network_and_later_ones_from_three(c
         time.sleep(0.2)
     _pages(client)
     assert client.get("/api/inbox").json()["how"] == "from 3 networks"
+
+
+def test_closing_the_studio_ends_its_background_work(photos, tmp_path):
+    """The Inbox's feature pass for the other networks runs in a thread; closing the studio waits for it (a feature
+    pass restores torch's random state when it ends, under whatever this process runs next)."""
+    with studio_client(photos, tmp_path / "runs") as client:
+        _pages(client)
+        studio = client.app.state.studio
+        assert studio.inbox.sharpen.thread is not None  # started by the first round
+    assert not studio.inbox.sharpen.thread.is_alive() and not studio.inbox.job.thread.is_alive()

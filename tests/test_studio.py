@@ -31,7 +31,8 @@ def photos(tmp_path):
 @pytest.fixture
 def client(photos, tmp_path):
     app = create_studio(photos, tmp_path / "runs", host="127.0.0.1", port=8123)
-    return TestClient(app, base_url=f"http://{HOST}")
+    yield TestClient(app, base_url=f"http://{HOST}")
+    app.state.studio.close()  # its threads' work ended: none left running under the next test
 
 
 def test_the_page_and_its_assets_come_from_the_package(client):

@@ -41,7 +41,9 @@ def photos(tmp_path):
 
 @pytest.fixture
 def client(photos, tmp_path):
-    return TestClient(create_studio(photos, tmp_path / "runs", port=PORT), base_url=f"http://{HOST}")
+    app = create_studio(photos, tmp_path / "runs", port=PORT)
+    yield TestClient(app, base_url=f"http://{HOST}")
+    app.state.studio.close()  # its threads' work ended: none left running under the next test
 
 
 def _one_line(response) -> str:

@@ -268,6 +268,11 @@ class Check:
         self.thread = threading.Thread(target=self._run, daemon=True)
         self.thread.start()
 
+    def wait(self, timeout: float | None = None) -> None:
+        """Until the check under way (if any) ends, at most `timeout` seconds."""
+        if self.thread is not None:
+            self.thread.join(timeout)
+
     def _run(self) -> None:
         try:
             self.result, self.status = self.work(), "finished"

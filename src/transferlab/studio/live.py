@@ -85,6 +85,11 @@ class LiveModel:
             self._stop = True
             self._changed.notify()
 
+    def join(self, timeout: float | None = None) -> None:
+        """Until the thread ends (after `stop`: at most the fit under way), at most `timeout` seconds."""
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+
     def changed(self) -> None:
         """Something in the folder changed: refit (at once if idle, else right after the fit under way)."""
         with self._changed:

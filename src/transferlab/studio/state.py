@@ -69,6 +69,16 @@ class Studio:
         self.curves = Check(lambda: self.live_model().curves())
         self.training = Training(self.workspace.folder, self.out, self.workspace.home)
 
+    def close(self, timeout: float = 300) -> None:
+        """Stop the live model and let the work under way in threads end (the live fit, the checks, the Inbox's):
+        a feature pass restores torch's global random state when it ends, under whatever else this process runs
+        (the tests train in the same process next)."""
+        if self.live is not None:
+            self.live.stop()
+            self.live.join(timeout)
+        for job in (self.doctor, self.labels, self.shortcuts, self.curves, self.inbox.job, self.inbox.sharpen):
+            job.wait(timeout)
+
     def _diagnose(self) -> DoctorReport:
         from transferlab.curate.doctor import diagnose
 
