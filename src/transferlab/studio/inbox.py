@@ -91,7 +91,7 @@ class Inbox:
         from transferlab.curate.suggest import SUGGEST_BACKBONES, pile_features_missing
         from transferlab.studio.live import lower_priority
 
-        lower_priority()  # behind the page's requests and the live model's refits
+        lower_priority()  # behind the page's requests, as the live model's thread
         pile_features_missing(self.workspace.folder, self.pile, backbones=SUGGEST_BACKBONES, compute=True)
 
     def _how(self, found: PileSuggestions | None) -> str:
