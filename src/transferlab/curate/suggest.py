@@ -88,16 +88,19 @@ def suggest(
     *,
     rejected: Mapping[Path, Collection[str]] | None = None,
     backbones: Sequence[str] = SUGGEST_BACKBONES,
+    if_stored: Sequence[str] = (),
     workers: int | None = None,
     quiet: bool = False,
 ) -> PileSuggestions:
     """Suggest a class for every photo of `pile` from the labelled photos of `photos` (class folders, or train/ and
-    val/), on the features of `backbones` side by side. `rejected` maps a pile photo to the classes the person said
-    it is not."""
+    val/), on the features of `backbones` side by side, and of each of `if_stored` whose vectors every photo has
+    in the store already (never computed here: the studio's Inbox). `rejected` maps a pile photo to the classes the
+    person said it is not."""
     start = time.perf_counter()
-    classes, labelled, files = _listing(photos, pile, backbones)
+    classes, labelled, files = _listing(photos, pile, [*backbones, *if_stored])
     background = DataConfig(root=str(photos)).background
-    found = _features([path for path, _ in labelled] + files, backbones, background, workers=workers, quiet=quiet)
+    found = _features([path for path, _ in labelled] + files, backbones, background, workers=workers, quiet=quiet,
+                      if_stored=if_stored)  # fmt: skip
     lab = [i for i in range(len(labelled)) if i in found.rows]
     y_all = np.array([labelled[i][1] for i in lab], dtype=np.int64)
     lab = [lab[i] for i in _evenly(y_all, MOST_LABELLED)]
@@ -117,26 +120,18 @@ def suggest(
     skipped = [(files[i - len(labelled)], why) for i, why in sorted(found.skipped.items()) if i >= len(labelled)]
     return PileSuggestions(
         classes=classes, photos=photos_out, labelled=len(lab), skipped=skipped, decoded=found.decoded,
-        seconds=time.perf_counter() - start, backbones=list(backbones),
+        seconds=time.perf_counter() - start, backbones=found.backbones,
     )  # fmt: skip
 
 
-def pile_features_missing(
-    photos: str | Path,
-    pile: str | Path,
-    *,
-    backbones: Sequence[str] = SUGGEST_BACKBONES,
-    compute: bool = False,
-    workers: int | None = None,
-    quiet: bool = True,
-) -> int:
-    """How many photos of `photos` and `pile` lack a stored vector of one of `backbones` (torch-free); with
-    `compute`, they are computed and stored first (the studio's Inbox does it while the person reads a page)."""
+def store_pile_features(
+    photos: str | Path, pile: str | Path, backbones: Sequence[str], *, workers: int | None = None, quiet: bool = True
+) -> None:
+    """Compute and store the vectors of `backbones` that the photos of `photos` and `pile` lack (the studio's Inbox
+    does it in the background while the person reads a page)."""
     _, labelled, files = _listing(photos, pile, backbones)
     background = DataConfig(root=str(photos)).background
-    found = _features([p for p, _ in labelled] + files, backbones, background, workers=workers, quiet=quiet,
-                      compute=compute)  # fmt: skip
-    return found.missing
+    _features([p for p, _ in labelled] + files, backbones, background, workers=workers, quiet=quiet)
 
 
 def _listing(
@@ -185,7 +180,7 @@ class _Found:
     rows: dict[int, int]
     skipped: dict[int, str]  # photo index -> why it could not be read
     decoded: int
-    missing: int = 0  # photos without a vector of some backbone (only when not computing them)
+    backbones: list[str]  # whose vectors the blocks are
 
 
 def _features(
@@ -195,10 +190,10 @@ def _features(
     *,
     workers: int | None,
     quiet: bool,
-    compute: bool = True,
+    if_stored: Sequence[str] = (),
 ) -> _Found:
-    """Every photo's evaluation-view vector for each backbone: read from the store, the missing ones computed (then
-    the network is loaded) and stored."""
+    """Every photo's evaluation-view vector for each of `backbones`: read from the store, the missing ones computed
+    (then the network is loaded) and stored; and for each of `if_stored` whose vectors are all stored."""
     from transferlab.models.backbones import get_spec
     from transferlab.store import open_store
     from transferlab.training.stored_features import (
@@ -212,37 +207,40 @@ def _features(
     keys = store.keys(paths)
     skipped = {i: "cannot be read" for i, key in enumerate(keys) if key is None}
     vectors: list[list[np.ndarray | None]] = []
-    decoded, lacking = 0, set()
-    for name in backbones:
+    used: list[str] = []
+    decoded = 0
+    for name in [*backbones, *if_stored]:
         spec = get_spec(name)
         identity = remembered_identity(store, spec)
         rows: list[np.ndarray | None] = [None] * len(paths)
         if identity:
             rows = stored_vectors(store, eval_space(identity, spec, background), keys, spec.feature_dim)
-        for i, why in enumerate(unreadable_reasons(store, spec, background, keys)):
-            if why is not None and rows[i] is None:
-                skipped.setdefault(i, why)
-        missing = [i for i, row in enumerate(rows) if row is None and i not in skipped]
-        if missing and not compute:
-            lacking.update(missing)
-        elif missing:
+        reasons = unreadable_reasons(store, spec, background, keys)
+        missing = [i for i, row in enumerate(rows) if row is None and reasons[i] is None and i not in skipped]
+        if missing and name in if_stored:
+            continue  # not all stored: left out this round
+        for i, reason in enumerate(reasons):
+            if reason is not None and rows[i] is None:
+                skipped.setdefault(i, reason)
+        if missing:
             from transferlab.training.features import store_eval_features
 
             found = store_eval_features([paths[i] for i in missing], name, background, workers=workers, quiet=quiet)
             decoded += found.decoded
             where = {path: row for row, path in enumerate(found.paths)}
-            reasons = dict(found.skipped)
+            why = dict(found.skipped)
             for i in missing:
                 if paths[i] in where:
                     rows[i] = found.features[where[paths[i]]].numpy()
                 else:
-                    skipped[i] = reasons.get(paths[i], "cannot be read")
+                    skipped[i] = why.get(paths[i], "cannot be read")
         vectors.append(rows)
-    if lacking:
-        return _Found(blocks=[], rows={}, skipped=skipped, decoded=0, missing=len(lacking))
+        used.append(name)
     kept = [i for i in range(len(paths)) if i not in skipped]
     blocks = [np.stack([cast(np.ndarray, rows[i]) for i in kept]) if kept else np.zeros((0, 1)) for rows in vectors]
-    return _Found(blocks=blocks, rows={i: r for r, i in enumerate(kept)}, skipped=skipped, decoded=decoded)
+    return _Found(
+        blocks=blocks, rows={i: r for r, i in enumerate(kept)}, skipped=skipped, decoded=decoded, backbones=used
+    )
 
 
 def _suggestions(classes, pile_paths, probabilities, strangers, rejected) -> list[Suggestion]:

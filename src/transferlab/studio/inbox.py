@@ -66,40 +66,46 @@ class Inbox:
             csv.writer(handle, lineterminator="\n").writerows(rows)
 
     def _suggest(self) -> PileSuggestions | None:
-        """The pile's suggestions from the three networks `suggest` uses when all their features are stored, else
-        from the live model's network alone (its features are the studio's already), the others' then computed in
-        the background (`sharpen`) for the rounds after this one: the page never changes under the person's hands."""
-        from transferlab.curate.suggest import SUGGEST_BACKBONES, pile_features_missing, suggest
+        """The pile's suggestions from the live model's network (its features are the studio's already) and each of
+        the command's other networks whose features every photo has; the ones missing are computed in the
+        background (`sharpen`) for the rounds after this one: the page never changes under the person's hands."""
+        from transferlab.curate.suggest import SUGGEST_BACKBONES, suggest
         from transferlab.training.live import LIVE_BACKBONE
 
+        others = [name for name in SUGGEST_BACKBONES if name != LIVE_BACKBONE]
         while True:
             self.again = False
             if not self.pile.is_dir() or not pile_files(self.pile):
                 return None
             with self.lock:
                 said = {self.workspace.folder / p: set(c) for p, c in self.rejected.items()}
-            folder = self.workspace.folder
-            best = not pile_features_missing(folder, self.pile, backbones=SUGGEST_BACKBONES)
-            backbones = list(SUGGEST_BACKBONES) if best else [LIVE_BACKBONE]
-            found = suggest(folder, self.pile, rejected=said, backbones=backbones, quiet=True)
+            found = suggest(
+                self.workspace.folder, self.pile, rejected=said, backbones=[LIVE_BACKBONE], if_stored=others,
+                quiet=True,
+            )  # fmt: skip
             if not self.again:
-                if not best:
+                if len(found.backbones) < len(SUGGEST_BACKBONES):
                     self.sharpen.start()
                 return found
 
     def _sharpen(self) -> None:
-        from transferlab.curate.suggest import SUGGEST_BACKBONES, pile_features_missing
+        from transferlab.curate.suggest import SUGGEST_BACKBONES, store_pile_features
         from transferlab.studio.live import lower_priority
 
         lower_priority()  # behind the page's requests, as the live model's thread
-        pile_features_missing(self.workspace.folder, self.pile, backbones=SUGGEST_BACKBONES, compute=True)
+        store_pile_features(self.workspace.folder, self.pile, SUGGEST_BACKBONES)
 
     def _how(self, found: PileSuggestions | None) -> str:
+        from transferlab.curate.suggest import SUGGEST_BACKBONES
+
         if found is None:
             return ""
         networks = f"{len(found.backbones)} network{'s' if len(found.backbones) > 1 else ''}"
         if self.sharpen.status == "running":
-            return f"from {networks}; sharper ones (3 networks) from the next page on: computing their features"
+            return (
+                f"from {networks}; sharper ones ({len(SUGGEST_BACKBONES)} networks) from the next page on: "
+                "computing their features"
+            )
         return f"from {networks}"
 
     def state(self, size: int) -> dict[str, Any]:
